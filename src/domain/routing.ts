@@ -1,0 +1,68 @@
+/**
+ * The routing table: what the data plane (src/proxy) and the Traefik publisher (src/etcd)
+ * read. Produced by the runtime from route actors; always published as a full replace.
+ */
+export const RouteStates = [
+  'PENDING',
+  'PROVISIONING',
+  'HEALTHY',
+  'UNHEALTHY',
+  'DEGRADED',
+  'TERMINATING',
+  'TERMINATED',
+] as const;
+export type RouteState = (typeof RouteStates)[number];
+
+export const BalancingStrategies = [
+  'round_robin',
+  'least_connections',
+  'weighted',
+  'power_of_two_choices',
+] as const;
+export type BalancingStrategy = (typeof BalancingStrategies)[number];
+
+export interface RoutingConfig {
+  strategy: BalancingStrategy;
+  request_timeout_s: number;
+  /** Retries on connection failure or 502/503, each to another replica. */
+  retries: number;
+}
+
+export const DEFAULT_ROUTING: RoutingConfig = {
+  strategy: 'round_robin',
+  request_timeout_s: 60,
+  retries: 2,
+};
+
+export interface RouteEntry {
+  routeId: string;
+  replicaId: string;
+  /** Base URL of the replica, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  state: RouteState;
+  weight: number;
+}
+
+export interface DeploymentRoutes {
+  deploymentId: string;
+  name: string;
+  routing: RoutingConfig;
+  routes: RouteEntry[];
+}
+
+export interface EndpointBackend {
+  deployment: string;
+  weight: number;
+}
+
+export interface EndpointRoutes {
+  name: string;
+  backends: EndpointBackend[];
+}
+
+export interface RoutingTable {
+  /** Monotonic version; a consumer ignores a table older than the one it has. */
+  version: number;
+  deployments: DeploymentRoutes[];
+  endpoints: EndpointRoutes[];
+}
