@@ -1,0 +1,321 @@
+/**
+ * The echo model server: an OpenAI-compatible HTTP server whose "model" replies with the words
+ * of the last user message, one token per word. Demos and tests deploy it as a replica; its
+ * knobs and fault injection produce every replica and route state on purpose.
+ *
+ *   GET  /health               503 until startupDelayMs has passed, then 200 (unless failed)
+ *   GET  /v1/models            the model, with this process's pid and replica id
+ *   POST /v1/chat/completions  plain or `stream: true` (SSE, one chunk per token, `[DONE]`)
+ *   POST /v1/completions       same, legacy completions
+ *   POST /admin/health         {"ok": false} makes /health answer 503; {"ok": true} undoes it
+ *   POST /admin/crash          exits at once (status 1)
+ *   POST /admin/hang           every later request, /health included, is never answered
+ *
+ * Every response carries `x-echo-pid` (and `x-echo-replica` when a replica id is set). Plain
+ * node:http: the server should never be the bottleneck of a proxy benchmark.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  type CompletionMeta,
+  chatChunk,
+  chatCompletion,
+  chatUsageChunk,
+  errorBody,
+  lastUserText,
+  promptText,
+  promptTokenCount,
+  replyTokens,
+  textCompletion,
+  usage,
+  words,
+} from './openai-format.ts';
+
+export interface EchoServerOptions {
+  /** 0 picks a free port. */
+  port: number;
+  /** Default `127.0.0.1`. */
+  host?: string;
+  /** /health answers 503 for this long after listening starts. Default 0. */
+  startupDelayMs?: number;
+  /** Delay before each token (streaming) or tokens x delay before a whole reply. Default 0. */
+  tokenLatencyMs?: number;
+  /** Model id served. Default `echo`. */
+  model?: string;
+  /** Reported in /v1/models and `x-echo-replica` (the CLI passes FLOTILLA_REPLICA_ID). */
+  replicaId?: string;
+  /** What `POST /admin/crash` does. Default `process.exit(1)`; tests in-process replace it. */
+  onCrash?: () => void;
+}
+
+export interface EchoServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+class BadRequest extends Error {}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new BadRequest(`request body over ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const text = await readBody(req);
+  if (text.trim() === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new BadRequest('request body is not valid JSON');
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new BadRequest('request body must be a JSON object');
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+  });
+  res.end(payload);
+}
+
+let idCounter = 0;
+function completionId(prefix: string): string {
+  idCounter = (idCounter + 1) % 1e9;
+  return `${prefix}-${process.pid.toString(36)}${Date.now().toString(36)}${idCounter.toString(36)}`;
+}
+
+export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServer> {
+  const model = opts.model ?? 'echo';
+  const tokenLatencyMs = Math.max(0, opts.tokenLatencyMs ?? 0);
+  const startupDelayMs = Math.max(0, opts.startupDelayMs ?? 0);
+  const onCrash = opts.onCrash ?? (() => process.exit(1));
+  const pid = process.pid;
+  const createdSec = Math.floor(Date.now() / 1000);
+
+  let readyAt = Number.POSITIVE_INFINITY;
+  let healthOk = true;
+  let hung = false;
+  let closing = false;
+  // Sleepers and hung streams wake up when the server closes, so close() never waits on them.
+  const wakeOnClose = new Set<() => void>();
+
+  function sleep(ms: number): Promise<void> {
+    if (ms <= 0 || closing) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        wakeOnClose.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      wakeOnClose.add(done);
+    });
+  }
+
+  function untilClosed(): Promise<void> {
+    if (closing) return Promise.resolve();
+    return new Promise((resolve) => wakeOnClose.add(resolve));
+  }
+
+  function modelsBody() {
+    const identity = { pid, replica_id: opts.replicaId ?? null };
+    return {
+      object: 'list',
+      data: [
+        { id: model, object: 'model', created: createdSec, owned_by: 'flotilla-echo', ...identity },
+      ],
+      ...identity,
+    };
+  }
+
+  async function streamSse(
+    res: ServerResponse,
+    tokens: string[],
+    chunkFor: (token: string, index: number) => unknown,
+    tail: unknown[],
+  ): Promise<void> {
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+    });
+    res.flushHeaders();
+    let gone = false;
+    res.on('close', () => {
+      gone = true;
+    });
+    for (let i = 0; i < tokens.length; i++) {
+      await sleep(tokenLatencyMs);
+      if (hung) return untilClosed();
+      if (gone || closing) return;
+      res.write(`data: ${JSON.stringify(chunkFor(tokens[i]!, i))}\n\n`);
+    }
+    if (hung) return untilClosed();
+    if (gone || closing) return;
+    for (const chunk of tail) res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+    res.end('data: [DONE]\n\n');
+  }
+
+  async function chatCompletions(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJson(req);
+    if (!Array.isArray(body.messages)) throw new BadRequest('messages: expected an array');
+    const { tokens, truncated } = replyTokens(
+      lastUserText(body.messages),
+      body.max_completion_tokens ?? body.max_tokens,
+    );
+    const finish = truncated ? 'length' : 'stop';
+    const u = usage(promptTokenCount(body.messages), tokens.length);
+    const meta: CompletionMeta = {
+      id: completionId('chatcmpl'),
+      created: Math.floor(Date.now() / 1000),
+      model,
+    };
+    if (body.stream === true) {
+      const includeUsage =
+        (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+      const tail: unknown[] = [chatChunk(meta, {}, finish)];
+      if (includeUsage) tail.push(chatUsageChunk(meta, u));
+      return streamSse(
+        res,
+        tokens,
+        (token, i) =>
+          chatChunk(
+            meta,
+            i === 0 ? { role: 'assistant', content: token } : { content: token },
+            null,
+          ),
+        tail,
+      );
+    }
+    await sleep(tokenLatencyMs * tokens.length);
+    if (hung) return untilClosed();
+    sendJson(res, 200, chatCompletion(meta, tokens.join(''), finish, u));
+  }
+
+  async function completions(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJson(req);
+    if (body.prompt === undefined) throw new BadRequest('prompt: required');
+    const text = promptText(body.prompt);
+    const { tokens, truncated } = replyTokens(text, body.max_tokens);
+    const finish = truncated ? 'length' : 'stop';
+    const u = usage(words(text).length, tokens.length);
+    const meta: CompletionMeta = {
+      id: completionId('cmpl'),
+      created: Math.floor(Date.now() / 1000),
+      model,
+    };
+    if (body.stream === true) {
+      const includeUsage =
+        (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+      const tail: unknown[] = [textCompletion(meta, '', finish)];
+      if (includeUsage) tail.push({ ...textCompletion(meta, '', null), choices: [], usage: u });
+      return streamSse(res, tokens, (token) => textCompletion(meta, token, null), tail);
+    }
+    await sleep(tokenLatencyMs * tokens.length);
+    if (hung) return untilClosed();
+    sendJson(res, 200, textCompletion(meta, tokens.join(''), finish, u));
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // A hung server keeps the socket open and says nothing, like a wedged model server.
+    if (hung) return;
+    res.setHeader('x-echo-pid', String(pid));
+    if (opts.replicaId) res.setHeader('x-echo-replica', opts.replicaId);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const route = `${req.method} ${q < 0 ? url : url.slice(0, q)}`;
+    switch (route) {
+      case 'GET /health':
+      case 'HEAD /health':
+        if (Date.now() < readyAt) return sendJson(res, 503, { status: 'starting' });
+        if (!healthOk) return sendJson(res, 503, { status: 'unhealthy' });
+        return sendJson(res, 200, { status: 'ok' });
+      case 'GET /v1/models':
+        return sendJson(res, 200, modelsBody());
+      case 'POST /v1/chat/completions':
+        return chatCompletions(req, res);
+      case 'POST /v1/completions':
+        return completions(req, res);
+      case 'POST /admin/health': {
+        const body = await readJson(req);
+        if (typeof body.ok !== 'boolean') throw new BadRequest('ok: expected a boolean');
+        healthOk = body.ok;
+        return sendJson(res, 200, { ok: healthOk });
+      }
+      case 'POST /admin/crash':
+        onCrash();
+        // In-process (tests) the crash is simulated by dropping the connection.
+        res.destroy();
+        return;
+      case 'POST /admin/hang':
+        hung = true;
+        return sendJson(res, 200, { hung: true });
+      default:
+        return sendJson(
+          res,
+          404,
+          errorBody(`no route ${route}`, 'invalid_request_error', 'not_found'),
+        );
+    }
+  }
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof BadRequest) {
+        sendJson(res, 400, errorBody(err.message, 'invalid_request_error'));
+      } else {
+        sendJson(res, 500, errorBody(String(err), 'server_error'));
+      }
+    });
+  });
+  // Longer than any client's idle keep-alive, so a proxy never reuses a socket we just closed.
+  server.keepAliveTimeout = 65_000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port: opts.port, host: opts.host ?? '127.0.0.1' }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  readyAt = Date.now() + startupDelayMs;
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    port,
+    close: async () => {
+      if (closing) return;
+      closing = true;
+      for (const wake of [...wakeOnClose]) wake();
+      wakeOnClose.clear();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
