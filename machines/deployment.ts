@@ -1,0 +1,532 @@
+/**
+ * Deployment: one declared model service and its replicas and routes (spawned children).
+ *
+ * Documented table (shared/reference/deployment-system.md, "Deployment State Transitions"):
+ *   PENDING      -> PROVISIONING  initial replica creation started (definition generated)
+ *   PENDING      -> ERROR         definition generator failure
+ *   PROVISIONING -> RUNNING       minimum replica count achieved (at least one HEALTHY replica)
+ *   PROVISIONING -> PENDING       retry: no replica became HEALTHY within the provisioning timeout
+ *   RUNNING      -> DESTROYING    delete request
+ *   DESTROYING   -> TERMINATED    all replicas (and routes) terminated
+ *
+ * Additions, so an operator can remove a stuck deployment:
+ *   PENDING | PROVISIONING | ERROR -> DESTROYING   delete request
+ *
+ * Rules: the replica count may change in RUNNING (and is accepted in PENDING/PROVISIONING);
+ * no replica is created once DESTROYING has started. A replica leaves by draining its route
+ * first (route TERMINATING -> TERMINATED), then stopping its session. Terminated children are
+ * stopped and dropped from context (xstate-notes rule 8). Replica ids are derived from the
+ * deployment id and a sequence kept in context, so a replay after a crash re-creates the same
+ * ids and the backend adopts the running sessions instead of starting duplicates.
+ */
+import { assign, enqueueActions, fromPromise, setup } from 'xstate';
+import { type DeadlineReachedEvent, deadlineTimer } from './deadline-timer.ts';
+import {
+  type ReplicaHealthSettings,
+  type ReplicaState,
+  type ReplicaStateEvent,
+  replicaMachine,
+} from './replica.ts';
+import {
+  type CleanupStatus,
+  type RouteState,
+  type RouteStateEvent,
+  routeMachine,
+} from './route.ts';
+
+export const DeploymentStates = [
+  'PENDING',
+  'PROVISIONING',
+  'RUNNING',
+  'DESTROYING',
+  'TERMINATED',
+  'ERROR',
+] as const;
+export type DeploymentState = (typeof DeploymentStates)[number];
+
+export interface DeploymentSettings {
+  health: ReplicaHealthSettings;
+  /** Seconds a replica gets to stop before it is killed. */
+  terminate_timeout_s: number;
+  /** Seconds a route drains in-flight requests. */
+  drain_timeout_s: number;
+  /** Restart attempts per unhealthy replica before regeneration. */
+  max_restarts: number;
+  backoff_base_s: number;
+  backoff_cap_s: number;
+  /** Seconds PROVISIONING waits for a HEALTHY replica before retrying from PENDING. */
+  provision_timeout_s: number;
+}
+
+export const DEFAULT_DEPLOYMENT_SETTINGS: DeploymentSettings = {
+  health: { healthy_threshold: 1, unhealthy_threshold: 3, startup_timeout_s: 300 },
+  terminate_timeout_s: 30,
+  drain_timeout_s: 30,
+  max_restarts: 1,
+  backoff_base_s: 1,
+  backoff_cap_s: 60,
+  provision_timeout_s: 900,
+};
+
+export interface DeploymentInput {
+  deploymentId: string;
+  name: string;
+  revisionId: string;
+  replicas: number;
+  min_replicas?: number;
+  max_replicas?: number;
+  settings?: Partial<DeploymentSettings>;
+}
+
+export interface ReplicaEntry {
+  revisionId: string;
+  state: ReplicaState;
+  routeId: string;
+  routeState: RouteState | 'GONE';
+  endpoint: string | null;
+  /** Leaving: its route is draining or it was chosen for removal; not counted as live. */
+  leaving: boolean;
+  seq: number;
+}
+
+export interface DeploymentContext {
+  deploymentId: string;
+  name: string;
+  revisionId: string;
+  target: number;
+  minReplicas: number;
+  maxReplicas: number;
+  settings: DeploymentSettings;
+  seq: number;
+  replicas: Record<string, ReplicaEntry>;
+  retries: number;
+  deadline: number | null;
+  reason: string | null;
+}
+
+export type DeploymentEvent =
+  | { type: 'deployment.scale'; replicas: number }
+  | {
+      type: 'deployment.update';
+      revisionId: string;
+      settings?: Partial<DeploymentSettings>;
+    }
+  | { type: 'deployment.delete' }
+  | { type: 'deployment.evict'; statuses: readonly CleanupStatus[] }
+  | ReplicaStateEvent
+  | RouteStateEvent
+  | DeadlineReachedEvent;
+
+export interface GenerateInput {
+  deploymentId: string;
+  revisionId: string;
+}
+
+export const replicaActorId = (replicaId: string) => `replica:${replicaId}`;
+export const routeActorId = (routeId: string) => `route:${routeId}`;
+export const deploymentActorId = (deploymentId: string) => `deployment:${deploymentId}`;
+
+/** A replica counts toward the target while it is neither leaving nor ending. */
+export function isLive(r: ReplicaEntry): boolean {
+  return !r.leaving && r.state !== 'TERMINATING' && r.state !== 'TERMINATED';
+}
+
+export interface ReplicaPlan {
+  spawn: number;
+  terminate: string[];
+}
+
+/**
+ * What to create and remove to reach the target: pure, so tests can check it alone.
+ * With replicas of an older revision present it rolls: one new replica at a time, and an old
+ * one leaves only once a new one is HEALTHY, so the HEALTHY count never drops.
+ */
+export function planReplicas(
+  ctx: Pick<DeploymentContext, 'replicas' | 'revisionId' | 'target'>,
+): ReplicaPlan {
+  const live = Object.entries(ctx.replicas).filter(([, r]) => isLive(r));
+  const current = live.filter(([, r]) => r.revisionId === ctx.revisionId);
+  const old = live.filter(([, r]) => r.revisionId !== ctx.revisionId);
+  const removalOrder = (list: typeof live) =>
+    [...list].sort(([, a], [, b]) => rank(a) - rank(b) || b.seq - a.seq).map(([id]) => id);
+
+  if (old.length === 0) {
+    const diff = ctx.target - current.length;
+    if (diff >= 0) return { spawn: diff, terminate: [] };
+    return { spawn: 0, terminate: removalOrder(current).slice(0, -diff) };
+  }
+  const currentHealthy = current.filter(([, r]) => r.state === 'HEALTHY').length;
+  const currentStarting = current.length - currentHealthy;
+  const spawn = current.length < ctx.target && currentStarting === 0 ? 1 : 0;
+  const removable = Math.max(0, Math.min(old.length, currentHealthy + old.length - ctx.target));
+  const surplusCurrent = Math.max(0, current.length - ctx.target);
+  return {
+    spawn,
+    terminate: [
+      ...removalOrder(old).slice(0, removable),
+      ...removalOrder(current).slice(0, surplusCurrent),
+    ],
+  };
+}
+
+/** Removal preference: not-yet-serving replicas first, then unhealthy, then healthy. */
+function rank(r: ReplicaEntry): number {
+  return r.state === 'STARTING' ? 0 : r.state === 'UNHEALTHY' ? 1 : 2;
+}
+
+function healthyCount(ctx: DeploymentContext): number {
+  return Object.values(ctx.replicas).filter((r) => r.state === 'HEALTHY' && !r.leaving).length;
+}
+
+export const deploymentMachine = setup({
+  types: {
+    context: {} as DeploymentContext,
+    events: {} as DeploymentEvent,
+    input: {} as DeploymentInput,
+  },
+  actors: {
+    replica: replicaMachine,
+    route: routeMachine,
+    deadlineTimer,
+    /** Turn the revision into a session spec (runtime-provided). Fails -> ERROR. */
+    generateDefinition: fromPromise<void, GenerateInput>(async () => {
+      throw new Error('generateDefinition: no implementation provided; the runtime supplies it');
+    }),
+  },
+  actions: {
+    /** Persist the transition into `state` (runtime-provided). */
+    recordTransition: (_, _params: unknown) => {},
+    /** Persist a context change that is not a transition (runtime-provided). */
+    recordChange: () => {},
+
+    applyReplicaState: assign({
+      replicas: ({ context, event }) => {
+        if (event.type !== 'replica.state') return context.replicas;
+        const r = context.replicas[event.replicaId];
+        if (!r) return context.replicas;
+        return {
+          ...context.replicas,
+          [event.replicaId]: { ...r, state: event.state as ReplicaState, endpoint: event.endpoint },
+        };
+      },
+    }),
+    applyRouteState: assign({
+      replicas: ({ context, event }) => {
+        if (event.type !== 'route.state') return context.replicas;
+        const r = context.replicas[event.replicaId];
+        if (!r) return context.replicas;
+        const leaving = r.leaving || event.state === 'TERMINATING' || event.state === 'TERMINATED';
+        return {
+          ...context.replicas,
+          [event.replicaId]: { ...r, routeState: event.state, leaving },
+        };
+      },
+    }),
+
+    /**
+     * Keeps routes and replicas in step: provision a route once its replica has an endpoint,
+     * drain the route of a replica that is ending, stop a replica whose route has drained,
+     * and stop/drop children that reached TERMINATED.
+     */
+    settleChildren: enqueueActions(({ context, enqueue, self }) => {
+      const children = self.getSnapshot().children as Record<string, unknown>;
+      const next = { ...context.replicas };
+      let changed = false;
+      for (const [replicaId, r] of Object.entries(context.replicas)) {
+        const rid = replicaActorId(replicaId);
+        const tid = routeActorId(r.routeId);
+        if (r.routeState === 'PENDING' && r.endpoint && children[tid]) {
+          enqueue.sendTo(tid, { type: 'route.provision' });
+        }
+        const replicaEnding = r.state === 'TERMINATING' || r.state === 'TERMINATED';
+        const routeAlive = r.routeState !== 'TERMINATED' && r.routeState !== 'GONE';
+        if (replicaEnding && routeAlive && r.routeState !== 'TERMINATING' && children[tid]) {
+          enqueue.sendTo(tid, {
+            type: 'route.terminate',
+            cause: `replica ${r.state.toLowerCase()}`,
+          });
+        }
+        if (!routeAlive && !replicaEnding && children[rid]) {
+          enqueue.sendTo(rid, { type: 'replica.terminate', cause: 'route drained' });
+        }
+        if (r.routeState === 'TERMINATED' && children[tid]) {
+          enqueue.stopChild(tid);
+          next[replicaId] = { ...(next[replicaId] as ReplicaEntry), routeState: 'GONE' };
+          changed = true;
+        }
+        if (r.state === 'TERMINATED' && children[rid]) enqueue.stopChild(rid);
+        if (r.state === 'TERMINATED' && !routeAlive) {
+          delete next[replicaId];
+          changed = true;
+        }
+      }
+      if (changed) enqueue.assign({ replicas: next });
+    }),
+
+    /** Create and remove replicas toward the target (never called in DESTROYING). */
+    reconcile: enqueueActions(({ context, enqueue, self }) => {
+      const plan = planReplicas(context);
+      if (plan.spawn === 0 && plan.terminate.length === 0) return;
+      const replicas = { ...context.replicas };
+      let seq = context.seq;
+      const children = self.getSnapshot().children as Record<string, unknown>;
+      for (const replicaId of plan.terminate) {
+        const r = replicas[replicaId];
+        if (!r) continue;
+        replicas[replicaId] = { ...r, leaving: true };
+        const tid = routeActorId(r.routeId);
+        if (children[tid] && r.routeState !== 'TERMINATING' && r.routeState !== 'TERMINATED') {
+          enqueue.sendTo(tid, { type: 'route.terminate', cause: 'scale-down' });
+        } else if (children[replicaActorId(replicaId)]) {
+          enqueue.sendTo(replicaActorId(replicaId), {
+            type: 'replica.terminate',
+            cause: 'scale-down',
+          });
+        }
+      }
+      for (let i = 0; i < plan.spawn; i++) {
+        seq += 1;
+        const replicaId = `${context.deploymentId}-r${seq}`;
+        const routeId = `${context.deploymentId}-t${seq}`;
+        replicas[replicaId] = {
+          revisionId: context.revisionId,
+          state: 'STARTING',
+          routeId,
+          routeState: 'PENDING',
+          endpoint: null,
+          leaving: false,
+          seq,
+        };
+        const s = context.settings;
+        enqueue.spawnChild('replica', {
+          id: replicaActorId(replicaId),
+          systemId: replicaActorId(replicaId),
+          input: {
+            replicaId,
+            deploymentId: context.deploymentId,
+            revisionId: context.revisionId,
+            health: s.health,
+            terminate_timeout_s: s.terminate_timeout_s,
+            max_restarts: s.max_restarts,
+            backoff_base_s: s.backoff_base_s,
+            backoff_cap_s: s.backoff_cap_s,
+          },
+        });
+        enqueue.spawnChild('route', {
+          id: routeActorId(routeId),
+          systemId: routeActorId(routeId),
+          input: {
+            routeId,
+            replicaId,
+            deploymentId: context.deploymentId,
+            drain_timeout_s: s.drain_timeout_s,
+          },
+        });
+      }
+      enqueue.assign({ replicas, seq });
+      enqueue({ type: 'recordChange' });
+    }),
+
+    /** DESTROYING: drain every route, then stop every replica (via settleChildren). */
+    terminateAll: enqueueActions(({ context, enqueue, self }) => {
+      const children = self.getSnapshot().children as Record<string, unknown>;
+      const replicas = { ...context.replicas };
+      for (const [replicaId, r] of Object.entries(context.replicas)) {
+        replicas[replicaId] = { ...r, leaving: true };
+        const tid = routeActorId(r.routeId);
+        const rid = replicaActorId(replicaId);
+        if (children[tid] && r.routeState !== 'TERMINATING' && r.routeState !== 'TERMINATED') {
+          enqueue.sendTo(tid, { type: 'route.terminate', cause: 'deployment deleted' });
+        } else if (children[rid] && r.state !== 'TERMINATING' && r.state !== 'TERMINATED') {
+          enqueue.sendTo(rid, { type: 'replica.terminate', cause: 'deployment deleted' });
+        }
+      }
+      enqueue.assign({ replicas });
+    }),
+
+    /** Forward an eviction sweep to every route (each route checks its own status). */
+    evictRoutes: enqueueActions(({ context, event, enqueue, self }) => {
+      if (event.type !== 'deployment.evict') return;
+      const children = self.getSnapshot().children as Record<string, unknown>;
+      for (const r of Object.values(context.replicas)) {
+        const tid = routeActorId(r.routeId);
+        if (children[tid]) enqueue.sendTo(tid, { type: 'route.evict', statuses: event.statuses });
+      }
+    }),
+
+    setTarget: assign({
+      target: ({ context, event }) =>
+        event.type === 'deployment.scale' ? event.replicas : context.target,
+    }),
+    setRevision: assign(({ context, event }) =>
+      event.type === 'deployment.update'
+        ? {
+            revisionId: event.revisionId,
+            settings: { ...context.settings, ...(event.settings ?? {}) },
+          }
+        : {},
+    ),
+    setProvisionDeadline: assign({
+      deadline: ({ context }) => Date.now() + context.settings.provision_timeout_s * 1000,
+    }),
+    setRetryDeadline: assign({
+      deadline: ({ context }) =>
+        Date.now() +
+        Math.min(
+          context.settings.backoff_cap_s,
+          context.settings.backoff_base_s * 2 ** context.retries,
+        ) *
+          1000,
+    }),
+    clearDeadline: assign({ deadline: null }),
+    clearReason: assign({ reason: null }),
+  },
+  guards: {
+    isMinimumHealthy: ({ context }) =>
+      healthyCount(context) >= Math.max(1, Math.min(context.minReplicas, context.target)),
+    isRetry: ({ context }) => context.retries > 0,
+    isEverythingTerminated: ({ context }) => Object.keys(context.replicas).length === 0,
+    isValidScale: ({ context, event }) =>
+      event.type === 'deployment.scale' &&
+      Number.isInteger(event.replicas) &&
+      event.replicas >= context.minReplicas &&
+      event.replicas <= context.maxReplicas,
+  },
+}).createMachine({
+  id: 'deployment',
+  context: ({ input }) => {
+    const settings = { ...DEFAULT_DEPLOYMENT_SETTINGS, ...(input.settings ?? {}) };
+    return {
+      deploymentId: input.deploymentId,
+      name: input.name,
+      revisionId: input.revisionId,
+      target: input.replicas,
+      minReplicas: input.min_replicas ?? 0,
+      maxReplicas: input.max_replicas ?? Math.max(input.replicas, 10),
+      settings: {
+        ...settings,
+        health: { ...DEFAULT_DEPLOYMENT_SETTINGS.health, ...settings.health },
+      },
+      seq: 0,
+      replicas: {},
+      retries: 0,
+      deadline: null,
+      reason: null,
+    };
+  },
+  initial: 'PENDING',
+  on: {
+    'replica.state': { actions: ['applyReplicaState', 'settleChildren'] },
+    'route.state': { actions: ['applyRouteState', 'settleChildren'] },
+  },
+  states: {
+    PENDING: {
+      entry: { type: 'recordTransition', params: { state: 'PENDING' } },
+      initial: 'deciding',
+      on: {
+        'deployment.delete': { target: 'DESTROYING' },
+        'deployment.scale': { guard: 'isValidScale', actions: ['setTarget', 'recordChange'] },
+      },
+      states: {
+        deciding: {
+          always: [{ guard: 'isRetry', target: 'backoff' }, { target: 'generating' }],
+        },
+        backoff: {
+          entry: 'setRetryDeadline',
+          invoke: {
+            id: 'retry-deadline',
+            src: 'deadlineTimer',
+            input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'retry' }),
+          },
+          on: { 'deadline.reached': { target: 'generating' } },
+        },
+        generating: {
+          invoke: {
+            id: 'generate',
+            src: 'generateDefinition',
+            input: ({ context }) => ({
+              deploymentId: context.deploymentId,
+              revisionId: context.revisionId,
+            }),
+            onDone: { target: '#deployment.PROVISIONING' },
+            onError: {
+              target: '#deployment.ERROR',
+              actions: assign({
+                reason: ({ event }) =>
+                  `definition generator failed: ${event.error instanceof Error ? event.error.message : String(event.error)}`,
+              }),
+            },
+          },
+        },
+      },
+    },
+    PROVISIONING: {
+      entry: [
+        'clearReason',
+        'setProvisionDeadline',
+        { type: 'recordTransition', params: { state: 'PROVISIONING' } },
+        'reconcile',
+      ],
+      always: { guard: 'isMinimumHealthy', target: 'RUNNING' },
+      invoke: {
+        id: 'provision-deadline',
+        src: 'deadlineTimer',
+        input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'provision' }),
+      },
+      on: {
+        'replica.state': { actions: ['applyReplicaState', 'settleChildren', 'reconcile'] },
+        'route.state': { actions: ['applyRouteState', 'settleChildren', 'reconcile'] },
+        'deployment.scale': {
+          guard: 'isValidScale',
+          actions: ['setTarget', 'reconcile', 'recordChange'],
+        },
+        'deployment.update': { actions: ['setRevision', 'reconcile', 'recordChange'] },
+        'deployment.evict': { actions: 'evictRoutes' },
+        'deployment.delete': { target: 'DESTROYING' },
+        'deadline.reached': {
+          target: 'PENDING',
+          actions: assign({
+            retries: ({ context }) => context.retries + 1,
+            reason: ({ context }) =>
+              `no replica became HEALTHY within ${context.settings.provision_timeout_s} s; retrying`,
+          }),
+        },
+      },
+    },
+    RUNNING: {
+      entry: [
+        'clearDeadline',
+        'clearReason',
+        assign({ retries: 0 }),
+        { type: 'recordTransition', params: { state: 'RUNNING' } },
+      ],
+      on: {
+        'replica.state': { actions: ['applyReplicaState', 'settleChildren', 'reconcile'] },
+        'route.state': { actions: ['applyRouteState', 'settleChildren', 'reconcile'] },
+        'deployment.scale': {
+          guard: 'isValidScale',
+          actions: ['setTarget', 'reconcile', 'recordChange'],
+        },
+        'deployment.update': { actions: ['setRevision', 'reconcile', 'recordChange'] },
+        'deployment.evict': { actions: 'evictRoutes' },
+        'deployment.delete': { target: 'DESTROYING' },
+      },
+    },
+    DESTROYING: {
+      entry: [
+        'clearDeadline',
+        { type: 'recordTransition', params: { state: 'DESTROYING' } },
+        'terminateAll',
+      ],
+      always: { guard: 'isEverythingTerminated', target: 'TERMINATED' },
+    },
+    TERMINATED: {
+      type: 'final',
+      entry: { type: 'recordTransition', params: { state: 'TERMINATED' } },
+    },
+    ERROR: {
+      entry: { type: 'recordTransition', params: { state: 'ERROR' } },
+      on: { 'deployment.delete': { target: 'DESTROYING' } },
+    },
+  },
+});

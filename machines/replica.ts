@@ -1,0 +1,457 @@
+/**
+ * Replica: one running session of a deployment's revision.
+ *
+ * Documented table (shared/reference/deployment-system.md, "Replica State Transitions"):
+ *   STARTING    -> HEALTHY      healthy_threshold consecutive health successes
+ *   STARTING    -> UNHEALTHY    startup timeout, or the session failed (start error or exit)
+ *   HEALTHY     -> UNHEALTHY    unhealthy_threshold consecutive failures, or the session exited
+ *   UNHEALTHY   -> HEALTHY      healthy_threshold consecutive successes
+ *   HEALTHY     -> TERMINATING  termination request or scale-down
+ *   UNHEALTHY   -> TERMINATING  termination request, or failed recovery (regenerate)
+ *   TERMINATING -> TERMINATED   session ended; forced after the termination timeout
+ *
+ * Decisions where the table is silent:
+ * - In STARTING a failed probe is expected (the server is still loading) and does not leave
+ *   STARTING; "health check failure" there means the session itself failed (start error or
+ *   exit). The startup deadline bounds the wait.
+ * - UNHEALTHY recovers in nested steps: wait a capped exponential backoff, restart the
+ *   session once, observe it for the startup timeout; when it is still failing and the restart
+ *   budget is spent, the replica terminates so the deployment regenerates it.
+ * - A termination request is also accepted in STARTING (scale-down or delete while loading);
+ *   it is the documented "termination request" edge, taken from the one state the table
+ *   leaves out. Marked here as an addition.
+ *
+ * Every deadline is absolute (epoch ms) in context and served by the invoked deadline timer,
+ * so it survives persist/restore (statelyai/xstate#5331).
+ */
+import { assign, fromPromise, sendParent, setup } from 'xstate';
+import { type DeadlineReachedEvent, deadlineTimer } from './deadline-timer.ts';
+
+export interface ReplicaHealthSettings {
+  healthy_threshold: number;
+  unhealthy_threshold: number;
+  startup_timeout_s: number;
+}
+
+export interface ReplicaInput {
+  replicaId: string;
+  deploymentId: string;
+  revisionId: string;
+  health: ReplicaHealthSettings;
+  /** Grace before the stop is forced, seconds. Default 30. */
+  terminate_timeout_s?: number;
+  /** Restart attempts before a failing replica is terminated for regeneration. Default 1. */
+  max_restarts?: number;
+  /** Crash-loop backoff: base and cap, seconds. Defaults 1 and 60. */
+  backoff_base_s?: number;
+  backoff_cap_s?: number;
+}
+
+export const ReplicaStates = [
+  'STARTING',
+  'HEALTHY',
+  'UNHEALTHY',
+  'TERMINATING',
+  'TERMINATED',
+] as const;
+export type ReplicaState = (typeof ReplicaStates)[number];
+
+export interface ReplicaContext {
+  replicaId: string;
+  deploymentId: string;
+  revisionId: string;
+  health: ReplicaHealthSettings;
+  terminateTimeoutS: number;
+  maxRestarts: number;
+  backoffBaseS: number;
+  backoffCapS: number;
+  endpoint: string | null;
+  successes: number;
+  failures: number;
+  restarts: number;
+  /** epoch ms; the deadline served in the current state, or null. */
+  deadline: number | null;
+  reason: string | null;
+  /** Why the replica ended: 'scale-down', 'deleted', 'recovery-failed', ... */
+  terminationCause: string | null;
+}
+
+export type ReplicaEvent =
+  | { type: 'replica.health.passed'; detail?: string }
+  | { type: 'replica.health.failed'; detail?: string }
+  | { type: 'replica.session.exited'; detail?: string }
+  | { type: 'replica.terminate'; cause: string }
+  | DeadlineReachedEvent;
+
+/** Sent to the parent deployment on every state change. */
+export interface ReplicaStateEvent {
+  type: 'replica.state';
+  replicaId: string;
+  state: string;
+  endpoint: string | null;
+  reason: string | null;
+}
+
+export interface SessionInput {
+  replicaId: string;
+  deploymentId: string;
+  revisionId: string;
+}
+export interface SessionStarted {
+  endpoint: string;
+}
+export interface StopInput {
+  replicaId: string;
+  graceMs: number;
+  force: boolean;
+}
+
+const noEffect = (name: string) =>
+  fromPromise<never, unknown>(async () => {
+    throw new Error(`${name}: no implementation provided; the runtime supplies it`);
+  });
+
+export function backoffSeconds(restarts: number, baseS: number, capS: number): number {
+  return Math.min(capS, baseS * 2 ** restarts);
+}
+
+export const replicaMachine = setup({
+  types: {
+    context: {} as ReplicaContext,
+    events: {} as ReplicaEvent,
+    input: {} as ReplicaInput,
+  },
+  actors: {
+    deadlineTimer,
+    /** Start (or adopt) the session of this replica. Idempotent per replicaId. */
+    startSession: noEffect('startSession') as unknown as ReturnType<
+      typeof fromPromise<SessionStarted, SessionInput>
+    >,
+    /** Restart the session in place (stop then start under the same replicaId). */
+    restartSession: noEffect('restartSession') as unknown as ReturnType<
+      typeof fromPromise<SessionStarted, SessionInput>
+    >,
+    /** Stop the session; resolves when it is gone. Idempotent. */
+    stopSession: noEffect('stopSession') as unknown as ReturnType<
+      typeof fromPromise<void, StopInput>
+    >,
+  },
+  actions: {
+    /** Persist the transition (runtime-provided). */
+    /** Persist the transition into `state` (runtime-provided). */
+    recordTransition: (_, _params: { state: ReplicaState }) => {},
+    notifyParent: sendParent(
+      ({ context }, params: { state: ReplicaState }): ReplicaStateEvent => ({
+        type: 'replica.state',
+        replicaId: context.replicaId,
+        state: params.state,
+        endpoint: context.endpoint,
+        reason: context.reason,
+      }),
+    ),
+    countSuccess: assign({
+      successes: ({ context }) => context.successes + 1,
+      failures: 0,
+    }),
+    countFailure: assign({
+      failures: ({ context }) => context.failures + 1,
+      successes: 0,
+    }),
+    resetCounts: assign({ successes: 0, failures: 0 }),
+    setStartupDeadline: assign({
+      deadline: ({ context }) => Date.now() + context.health.startup_timeout_s * 1000,
+    }),
+    setBackoffDeadline: assign({
+      deadline: ({ context }) =>
+        Date.now() +
+        backoffSeconds(context.restarts, context.backoffBaseS, context.backoffCapS) * 1000,
+    }),
+    setTerminateDeadline: assign({
+      deadline: ({ context }) => Date.now() + context.terminateTimeoutS * 1000,
+    }),
+    clearDeadline: assign({ deadline: null }),
+    countRestart: assign({ restarts: ({ context }) => context.restarts + 1 }),
+  },
+  guards: {
+    isHealthyStreakReached: ({ context }) =>
+      context.successes + 1 >= context.health.healthy_threshold,
+    isUnhealthyStreakReached: ({ context }) =>
+      context.failures + 1 >= context.health.unhealthy_threshold,
+    isRestartBudgetLeft: ({ context }) => context.restarts < context.maxRestarts,
+  },
+}).createMachine({
+  id: 'replica',
+  context: ({ input }) => ({
+    replicaId: input.replicaId,
+    deploymentId: input.deploymentId,
+    revisionId: input.revisionId,
+    health: input.health,
+    terminateTimeoutS: input.terminate_timeout_s ?? 30,
+    maxRestarts: input.max_restarts ?? 1,
+    backoffBaseS: input.backoff_base_s ?? 1,
+    backoffCapS: input.backoff_cap_s ?? 60,
+    endpoint: null,
+    successes: 0,
+    failures: 0,
+    restarts: 0,
+    deadline: null,
+    reason: null,
+    terminationCause: null,
+  }),
+  initial: 'STARTING',
+  states: {
+    STARTING: {
+      entry: [
+        'setStartupDeadline',
+        { type: 'recordTransition', params: { state: 'STARTING' } },
+        { type: 'notifyParent', params: { state: 'STARTING' } },
+      ],
+      invoke: [
+        {
+          id: 'startup-deadline',
+          src: 'deadlineTimer',
+          input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'startup' }),
+        },
+        {
+          id: 'start-session',
+          src: 'startSession',
+          input: ({ context }) => ({
+            replicaId: context.replicaId,
+            deploymentId: context.deploymentId,
+            revisionId: context.revisionId,
+          }),
+          onDone: {
+            actions: [
+              assign({ endpoint: ({ event }) => event.output.endpoint }),
+              { type: 'notifyParent', params: { state: 'STARTING' } },
+            ],
+          },
+          onError: {
+            target: 'UNHEALTHY',
+            actions: assign({
+              reason: ({ event }) => `session failed to start: ${errorText(event.error)}`,
+            }),
+          },
+        },
+      ],
+      on: {
+        'replica.health.passed': [
+          {
+            guard: 'isHealthyStreakReached',
+            target: 'HEALTHY',
+            actions: assign({ reason: null }),
+          },
+          { actions: 'countSuccess' },
+        ],
+        'replica.health.failed': { actions: 'countFailure' },
+        'replica.session.exited': {
+          target: 'UNHEALTHY',
+          actions: assign({
+            reason: ({ event }) => `session exited during startup${detail(event.detail)}`,
+          }),
+        },
+        'deadline.reached': {
+          target: 'UNHEALTHY',
+          actions: assign({
+            reason: ({ context }) =>
+              `startup timeout: not healthy within ${context.health.startup_timeout_s} s`,
+          }),
+        },
+        'replica.terminate': {
+          target: 'TERMINATING',
+          actions: assign({ terminationCause: ({ event }) => event.cause }),
+        },
+      },
+    },
+    HEALTHY: {
+      entry: [
+        'resetCounts',
+        'clearDeadline',
+        { type: 'recordTransition', params: { state: 'HEALTHY' } },
+        { type: 'notifyParent', params: { state: 'HEALTHY' } },
+      ],
+      on: {
+        'replica.health.passed': { actions: 'countSuccess' },
+        'replica.health.failed': [
+          {
+            guard: 'isUnhealthyStreakReached',
+            target: 'UNHEALTHY',
+            actions: assign({
+              reason: ({ context, event }) =>
+                `${context.health.unhealthy_threshold} consecutive health check failures${detail(event.detail)}`,
+            }),
+          },
+          { actions: 'countFailure' },
+        ],
+        'replica.session.exited': {
+          target: 'UNHEALTHY',
+          actions: assign({ reason: ({ event }) => `session exited${detail(event.detail)}` }),
+        },
+        'replica.terminate': {
+          target: 'TERMINATING',
+          actions: assign({ terminationCause: ({ event }) => event.cause }),
+        },
+      },
+    },
+    UNHEALTHY: {
+      entry: [
+        'resetCounts',
+        { type: 'recordTransition', params: { state: 'UNHEALTHY' } },
+        { type: 'notifyParent', params: { state: 'UNHEALTHY' } },
+      ],
+      initial: 'backoff',
+      on: {
+        'replica.health.passed': [
+          {
+            guard: 'isHealthyStreakReached',
+            target: 'HEALTHY',
+            actions: assign({ reason: null }),
+          },
+          { actions: 'countSuccess' },
+        ],
+        'replica.health.failed': { actions: 'countFailure' },
+        'replica.terminate': {
+          target: 'TERMINATING',
+          actions: assign({ terminationCause: ({ event }) => event.cause }),
+        },
+      },
+      states: {
+        /** Crash-loop backoff before the restart attempt. */
+        backoff: {
+          entry: 'setBackoffDeadline',
+          invoke: {
+            id: 'backoff-deadline',
+            src: 'deadlineTimer',
+            input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'backoff' }),
+          },
+          on: {
+            'deadline.reached': [
+              { guard: 'isRestartBudgetLeft', target: 'restarting' },
+              {
+                target: '#replica.TERMINATING',
+                actions: assign({
+                  terminationCause: 'recovery-failed',
+                  reason: ({ context }) =>
+                    `recovery failed after ${context.restarts} restart(s): ${context.reason ?? 'unhealthy'}`,
+                }),
+              },
+            ],
+          },
+        },
+        restarting: {
+          entry: 'countRestart',
+          invoke: {
+            id: 'restart-session',
+            src: 'restartSession',
+            input: ({ context }) => ({
+              replicaId: context.replicaId,
+              deploymentId: context.deploymentId,
+              revisionId: context.revisionId,
+            }),
+            onDone: {
+              target: 'observing',
+              actions: [
+                assign({ endpoint: ({ event }) => event.output.endpoint }),
+                { type: 'notifyParent', params: { state: 'UNHEALTHY' } },
+              ],
+            },
+            onError: {
+              target: 'backoff',
+              actions: assign({
+                reason: ({ event }) => `restart failed: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+        /** After a restart: healthy within the startup timeout, or back to backoff. */
+        observing: {
+          entry: 'setStartupDeadline',
+          invoke: {
+            id: 'observe-deadline',
+            src: 'deadlineTimer',
+            input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'observe' }),
+          },
+          on: {
+            'deadline.reached': { target: 'backoff' },
+            'replica.session.exited': {
+              target: 'backoff',
+              actions: assign({
+                reason: ({ event }) => `session exited after restart${detail(event.detail)}`,
+              }),
+            },
+          },
+        },
+      },
+    },
+    TERMINATING: {
+      entry: [
+        'setTerminateDeadline',
+        { type: 'recordTransition', params: { state: 'TERMINATING' } },
+        { type: 'notifyParent', params: { state: 'TERMINATING' } },
+      ],
+      initial: 'graceful',
+      states: {
+        graceful: {
+          invoke: [
+            {
+              id: 'stop-session',
+              src: 'stopSession',
+              input: ({ context }) => ({
+                replicaId: context.replicaId,
+                graceMs: context.terminateTimeoutS * 1000,
+                force: false,
+              }),
+              onDone: { target: '#replica.TERMINATED' },
+              // A failed stop is retried, forced, at the deadline.
+              onError: {
+                actions: assign({
+                  reason: ({ event }) => `stop failed: ${errorText(event.error)}`,
+                }),
+              },
+            },
+            {
+              id: 'terminate-deadline',
+              src: 'deadlineTimer',
+              input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'terminate' }),
+            },
+          ],
+          on: { 'deadline.reached': { target: 'forcing' } },
+        },
+        /** "Force terminate after timeout": kill the session outright. */
+        forcing: {
+          invoke: {
+            id: 'force-stop-session',
+            src: 'stopSession',
+            input: ({ context }) => ({ replicaId: context.replicaId, graceMs: 0, force: true }),
+            onDone: {
+              target: '#replica.TERMINATED',
+              actions: assign({ reason: 'stop forced after timeout' }),
+            },
+            onError: {
+              target: '#replica.TERMINATED',
+              actions: assign({
+                reason: ({ event }) => `forced stop failed: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+      },
+    },
+    TERMINATED: {
+      type: 'final',
+      entry: [
+        'clearDeadline',
+        { type: 'recordTransition', params: { state: 'TERMINATED' } },
+        { type: 'notifyParent', params: { state: 'TERMINATED' } },
+      ],
+    },
+  },
+});
+
+function detail(d: string | undefined): string {
+  return d ? `: ${d}` : '';
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

@@ -1,0 +1,174 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createActor, fromPromise } from 'xstate';
+import { type ReplicaInput, replicaMachine } from '../../../machines/replica.ts';
+
+const input: ReplicaInput = {
+  replicaId: 'r1',
+  deploymentId: 'd1',
+  revisionId: 'v1',
+  health: { healthy_threshold: 2, unhealthy_threshold: 3, startup_timeout_s: 300 },
+  max_restarts: 1,
+};
+
+/** The machine with effects that succeed at once and record what they were asked. */
+function testReplica() {
+  const calls: string[] = [];
+  const machine = replicaMachine.provide({
+    actions: { notifyParent: () => {} },
+    actors: {
+      startSession: fromPromise(async ({ input: i }: { input: { replicaId: string } }) => {
+        calls.push(`start:${i.replicaId}`);
+        return { endpoint: 'http://127.0.0.1:9' };
+      }),
+      restartSession: fromPromise(async ({ input: i }: { input: { replicaId: string } }) => {
+        calls.push(`restart:${i.replicaId}`);
+        return { endpoint: 'http://127.0.0.1:10' };
+      }),
+      stopSession: fromPromise(async ({ input: i }: { input: { replicaId: string } }) => {
+        calls.push(`stop:${i.replicaId}`);
+      }),
+    },
+  });
+  return { machine, calls };
+}
+
+function top(value: unknown): string {
+  return typeof value === 'string' ? value : Object.keys(value as object)[0]!;
+}
+
+describe('replica machine', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('becomes HEALTHY after healthy_threshold consecutive successes', () => {
+    const { machine } = testReplica();
+    const a = createActor(machine, { input }).start();
+    a.send({ type: 'replica.health.passed' });
+    expect(top(a.getSnapshot().value)).toBe('STARTING');
+    a.send({ type: 'replica.health.passed' });
+    expect(top(a.getSnapshot().value)).toBe('HEALTHY');
+    a.stop();
+  });
+
+  it('stays HEALTHY until unhealthy_threshold consecutive failures', () => {
+    const { machine } = testReplica();
+    const a = createActor(machine, { input }).start();
+    a.send({ type: 'replica.health.passed' });
+    a.send({ type: 'replica.health.passed' });
+    a.send({ type: 'replica.health.failed' });
+    a.send({ type: 'replica.health.failed' });
+    expect(top(a.getSnapshot().value)).toBe('HEALTHY');
+    a.send({ type: 'replica.health.failed' });
+    expect(top(a.getSnapshot().value)).toBe('UNHEALTHY');
+    expect(a.getSnapshot().context.reason).toMatch(/3 consecutive health check failures/);
+    a.stop();
+  });
+
+  it('a success resets the failure count', () => {
+    const { machine } = testReplica();
+    const a = createActor(machine, { input }).start();
+    a.send({ type: 'replica.health.passed' });
+    a.send({ type: 'replica.health.passed' });
+    for (let i = 0; i < 5; i++) {
+      a.send({ type: 'replica.health.failed' });
+      a.send({ type: 'replica.health.failed' });
+      a.send({ type: 'replica.health.passed' });
+    }
+    expect(top(a.getSnapshot().value)).toBe('HEALTHY');
+    a.stop();
+  });
+
+  it('goes STARTING -> UNHEALTHY after the startup timeout', async () => {
+    const { machine } = testReplica();
+    const a = createActor(machine, { input }).start();
+    await vi.advanceTimersByTimeAsync(299_000);
+    expect(top(a.getSnapshot().value)).toBe('STARTING');
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(top(a.getSnapshot().value)).toBe('UNHEALTHY');
+    expect(a.getSnapshot().context.reason).toMatch(/startup timeout/);
+    a.stop();
+  });
+
+  it('goes STARTING -> UNHEALTHY at the original deadline when persisted and restored halfway through the timeout', async () => {
+    const { machine } = testReplica();
+    const a = createActor(machine, { input }).start();
+    await vi.advanceTimersByTimeAsync(150_000);
+    const persisted = JSON.parse(JSON.stringify(a.getPersistedSnapshot()));
+    a.stop();
+
+    const b = createActor(machine, { snapshot: persisted, input }).start();
+    expect(top(b.getSnapshot().value)).toBe('STARTING');
+    await vi.advanceTimersByTimeAsync(149_000);
+    expect(top(b.getSnapshot().value)).toBe('STARTING');
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(top(b.getSnapshot().value)).toBe('UNHEALTHY');
+    b.stop();
+  });
+
+  it('restores a deadline that passed while it was down and fires it at once', async () => {
+    const { machine } = testReplica();
+    const a = createActor(machine, { input }).start();
+    await vi.advanceTimersByTimeAsync(100_000);
+    const persisted = JSON.parse(JSON.stringify(a.getPersistedSnapshot()));
+    a.stop();
+    vi.setSystemTime(Date.now() + 400_000);
+    const b = createActor(machine, { snapshot: persisted, input }).start();
+    await vi.advanceTimersByTimeAsync(10);
+    expect(top(b.getSnapshot().value)).toBe('UNHEALTHY');
+    b.stop();
+  });
+
+  it('UNHEALTHY attempts a restart, then terminates for regeneration when still failing', async () => {
+    const { machine, calls } = testReplica();
+    const a = createActor(machine, { input }).start();
+    a.send({ type: 'replica.health.passed' });
+    a.send({ type: 'replica.health.passed' });
+    a.send({ type: 'replica.session.exited', detail: 'exit code 1' });
+    expect(a.getSnapshot().value).toEqual({ UNHEALTHY: 'backoff' });
+    await vi.advanceTimersByTimeAsync(1_100); // backoff 1 s
+    expect(calls).toContain('restart:r1');
+    expect(a.getSnapshot().value).toEqual({ UNHEALTHY: 'observing' });
+    await vi.advanceTimersByTimeAsync(300_000 + 2_100); // observe window, then backoff 2 s
+    const snap = a.getSnapshot();
+    expect(snap.status).toBe('done');
+    expect(top(snap.value)).toBe('TERMINATED');
+    expect(snap.context.terminationCause).toBe('recovery-failed');
+    expect(calls.filter((c) => c.startsWith('restart'))).toHaveLength(1);
+    expect(calls).toContain('stop:r1');
+  });
+
+  it('recovers to HEALTHY when the restarted session passes its checks', async () => {
+    const { machine } = testReplica();
+    const a = createActor(machine, { input }).start();
+    a.send({ type: 'replica.session.exited' });
+    await vi.advanceTimersByTimeAsync(1_100);
+    a.send({ type: 'replica.health.passed' });
+    a.send({ type: 'replica.health.passed' });
+    expect(top(a.getSnapshot().value)).toBe('HEALTHY');
+    a.stop();
+  });
+
+  it('forces the stop when the session does not end within the termination timeout', async () => {
+    const calls: string[] = [];
+    const machine = replicaMachine.provide({
+      actions: { notifyParent: () => {} },
+      actors: {
+        startSession: fromPromise(async () => ({ endpoint: 'http://127.0.0.1:9' })),
+        stopSession: fromPromise(async ({ input: i }: { input: { force: boolean } }) => {
+          calls.push(i.force ? 'force' : 'graceful');
+          if (!i.force) await new Promise(() => {}); // a session that never ends by itself
+        }),
+      },
+    });
+    const a = createActor(machine, { input: { ...input, terminate_timeout_s: 5 } }).start();
+    a.send({ type: 'replica.terminate', cause: 'scale-down' });
+    await vi.advanceTimersByTimeAsync(5_100);
+    expect(calls).toEqual(['graceful', 'force']);
+    expect(top(a.getSnapshot().value)).toBe('TERMINATED');
+    expect(a.getSnapshot().context.reason).toBe('stop forced after timeout');
+  });
+});
