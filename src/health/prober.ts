@@ -321,7 +321,7 @@ export function createProber(opts: ProberOptions): Prober {
     const target = st.target;
     const startedAt = mono();
     try {
-      const result = await probeTarget(getAgent(), target);
+      const result = await probeTarget(getAgent(), target, proberId);
       probes++;
       if (st.dropped) return;
       if (result.ready) {
@@ -477,15 +477,22 @@ export function createProber(opts: ProberOptions): Prober {
   };
 }
 
-interface ProbeResult {
+export interface ProbeResult {
   ready: boolean;
   status: number | null;
   latencyMs: number;
   error: string | null;
 }
 
-/** One readiness check: GET base URL + path within timeout_s; 2xx is ready. Never throws. */
-export async function probeTarget(agent: Agent, target: ProbeTarget): Promise<ProbeResult> {
+/**
+ * One readiness check: GET base URL + path within timeout_s; 2xx is ready. Never throws. The
+ * request names its prober in `x-flotilla-prober`, so a replica's access log shows who probes it.
+ */
+export async function probeTarget(
+  agent: Agent,
+  target: ProbeTarget,
+  proberId = 'flotilla-prober',
+): Promise<ProbeResult> {
   const { path, timeout_s } = target.health;
   const url = joinUrl(target.url, path);
   const started = performance.now();
@@ -494,13 +501,13 @@ export async function probeTarget(agent: Agent, target: ProbeTarget): Promise<Pr
   // One retry for a kept-alive connection the replica closed under us: without it, a replica
   // whose idle timeout races our interval would flap UNHEALTHY for nothing.
   for (let attempt = 0; ; attempt++) {
-    const signal = AbortSignal.timeout(Math.max(1, deadline - performance.now()));
+    const signal = AbortSignal.timeout(Math.max(1, Math.ceil(deadline - performance.now())));
     try {
       const res = await request(url, {
         dispatcher: agent,
         method: 'GET',
         signal,
-        headers: { 'user-agent': 'flotilla-prober' },
+        headers: { 'user-agent': 'flotilla-prober', 'x-flotilla-prober': proberId },
       });
       status = res.statusCode;
       await res.body.dump({ limit: BODY_LIMIT, signal });

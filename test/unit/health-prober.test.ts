@@ -1,0 +1,181 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { HealthRecord } from '../../src/domain/health.ts';
+import { DEFAULT_HEALTH_CHECK, type HealthCheckSpec } from '../../src/domain/session.ts';
+import type { HealthStore } from '../../src/health/health-store.ts';
+import { createMemoryHealthStore } from '../../src/health/memory-health-store.ts';
+import { createProber, type ProbeTarget } from '../../src/health/prober.ts';
+import { startTestReplica, type TestReplica, waitFor } from '../integration/health/test-replica.ts';
+
+const quiet = { info() {}, warn() {}, error() {} };
+const health: HealthCheckSpec = { ...DEFAULT_HEALTH_CHECK, interval_s: 1, timeout_s: 0.3 };
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function replicas(n: number): Promise<TestReplica[]> {
+  const out = await Promise.all(Array.from({ length: n }, () => startTestReplica()));
+  cleanups.push(async () => {
+    await Promise.all(out.map((r) => r.close()));
+  });
+  return out;
+}
+
+function targetsOf(rs: TestReplica[], spec = health): ProbeTarget[] {
+  return rs.map((r, i) => ({
+    routeId: `route-${i}`,
+    replicaId: `replica-${i}`,
+    url: r.url,
+    health: spec,
+  }));
+}
+
+function prober(store: HealthStore, proberId: string, targets: ProbeTarget[], now?: () => number) {
+  const p = createProber({ store, proberId, targets: () => targets, ttlS: 30, logger: quiet, now });
+  cleanups.push(() => p.stop());
+  return p;
+}
+
+async function read(store: HealthStore, id: string): Promise<HealthRecord | undefined> {
+  return (await store.readMany([id])).get(id);
+}
+
+describe('prober', () => {
+  it('writes a ready record with status, latency, checked_at and streak counters', async () => {
+    const [r] = await replicas(1);
+    let t = 1_000_000;
+    const store = createMemoryHealthStore({ now: () => t });
+    const p = prober(store, 'p1', targetsOf([r!]), () => t);
+    await p.probeOnce();
+    t += 10;
+    await p.probeOnce();
+    expect(await read(store, 'route-0')).toMatchObject({
+      routeId: 'route-0',
+      ready: true,
+      status: 200,
+      checked_at: 1_000_010,
+      consecutive_successes: 2,
+      consecutive_failures: 0,
+      error: null,
+    });
+    expect(r!.hits.map((h) => h.path)).toEqual(['/health', '/health']);
+    // Written with the prober's TTL (30 s).
+    t += 30_000;
+    expect(await read(store, 'route-0')).toBeUndefined();
+  });
+
+  it('names the cause of a failed check: HTTP status, timeout, refused connection', async () => {
+    const [bad, slow, gone] = await replicas(3);
+    bad!.mode = 'fail';
+    slow!.mode = 'hang';
+    await gone!.close();
+    const store = createMemoryHealthStore();
+    const p = prober(store, 'p1', targetsOf([bad!, slow!, gone!]));
+    await p.probeOnce();
+    const got = await store.readMany(['route-0', 'route-1', 'route-2']);
+    expect(got.get('route-0')).toMatchObject({
+      ready: false,
+      status: 500,
+      error: 'HTTP 500 from /health',
+    });
+    expect(got.get('route-1')).toMatchObject({
+      ready: false,
+      status: null,
+      error: 'timeout after 0.3 s',
+    });
+    expect(got.get('route-2')).toMatchObject({ ready: false, status: null });
+    expect(got.get('route-2')?.error).toMatch(
+      /^connection refused \(connect ECONNREFUSED 127\.0\.0\.1:\d+\)$/,
+    );
+    expect(got.get('route-1')?.latency_ms).toBeGreaterThanOrEqual(250);
+  });
+
+  it('publishes the first result and every flip of ready, and nothing else', async () => {
+    const [r] = await replicas(1);
+    const store = createMemoryHealthStore();
+    const seen: HealthRecord[] = [];
+    await store.subscribe((rec) => seen.push(rec));
+    const p = prober(store, 'p1', targetsOf([r!]));
+    await p.probeOnce();
+    await p.probeOnce();
+    r!.mode = 'fail';
+    await p.probeOnce();
+    await p.probeOnce();
+    r!.mode = 'ok';
+    await p.probeOnce();
+    await waitFor('three changes', () => seen.length >= 3);
+    await p.probeOnce();
+    await new Promise((res) => setImmediate(res));
+    expect(seen.map((s) => [s.ready, s.consecutive_successes, s.consecutive_failures])).toEqual([
+      [true, 1, 0],
+      [false, 0, 1],
+      [true, 1, 0],
+    ]);
+  });
+
+  it('splits targets between two probers so that each route is probed by exactly one', async () => {
+    const rs = await replicas(12);
+    const store = createMemoryHealthStore();
+    const targets = targetsOf(rs);
+    const a = prober(store, 'prober-a', targets);
+    const b = prober(store, 'prober-b', targets);
+    await a.probeOnce();
+    await b.probeOnce();
+    for (const r of rs) r.hits.length = 0;
+    await a.probeOnce();
+    await b.probeOnce();
+    const byProber = new Map<string, number>();
+    for (const r of rs) {
+      expect(r.hits).toHaveLength(1);
+      const who = r.hits[0]!.prober;
+      byProber.set(who, (byProber.get(who) ?? 0) + 1);
+    }
+    expect([...byProber.keys()].sort()).toEqual(['prober-a', 'prober-b']);
+    expect(a.stats().owned + b.stats().owned).toBe(12);
+  });
+
+  it('continues the streak counters of a route it takes over from another prober', async () => {
+    const [r] = await replicas(1);
+    r!.mode = 'fail';
+    const store = createMemoryHealthStore();
+    const a = prober(store, 'prober-a', targetsOf([r!]));
+    await a.probeOnce();
+    await a.probeOnce();
+    await a.stop();
+    expect(await store.members()).toEqual([]);
+    const b = prober(store, 'prober-b', targetsOf([r!]));
+    await b.probeOnce();
+    expect(await read(store, 'route-0')).toMatchObject({ consecutive_failures: 3, ready: false });
+  });
+
+  it('keeps going when the store and the target list fail', async () => {
+    const [r] = await replicas(1);
+    const inner = createMemoryHealthStore();
+    const broken: HealthStore = {
+      ...inner,
+      write: async () => {
+        throw new Error('store down');
+      },
+      publishChange: async () => {
+        throw new Error('store down');
+      },
+    };
+    let calls = 0;
+    const p = createProber({
+      store: broken,
+      proberId: 'p1',
+      logger: quiet,
+      targets: () => {
+        if (++calls === 2) throw new Error('target listing failed');
+        return targetsOf([r!]);
+      },
+    });
+    cleanups.push(() => p.stop());
+    await p.probeOnce();
+    await p.probeOnce();
+    await p.probeOnce();
+    expect(p.stats().storeErrors).toBeGreaterThanOrEqual(6);
+    expect(r!.hits.length).toBe(3);
+  });
+});
