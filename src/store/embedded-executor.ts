@@ -1,9 +1,9 @@
-import { mkdirSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { FlotillaError, isFlotillaError } from '../domain/errors.ts';
-import type { SqlExecutor } from './sql-executor.ts';
 import { fromSqlState } from './sql-errors.ts';
+import type { SqlExecutor } from './sql-executor.ts';
 
 /** The one place PGlite's errors become FlotillaErrors. */
 export function toStoreError(err: unknown): FlotillaError {

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { FlotillaError, isFlotillaError } from '../domain/errors.ts';
-import type { SqlExecutor } from './sql-executor.ts';
 import { fromSqlState } from './sql-errors.ts';
+import type { SqlExecutor } from './sql-executor.ts';
 
 /** Socket-level failures: the server is not there (yet, or any more). */
 const CONNECTION_ERRNOS = new Set([

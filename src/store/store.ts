@@ -199,9 +199,10 @@ export interface Store {
    * routes). `excludeStates` drops rows in those states AND every row of a deployment whose
    * state is one of them, so `{ excludeStates: ['TERMINATED'] }` is what restore reads.
    */
-  loadSnapshots(opts?: { kinds?: ActorKind[]; excludeStates?: string[] }): Promise<
-    ActorSnapshotRow[]
-  >;
+  loadSnapshots(opts?: {
+    kinds?: ActorKind[];
+    excludeStates?: string[];
+  }): Promise<ActorSnapshotRow[]>;
   /** Removes snapshot rows (history and projections stay). Returns how many existed. */
   deleteSnapshots(actorIds: string[]): Promise<number>;
 
