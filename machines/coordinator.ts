@@ -85,11 +85,11 @@ export const coordinatorMachine = setup({
 }).createMachine({
   id: 'coordinator',
   context: ({ input }) => ({ shards: Math.max(1, Math.floor(input.shards)) }),
-  entry: enqueueActions(({ context, enqueue, self }) => {
-    const children = self.getSnapshot().children as Record<string, unknown>;
+  // Entry runs only on a fresh start; a restored coordinator brings its shards with it.
+  entry: enqueueActions(({ context, enqueue }) => {
     for (let i = 0; i < context.shards; i++) {
       const id = shardActorId(i);
-      if (!children[id]) enqueue.spawnChild('shard', { id, systemId: id, input: { index: i } });
+      enqueue.spawnChild('shard', { id, systemId: id, input: { index: i } });
     }
   }),
   on: {

@@ -198,6 +198,8 @@ export const deploymentMachine = setup({
     recordTransition: (_, _params: unknown) => {},
     /** Persist a context change that is not a transition (runtime-provided). */
     recordChange: () => {},
+    /** Report a child that failed (runtime-provided); the deployment and its siblings go on. */
+    reportChildError: () => {},
 
     applyReplicaState: assign({
       replicas: ({ context, event }) => {
@@ -418,6 +420,7 @@ export const deploymentMachine = setup({
   on: {
     'replica.state': { actions: ['applyReplicaState', 'settleChildren'] },
     'route.state': { actions: ['applyRouteState', 'settleChildren'] },
+    'xstate.error.actor.*': { actions: 'reportChildError' },
   },
   states: {
     PENDING: {

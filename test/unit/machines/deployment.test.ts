@@ -8,7 +8,12 @@ import {
   replicaActorId,
   routeActorId,
 } from '../../../machines/deployment.ts';
-import { replicaMachine } from '../../../machines/replica.ts';
+import {
+  replicaMachine,
+  type SessionInput,
+  type SessionStarted,
+  type StopInput,
+} from '../../../machines/replica.ts';
 import { routeMachine } from '../../../machines/route.ts';
 
 const input: DeploymentInput = {
@@ -30,11 +35,11 @@ function testDeployment(opts: { generatorFails?: boolean } = {}) {
       }),
       replica: replicaMachine.provide({
         actors: {
-          startSession: fromPromise(async ({ input: i }: { input: { replicaId: string } }) => {
+          startSession: fromPromise<SessionStarted, SessionInput>(async ({ input: i }) => {
             started.push(i.replicaId);
             return { endpoint: `http://127.0.0.1/${i.replicaId}` };
           }),
-          stopSession: fromPromise(async ({ input: i }: { input: { replicaId: string } }) => {
+          stopSession: fromPromise<void, StopInput>(async ({ input: i }) => {
             stopped.push(i.replicaId);
           }),
         },

@@ -1,6 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
-import { type ReplicaInput, replicaMachine } from '../../../machines/replica.ts';
+import {
+  type ReplicaInput,
+  replicaMachine,
+  type SessionInput,
+  type SessionStarted,
+  type StopInput,
+} from '../../../machines/replica.ts';
 
 const input: ReplicaInput = {
   replicaId: 'r1',
@@ -16,15 +22,15 @@ function testReplica() {
   const machine = replicaMachine.provide({
     actions: { notifyParent: () => {} },
     actors: {
-      startSession: fromPromise(async ({ input: i }: { input: { replicaId: string } }) => {
+      startSession: fromPromise<SessionStarted, SessionInput>(async ({ input: i }) => {
         calls.push(`start:${i.replicaId}`);
         return { endpoint: 'http://127.0.0.1:9' };
       }),
-      restartSession: fromPromise(async ({ input: i }: { input: { replicaId: string } }) => {
+      restartSession: fromPromise<SessionStarted, SessionInput>(async ({ input: i }) => {
         calls.push(`restart:${i.replicaId}`);
         return { endpoint: 'http://127.0.0.1:10' };
       }),
-      stopSession: fromPromise(async ({ input: i }: { input: { replicaId: string } }) => {
+      stopSession: fromPromise<void, StopInput>(async ({ input: i }) => {
         calls.push(`stop:${i.replicaId}`);
       }),
     },
@@ -157,8 +163,10 @@ describe('replica machine', () => {
     const machine = replicaMachine.provide({
       actions: { notifyParent: () => {} },
       actors: {
-        startSession: fromPromise(async () => ({ endpoint: 'http://127.0.0.1:9' })),
-        stopSession: fromPromise(async ({ input: i }: { input: { force: boolean } }) => {
+        startSession: fromPromise<SessionStarted, SessionInput>(async () => ({
+          endpoint: 'http://127.0.0.1:9',
+        })),
+        stopSession: fromPromise<void, StopInput>(async ({ input: i }) => {
           calls.push(i.force ? 'force' : 'graceful');
           if (!i.force) await new Promise(() => {}); // a session that never ends by itself
         }),

@@ -1,0 +1,94 @@
+/**
+ * Gives the pure machines their effects (`machine.provide`). Every effect is idempotent and
+ * keyed by the actor's id, because a restored actor re-invokes the effect of the state it is
+ * in: starting replica R again adopts the running R, stopping a stopped R resolves, draining a
+ * drained route resolves, publishing the routing table is a full replace.
+ */
+import { fromPromise } from 'xstate';
+import { coordinatorMachine, shardMachine } from '../../machines/coordinator.ts';
+import {
+  type DeploymentContext,
+  type DeploymentState,
+  deploymentMachine,
+  type GenerateInput,
+} from '../../machines/deployment.ts';
+import {
+  type ReplicaContext,
+  type ReplicaState,
+  replicaMachine,
+  type SessionInput,
+  type SessionStarted,
+  type StopInput,
+} from '../../machines/replica.ts';
+import { type DrainInput, type RouteContext, type RouteState, routeMachine } from '../../machines/route.ts';
+
+/** What the effects need from the runtime; each function is idempotent per id. */
+export interface EffectPorts {
+  generateDefinition(input: GenerateInput): Promise<void>;
+  startSession(input: SessionInput): Promise<SessionStarted>;
+  restartSession(input: SessionInput): Promise<SessionStarted>;
+  stopSession(input: StopInput): Promise<void>;
+  drainRoute(input: DrainInput, signal: AbortSignal): Promise<void>;
+  deploymentTransition(ctx: DeploymentContext, state: DeploymentState): void;
+  deploymentChanged(ctx: DeploymentContext): void;
+  replicaTransition(ctx: ReplicaContext, state: ReplicaState): void;
+  routeTransition(ctx: RouteContext, state: RouteState): void;
+  publishRoutes(): void;
+  childError(where: string, event: unknown): void;
+}
+
+export function provideEffects(ports: EffectPorts) {
+  const replica = replicaMachine.provide({
+    actions: {
+      recordTransition: ({ context }, params) => ports.replicaTransition(context, params.state),
+    },
+    actors: {
+      startSession: fromPromise<SessionStarted, SessionInput>(({ input }) =>
+        ports.startSession(input),
+      ),
+      restartSession: fromPromise<SessionStarted, SessionInput>(({ input }) =>
+        ports.restartSession(input),
+      ),
+      stopSession: fromPromise<void, StopInput>(({ input }) => ports.stopSession(input)),
+    },
+  });
+  const route = routeMachine.provide({
+    actions: {
+      recordTransition: ({ context }, params) => ports.routeTransition(context, params.state),
+      publishRoutes: () => ports.publishRoutes(),
+    },
+    actors: {
+      drainRoute: fromPromise<void, DrainInput>(({ input, signal }) =>
+        ports.drainRoute(input, signal),
+      ),
+    },
+  });
+  const deployment = deploymentMachine.provide({
+    actions: {
+      recordTransition: ({ context }, params) =>
+        ports.deploymentTransition(context, (params as { state: DeploymentState }).state),
+      recordChange: ({ context }) => ports.deploymentChanged(context),
+      reportChildError: ({ context, event }) =>
+        ports.childError(`deployment:${context.deploymentId}`, event),
+    },
+    actors: {
+      replica,
+      route,
+      generateDefinition: fromPromise<void, GenerateInput>(({ input }) =>
+        ports.generateDefinition(input),
+      ),
+    },
+  });
+  const shard = shardMachine.provide({
+    actors: { deployment },
+    actions: {
+      reportChildError: ({ context, event }) => ports.childError(`shard:${context.index}`, event),
+    },
+  });
+  return coordinatorMachine.provide({
+    actors: { shard },
+    actions: { reportChildError: ({ event }) => ports.childError('coordinator', event) },
+  });
+}
+
+export type ProvidedCoordinator = ReturnType<typeof provideEffects>;
