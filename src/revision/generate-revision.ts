@@ -143,10 +143,10 @@ export async function generateRevision(
     }
   }
   let request: Layer = {};
-  if (!isPlainObject(input.request)) {
+  if (input.request !== undefined && !isPlainObject(input.request)) {
     details.push({ path: 'request', message: 'expected an object with the revision fields' });
   } else {
-    const check = checkLayer(input.request, { prefix: [] });
+    const check = checkLayer(input.request ?? {}, { prefix: [] });
     details.push(...check.details);
     request = check.layer;
   }
