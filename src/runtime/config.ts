@@ -1,5 +1,5 @@
-import { HEALTH_DEFAULTS } from '../domain/health.ts';
 import type { DeploymentSettings } from '../../machines/deployment.ts';
+import { HEALTH_DEFAULTS } from '../domain/health.ts';
 
 /** Tunables of the actor runtime. Parsed once by the composition root and passed down. */
 export interface RuntimeConfig {

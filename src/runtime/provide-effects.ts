@@ -20,7 +20,12 @@ import {
   type SessionStarted,
   type StopInput,
 } from '../../machines/replica.ts';
-import { type DrainInput, type RouteContext, type RouteState, routeMachine } from '../../machines/route.ts';
+import {
+  type DrainInput,
+  type RouteContext,
+  type RouteState,
+  routeMachine,
+} from '../../machines/route.ts';
 
 /** What the effects need from the runtime; each function is idempotent per id. */
 export interface EffectPorts {

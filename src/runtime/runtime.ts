@@ -1,0 +1,1055 @@
+/**
+ * The actor runtime: the coordinator tree, its effects, persistence, restore and tickers.
+ *
+ * One deployment's flow: `createDeployment` writes the deployment + revision rows, then asks
+ * the coordinator to spawn the deployment actor (under its shard). The actor's effects run
+ * here (generate the session, start/stop sessions on the backend, drain routes); every
+ * transition goes through the SnapshotWriter to PostgreSQL. Health results reach route and
+ * replica actors straight through `system.get`, from the classification tick and from the
+ * prober's change notifications. After a crash, `start` rebuilds the tree from the rows and
+ * the actors re-invoke their idempotent effects.
+ */
+import { type Actor, type AnyActorRef, createActor } from 'xstate';
+import type {
+  DeploymentContext,
+  DeploymentSettings,
+  DeploymentState,
+} from '../../machines/deployment.ts';
+import { deploymentActorId, replicaActorId, routeActorId } from '../../machines/deployment.ts';
+import type { ReplicaContext, ReplicaState } from '../../machines/replica.ts';
+import type { CleanupStatus, RouteContext, RouteState } from '../../machines/route.ts';
+import type { ReplicaBackend } from '../backends/backend.ts';
+import { generateSession } from '../definitions/index.ts';
+import { FlotillaError, isFlotillaError } from '../domain/errors.ts';
+import { newId } from '../domain/ids.ts';
+import type { ModelRevisionSpec } from '../domain/revision.ts';
+import type { RouteEntry, RoutingConfig, RoutingTable } from '../domain/routing.ts';
+import { DEFAULT_ROUTING } from '../domain/routing.ts';
+import type { SessionSpec } from '../domain/session.ts';
+import { classifyMany, classifyRoute, type RouteClassification } from '../health/classifier.ts';
+import type { HealthStore } from '../health/health-store.ts';
+import type { ProbeTarget } from '../health/prober.ts';
+import type { DeploymentRecord, Store } from '../store/store.ts';
+import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
+import { type EffectPorts, type ProvidedCoordinator, provideEffects } from './provide-effects.ts';
+import {
+  assembleCoordinatorSnapshot,
+  SNAPSHOT_SCHEMA_VERSION,
+  SnapshotRejected,
+  validateDeploymentSnapshot,
+} from './restore.ts';
+import { type PersistedSubtree, SnapshotWriter, topState } from './snapshot-writer.ts';
+
+export interface RuntimeLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface RuntimeDeps {
+  store: Store;
+  backend: ReplicaBackend;
+  /** Where probers write; null when nothing probes (then routes stay PROVISIONING). */
+  health: HealthStore | null;
+  logger?: RuntimeLogger;
+  config?: Partial<RuntimeConfig>;
+  /** In-flight requests per route, from the proxy; drains wait for 0. */
+  inflight?: (routeId: string) => number;
+}
+
+/** What the stored deployment spec carries besides the revision request. */
+export interface DeploymentOptions {
+  replicas: number;
+  min_replicas: number;
+  max_replicas: number;
+  routing: RoutingConfig;
+  scaling_group: string;
+  scaling_policy?: unknown;
+}
+
+export interface CreateDeploymentCommand extends DeploymentOptions {
+  name: string;
+  runtime_variant: string;
+  /** The request as the user sent it (secrets already redacted by the caller if wanted). */
+  request: unknown;
+  revision: ModelRevisionSpec;
+}
+
+export interface UpdateDeploymentCommand {
+  request: unknown;
+  revision: ModelRevisionSpec;
+  routing?: RoutingConfig;
+}
+
+export interface ReplicaView {
+  id: string;
+  state: string;
+  endpoint: string | null;
+  revision_id: string;
+  route_id: string;
+  reason: string | null;
+  restarts: number;
+}
+
+export interface RouteView {
+  id: string;
+  replica_id: string;
+  state: string;
+  weight: number;
+  last_health: { class: string; reason: string; at: string } | null;
+  reason: string | null;
+}
+
+export interface DeploymentView {
+  id: string;
+  name: string;
+  state: string;
+  /** Why the deployment is not RUNNING (null when it is, and nothing is wrong). */
+  reason: string | null;
+  runtime_variant: string;
+  target_replicas: number;
+  current_replicas: number;
+  healthy_replicas: number;
+  min_replicas: number;
+  max_replicas: number;
+  revision_id: string | null;
+  revision: ModelRevisionSpec | null;
+  session: SessionSpec | null;
+  routing: RoutingConfig;
+  scaling_group: string;
+  replicas: ReplicaView[];
+  routes: RouteView[];
+  created_at: string;
+  updated_at: string;
+  deleted_at: string | null;
+}
+
+export interface ChangeEvent {
+  kind: 'deployment' | 'replica' | 'route';
+  actor_id: string;
+  deployment_id: string;
+  from: string | null;
+  to: string;
+  reason: string | null;
+  at: string;
+}
+
+interface DeploymentMeta {
+  id: string;
+  name: string;
+  routing: RoutingConfig;
+  scalingGroup: string;
+  options: DeploymentOptions;
+}
+
+const LIVE_STATES: readonly string[] = [
+  'PENDING',
+  'PROVISIONING',
+  'RUNNING',
+  'ERROR',
+  'DESTROYING',
+];
+const PROBED_ROUTE_STATES: ReadonlySet<string> = new Set([
+  'PROVISIONING',
+  'HEALTHY',
+  'UNHEALTHY',
+  'DEGRADED',
+]);
+const TABLE_ROUTE_STATES: ReadonlySet<string> = new Set([
+  'PROVISIONING',
+  'HEALTHY',
+  'UNHEALTHY',
+  'DEGRADED',
+  'TERMINATING',
+]);
+
+const silentLogger: RuntimeLogger = { info() {}, warn() {}, error() {} };
+
+function notFound(idOrName: string): FlotillaError {
+  return new FlotillaError('not_found', `deployment "${idOrName}" not found`, {
+    details: [{ path: 'id', message: `no deployment with id or name "${idOrName}"` }],
+  });
+}
+
+export function optionsOf(record: DeploymentRecord): DeploymentOptions {
+  const spec = (record.spec ?? {}) as Partial<DeploymentOptions> & Record<string, unknown>;
+  return {
+    replicas: record.target_replicas,
+    min_replicas: typeof spec.min_replicas === 'number' ? spec.min_replicas : 0,
+    max_replicas:
+      typeof spec.max_replicas === 'number'
+        ? spec.max_replicas
+        : Math.max(record.target_replicas, 10),
+    routing: { ...DEFAULT_ROUTING, ...((spec.routing as Partial<RoutingConfig>) ?? {}) },
+    scaling_group: typeof spec.scaling_group === 'string' ? spec.scaling_group : 'default',
+    scaling_policy: spec.scaling_policy,
+  };
+}
+
+export class Runtime {
+  private readonly config: RuntimeConfig;
+  private readonly log: RuntimeLogger;
+  private readonly machine: ProvidedCoordinator;
+  private actor: Actor<ProvidedCoordinator> | null = null;
+  readonly writer: SnapshotWriter;
+  private readonly meta = new Map<string, DeploymentMeta>();
+  /** revisionId -> session spec (generated from the stored revision). */
+  private readonly sessions = new Map<string, SessionSpec>();
+  private readonly lastFedCheck = new Map<string, number>();
+  private readonly tickers: Array<ReturnType<typeof setInterval>> = [];
+  private readonly cleanups: Array<() => void | Promise<void>> = [];
+  private readonly changeListeners = new Set<(e: ChangeEvent) => void>();
+  private readonly tableListeners = new Set<(t: RoutingTable) => void>();
+  private tableVersion = 0;
+  private table: RoutingTable = { version: 0, deployments: [], endpoints: [] };
+  private probeTargetCache: ProbeTarget[] = [];
+  private endpoints: RoutingTable['endpoints'] = [];
+  private publishScheduled = false;
+  private classifying = false;
+  private closed = false;
+  ready = false;
+
+  constructor(private readonly deps: RuntimeDeps) {
+    this.config = { ...DEFAULT_RUNTIME_CONFIG, ...(deps.config ?? {}) };
+    this.log = deps.logger ?? silentLogger;
+    this.machine = provideEffects(this.effectPorts());
+    this.writer = new SnapshotWriter(
+      deps.store,
+      { persisted: (id) => this.persistedSubtree(id) },
+      {
+        flushDelayMs: this.config.flushDelayMs,
+        onConflict: (ids) =>
+          this.log.error(
+            { actors: ids },
+            'snapshot version conflict: another coordinator wrote these actors',
+          ),
+      },
+    );
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Restores every non-terminal actor from PostgreSQL, starts the tree and the tickers. */
+  async start(): Promise<{ restoredDeployments: number }> {
+    const { store, backend } = this.deps;
+    const records = await store.listDeployments();
+    for (const r of records) {
+      if (LIVE_STATES.includes(r.state)) this.remember(r);
+    }
+    const rows = await store.loadSnapshots({ excludeStates: ['TERMINATED'] });
+    this.writer.seed(rows);
+    const deploymentRows: Array<{ deploymentId: string; snapshot: unknown }> = [];
+    for (const row of rows) {
+      if (row.kind !== 'deployment' || !this.meta.has(row.deployment_id)) continue;
+      const { _v, ...snapshot } = row.snapshot as { _v?: number } & Record<string, unknown>;
+      try {
+        if (_v !== SNAPSHOT_SCHEMA_VERSION) {
+          throw new SnapshotRejected(
+            `snapshot schema ${_v}, this build reads ${SNAPSHOT_SCHEMA_VERSION}`,
+          );
+        }
+        validateDeploymentSnapshot(snapshot);
+        deploymentRows.push({ deploymentId: row.deployment_id, snapshot });
+      } catch (err) {
+        this.log.error(
+          { deployment: row.deployment_id, err: String(err) },
+          'snapshot not restorable; deployment left as stored',
+        );
+        this.meta.delete(row.deployment_id);
+      }
+    }
+    await Promise.all(
+      [...this.meta.values()].map(async (m) => {
+        const rec = records.find((r) => r.id === m.id);
+        if (rec?.revision_id) await this.sessionFor(rec.revision_id);
+      }),
+    );
+    const snapshot = assembleCoordinatorSnapshot(this.config.shards, deploymentRows);
+    const actor = createActor(this.machine, {
+      input: { shards: this.config.shards },
+      snapshot: snapshot as never,
+    });
+    actor.subscribe({
+      error: (err) => this.log.error({ err: String(err) }, 'coordinator failed'),
+    });
+    this.actor = actor;
+    // Exits noticed while the coordinator was down are delivered to the first listener.
+    this.cleanups.push(
+      backend.onExit((exit) => {
+        const detail = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
+        this.sendTo(replicaActorId(exit.replicaId), { type: 'replica.session.exited', detail });
+      }),
+    );
+    actor.start();
+
+    // A deployment whose first snapshot never reached PostgreSQL starts afresh from its rows.
+    const restored = new Set(deploymentRows.map((r) => r.deploymentId));
+    for (const m of this.meta.values()) {
+      if (restored.has(m.id)) continue;
+      const rec = records.find((r) => r.id === m.id);
+      if (rec) this.spawnDeployment(rec);
+    }
+    await this.reconcileSessions();
+    this.endpoints = (await store.listEndpoints()).map((e) => ({
+      name: e.name,
+      backends: e.backends,
+    }));
+    this.publishNow();
+    this.startTickers();
+    this.ready = true;
+    return { restoredDeployments: deploymentRows.length };
+  }
+
+  /**
+   * After a restore: a replica that believes its session runs but the backend has none is told
+   * its session exited (it then recovers); a backend session no actor owns is stopped, so no
+   * orphan survives a crash.
+   */
+  private async reconcileSessions(): Promise<void> {
+    const { backend } = this.deps;
+    const known = new Set<string>();
+    for (const d of this.liveDeployments()) {
+      for (const [replicaId, r] of Object.entries(d.context.replicas)) {
+        known.add(replicaId);
+        if (r.state === 'HEALTHY' || r.state === 'UNHEALTHY') {
+          const status = await backend.status(replicaId);
+          if (status !== 'running') {
+            this.sendTo(replicaActorId(replicaId), {
+              type: 'replica.session.exited',
+              detail: 'session not found after coordinator restart',
+            });
+          }
+        }
+      }
+    }
+    for (const handle of await backend.list()) {
+      if (!known.has(handle.replicaId)) {
+        this.log.warn({ replica: handle.replicaId }, 'stopping a session no replica actor owns');
+        await backend.stop(handle.replicaId, 5_000);
+      }
+    }
+  }
+
+  private startTickers(): void {
+    const every = (s: number, fn: () => Promise<void>) => {
+      const t = setInterval(() => {
+        fn().catch((err) => this.log.error({ err: String(err) }, 'ticker failed'));
+      }, s * 1000);
+      t.unref();
+      this.tickers.push(t);
+    };
+    if (this.deps.health) {
+      every(this.config.healthCheckIntervalS, () => this.classifyNow());
+      const health = this.deps.health;
+      health
+        .subscribe((record) => {
+          const c = classifyRoute(record, Date.now(), {
+            maxStalenessS: this.config.maxHealthStalenessS,
+          });
+          this.deliverHealth(record.routeId, c, record.checked_at, record.ready);
+        })
+        .then(
+          (unsub) => {
+            if (this.closed) void unsub();
+            else this.cleanups.push(unsub);
+          },
+          (err) => this.log.error({ err: String(err) }, 'health subscription failed'),
+        );
+    }
+    every(this.config.evictionIntervalS, () => this.evictNow());
+  }
+
+  /** Stops tickers and actors, flushes what is queued; replicas keep running unless asked. */
+  async close(opts: { stopReplicas?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.ready = false;
+    for (const t of this.tickers) clearInterval(t);
+    for (const c of this.cleanups) await c();
+    await this.writer
+      .flush()
+      .catch((err) => this.log.error({ err: String(err) }, 'final flush failed'));
+    this.actor?.stop();
+    this.actor = null;
+    await this.deps.backend.close({ stopReplicas: opts.stopReplicas ?? false });
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  async createDeployment(cmd: CreateDeploymentCommand): Promise<DeploymentView> {
+    const session = generateSession(cmd.revision);
+    const id = newId();
+    const revisionId = newId();
+    const record = await this.deps.store.createDeployment({
+      id,
+      name: cmd.name,
+      runtime_variant: cmd.runtime_variant,
+      spec: {
+        request: cmd.request,
+        min_replicas: cmd.min_replicas,
+        max_replicas: cmd.max_replicas,
+        routing: cmd.routing,
+        scaling_group: cmd.scaling_group,
+        scaling_policy: cmd.scaling_policy,
+      },
+      target_replicas: cmd.replicas,
+      revision: { id: revisionId, number: 1, spec: cmd.revision, session },
+    });
+    this.sessions.set(revisionId, session);
+    this.remember(record);
+    this.spawnDeployment(record, session);
+    await this.writer.barrier();
+    return this.view(id);
+  }
+
+  async scale(idOrName: string, replicas: number): Promise<DeploymentView> {
+    const { record, ref } = await this.liveDeployment(idOrName, 'scale');
+    const m = this.meta.get(record.id)!;
+    if (
+      !Number.isInteger(replicas) ||
+      replicas < m.options.min_replicas ||
+      replicas > m.options.max_replicas
+    ) {
+      throw new FlotillaError(
+        'validation',
+        `replicas must be an integer from ${m.options.min_replicas} to ${m.options.max_replicas}`,
+        {
+          details: [
+            {
+              path: 'replicas',
+              message: `expected an integer from ${m.options.min_replicas} to ${m.options.max_replicas}, got ${JSON.stringify(replicas)}`,
+            },
+          ],
+        },
+      );
+    }
+    ref.send({ type: 'deployment.scale', replicas });
+    await this.deps.store.updateDeployment(record.id, { target_replicas: replicas });
+    m.options.replicas = replicas;
+    await this.writer.barrier();
+    return this.view(record.id);
+  }
+
+  async update(idOrName: string, cmd: UpdateDeploymentCommand): Promise<DeploymentView> {
+    const { record, ref } = await this.liveDeployment(idOrName, 'update');
+    const session = generateSession(cmd.revision);
+    const revisions = await this.deps.store.listRevisions(record.id);
+    const number = Math.max(0, ...revisions.map((r) => r.number)) + 1;
+    const revisionId = newId();
+    await this.deps.store.addRevision({
+      id: revisionId,
+      deployment_id: record.id,
+      number,
+      spec: cmd.revision,
+      session,
+    });
+    this.sessions.set(revisionId, session);
+    const spec = {
+      ...(record.spec as object),
+      request: cmd.request,
+      ...(cmd.routing ? { routing: cmd.routing } : {}),
+    };
+    const updated = await this.deps.store.updateDeployment(record.id, {
+      revision_id: revisionId,
+      spec,
+    });
+    this.remember(updated);
+    ref.send({
+      type: 'deployment.update',
+      revisionId,
+      settings: { health: healthSettings(session) } as Partial<DeploymentSettings>,
+    });
+    await this.writer.barrier();
+    this.schedulePublish();
+    return this.view(record.id);
+  }
+
+  async destroy(idOrName: string): Promise<DeploymentView> {
+    const record = await this.record(idOrName);
+    if (record.state === 'TERMINATED') {
+      throw new FlotillaError(
+        'invalid_state',
+        `deployment "${record.name}" is already TERMINATED`,
+        {
+          details: [{ path: 'state', message: 'a TERMINATED deployment cannot be deleted again' }],
+        },
+      );
+    }
+    const ref = this.deploymentRef(record.id);
+    if (ref && topState(ref.getSnapshot().value) !== 'DESTROYING') {
+      ref.send({ type: 'deployment.delete' });
+      await this.writer.barrier();
+    }
+    return this.view(record.id);
+  }
+
+  /** Replaces the endpoint list the routing table carries (after an endpoint API change). */
+  async reloadEndpoints(): Promise<void> {
+    this.endpoints = (await this.deps.store.listEndpoints()).map((e) => ({
+      name: e.name,
+      backends: e.backends,
+    }));
+    this.schedulePublish();
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  async get(idOrName: string): Promise<DeploymentView> {
+    const record = await this.record(idOrName);
+    return this.view(record.id, record);
+  }
+
+  async list(opts: { includeDeleted?: boolean } = {}): Promise<DeploymentView[]> {
+    const records = await this.deps.store.listDeployments(opts);
+    return Promise.all(records.map((r) => this.view(r.id, r)));
+  }
+
+  routingTable(): RoutingTable {
+    return this.table;
+  }
+
+  probeTargets(): ProbeTarget[] {
+    return this.probeTargetCache;
+  }
+
+  /** Every transition of every actor, as it is recorded. */
+  onChange(listener: (e: ChangeEvent) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
+  }
+
+  onRoutingTable(listener: (t: RoutingTable) => void): () => void {
+    this.tableListeners.add(listener);
+    return () => this.tableListeners.delete(listener);
+  }
+
+  actorCount(): number {
+    let n = 0;
+    for (const d of this.liveDeployments()) n += 1 + 2 * Object.keys(d.context.replicas).length;
+    return n;
+  }
+
+  /** The state of every live actor, by actor id (for crash tests and the inspector). */
+  actorStates(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const d of this.liveDeployments()) {
+      out.set(deploymentActorId(d.context.deploymentId), topState(d.value));
+      for (const [id, r] of Object.entries(d.context.replicas)) {
+        const rep = this.actor?.system.get(replicaActorId(id)) as AnyActorRef | undefined;
+        if (rep) out.set(replicaActorId(id), topState(rep.getSnapshot().value));
+        const route = this.actor?.system.get(routeActorId(r.routeId)) as AnyActorRef | undefined;
+        if (route) out.set(routeActorId(r.routeId), topState(route.getSnapshot().value));
+      }
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- health
+
+  /** One classification tick: every probed route, read in pipelined batches. */
+  async classifyNow(): Promise<void> {
+    const health = this.deps.health;
+    if (!health || this.classifying) return;
+    this.classifying = true;
+    try {
+      const targets = this.probeTargetCache;
+      const ids = targets.map((t) => t.routeId);
+      const now = Date.now();
+      const result = await classifyMany(health, ids, now, {
+        maxStalenessS: this.config.maxHealthStalenessS,
+      });
+      let n = 0;
+      for (const [routeId, c] of result) {
+        this.deliverHealth(routeId, c, c.record?.checked_at ?? null, c.record?.ready ?? null);
+        // send() runs the whole cascade synchronously: yield so the proxy keeps serving.
+        if (++n % 500 === 0) await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      this.classifying = false;
+    }
+  }
+
+  private deliverHealth(
+    routeId: string,
+    c: RouteClassification,
+    checkedAt: number | null,
+    ready: boolean | null,
+  ): void {
+    const target = this.probeTargetCache.find((t) => t.routeId === routeId);
+    const at = checkedAt ?? Date.now();
+    this.sendTo(routeActorId(routeId), {
+      type: `route.health.${c.class.toLowerCase()}` as 'route.health.healthy',
+      reason: c.reason,
+      at,
+    });
+    // A replica counts each probe result once; no data is no verdict on the replica.
+    if (!target || checkedAt === null || ready === null) return;
+    const last = this.lastFedCheck.get(target.replicaId) ?? 0;
+    if (checkedAt <= last) return;
+    this.lastFedCheck.set(target.replicaId, checkedAt);
+    this.sendTo(replicaActorId(target.replicaId), {
+      type: ready ? 'replica.health.passed' : 'replica.health.failed',
+      detail: c.reason,
+    });
+  }
+
+  /** One eviction sweep: each deployment's routes against its scaling group's statuses. */
+  async evictNow(): Promise<void> {
+    const groups = new Map<string, CleanupStatus[]>();
+    for (const m of this.meta.values()) {
+      let statuses = groups.get(m.scalingGroup);
+      if (!statuses) {
+        const g = await this.deps.store.getScalingGroup(m.scalingGroup);
+        statuses = g.route_cleanup_target_statuses as CleanupStatus[];
+        groups.set(m.scalingGroup, statuses);
+      }
+      this.sendTo(deploymentActorId(m.id), { type: 'deployment.evict', statuses });
+    }
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private effectPorts(): EffectPorts {
+    const { backend } = this.deps;
+    return {
+      generateDefinition: async ({ revisionId }) => {
+        const session = await this.sessionFor(revisionId, { regenerate: true });
+        const cap = backend.capacity().total;
+        const r = session.resources;
+        for (const k of ['cpu', 'mem', 'gpu'] as const) {
+          if (r[k] > cap[k]) {
+            throw new FlotillaError(
+              'generator_failed',
+              `insufficient ${k}: requested ${r[k]}, the node has ${cap[k]} in total`,
+            );
+          }
+        }
+        await this.writer.barrier();
+      },
+      startSession: async ({ replicaId, revisionId }) => {
+        const spec = await this.sessionFor(revisionId);
+        const handle = await backend.start(replicaId, spec);
+        await this.writer.barrier();
+        return { endpoint: handle.url };
+      },
+      restartSession: async ({ replicaId, revisionId }) => {
+        const spec = await this.sessionFor(revisionId);
+        await backend.stop(replicaId, 5_000);
+        const handle = await backend.start(replicaId, spec);
+        await this.writer.barrier();
+        return { endpoint: handle.url };
+      },
+      stopSession: async ({ replicaId, graceMs }) => {
+        await backend.stop(replicaId, graceMs);
+        this.lastFedCheck.delete(replicaId);
+        await this.writer.barrier();
+      },
+      drainRoute: async ({ routeId }, signal) => {
+        const inflight = this.deps.inflight;
+        if (inflight) {
+          while (inflight(routeId) > 0 && !signal.aborted) {
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
+        await this.writer.barrier();
+      },
+      deploymentTransition: (ctx, state) => this.onDeploymentTransition(ctx, state),
+      deploymentChanged: (ctx) => {
+        this.writer.touch(ctx.deploymentId);
+        this.schedulePublish();
+      },
+      replicaTransition: (ctx, state) => this.onReplicaTransition(ctx, state),
+      routeTransition: (ctx, state) => this.onRouteTransition(ctx, state),
+      publishRoutes: () => this.schedulePublish(),
+      childError: (where, event) =>
+        this.log.error(
+          { where, error: String((event as { error?: unknown }).error) },
+          'actor failed',
+        ),
+    };
+  }
+
+  private onDeploymentTransition(ctx: DeploymentContext, state: DeploymentState): void {
+    this.note({
+      actorId: deploymentActorId(ctx.deploymentId),
+      kind: 'deployment',
+      deploymentId: ctx.deploymentId,
+      to: state,
+      reason: ctx.reason,
+    });
+    if (state === 'TERMINATED') {
+      const id = ctx.deploymentId;
+      // The TERMINATED row must be durable before the actor (and its subtree) goes away.
+      void this.writer
+        .barrier()
+        .then(async () => {
+          await this.deps.store.updateDeployment(id, { deleted_at: new Date() });
+          this.meta.delete(id);
+          this.actor?.send({ type: 'coordinator.deployment.remove', deploymentId: id });
+          this.schedulePublish();
+        })
+        .catch((err) =>
+          this.log.error({ deployment: id, err: String(err) }, 'finishing deletion failed'),
+        );
+    }
+  }
+
+  private onReplicaTransition(ctx: ReplicaContext, state: ReplicaState): void {
+    this.note({
+      actorId: replicaActorId(ctx.replicaId),
+      kind: 'replica',
+      deploymentId: ctx.deploymentId,
+      to: state,
+      reason: ctx.reason,
+      replica: {
+        revisionId: ctx.revisionId,
+        endpoint: ctx.endpoint,
+        info: { restarts: ctx.restarts, termination_cause: ctx.terminationCause },
+      },
+    });
+  }
+
+  private onRouteTransition(ctx: RouteContext, state: RouteState): void {
+    this.note({
+      actorId: routeActorId(ctx.routeId),
+      kind: 'route',
+      deploymentId: ctx.deploymentId,
+      to: state,
+      reason: ctx.reason,
+      route: {
+        replicaId: ctx.replicaId,
+        weight: ctx.weight,
+        lastHealth: ctx.lastHealth,
+        reason: ctx.reason,
+      },
+    });
+  }
+
+  private note(n: {
+    actorId: string;
+    kind: 'deployment' | 'replica' | 'route';
+    deploymentId: string;
+    to: string;
+    reason: string | null;
+    replica?: { revisionId: string; endpoint: string | null; info: unknown };
+    route?: { replicaId: string; weight: number; lastHealth: unknown; reason: string | null };
+  }): void {
+    const at = new Date();
+    const from = this.writer.lastKnownState(n.actorId) ?? null;
+    this.writer.record({ ...n, event: 'transition', at });
+    this.schedulePublish();
+    if (this.changeListeners.size === 0) return;
+    const e: ChangeEvent = {
+      kind: n.kind,
+      actor_id: n.actorId,
+      deployment_id: n.deploymentId,
+      from,
+      to: n.to,
+      reason: n.reason,
+      at: at.toISOString(),
+    };
+    for (const l of this.changeListeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.log.warn({ err: String(err) }, 'change listener threw');
+      }
+    }
+  }
+
+  private persistedSubtree(deploymentId: string): PersistedSubtree | undefined {
+    const ref = this.deploymentRef(deploymentId);
+    if (!ref) return undefined;
+    const snap = ref.getPersistedSnapshot() as unknown as PersistedSubtree;
+    return { ...snap, _v: SNAPSHOT_SCHEMA_VERSION };
+  }
+
+  private remember(record: DeploymentRecord): void {
+    const options = optionsOf(record);
+    this.meta.set(record.id, {
+      id: record.id,
+      name: record.name,
+      routing: options.routing,
+      scalingGroup: options.scaling_group,
+      options,
+    });
+  }
+
+  private spawnDeployment(record: DeploymentRecord, session?: SessionSpec): void {
+    const m = this.meta.get(record.id)!;
+    const s = session ?? this.sessions.get(record.revision_id ?? '');
+    this.actor?.send({
+      type: 'coordinator.deployment.add',
+      input: {
+        deploymentId: record.id,
+        name: record.name,
+        revisionId: record.revision_id ?? '',
+        replicas: record.target_replicas,
+        min_replicas: m.options.min_replicas,
+        max_replicas: m.options.max_replicas,
+        settings: {
+          ...this.config.deploymentDefaults,
+          ...(s ? { health: healthSettings(s) } : {}),
+        },
+      },
+    });
+  }
+
+  private async sessionFor(
+    revisionId: string,
+    opts: { regenerate?: boolean } = {},
+  ): Promise<SessionSpec> {
+    const cached = this.sessions.get(revisionId);
+    if (cached && !opts.regenerate) return cached;
+    const rev = await this.deps.store.getRevision(revisionId);
+    if (!rev) throw new FlotillaError('not_found', `revision ${revisionId} not found`);
+    const session = generateSession(rev.spec as ModelRevisionSpec);
+    this.sessions.set(revisionId, session);
+    return session;
+  }
+
+  private deploymentRef(deploymentId: string): AnyActorRef | undefined {
+    return this.actor?.system.get(deploymentActorId(deploymentId)) as AnyActorRef | undefined;
+  }
+
+  private *liveDeployments(): Generator<{ value: unknown; context: DeploymentContext }> {
+    for (const id of this.meta.keys()) {
+      const ref = this.deploymentRef(id);
+      if (ref) yield ref.getSnapshot() as { value: unknown; context: DeploymentContext };
+    }
+  }
+
+  /** Sends straight to one actor; an id that is gone is skipped (xstate-notes rule 5). */
+  private sendTo(systemId: string, event: { type: string } & Record<string, unknown>): void {
+    const ref = this.actor?.system.get(systemId) as AnyActorRef | undefined;
+    if (ref) ref.send(event);
+  }
+
+  private async record(idOrName: string): Promise<DeploymentRecord> {
+    const r = await this.deps.store.getDeployment(idOrName);
+    if (!r) throw notFound(idOrName);
+    return r;
+  }
+
+  private async liveDeployment(idOrName: string, action: string) {
+    const record = await this.record(idOrName);
+    const ref = this.deploymentRef(record.id);
+    const state = ref ? topState(ref.getSnapshot().value) : record.state;
+    const accepts = ['PENDING', 'PROVISIONING', 'RUNNING'];
+    if (!ref || !accepts.includes(state)) {
+      throw new FlotillaError(
+        'invalid_state',
+        `cannot ${action} deployment "${record.name}" in state ${state}`,
+        {
+          details: [
+            {
+              path: 'state',
+              message: `${action} is accepted in ${accepts.join(', ')}; the deployment is ${state}`,
+            },
+          ],
+        },
+      );
+    }
+    return { record, ref };
+  }
+
+  // ---------------------------------------------------------------- routing table
+
+  private schedulePublish(): void {
+    if (this.publishScheduled) return;
+    this.publishScheduled = true;
+    setImmediate(() => {
+      this.publishScheduled = false;
+      this.publishNow();
+    });
+  }
+
+  private publishNow(): void {
+    const deployments: RoutingTable['deployments'] = [];
+    const targets: ProbeTarget[] = [];
+    for (const m of this.meta.values()) {
+      const ref = this.deploymentRef(m.id);
+      if (!ref) continue;
+      const ctx = (ref.getSnapshot() as { context: DeploymentContext }).context;
+      const routes: RouteEntry[] = [];
+      for (const [replicaId, r] of Object.entries(ctx.replicas)) {
+        if (!r.endpoint) continue;
+        if (TABLE_ROUTE_STATES.has(r.routeState)) {
+          routes.push({
+            routeId: r.routeId,
+            replicaId,
+            url: r.endpoint,
+            state: r.routeState as RouteEntry['state'],
+            weight: 1,
+          });
+        }
+        const session = this.sessions.get(r.revisionId);
+        if (session && PROBED_ROUTE_STATES.has(r.routeState)) {
+          targets.push({ routeId: r.routeId, replicaId, url: r.endpoint, health: session.health });
+        }
+      }
+      deployments.push({ deploymentId: m.id, name: m.name, routing: m.routing, routes });
+    }
+    this.probeTargetCache = targets;
+    this.table = { version: ++this.tableVersion, deployments, endpoints: this.endpoints };
+    for (const l of this.tableListeners) {
+      try {
+        l(this.table);
+      } catch (err) {
+        this.log.warn({ err: String(err) }, 'routing table listener threw');
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- views
+
+  private async view(id: string, given?: DeploymentRecord): Promise<DeploymentView> {
+    const record = given ?? (await this.record(id));
+    const options = optionsOf(record);
+    const ref = this.deploymentRef(record.id);
+    const revision = record.revision_id
+      ? await this.deps.store.getRevision(record.revision_id)
+      : null;
+    const base = {
+      id: record.id,
+      name: record.name,
+      runtime_variant: record.runtime_variant,
+      target_replicas: record.target_replicas,
+      min_replicas: options.min_replicas,
+      max_replicas: options.max_replicas,
+      revision_id: record.revision_id,
+      revision: (revision?.spec as ModelRevisionSpec) ?? null,
+      session: revision?.session ?? null,
+      routing: options.routing,
+      scaling_group: options.scaling_group,
+      created_at: record.created_at,
+      updated_at: record.updated_at,
+      deleted_at: record.deleted_at,
+    };
+    if (!ref) {
+      const [replicas, routes] = await Promise.all([
+        this.deps.store.listReplicas(record.id),
+        this.deps.store.listRoutes(record.id),
+      ]);
+      const live = replicas.filter((r) => r.state !== 'TERMINATED');
+      return {
+        ...base,
+        state: record.state,
+        reason: record.state === 'RUNNING' ? null : record.reason,
+        current_replicas: live.length,
+        healthy_replicas: live.filter((r) => r.state === 'HEALTHY').length,
+        replicas: replicas.map((r) => ({
+          id: r.id,
+          state: r.state,
+          endpoint: r.endpoint,
+          revision_id: r.revision_id,
+          route_id: routes.find((t) => t.replica_id === r.id)?.id ?? '',
+          reason: null,
+          restarts: Number((r.info as { restarts?: number } | null)?.restarts ?? 0),
+        })),
+        routes: routes.map((t) => ({
+          id: t.id,
+          replica_id: t.replica_id,
+          state: t.state,
+          weight: t.weight,
+          last_health: lastHealthView(t.last_health),
+          reason: t.reason,
+        })),
+      };
+    }
+    const snap = ref.getSnapshot() as { value: unknown; context: DeploymentContext };
+    const ctx = snap.context;
+    const state = topState(snap.value);
+    const replicas: ReplicaView[] = [];
+    const routes: RouteView[] = [];
+    for (const [replicaId, r] of Object.entries(ctx.replicas)) {
+      const rep = this.actor?.system.get(replicaActorId(replicaId)) as AnyActorRef | undefined;
+      const rc = rep?.getSnapshot().context as ReplicaContext | undefined;
+      replicas.push({
+        id: replicaId,
+        state: rep ? topState(rep.getSnapshot().value) : r.state,
+        endpoint: rc?.endpoint ?? r.endpoint,
+        revision_id: r.revisionId,
+        route_id: r.routeId,
+        reason: rc?.reason ?? null,
+        restarts: rc?.restarts ?? 0,
+      });
+      const route = this.actor?.system.get(routeActorId(r.routeId)) as AnyActorRef | undefined;
+      if (route) {
+        const tc = route.getSnapshot().context as RouteContext;
+        routes.push({
+          id: r.routeId,
+          replica_id: replicaId,
+          state: topState(route.getSnapshot().value),
+          weight: tc.weight,
+          last_health: lastHealthView(tc.lastHealth),
+          reason: tc.reason,
+        });
+      }
+    }
+    const healthy = replicas.filter((r) => r.state === 'HEALTHY').length;
+    const live = replicas.filter(
+      (r) => r.state !== 'TERMINATING' && r.state !== 'TERMINATED',
+    ).length;
+    return {
+      ...base,
+      state,
+      target_replicas: ctx.target,
+      reason: explain(state, ctx.reason, replicas, routes, ctx.target),
+      current_replicas: live,
+      healthy_replicas: healthy,
+      replicas,
+      routes,
+    };
+  }
+}
+
+function lastHealthView(v: unknown): RouteView['last_health'] {
+  const h = v as { class?: string; reason?: string; at?: number } | null;
+  if (!h || typeof h.class !== 'string') return null;
+  return { class: h.class, reason: h.reason ?? '', at: new Date(h.at ?? 0).toISOString() };
+}
+
+/** One line saying why a deployment is not RUNNING, or what is wrong while it is. */
+function explain(
+  state: string,
+  reason: string | null,
+  replicas: ReplicaView[],
+  routes: RouteView[],
+  target: number,
+): string | null {
+  const healthy = replicas.filter((r) => r.state === 'HEALTHY').length;
+  const problems = replicas
+    .filter((r) => r.reason && r.state !== 'HEALTHY')
+    .map((r) => `${r.id}: ${r.reason}`);
+  const routeProblems = routes
+    .filter((t) => t.state === 'DEGRADED' || t.state === 'UNHEALTHY')
+    .map((t) => `${t.id} ${t.state}: ${t.last_health?.reason ?? t.reason ?? 'unknown'}`);
+  const parts: string[] = [];
+  if (reason) parts.push(reason);
+  if (
+    state === 'RUNNING' &&
+    healthy >= target &&
+    problems.length === 0 &&
+    routeProblems.length === 0
+  ) {
+    return null;
+  }
+  if (state !== 'TERMINATED' && state !== 'DESTROYING') {
+    parts.push(`${healthy} of ${target} replicas HEALTHY`);
+  }
+  parts.push(...problems, ...routeProblems);
+  return parts.length ? parts.join('; ') : null;
+}
+
+function healthSettings(s: SessionSpec): DeploymentSettings['health'] {
+  return {
+    healthy_threshold: s.health.healthy_threshold,
+    unhealthy_threshold: s.health.unhealthy_threshold,
+    startup_timeout_s: s.health.startup_timeout_s,
+  };
+}
+
+export function isNotFound(e: unknown): boolean {
+  return isFlotillaError(e) && e.code === 'not_found';
+}
