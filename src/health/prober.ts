@@ -215,6 +215,11 @@ export function createProber(opts: ProberOptions): Prober {
     const fresh: RouteState[] = [];
     const seen = new Set<string>();
     for (const target of readTargets()) {
+      if (seen.has(target.routeId)) {
+        // Two replicas under one route id would reset each other's state every tick.
+        warnThrottled('duplicate', { routeId: target.routeId }, 'duplicate probe target ignored');
+        continue;
+      }
       if (!ownsRoute(target.routeId, t)) continue;
       seen.add(target.routeId);
       let st = states.get(target.routeId);
@@ -371,11 +376,15 @@ export function createProber(opts: ProberOptions): Prober {
       const t = mono();
       const fresh = syncStates(t);
       if (fresh.length > 0) {
-        void seed(fresh).then(() => {
-          if (!running) return;
-          enqueueDue(mono());
-          pump();
-        });
+        seed(fresh)
+          .then(() => {
+            if (!running) return;
+            enqueueDue(mono());
+            pump();
+          })
+          .catch((err: unknown) => {
+            log.error({ proberId, err: errorText(err) }, 'prober scheduling failed');
+          });
       }
       enqueueDue(t);
       pump();
