@@ -1,0 +1,154 @@
+/**
+ * Header rewriting between client and replica: hop-by-hop headers (RFC 9110 §7.6.1) and any
+ * header named in `Connection` are dropped in both directions; X-Forwarded-* are set on the
+ * way in; `x-flotilla-replica` is added on the way out.
+ */
+
+/** Hop-by-hop headers, plus ones the proxy owns (host, expect, x-forwarded-proto/-host). */
+const DROP_REQUEST = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  // undici refuses `expect`; node:http has already answered 100-continue to the client.
+  'expect',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-for',
+]);
+
+const DROP_RESPONSE = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** What the proxy learns from one pass over the client's raw headers. */
+export interface RequestHeaderScan {
+  /** Flat [name, value, …] for the replica, X-Forwarded-* included. */
+  headers: string[];
+  /** `x-flotilla-priority`, 0 when absent or not an integer. */
+  priority: number;
+  /** Parsed Content-Length, -1 when absent. */
+  contentLength: number;
+  /** The request has a chunked (or otherwise length-less) body. */
+  chunked: boolean;
+}
+
+function parseConnectionTokens(value: string, into: Set<string>): void {
+  for (const token of value.split(',')) {
+    const t = token.trim().toLowerCase();
+    if (t) into.add(t);
+  }
+}
+
+/** Client address without the IPv4-mapped IPv6 prefix. */
+export function clientAddress(remote: string | undefined): string {
+  if (!remote) return '';
+  return remote.startsWith('::ffff:') ? remote.slice(7) : remote;
+}
+
+/**
+ * Builds the replica's request headers from the client's raw headers. X-Forwarded-For gets
+ * the client address appended to any it sent; X-Forwarded-Proto and -Host are replaced by what
+ * this proxy saw (a client cannot spoof them through it).
+ */
+export function scanRequestHeaders(
+  raw: readonly string[],
+  remoteAddress: string | undefined,
+  proto: 'http' | 'https',
+): RequestHeaderScan {
+  let connectionExtra: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === 10 && n.toLowerCase() === 'connection') {
+      connectionExtra ??= new Set();
+      parseConnectionTokens(raw[i + 1]!, connectionExtra);
+    }
+  }
+  const headers: string[] = [];
+  let priority = 0;
+  let contentLength = -1;
+  let chunked = false;
+  let host = '';
+  let xff = '';
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    const lower = name.toLowerCase();
+    switch (lower) {
+      case 'host':
+        host = value;
+        continue;
+      case 'x-forwarded-for':
+        xff = xff ? `${xff}, ${value}` : value;
+        continue;
+      case 'transfer-encoding':
+        chunked = true;
+        continue;
+      case 'content-length': {
+        const n = Number(value);
+        contentLength = Number.isSafeInteger(n) && n >= 0 ? n : -1;
+        break;
+      }
+      case 'x-flotilla-priority': {
+        const p = Number(value);
+        if (Number.isInteger(p)) priority = Math.max(-1000, Math.min(1000, p));
+        break;
+      }
+    }
+    if (DROP_REQUEST.has(lower) || connectionExtra?.has(lower)) continue;
+    headers.push(name, value);
+  }
+  const client = clientAddress(remoteAddress);
+  headers.push('x-forwarded-for', xff ? `${xff}, ${client}` : client);
+  headers.push('x-forwarded-proto', proto);
+  if (host) headers.push('x-forwarded-host', host);
+  return { headers, priority, contentLength, chunked };
+}
+
+/**
+ * Builds the client's response headers from the replica's raw headers (latin1 buffers as
+ * undici hands them over), adding `x-flotilla-replica` and, when serving from a DEGRADED
+ * route, `x-flotilla-fail-static: 1`.
+ */
+export function buildResponseHeaders(
+  raw: readonly Buffer[],
+  replicaId: string,
+  failStatic: boolean,
+): string[] {
+  const out: string[] = [];
+  let connectionExtra: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const value = raw[i + 1]!.toString('latin1');
+    const lower = name.toLowerCase();
+    if (lower === 'connection') {
+      connectionExtra ??= new Set();
+      parseConnectionTokens(value, connectionExtra);
+      continue;
+    }
+    if (DROP_RESPONSE.has(lower) || lower === 'x-flotilla-replica') continue;
+    out.push(name, value);
+  }
+  if (connectionExtra) {
+    for (let i = out.length - 2; i >= 0; i -= 2) {
+      if (connectionExtra.has(out[i]!.toLowerCase())) out.splice(i, 2);
+    }
+  }
+  out.push('x-flotilla-replica', replicaId);
+  if (failStatic) out.push('x-flotilla-fail-static', '1');
+  return out;
+}

@@ -1,0 +1,138 @@
+/**
+ * The proxy's Prometheus metrics, all prefixed `flotilla_proxy_`, in a registry of its own
+ * (the composition root merges it into the process's /metrics). Gauges are read from the live
+ * admission state at scrape time, so the request path only pays for counters and the latency
+ * histogram, through label children cached per deployment.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { type AdmissionLevel, LEVEL_VALUE } from './admission.ts';
+
+/** What a scrape reads of one deployment. */
+export interface DeploymentGaugeSample {
+  deployment: string;
+  inflight: number;
+  queued: number;
+  capacity: number;
+  load: number;
+  level: AdmissionLevel;
+}
+
+/** Per-deployment handles used on the request path. */
+export interface DeploymentMetrics {
+  /** Counts a finished request by status class and observes its duration. */
+  finished(status: number, seconds: number): void;
+  rejected(reason: 'overloaded' | 'queue_full' | 'no_healthy_replicas'): void;
+  timedOut(kind: 'queue' | 'upstream'): void;
+  retried(): void;
+  ejected(): void;
+}
+
+export interface ProxyMetrics {
+  registry: Registry;
+  forDeployment(name: string): DeploymentMetrics;
+  /** Drops a deployment's series (it left the table). */
+  forget(name: string): void;
+  setTableVersion(v: number): void;
+}
+
+export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): ProxyMetrics {
+  const registry = new Registry();
+  const requests = new Counter({
+    name: 'flotilla_proxy_requests_total',
+    help: 'Requests answered by the proxy, by deployment and status class',
+    labelNames: ['deployment', 'code'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'flotilla_proxy_request_duration_seconds',
+    help: 'Time from arrival at the proxy to the end of the response',
+    labelNames: ['deployment'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [registry],
+  });
+  const rejections = new Counter({
+    name: 'flotilla_proxy_rejections_total',
+    help: 'Requests refused before reaching a replica, by reason',
+    labelNames: ['deployment', 'reason'] as const,
+    registers: [registry],
+  });
+  const timeouts = new Counter({
+    name: 'flotilla_proxy_timeouts_total',
+    help: 'Requests that timed out in the queue or waiting for a replica',
+    labelNames: ['deployment', 'kind'] as const,
+    registers: [registry],
+  });
+  const retries = new Counter({
+    name: 'flotilla_proxy_retries_total',
+    help: 'Attempts retried on another replica',
+    labelNames: ['deployment'] as const,
+    registers: [registry],
+  });
+  const ejections = new Counter({
+    name: 'flotilla_proxy_outlier_ejections_total',
+    help: 'Replicas taken out of rotation by passive outlier detection',
+    labelNames: ['deployment'] as const,
+    registers: [registry],
+  });
+  const tableVersion = new Gauge({
+    name: 'flotilla_proxy_routing_table_version',
+    help: 'Version of the routing table the proxy routes by',
+    registers: [registry],
+  });
+  const gauge = (name: string, help: string, pick: (s: DeploymentGaugeSample) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['deployment'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of sample()) this.set({ deployment: s.deployment }, pick(s));
+      },
+    });
+  gauge('flotilla_proxy_inflight', 'Requests in flight to replicas', (s) => s.inflight);
+  gauge('flotilla_proxy_queue_depth', 'Requests waiting in the admission queue', (s) => s.queued);
+  gauge(
+    'flotilla_proxy_capacity',
+    'Concurrent request slots (per replica × servable)',
+    (s) => s.capacity,
+  );
+  gauge('flotilla_proxy_load', 'Share of admission room taken (1 = all refused)', (s) => s.load);
+  gauge(
+    'flotilla_proxy_level',
+    'Load level: 0 healthy, 1 stressed, 2 degraded, 3 critical',
+    (s) => LEVEL_VALUE[s.level],
+  );
+
+  const classes = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+  return {
+    registry,
+    forDeployment(deployment) {
+      const byClass = classes.map((code) => requests.labels({ deployment, code }));
+      const hist = duration.labels({ deployment });
+      return {
+        finished(status, seconds) {
+          byClass[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))]!.inc();
+          hist.observe(seconds);
+        },
+        rejected: (reason) => rejections.labels({ deployment, reason }).inc(),
+        timedOut: (kind) => timeouts.labels({ deployment, kind }).inc(),
+        retried: () => retries.labels({ deployment }).inc(),
+        ejected: () => ejections.labels({ deployment }).inc(),
+      };
+    },
+    forget(deployment) {
+      for (const code of classes) requests.remove({ deployment, code });
+      duration.remove({ deployment });
+      for (const reason of ['overloaded', 'queue_full', 'no_healthy_replicas']) {
+        rejections.remove({ deployment, reason });
+      }
+      for (const kind of ['queue', 'upstream']) timeouts.remove({ deployment, kind });
+      retries.remove({ deployment });
+      ejections.remove({ deployment });
+    },
+    setTableVersion(v) {
+      tableVersion.set(v);
+    },
+  };
+}

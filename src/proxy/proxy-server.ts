@@ -1,0 +1,741 @@
+/**
+ * Flotilla's data plane: a node:http server forwarding `/{deployment-or-endpoint}/{rest}` to
+ * a replica's `/{rest}` over pooled keep-alive undici connections, with admission control,
+ * retries, streaming pass-through, passive outlier detection and draining.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { type Logger, pino } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Dispatcher } from 'undici';
+import type { ErrorCode } from '../domain/errors.ts';
+import type { RoutingTable } from '../domain/routing.ts';
+import type { AdmissionLevel, Waiter } from './admission.ts';
+import {
+  buildResponseHeaders,
+  type RequestHeaderScan,
+  scanRequestHeaders,
+} from './forward-headers.ts';
+import { type OutlierConfig, OutlierDetector } from './outlier-detector.ts';
+import type { ProxyEvent, ProxyEventListener } from './proxy-events.ts';
+import { createProxyMetrics } from './proxy-metrics.ts';
+import { parseProxyPath } from './request-path.ts';
+import {
+  type DeploymentState,
+  type EndpointState,
+  RoutingState,
+  type Upstream,
+} from './routing-state.ts';
+import type { RoutingTableSource } from './routing-table-source.ts';
+
+/** Options of `createProxy`. */
+export interface ProxyOptions {
+  /** Where the routing table comes from; the proxy follows every table it publishes. */
+  source: RoutingTableSource;
+  /** Listen address; default 127.0.0.1. */
+  host?: string;
+  /** Listen port; default 0 (any free port). */
+  port?: number;
+  logger?: Logger;
+  /** Uniform [0, 1): graduated rejection and power of two choices. Seed it in tests. */
+  random?: () => number;
+  /** Passive outlier detection settings; defaults in OUTLIER_DEFAULTS. */
+  outlier?: Partial<OutlierConfig>;
+}
+
+/** Load status of one deployment as seen by this proxy. */
+export interface DeploymentLoadStatus {
+  level: AdmissionLevel;
+  /** Requests holding an admission slot (in flight to replicas). */
+  inflight: number;
+  queued: number;
+  /** Concurrent slots: max_concurrent_requests × servable, non-ejected replicas. */
+  capacity: number;
+}
+
+/** A running proxy. */
+export interface Proxy {
+  port: number;
+  /** Base URL, e.g. `http://127.0.0.1:4100`. */
+  url: string;
+  /**
+   * Stops accepting, answers queued requests with 503, lets in-flight ones finish (up to 5 s)
+   * and closes every upstream connection. Does not close the table source (its owner does).
+   */
+  close(): Promise<void>;
+  /** Requests in flight to a route, including after it left the table; the coordinator's drain waits for 0. */
+  inflight(routeId: string): number;
+  /** Load status of a deployment (by name or id); zeros and `healthy` for one not in the table. */
+  status(deployment: string): DeploymentLoadStatus;
+  /** Outlier ejection and return events; returns the unsubscribe function. */
+  onEvent(listener: (e: ProxyEvent) => void): () => void;
+  /** `flotilla_proxy_*` metrics, in a registry of the proxy's own. */
+  metrics: Registry;
+}
+
+const RETRY_AFTER_S = '1';
+const MAX_BUFFERED_BODY = 1024 * 1024;
+const CLOSE_GRACE_MS = 5_000;
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** Errors where the request cannot have reached the replica. */
+const CONNECT_ERRORS = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+/** Errors after the request may have been sent: retried for idempotent methods only. */
+const SOCKET_ERRORS = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+]);
+
+function errorCodeOf(err: unknown): string {
+  const e = err as { code?: unknown; cause?: { code?: unknown } } | null;
+  if (e && typeof e.code === 'string') return e.code;
+  if (e?.cause && typeof e.cause.code === 'string') return e.cause.code;
+  return '';
+}
+
+function errorBody(code: ErrorCode, message: string): string {
+  return JSON.stringify({ error: { code, message, details: [] } });
+}
+
+function sendError(
+  res: ServerResponse,
+  status: number,
+  code: ErrorCode,
+  message: string,
+  extra?: string[],
+): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = errorBody(code, message);
+  const headers = [
+    'content-type',
+    'application/json; charset=utf-8',
+    'content-length',
+    String(Buffer.byteLength(body)),
+    'cache-control',
+    'no-store',
+  ];
+  if (status === 503) headers.push('retry-after', RETRY_AFTER_S);
+  if (extra) headers.push(...extra);
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+/** Starts a proxy listening on `host:port` and following `source`. */
+export async function createProxy(opts: ProxyOptions): Promise<Proxy> {
+  const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'proxy' });
+  const random = opts.random ?? Math.random;
+  const listeners = new Set<ProxyEventListener>();
+  const emit = (e: ProxyEvent) => {
+    for (const l of listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        log.warn({ err }, 'proxy event listener failed');
+      }
+    }
+  };
+
+  let state: RoutingState;
+  const metrics = createProxyMetrics(() =>
+    [...state.allDeployments()].map((d) => ({
+      deployment: d.name,
+      inflight: d.admission.inflight,
+      queued: d.admission.queued,
+      capacity: d.admission.capacity,
+      load: d.admission.load(),
+      level: d.admission.level(),
+    })),
+  );
+  const outliers: OutlierDetector<Upstream> = new OutlierDetector<Upstream>(opts.outlier, {
+    peers: (u) => u.deployment.targets,
+    ejected: (u, reason, ejectionMs, consecutiveFailures) => {
+      const d = u.deployment;
+      d.metrics.ejected();
+      log.warn(
+        { deployment: d.name, routeId: u.routeId, replicaId: u.replicaId, reason, ejectionMs },
+        'replica ejected by outlier detection',
+      );
+      state.refresh(d);
+      emit({
+        type: 'outlier.ejected',
+        deployment: d.name,
+        deploymentId: d.id,
+        routeId: u.routeId,
+        replicaId: u.replicaId,
+        reason,
+        consecutiveFailures,
+        ejectionMs,
+        at: Date.now(),
+      });
+    },
+    returned: (u) => {
+      const d = u.deployment;
+      log.info({ deployment: d.name, routeId: u.routeId }, 'ejected replica back in rotation');
+      if (!u.retired) state.refresh(d);
+      emit({
+        type: 'outlier.returned',
+        deployment: d.name,
+        deploymentId: d.id,
+        routeId: u.routeId,
+        replicaId: u.replicaId,
+        at: Date.now(),
+      });
+    },
+  });
+  state = new RoutingState({
+    random,
+    metrics,
+    outliers,
+    warn: (msg, fields) => log.warn(fields ?? {}, msg),
+  });
+
+  const applyTable = (t: RoutingTable) => {
+    try {
+      const before = state.version;
+      state.apply(t);
+      if (state.version !== before) log.debug({ version: t.version }, 'routing table applied');
+    } catch (err) {
+      log.error({ err, version: t.version }, 'routing table rejected');
+    }
+  };
+  applyTable(opts.source.current());
+  const unsubscribe = opts.source.subscribe(applyTable);
+
+  let closing = false;
+  let active = 0;
+  let idleWaiter: (() => void) | undefined;
+
+  /** One client request through the proxy, from arrival to the end of its response. */
+  class Exchange implements Waiter {
+    readonly start = performance.now();
+    readonly deadline: number;
+    priority: number;
+    timer: NodeJS.Timeout | undefined = undefined;
+    dep: DeploymentState;
+    /** Deployments of the endpoint this request gave up on (evicted from their queue). */
+    skipped: DeploymentState[] | null = null;
+    body: Buffer | IncomingMessage | null = null;
+    replayable = true;
+    tried: Upstream[] | null = null;
+    attempt: Attempt | null = null;
+    retriesLeft: number;
+    queued = false;
+    holdsSlot = false;
+    clientGone = false;
+    finished = false;
+
+    constructor(
+      readonly req: IncomingMessage,
+      readonly res: ServerResponse,
+      dep: DeploymentState,
+      readonly endpoint: EndpointState | null,
+      readonly path: string,
+      readonly scan: RequestHeaderScan,
+    ) {
+      this.dep = dep;
+      this.priority = scan.priority;
+      this.retriesLeft = Math.max(0, Math.floor(dep.routing.retries) || 0);
+      this.deadline = this.start + dep.admissionConfig.request_timeout_s * 1000;
+      active++;
+      res.on('close', this.onClose);
+    }
+
+    private readonly onClose = () => {
+      if (this.res.writableFinished) return;
+      this.clientGone = true;
+      if (this.queued && this.dep.admission.cancel(this)) {
+        this.queued = false;
+        this.done(499);
+        return;
+      }
+      // In flight: the abort ends the attempt, which ends the exchange. Otherwise (reading
+      // the body, or between admission and dispatch) end it here.
+      if (this.attempt) this.attempt.abort();
+      else this.done(499);
+    };
+
+    admit(): void {
+      const decision = this.dep.admission.admit(this);
+      if (decision.kind === 'run') {
+        this.holdsSlot = true;
+        this.begin();
+      } else if (decision.kind === 'queued') {
+        this.queued = true;
+        const cfg = this.dep.admissionConfig;
+        this.dep.admission.armTimer(
+          this,
+          Math.min(cfg.queue_timeout_s * 1000, this.deadline - performance.now()),
+        );
+      } else {
+        const msg =
+          decision.reason === 'queue_full'
+            ? `deployment ${this.dep.name} is overloaded: its queue is full`
+            : `deployment ${this.dep.name} is overloaded`;
+        this.fail(503, 'overloaded', msg, ['x-flotilla-load', decision.load.toFixed(3)]);
+      }
+    }
+
+    // Waiter: called by the admission queue.
+    grant(): void {
+      this.queued = false;
+      this.holdsSlot = true;
+      if (this.clientGone) {
+        this.done(499);
+        return;
+      }
+      this.begin();
+    }
+
+    expire(): void {
+      this.queued = false;
+      this.fail(
+        503,
+        'overloaded',
+        `deployment ${this.dep.name} is overloaded: queue wait timed out`,
+      );
+    }
+
+    evict(): void {
+      this.queued = false;
+      if (this.clientGone) {
+        this.done(499);
+        return;
+      }
+      if (!closing && this.endpoint) {
+        if (this.skipped) this.skipped.push(this.dep);
+        else this.skipped = [this.dep];
+        const next = this.endpoint.pick(this.skipped);
+        if (next) {
+          this.dep = next;
+          this.retriesLeft = Math.max(0, Math.floor(next.routing.retries) || 0);
+          this.admit();
+          return;
+        }
+      }
+      this.failNoReplicas();
+    }
+
+    failNoReplicas(): void {
+      this.dep.metrics.rejected('no_healthy_replicas');
+      this.fail(
+        503,
+        'no_healthy_replicas',
+        this.endpoint
+          ? `no backend of endpoint ${this.endpoint.name} has a healthy replica`
+          : `deployment ${this.dep.name} has no healthy replica`,
+      );
+    }
+
+    /** Holds a slot: read a small body so it can be replayed on retry, then forward. */
+    begin(): void {
+      const { req, scan } = this;
+      if (scan.chunked || scan.contentLength > MAX_BUFFERED_BODY) {
+        this.body = req;
+        this.replayable = false;
+        this.forward();
+        return;
+      }
+      if (scan.contentLength <= 0) {
+        this.forward();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.once('end', () => {
+        this.body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        this.forward();
+      });
+      req.once('error', () => {
+        if (!this.finished) this.done(499);
+      });
+    }
+
+    forward(): void {
+      if (this.clientGone) {
+        this.done(499);
+        return;
+      }
+      const remaining = this.deadline - performance.now();
+      if (remaining <= 0) {
+        this.dep.metrics.timedOut('upstream');
+        this.fail(
+          504,
+          'upstream_timeout',
+          `no response within the request budget of ${this.dep.name}`,
+        );
+        return;
+      }
+      const u = this.dep.pick(this.tried);
+      if (!u) {
+        this.failNoReplicas();
+        return;
+      }
+      if (this.tried) this.tried.push(u);
+      else this.tried = [u];
+      const attemptMs = Math.max(1, Math.min(this.dep.routing.request_timeout_s * 1000, remaining));
+      const a = new Attempt(this, u, this.dep.failStatic);
+      this.attempt = a;
+      u.inflight++;
+      const opts: Dispatcher.DispatchOptions = {
+        path: u.basePath ? u.basePath + this.path : this.path,
+        method: this.req.method as Dispatcher.HttpMethod,
+        headers: this.scan.headers,
+        body: this.body,
+        headersTimeout: Math.ceil(attemptMs),
+        bodyTimeout: Math.ceil(this.dep.routing.request_timeout_s * 1000),
+      };
+      try {
+        u.dispatcher().dispatch(opts, a);
+      } catch (err) {
+        a.onError(err as Error);
+      }
+    }
+
+    /** Whether a failed attempt (nothing sent to the client yet) may be retried elsewhere. */
+    canRetry(): boolean {
+      return (
+        this.retriesLeft > 0 &&
+        this.replayable &&
+        !this.clientGone &&
+        !closing &&
+        this.deadline - performance.now() > 0 &&
+        this.dep.hasAlternative(this.tried)
+      );
+    }
+
+    retry(): void {
+      this.retriesLeft--;
+      this.attempt = null;
+      this.dep.metrics.retried();
+      this.forward();
+    }
+
+    fail(status: number, code: ErrorCode, message: string, extra?: string[]): void {
+      if (this.finished) return;
+      if (!this.clientGone) sendError(this.res, status, code, message, extra);
+      this.done(status);
+    }
+
+    done(status: number): void {
+      if (this.finished) return;
+      this.finished = true;
+      this.attempt = null;
+      this.res.off('close', this.onClose);
+      if (this.holdsSlot) {
+        this.holdsSlot = false;
+        this.dep.admission.release();
+      }
+      this.dep.metrics.finished(status, (performance.now() - this.start) / 1000);
+      active--;
+      if (active === 0 && idleWaiter) idleWaiter();
+    }
+  }
+
+  /**
+   * One try of an exchange against one replica: the undici dispatch handler. Uses undici's
+   * raw-header handler interface (onConnect/onHeaders/onData/onComplete/onError), which
+   * undici 7 passes through without converting headers to objects.
+   */
+  class Attempt implements Dispatcher.DispatchHandler {
+    private abortFn: ((err?: Error) => void) | undefined;
+    private aborted = false;
+    /** A 502/503 whose body is being drained before the retry. */
+    private discarding = 0;
+    private status = 0;
+    private settled = false;
+
+    constructor(
+      private readonly ex: Exchange,
+      private readonly u: Upstream,
+      private readonly failStatic: boolean,
+    ) {}
+
+    abort(): void {
+      this.aborted = true;
+      this.abortFn?.(new Error('client disconnected'));
+    }
+
+    onConnect(abort: (err?: Error) => void): void {
+      this.abortFn = abort;
+      if (this.aborted) abort(new Error('client disconnected'));
+    }
+
+    onHeaders(
+      statusCode: number,
+      rawHeaders: Buffer[],
+      resume: () => void,
+      statusText: string,
+    ): boolean {
+      if (statusCode < 200) return true;
+      const ex = this.ex;
+      this.status = statusCode;
+      if ((statusCode === 502 || statusCode === 503) && ex.canRetry()) {
+        this.discarding = statusCode;
+        return true;
+      }
+      const res = ex.res;
+      if (ex.clientGone || res.destroyed) return true;
+      const headers = buildResponseHeaders(rawHeaders, this.u.replicaId, this.failStatic);
+      res.writeHead(statusCode, statusText || undefined, headers);
+      // Streams (SSE, chunked) get their headers out now; fixed-length bodies carry them
+      // with the first chunk (one write instead of two).
+      let fixedLength = false;
+      for (let i = 0; i < headers.length; i += 2) {
+        const n = headers[i]!;
+        if (n.length === 14 && n.toLowerCase() === 'content-length') {
+          fixedLength = true;
+          break;
+        }
+      }
+      if (!fixedLength) res.flushHeaders();
+      this.resume = resume;
+      return true;
+    }
+
+    private resume: (() => void) | undefined;
+    private readonly onDrain = () => this.resume?.();
+
+    onData(chunk: Buffer): boolean {
+      if (this.discarding) return true;
+      const res = this.ex.res;
+      if (this.ex.clientGone || res.destroyed) return true;
+      if (!res.write(chunk)) {
+        res.once('drain', this.onDrain);
+        return false;
+      }
+      return true;
+    }
+
+    onComplete(): void {
+      if (this.settled) return;
+      this.settled = true;
+      const { ex, u } = this;
+      u.release();
+      if (this.status >= 500) outliers.failure(u, 'status_5xx');
+      else outliers.success(u);
+      ex.attempt = null;
+      if (this.discarding) {
+        if (ex.canRetry()) {
+          ex.retry();
+          return;
+        }
+        ex.fail(
+          this.discarding,
+          'dependency_unavailable',
+          `replica ${u.replicaId} answered ${this.discarding} and no other replica could take the retry`,
+          ['x-flotilla-replica', u.replicaId],
+        );
+        return;
+      }
+      if (!ex.clientGone) ex.res.end();
+      ex.done(this.status);
+    }
+
+    onError(err: Error): void {
+      if (this.settled) return;
+      this.settled = true;
+      const { ex, u } = this;
+      u.release();
+      ex.attempt = null;
+      if (this.aborted || ex.clientGone) {
+        ex.done(499);
+        return;
+      }
+      const code = errorCodeOf(err);
+      const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+      const connectFailure = CONNECT_ERRORS.has(code);
+      outliers.failure(u, timedOut ? 'timeout' : connectFailure ? 'connect' : 'socket');
+      if (ex.res.headersSent) {
+        // Bytes already reached the client: all that is left is to cut the stream short.
+        ex.res.destroy(err);
+        ex.done(this.status || 502);
+        return;
+      }
+      if (timedOut) {
+        ex.dep.metrics.timedOut('upstream');
+        ex.fail(504, 'upstream_timeout', `replica ${u.replicaId} did not answer in time`, [
+          'x-flotilla-replica',
+          u.replicaId,
+        ]);
+        return;
+      }
+      const retryable =
+        connectFailure ||
+        (SOCKET_ERRORS.has(code) && IDEMPOTENT.has(ex.req.method ?? '')) ||
+        this.discarding !== 0;
+      if (retryable && ex.canRetry()) {
+        ex.retry();
+        return;
+      }
+      const status = this.discarding || 502;
+      ex.fail(
+        status,
+        'dependency_unavailable',
+        `replica ${u.replicaId} failed: ${code || err.message}`,
+        ['x-flotilla-replica', u.replicaId],
+      );
+    }
+  }
+
+  const started = Date.now();
+
+  function handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? '/';
+    if (url.length <= 9 && (url === '/health' || url === '/ready' || url === '/metrics')) {
+      serveOwn(url, req, res);
+      return;
+    }
+    if (closing) {
+      sendError(res, 503, 'dependency_unavailable', 'proxy is shutting down');
+      return;
+    }
+    const parsed = parseProxyPath(url);
+    if (!parsed.ok) {
+      if (parsed.reason === 'not_found')
+        sendError(res, 404, 'not_found', 'no deployment or endpoint here');
+      else if (parsed.reason === 'escape')
+        sendError(res, 400, 'validation', 'path climbs above the deployment prefix');
+      else sendError(res, 400, 'validation', 'malformed percent-encoding in the path');
+      return;
+    }
+    const target = state.lookup(parsed.name);
+    if (!target) {
+      sendError(res, 404, 'not_found', `no deployment or endpoint named ${parsed.name}`);
+      return;
+    }
+    let dep: DeploymentState | undefined;
+    let endpoint: EndpointState | null = null;
+    if (target.kind === 'endpoint') {
+      endpoint = target;
+      if (target.backends.length === 0) {
+        sendError(res, 503, 'no_backends', `endpoint ${target.name} has no backends`);
+        return;
+      }
+      dep = target.pick(null);
+      if (!dep) {
+        sendError(
+          res,
+          503,
+          'no_healthy_replicas',
+          `no backend of endpoint ${target.name} has a healthy replica`,
+        );
+        return;
+      }
+    } else {
+      dep = target;
+      if (dep.availableCount() === 0) {
+        dep.metrics.rejected('no_healthy_replicas');
+        sendError(res, 503, 'no_healthy_replicas', `deployment ${dep.name} has no healthy replica`);
+        return;
+      }
+    }
+    const scan = scanRequestHeaders(req.rawHeaders, req.socket.remoteAddress, 'http');
+    new Exchange(req, res, dep, endpoint, parsed.path, scan).admit();
+  }
+
+  function serveOwn(url: string, _req: IncomingMessage, res: ServerResponse): void {
+    if (url === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
+          res.end(text);
+        },
+        (err: unknown) => sendError(res, 500, 'internal', String(err)),
+      );
+      return;
+    }
+    const ready = url === '/health' || !closing;
+    const body = JSON.stringify(
+      url === '/health'
+        ? { status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000) }
+        : { status: ready ? 'ready' : 'closing', table_version: state.version },
+    );
+    res.writeHead(ready ? 200 : 503, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+    });
+    res.end(body);
+  }
+
+  const server: Server = createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
+    try {
+      handle(req, res);
+    } catch (err) {
+      log.error({ err }, 'proxy request handling failed');
+      sendError(res, 500, 'internal', 'proxy error');
+    }
+  });
+  server.headersTimeout = 66_000;
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = opts.host ?? '127.0.0.1';
+  const urlHost =
+    host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  log.info({ port, host }, 'proxy listening');
+
+  let closed: Promise<void> | undefined;
+  return {
+    port,
+    url: `http://${urlHost}:${port}`,
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        unsubscribe();
+        const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        for (const ds of state.allDeployments()) ds.admission.evictAll();
+        if (active > 0) {
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, CLOSE_GRACE_MS);
+            idleWaiter = () => {
+              clearTimeout(t);
+              resolve();
+            };
+          });
+        }
+        server.closeAllConnections();
+        for (const s of sockets) s.destroy();
+        await state.close(0);
+        await stopped;
+        listeners.clear();
+      })();
+      return closed;
+    },
+    inflight: (routeId) => state.inflight(routeId),
+    status(deployment) {
+      const d = state.deployment(deployment);
+      return d ? d.status() : { level: 'healthy', inflight: 0, queued: 0, capacity: 0 };
+    },
+    onEvent(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    metrics: metrics.registry,
+  };
+}

@@ -1,0 +1,425 @@
+/**
+ * The proxy's live view of the routing table: what each name resolves to, which replicas
+ * can serve, and the state that must survive table updates (in-flight counts, balancer
+ * position, admission queue, outlier records, pooled connections). A table update is applied
+ * in place, keyed by deployment id and route id, so nothing in flight is lost or double
+ * counted when the table changes under it.
+ */
+import { Pool } from 'undici';
+import type {
+  BalancingStrategy,
+  DeploymentRoutes,
+  RouteEntry,
+  RouteState,
+  RoutingConfig,
+  RoutingTable,
+} from '../domain/routing.ts';
+import {
+  type AdmissionConfig,
+  AdmissionController,
+  type AdmissionLevel,
+  resolveAdmissionConfig,
+} from './admission.ts';
+import { type Balancer, type BalancerTarget, createBalancer } from './balancer.ts';
+import type { OutlierDetector, OutlierSubject } from './outlier-detector.ts';
+import type { DeploymentMetrics, ProxyMetrics } from './proxy-metrics.ts';
+import { SmoothWeightedBalancer } from './weighted.ts';
+
+const POOL_OPTIONS: Pool.Options = {
+  // Admission control bounds concurrency per replica; this is only a safety cap on sockets.
+  connections: 1024,
+  pipelining: 1,
+  keepAliveTimeout: 30_000,
+  connect: { timeout: 5_000 },
+};
+
+/** One route of a deployment, as this proxy sees it: a replica it may forward to. */
+export class Upstream implements BalancerTarget, OutlierSubject {
+  readonly routeId: string;
+  readonly url: string;
+  /** Scheme, host and port of `url`. */
+  readonly origin: string;
+  /** Path of `url` without a trailing slash ('' for none); prefixed to forwarded paths. */
+  readonly basePath: string;
+  replicaId: string;
+  weight: number;
+  state: RouteState;
+  inflight = 0;
+  /** Left the table: its pool closes when the last in-flight request ends. */
+  retired = false;
+  failures = 0;
+  ejected = false;
+  ejections = 0;
+  probation = false;
+  ejectTimer: NodeJS.Timeout | undefined = undefined;
+  private pool: Pool | undefined;
+
+  constructor(
+    entry: RouteEntry,
+    readonly deployment: DeploymentState,
+    private readonly onIdle: (u: Upstream) => void,
+  ) {
+    this.routeId = entry.routeId;
+    this.url = entry.url;
+    const u = new URL(entry.url);
+    this.origin = u.origin;
+    this.basePath = u.pathname.replace(/\/+$/, '');
+    this.replicaId = entry.replicaId;
+    this.weight = entry.weight;
+    this.state = entry.state;
+  }
+
+  /** The keep-alive connection pool to this replica, created on first use. */
+  dispatcher(): Pool {
+    this.pool ??= new Pool(this.origin, POOL_OPTIONS);
+    return this.pool;
+  }
+
+  /** A request to this replica ended (whatever the outcome). */
+  release(): void {
+    this.inflight--;
+    if (this.retired && this.inflight === 0) this.onIdle(this);
+  }
+
+  /** Closes pooled connections; in-flight requests are given `graceMs`, then cut. */
+  async close(graceMs = 0): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    if (!pool) return;
+    if (graceMs <= 0) {
+      await pool.destroy().catch(() => {});
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      pool.close().catch(() => {}),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!pool.destroyed) await pool.destroy().catch(() => {});
+  }
+}
+
+/** A deployment as the proxy routes it. */
+export class DeploymentState {
+  readonly kind = 'deployment' as const;
+  readonly id: string;
+  name: string;
+  routing: RoutingConfig;
+  strategy: BalancingStrategy;
+  balancer: Balancer<Upstream>;
+  readonly admission: AdmissionController;
+  /** Every non-TERMINATED route of the deployment in the current table. */
+  routes: Upstream[] = [];
+  /** Routes that may get new requests: the HEALTHY ones, else the DEGRADED ones (fail static). */
+  targets: Upstream[] = [];
+  /** `targets` are DEGRADED routes serving because no route is HEALTHY. */
+  failStatic = false;
+  /** Gone from the table; kept only by requests still using it. */
+  removed = false;
+  metrics: DeploymentMetrics;
+
+  constructor(
+    d: DeploymentRoutes,
+    private readonly random: () => number,
+    metrics: ProxyMetrics,
+  ) {
+    this.id = d.deploymentId;
+    this.name = d.name;
+    this.routing = d.routing;
+    this.strategy = d.routing.strategy;
+    this.balancer = createBalancer<Upstream>(this.strategy, random);
+    this.metrics = metrics.forDeployment(d.name);
+    this.admission = new AdmissionController(resolveAdmissionConfig(d), random, {
+      rejected: (reason) => this.metrics.rejected(reason),
+      queueTimedOut: () => this.metrics.timedOut('queue'),
+    });
+  }
+
+  update(d: DeploymentRoutes, metrics: ProxyMetrics): void {
+    if (d.name !== this.name) {
+      metrics.forget(this.name);
+      this.name = d.name;
+      this.metrics = metrics.forDeployment(d.name);
+    }
+    this.routing = d.routing;
+    if (d.routing.strategy !== this.strategy) {
+      this.strategy = d.routing.strategy;
+      this.balancer = createBalancer<Upstream>(this.strategy, this.random);
+    }
+    this.admission.config = resolveAdmissionConfig(d);
+  }
+
+  get admissionConfig(): AdmissionConfig {
+    return this.admission.config;
+  }
+
+  /** Servable replicas not ejected by outlier detection. */
+  availableCount(): number {
+    let n = 0;
+    for (const u of this.targets) if (!u.ejected) n++;
+    return n;
+  }
+
+  /** Re-derives admission capacity from the servable, non-ejected replicas. */
+  recomputeCapacity(): void {
+    this.admission.setCapacity(
+      this.admission.config.max_concurrent_requests * this.availableCount(),
+    );
+  }
+
+  /**
+   * The replica for the next attempt: the balancer's choice among servable, non-ejected
+   * replicas not yet tried by this request, preferring ones under their concurrency limit.
+   */
+  pick(tried: readonly Upstream[] | null): Upstream | undefined {
+    const limit = this.admission.config.max_concurrent_requests;
+    const chosen = this.balancer.pick(
+      this.targets,
+      (u) => !u.ejected && u.inflight < limit && (tried === null || !tried.includes(u)),
+    );
+    if (chosen) return chosen;
+    return this.balancer.pick(
+      this.targets,
+      (u) => !u.ejected && (tried === null || !tried.includes(u)),
+    );
+  }
+
+  /** Whether a replica not in `tried` could take an attempt now (does not move the balancer). */
+  hasAlternative(tried: readonly Upstream[] | null): boolean {
+    for (const u of this.targets) {
+      if (!u.ejected && (tried === null || !tried.includes(u))) return true;
+    }
+    return false;
+  }
+
+  status(): { level: AdmissionLevel; inflight: number; queued: number; capacity: number } {
+    return {
+      level: this.admission.level(),
+      inflight: this.admission.inflight,
+      queued: this.admission.queued,
+      capacity: this.admission.capacity,
+    };
+  }
+}
+
+/** One backend of an endpoint: a deployment (by name or id) and its share. */
+export class EndpointBackendState implements BalancerTarget {
+  readonly inflight = 0;
+  weight: number;
+  target: DeploymentState | undefined;
+
+  constructor(
+    readonly deployment: string,
+    weight: number,
+  ) {
+    this.weight = weight;
+  }
+}
+
+/** An endpoint: traffic split by weight over deployments that have something to serve. */
+export class EndpointState {
+  readonly kind = 'endpoint' as const;
+  backends: EndpointBackendState[] = [];
+  private readonly balancer = new SmoothWeightedBalancer<EndpointBackendState>();
+
+  constructor(readonly name: string) {}
+
+  /**
+   * The deployment for a request: smooth weighted round robin over the backends whose
+   * deployment exists and has a servable replica; one that has none drops out and the others
+   * take its share. `exclude` skips deployments this request already gave up on.
+   */
+  pick(exclude: readonly DeploymentState[] | null): DeploymentState | undefined {
+    return this.balancer.pick(
+      this.backends,
+      (b) =>
+        b.target !== undefined &&
+        !b.target.removed &&
+        b.target.availableCount() > 0 &&
+        (exclude === null || !exclude.includes(b.target)),
+    )?.target;
+  }
+}
+
+export type NamedTarget = DeploymentState | EndpointState;
+
+/** Hooks the state needs from the proxy around it. */
+export interface RoutingStateDeps {
+  random: () => number;
+  metrics: ProxyMetrics;
+  outliers: OutlierDetector<Upstream>;
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export class RoutingState {
+  version = -1;
+  /** Current routes by route id. */
+  private readonly upstreams = new Map<string, Upstream>();
+  /** Routes that left the table and still have requests in flight. */
+  private readonly retiring = new Set<Upstream>();
+  private readonly deployments = new Map<string, DeploymentState>();
+  private readonly endpoints = new Map<string, EndpointState>();
+  private names = new Map<string, NamedTarget>();
+
+  constructor(private readonly deps: RoutingStateDeps) {}
+
+  /** What `/{name}/…` routes to: a deployment (by name, or id) or else an endpoint. */
+  lookup(name: string): NamedTarget | undefined {
+    return this.names.get(name);
+  }
+
+  /** Applies a routing table (a full replace). Tables older than the current one are ignored. */
+  apply(table: RoutingTable): void {
+    if (table.version < this.version) return;
+    this.version = table.version;
+    const { random, metrics } = this.deps;
+    const seenDeployments = new Set<string>();
+    const seenRoutes = new Set<string>();
+    for (const d of table.deployments) {
+      if (seenDeployments.has(d.deploymentId)) continue;
+      seenDeployments.add(d.deploymentId);
+      let ds = this.deployments.get(d.deploymentId);
+      if (!ds) {
+        ds = new DeploymentState(d, random, metrics);
+        this.deployments.set(d.deploymentId, ds);
+      } else {
+        ds.update(d, metrics);
+      }
+      const routes: Upstream[] = [];
+      for (const r of d.routes) {
+        if (r.state === 'TERMINATED' || seenRoutes.has(r.routeId)) continue;
+        let u = this.upstreams.get(r.routeId);
+        if (u && (u.url !== r.url || u.deployment !== ds)) {
+          this.retire(u);
+          u = undefined;
+        }
+        if (!u) {
+          try {
+            u = new Upstream(r, ds, (idle) => this.closeRetired(idle));
+          } catch {
+            this.deps.warn('route with an invalid url ignored', { routeId: r.routeId, url: r.url });
+            continue;
+          }
+          this.upstreams.set(r.routeId, u);
+        }
+        u.replicaId = r.replicaId;
+        u.weight = Number.isFinite(r.weight) ? r.weight : 1;
+        u.state = r.state;
+        seenRoutes.add(r.routeId);
+        routes.push(u);
+      }
+      const healthy = routes.filter((u) => u.state === 'HEALTHY');
+      const degraded = healthy.length === 0 ? routes.filter((u) => u.state === 'DEGRADED') : [];
+      ds.routes = routes;
+      ds.targets = healthy.length > 0 ? healthy : degraded;
+      ds.failStatic = healthy.length === 0 && degraded.length > 0;
+    }
+    for (const u of [...this.upstreams.values()]) if (!seenRoutes.has(u.routeId)) this.retire(u);
+
+    const removed: DeploymentState[] = [];
+    for (const ds of [...this.deployments.values()]) {
+      if (seenDeployments.has(ds.id)) continue;
+      this.deployments.delete(ds.id);
+      ds.removed = true;
+      ds.routes = [];
+      ds.targets = [];
+      removed.push(ds);
+    }
+
+    const names = new Map<string, NamedTarget>();
+    for (const ds of this.deployments.values()) names.set(ds.id, ds);
+    for (const ds of this.deployments.values()) names.set(ds.name, ds);
+    const seenEndpoints = new Set<string>();
+    for (const e of table.endpoints ?? []) {
+      if (seenEndpoints.has(e.name)) continue;
+      seenEndpoints.add(e.name);
+      let es = this.endpoints.get(e.name);
+      if (!es) {
+        es = new EndpointState(e.name);
+        this.endpoints.set(e.name, es);
+      }
+      const previous = new Map(es.backends.map((b) => [b.deployment, b]));
+      es.backends = (e.backends ?? []).map((b) => {
+        const kept = previous.get(b.deployment) ?? new EndpointBackendState(b.deployment, b.weight);
+        kept.weight = Number.isFinite(b.weight) ? b.weight : 0;
+        const t = names.get(b.deployment);
+        kept.target = t?.kind === 'deployment' ? t : undefined;
+        return kept;
+      });
+      if (names.has(e.name)) {
+        this.deps.warn('endpoint name shadowed by a deployment; the deployment wins', {
+          endpoint: e.name,
+        });
+        continue;
+      }
+      names.set(e.name, es);
+    }
+    for (const name of [...this.endpoints.keys()]) {
+      if (!seenEndpoints.has(name)) this.endpoints.delete(name);
+    }
+    this.names = names;
+    this.deps.metrics.setTableVersion(table.version);
+
+    // Last, so queued requests evicted from a deployment can be rerouted by the new table.
+    for (const ds of this.deployments.values()) this.refresh(ds);
+    for (const ds of removed) {
+      ds.recomputeCapacity();
+      metrics.forget(ds.name);
+    }
+  }
+
+  /**
+   * Recomputes a deployment's capacity. When every servable replica is ejected, ejections
+   * are lifted (like Envoy's panic threshold): the replicas are all the deployment has.
+   */
+  refresh(ds: DeploymentState): void {
+    if (ds.targets.length > 0 && ds.targets.every((u) => u.ejected)) {
+      for (const u of ds.targets) this.deps.outliers.restore(u);
+    }
+    ds.recomputeCapacity();
+  }
+
+  private retire(u: Upstream): void {
+    if (this.upstreams.get(u.routeId) === u) this.upstreams.delete(u.routeId);
+    u.retired = true;
+    this.deps.outliers.forget(u);
+    u.ejected = false;
+    if (u.inflight === 0) void u.close();
+    else this.retiring.add(u);
+  }
+
+  private closeRetired(u: Upstream): void {
+    this.retiring.delete(u);
+    void u.close();
+  }
+
+  /** Requests in flight to a route (also after it left the table, until they end). */
+  inflight(routeId: string): number {
+    let n = this.upstreams.get(routeId)?.inflight ?? 0;
+    for (const u of this.retiring) if (u.routeId === routeId) n += u.inflight;
+    return n;
+  }
+
+  /** The deployment named (or with id) `name`, if it is in the table. */
+  deployment(name: string): DeploymentState | undefined {
+    const t = this.names.get(name);
+    return t?.kind === 'deployment' ? t : undefined;
+  }
+
+  allDeployments(): IterableIterator<DeploymentState> {
+    return this.deployments.values();
+  }
+
+  /** Every queue answered and every pool closed (proxy shutdown). */
+  async close(graceMs: number): Promise<void> {
+    for (const ds of this.deployments.values()) ds.admission.evictAll();
+    const all = [...this.upstreams.values(), ...this.retiring];
+    for (const u of all) this.deps.outliers.forget(u);
+    await Promise.all(all.map((u) => u.close(graceMs)));
+    this.upstreams.clear();
+    this.retiring.clear();
+  }
+}
