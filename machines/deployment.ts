@@ -86,6 +86,8 @@ export interface ReplicaEntry {
   endpoint: string | null;
   /** Leaving: its route is draining or it was chosen for removal; not counted as live. */
   leaving: boolean;
+  /** The replica actor finished and was stopped. */
+  gone?: boolean;
   seq: number;
 }
 
@@ -227,13 +229,10 @@ export const deploymentMachine = setup({
 
     /**
      * Keeps routes and replicas in step: provision a route once its replica has an endpoint,
-     * drain the route of a replica that is ending, stop a replica whose route has drained,
-     * and stop/drop children that reached TERMINATED.
+     * drain the route of a replica that is ending, stop a replica whose route has drained.
      */
     settleChildren: enqueueActions(({ context, enqueue, self }) => {
       const children = self.getSnapshot().children as Record<string, unknown>;
-      const next = { ...context.replicas };
-      let changed = false;
       for (const [replicaId, r] of Object.entries(context.replicas)) {
         const rid = replicaActorId(replicaId);
         const tid = routeActorId(r.routeId);
@@ -251,18 +250,30 @@ export const deploymentMachine = setup({
         if (!routeAlive && !replicaEnding && children[rid]) {
           enqueue.sendTo(rid, { type: 'replica.terminate', cause: 'route drained' });
         }
-        if (r.routeState === 'TERMINATED' && children[tid]) {
-          enqueue.stopChild(tid);
-          next[replicaId] = { ...(next[replicaId] as ReplicaEntry), routeState: 'GONE' };
-          changed = true;
-        }
-        if (r.state === 'TERMINATED' && children[rid]) enqueue.stopChild(rid);
-        if (r.state === 'TERMINATED' && !routeAlive) {
-          delete next[replicaId];
-          changed = true;
-        }
       }
-      if (changed) enqueue.assign({ replicas: next });
+    }),
+
+    /**
+     * A child reached its final state (its done event comes after its last state event): stop
+     * it and drop the replica entry once both the replica and its route are gone.
+     */
+    dropFinishedChild: enqueueActions(({ context, event, enqueue }) => {
+      const actorId = (event as { actorId?: string }).actorId ?? '';
+      const sep = actorId.indexOf(':');
+      const kind = actorId.slice(0, sep);
+      const id = actorId.slice(sep + 1);
+      const next = { ...context.replicas };
+      for (const [replicaId, r] of Object.entries(context.replicas)) {
+        if (kind === 'route' && r.routeId === id) {
+          next[replicaId] = { ...r, routeState: 'GONE' };
+        } else if (kind === 'replica' && replicaId === id) {
+          next[replicaId] = { ...r, state: 'TERMINATED', gone: true };
+        } else continue;
+        enqueue.stopChild(actorId);
+        const e = next[replicaId] as ReplicaEntry;
+        if (e.gone && e.routeState === 'GONE') delete next[replicaId];
+      }
+      enqueue.assign({ replicas: next });
     }),
 
     /** Create and remove replicas toward the target (never called in DESTROYING). */
@@ -421,6 +432,7 @@ export const deploymentMachine = setup({
     'replica.state': { actions: ['applyReplicaState', 'settleChildren'] },
     'route.state': { actions: ['applyRouteState', 'settleChildren'] },
     'xstate.error.actor.*': { actions: 'reportChildError' },
+    'xstate.done.actor.*': { actions: 'dropFinishedChild' },
   },
   states: {
     PENDING: {
