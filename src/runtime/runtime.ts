@@ -55,6 +55,8 @@ export interface RuntimeDeps {
   config?: Partial<RuntimeConfig>;
   /** In-flight requests per route, from the proxy; drains wait for 0. */
   inflight?: (routeId: string) => number;
+  /** Observes each snapshot flush (duration ms, writes), e.g. for a latency histogram. */
+  observeFlush?: (ms: number, writes: number) => void;
 }
 
 /** What the stored deployment spec carries besides the revision request. */
@@ -218,6 +220,7 @@ export class Runtime {
       { persisted: (id) => this.persistedSubtree(id) },
       {
         flushDelayMs: this.config.flushDelayMs,
+        ...(deps.observeFlush ? { onFlush: deps.observeFlush } : {}),
         onConflict: (ids) =>
           this.log.error(
             { actors: ids },
@@ -891,7 +894,9 @@ export class Runtime {
       deployments.push({ deploymentId: m.id, name: m.name, routing: m.routing, routes });
     }
     this.probeTargetCache = targets;
-    this.table = { version: ++this.tableVersion, deployments, endpoints: this.endpoints };
+    // Wall-clock based, so a restarted coordinator never publishes an "older" table.
+    this.tableVersion = Math.max(this.tableVersion + 1, Date.now());
+    this.table = { version: this.tableVersion, deployments, endpoints: this.endpoints };
     for (const l of this.tableListeners) {
       try {
         l(this.table);

@@ -1,0 +1,406 @@
+/**
+ * The embedded API: `createFlotilla(options)` runs Flotilla inside your process, with the
+ * same behaviour as the HTTP API (which is a thin layer over this object).
+ *
+ * Composition: store (PostgreSQL or embedded PGlite) -> backend (processes) -> health store
+ * (Redis or in-memory) -> runtime (actors) -> prober and proxy (in-process by default).
+ */
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { Redis } from 'ioredis';
+import type { ReplicaBackend } from './backends/backend.ts';
+import { createProcessBackend } from './backends/process-backend.ts';
+import { generateSession } from './definitions/index.ts';
+import {
+  type DeploymentRequest,
+  type DeploymentUpdate,
+  deploymentRequestSchema,
+  deploymentUpdateSchema,
+  endpointRequestSchema,
+  REVISION_REQUEST_KEYS,
+  scaleRequestSchema,
+  scalingGroupSchema,
+} from './domain/deployment-request.ts';
+import { FlotillaError } from './domain/errors.ts';
+import type { ModelRevisionSpec } from './domain/revision.ts';
+import { DEFAULT_ROUTING, type RoutingTable } from './domain/routing.ts';
+import type { ResourceSlots } from './domain/session.ts';
+import { parseOrThrow } from './domain/validation.ts';
+import type { HealthStore } from './health/health-store.ts';
+import { createMemoryHealthStore } from './health/memory-health-store.ts';
+import { createProber, type Prober } from './health/prober.ts';
+import { createRedisHealthStore } from './health/redis-health-store.ts';
+import { createProxy, type Proxy } from './proxy/proxy-server.ts';
+import {
+  createStaticTableSource,
+  publishRoutingTable,
+  type StaticTableSource,
+} from './proxy/routing-table-source.ts';
+import { generateRevision } from './revision/index.ts';
+import type { RuntimeConfig } from './runtime/config.ts';
+import {
+  type ChangeEvent,
+  type DeploymentView,
+  Runtime,
+  type RuntimeLogger,
+} from './runtime/runtime.ts';
+import {
+  type EndpointRecord,
+  openStore,
+  type ScalingGroup,
+  type Store,
+  type TransitionRow,
+} from './store/store.ts';
+
+export type { DeploymentRequest, DeploymentUpdate } from './domain/deployment-request.ts';
+export { FlotillaError } from './domain/errors.ts';
+export type { ChangeEvent, DeploymentView } from './runtime/runtime.ts';
+
+export interface FlotillaOptions {
+  /** PostgreSQL; without it an embedded PGlite under `dataDir`. */
+  databaseUrl?: string | undefined;
+  /** Redis for health data and the routing table; without it an in-process health store. */
+  redisUrl?: string | undefined;
+  /** Key prefix in Redis. Default `flotilla:`. */
+  redisKeyPrefix?: string | undefined;
+  /** Data directory (embedded database, replica logs and state). Default `./.flotilla`. */
+  dataDir?: string | undefined;
+  /** Folders a deployment's model_path must stay inside. Default: the current directory. */
+  modelRoots?: string[] | undefined;
+  /** Node capacity for replicas; defaults to what the machine has, gpu 0. */
+  capacity?: Partial<ResourceSlots> | undefined;
+  /** Keep replicas running when closed (they are adopted at the next start). */
+  keepReplicas?: boolean | undefined;
+  /** Run the readiness prober in this process. Default true. */
+  prober?: boolean | undefined;
+  /** ROUTE_HEALTH_TTL_SEC. Default 120. */
+  routeHealthTtlS?: number | undefined;
+  /** Run the data plane in this process; `false` for none. Default: on 127.0.0.1, any port. */
+  proxy?: false | { host?: string | undefined; port?: number | undefined } | undefined;
+  runtime?: Partial<RuntimeConfig> | undefined;
+  /** For tests and embedders: a backend of your own instead of the process backend. */
+  backend?: ReplicaBackend | undefined;
+  logger?: RuntimeLogger | undefined;
+}
+
+export interface ReadyState {
+  ready: boolean;
+  /** What is not ready yet, one line each. */
+  missing: string[];
+}
+
+export interface Flotilla {
+  deploy(request: DeploymentRequest): Promise<DeploymentView>;
+  get(idOrName: string): Promise<DeploymentView>;
+  list(opts?: { includeDeleted?: boolean }): Promise<DeploymentView[]>;
+  update(idOrName: string, update: DeploymentUpdate): Promise<DeploymentView>;
+  scale(idOrName: string, replicas: number): Promise<DeploymentView>;
+  destroy(idOrName: string): Promise<DeploymentView>;
+  events(
+    idOrName: string,
+    page?: { after?: number; limit?: number },
+  ): Promise<{ items: TransitionRow[]; next: number | null }>;
+  /** Every actor transition as it happens. Returns unsubscribe. */
+  subscribe(listener: (e: ChangeEvent) => void): () => void;
+  /** Merge and validate a request with no side effects. */
+  previewRevision(request: DeploymentRequest): Promise<{
+    revision: ModelRevisionSpec;
+    session: ReturnType<typeof generateSession>;
+    warnings: string[];
+  }>;
+  getScalingGroup(name: string): Promise<ScalingGroup>;
+  putScalingGroup(name: string, body: unknown): Promise<ScalingGroup>;
+  listEndpoints(): Promise<EndpointRecord[]>;
+  getEndpoint(name: string): Promise<EndpointRecord>;
+  putEndpoint(body: unknown): Promise<EndpointRecord>;
+  deleteEndpoint(name: string): Promise<void>;
+  logs(idOrName: string, opts?: { replica?: string; tailBytes?: number }): Promise<string>;
+  routingTable(): RoutingTable;
+  ready(): Promise<ReadyState>;
+  /** The data plane's base URL, when it runs in this process. */
+  readonly proxyUrl: string | null;
+  readonly proxy: Proxy | null;
+  readonly runtime: Runtime;
+  readonly store: Store;
+  close(): Promise<void>;
+}
+
+export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flotilla> {
+  const dataDir = resolve(options.dataDir ?? '.flotilla');
+  const modelRoots = (options.modelRoots ?? [process.cwd()]).map((r) => resolve(r));
+  const prefix = options.redisKeyPrefix ?? 'flotilla:';
+  const closers: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const c of closers.reverse()) await c().catch(() => {});
+  };
+  try {
+    const store = await openStore({ databaseUrl: options.databaseUrl, dataDir });
+    closers.push(() => store.close());
+    const backend =
+      options.backend ?? (await createProcessBackend({ dataDir, capacity: options.capacity }));
+    const health: HealthStore = options.redisUrl
+      ? createRedisHealthStore({ url: options.redisUrl, keyPrefix: prefix })
+      : createMemoryHealthStore();
+    closers.push(() => health.close());
+
+    let proxy: Proxy | null = null;
+    const runtime = new Runtime({
+      store,
+      backend,
+      health,
+      config: options.runtime,
+      logger: options.logger,
+      inflight: (routeId) => proxy?.inflight(routeId) ?? 0,
+    });
+    closers.push(() => runtime.close({ stopReplicas: !options.keepReplicas }));
+    await runtime.start();
+
+    let tableSource: StaticTableSource | null = null;
+    if (options.proxy !== false) {
+      tableSource = createStaticTableSource(runtime.routingTable());
+      const src = tableSource;
+      const unsub = runtime.onRoutingTable((t) => src.set(t));
+      proxy = await createProxy({
+        source: tableSource,
+        host: options.proxy?.host ?? '127.0.0.1',
+        port: options.proxy?.port ?? 0,
+      });
+      const p = proxy;
+      closers.push(async () => {
+        unsub();
+        await p.close();
+        await src.close();
+      });
+    }
+    // Proxies in other processes follow the same table through Redis.
+    if (options.redisUrl) {
+      const redis = new Redis(options.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+      await redis.connect();
+      const publish = (t: RoutingTable) =>
+        publishRoutingTable(redis, prefix, t).catch((err) =>
+          options.logger?.warn({ err: String(err) }, 'routing table publish failed'),
+        );
+      void publish(runtime.routingTable());
+      const unsub = runtime.onRoutingTable((t) => void publish(t));
+      closers.push(async () => {
+        unsub();
+        redis.disconnect();
+      });
+    }
+
+    let prober: Prober | null = null;
+    if (options.prober !== false) {
+      prober = createProber({
+        store: health,
+        proberId: `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
+        targets: () => runtime.probeTargets(),
+        ttlS: options.routeHealthTtlS,
+      });
+      prober.start();
+      const p = prober;
+      closers.push(() => p.stop());
+    }
+
+    const toRevision = async (req: Record<string, unknown>, variant: string) => {
+      const revisionFields: Record<string, unknown> = {};
+      for (const k of REVISION_REQUEST_KEYS) if (req[k] !== undefined) revisionFields[k] = req[k];
+      return generateRevision(
+        {
+          runtime_variant: variant,
+          model_path: req.model_path as string | undefined,
+          service_definition: req.service_definition as
+            | string
+            | Record<string, unknown>
+            | undefined,
+          request: revisionFields,
+        },
+        { modelRoots },
+      );
+    };
+
+    const flotilla: Flotilla = {
+      proxyUrl: proxy?.url ?? null,
+      proxy,
+      runtime,
+      store,
+      async deploy(request) {
+        const req = parseOrThrow(deploymentRequestSchema, request);
+        const minReplicas = req.min_replicas ?? req.scaling_policy?.min_replicas ?? 0;
+        const maxReplicas =
+          req.max_replicas ?? req.scaling_policy?.max_replicas ?? Math.max(req.replicas, 10);
+        const bounds: Array<{ path: string; message: string }> = [];
+        if (minReplicas > maxReplicas)
+          bounds.push({
+            path: 'min_replicas',
+            message: `must not exceed max_replicas (${maxReplicas})`,
+          });
+        if (req.replicas > maxReplicas)
+          bounds.push({
+            path: 'replicas',
+            message: `must not exceed max_replicas (${maxReplicas})`,
+          });
+        if (req.replicas < minReplicas)
+          bounds.push({
+            path: 'replicas',
+            message: `must be at least min_replicas (${minReplicas})`,
+          });
+        if (bounds.length)
+          throw new FlotillaError(
+            'validation',
+            bounds.map((b) => `${b.path}: ${b.message}`).join('; '),
+            { details: bounds },
+          );
+        const { revision } = await toRevision(req as Record<string, unknown>, req.runtime_variant);
+        return redactView(
+          await runtime.createDeployment({
+            name: req.name,
+            runtime_variant: revision.runtime_variant,
+            request,
+            revision,
+            replicas: req.replicas,
+            min_replicas: minReplicas,
+            max_replicas: maxReplicas,
+            routing: { ...DEFAULT_ROUTING, ...(req.routing ?? {}) },
+            scaling_group: req.scaling_group,
+            scaling_policy: req.scaling_policy,
+          }),
+        );
+      },
+      get: async (idOrName) => redactView(await runtime.get(idOrName)),
+      list: async (opts) => (await runtime.list(opts)).map(redactView),
+      async update(idOrName, update) {
+        const req = parseOrThrow(deploymentUpdateSchema, update);
+        const current = await runtime.get(idOrName);
+        const prev =
+          ((await store.getDeployment(current.id))?.spec as { request?: Record<string, unknown> })
+            ?.request ?? {};
+        const merged = { ...prev, ...req } as Record<string, unknown>;
+        const { revision } = await toRevision(
+          merged,
+          (merged.runtime_variant as string) ?? current.runtime_variant,
+        );
+        return redactView(
+          await runtime.update(idOrName, {
+            request: merged,
+            revision,
+            ...(req.routing ? { routing: { ...current.routing, ...req.routing } } : {}),
+          }),
+        );
+      },
+      async scale(idOrName, replicas) {
+        const body = parseOrThrow(scaleRequestSchema, { replicas });
+        return redactView(await runtime.scale(idOrName, body.replicas));
+      },
+      destroy: async (idOrName) => redactView(await runtime.destroy(idOrName)),
+      async events(idOrName, page = {}) {
+        const d = await runtime.get(idOrName);
+        return store.history({ deploymentId: d.id, after: page.after, limit: page.limit });
+      },
+      subscribe: (listener) => runtime.onChange(listener),
+      async previewRevision(request) {
+        const req = parseOrThrow(deploymentRequestSchema, request);
+        const { revision, warnings } = await toRevision(
+          req as Record<string, unknown>,
+          req.runtime_variant,
+        );
+        return { revision, session: generateSession(revision), warnings };
+      },
+      getScalingGroup: (name) => store.getScalingGroup(name),
+      async putScalingGroup(name, body) {
+        const g = parseOrThrow(scalingGroupSchema, body);
+        const current = await store.getScalingGroup(name);
+        return store.putScalingGroup({
+          name,
+          route_cleanup_target_statuses:
+            g.route_cleanup_target_statuses ?? current.route_cleanup_target_statuses,
+          settings: g.settings ?? current.settings,
+        });
+      },
+      listEndpoints: () => store.listEndpoints(),
+      async getEndpoint(name) {
+        const e = await store.getEndpoint(name);
+        if (!e)
+          throw new FlotillaError('not_found', `endpoint "${name}" not found`, {
+            details: [{ path: 'name', message: 'no such endpoint' }],
+          });
+        return e;
+      },
+      async putEndpoint(body) {
+        const e = parseOrThrow(endpointRequestSchema, body);
+        const rec = await store.putEndpoint({ name: e.name, backends: e.backends });
+        await runtime.reloadEndpoints();
+        return rec;
+      },
+      async deleteEndpoint(name) {
+        if (!(await store.deleteEndpoint(name))) {
+          throw new FlotillaError('not_found', `endpoint "${name}" not found`, {
+            details: [{ path: 'name', message: 'no such endpoint' }],
+          });
+        }
+        await runtime.reloadEndpoints();
+      },
+      async logs(idOrName, opts = {}) {
+        const d = await runtime.get(idOrName);
+        const ids = opts.replica ? [opts.replica] : d.replicas.map((r) => r.id);
+        if (opts.replica && !d.replicas.some((r) => r.id === opts.replica)) {
+          throw new FlotillaError(
+            'not_found',
+            `replica "${opts.replica}" is not part of "${d.name}"`,
+            { details: [{ path: 'replica', message: 'no such replica in this deployment' }] },
+          );
+        }
+        const parts = await Promise.all(
+          ids.map(async (id) => {
+            const text = await backend.logs(id, { tailBytes: opts.tailBytes ?? 64 * 1024 });
+            return ids.length > 1
+              ? text
+                  .split('\n')
+                  .filter(Boolean)
+                  .map((l) => `[${id}] ${l}`)
+                  .join('\n')
+              : text;
+          }),
+        );
+        return parts.filter(Boolean).join('\n');
+      },
+      routingTable: () => runtime.routingTable(),
+      async ready() {
+        const missing: string[] = [];
+        if (!runtime.ready) missing.push('actors not restored yet');
+        if (!(await store.ping())) missing.push(`database (${store.kind}) not answering`);
+        if (!(await health.ping())) missing.push('health store not answering');
+        return { ready: missing.length === 0, missing };
+      },
+      close: closeAll,
+    };
+    return flotilla;
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+const SECRET_NAME = /(key|token|secret|password|passwd|credential|auth)/i;
+
+/** Environment values whose names look like keys, tokens or passwords, shown as `***`. */
+export function redactEnviron(
+  env: Record<string, string> | undefined,
+): Record<string, string> | undefined {
+  if (!env) return env;
+  return Object.fromEntries(
+    Object.entries(env).map(([k, v]) => [k, SECRET_NAME.test(k) ? '***' : v]),
+  );
+}
+
+/** A view safe to return or log: secret-looking environment values redacted. */
+export function redactView(view: DeploymentView): DeploymentView {
+  return {
+    ...view,
+    revision: view.revision
+      ? { ...view.revision, environ: redactEnviron(view.revision.environ) ?? {} }
+      : null,
+    session: view.session
+      ? { ...view.session, environ: redactEnviron(view.session.environ) ?? {} }
+      : null,
+  };
+}

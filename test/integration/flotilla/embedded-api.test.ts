@@ -1,0 +1,60 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createFlotilla, type Flotilla } from '../../../src/index.ts';
+import { isolatedDatabase, isolatedPrefix, services } from '../../harness/isolation.ts';
+import { waitFor } from '../../harness/wait.ts';
+
+const repo = resolve(import.meta.dirname, '../../..');
+let flotilla: Flotilla | null = null;
+afterEach(async () => {
+  await flotilla?.close();
+  flotilla = null;
+});
+
+function echoProcesses(dataDir: string): number {
+  const out = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l.includes('echo-server') && !l.includes('ps -eo')).length;
+}
+
+describe('embedded API with real replicas', () => {
+  it('deploys the echo example, serves it through the proxy, and deletes it without leftovers', async (ctx) => {
+    const { url } = await isolatedDatabase(ctx);
+    const dataDir = mkdtempSync(join(tmpdir(), 'flotilla-e2e-'));
+    const before = echoProcesses(dataDir);
+    flotilla = await createFlotilla({
+      databaseUrl: url,
+      redisUrl: services().redisUrl,
+      redisKeyPrefix: isolatedPrefix(ctx),
+      dataDir,
+      modelRoots: [repo],
+      runtime: { healthCheckIntervalS: 1, shards: 2 },
+    });
+    const f = flotilla;
+    const d = await f.deploy({ name: 'echo', model_path: 'examples/echo', replicas: 2 });
+    expect(d.state).toMatch(/PENDING|PROVISIONING/);
+    const running = await waitFor(
+      async () => {
+        const v = await f.get('echo');
+        return v.state === 'RUNNING' && v.healthy_replicas === 2 ? v : null;
+      },
+      { timeoutMs: 30_000, message: async () => JSON.stringify(await f.get('echo')) as never },
+    );
+    expect(running.routes.map((r) => r.state)).toEqual(['HEALTHY', 'HEALTHY']);
+    await waitFor(() => f.routingTable().deployments[0]?.routes.filter((r) => r.state === 'HEALTHY').length === 2);
+
+    const seen = new Set<string>();
+    for (let i = 0; i < 6; i++) {
+      const res = await fetch(`${f.proxyUrl}/echo/v1/models`);
+      expect(res.status).toBe(200);
+      seen.add(res.headers.get('x-flotilla-replica') ?? '');
+    }
+    expect([...seen].sort()).toEqual(running.replicas.map((r) => r.id).sort());
+
+    await f.destroy('echo');
+    await waitFor(async () => (await f.get('echo')).state === 'TERMINATED', { timeoutMs: 30_000 });
+    await waitFor(() => echoProcesses(dataDir) === before, { timeoutMs: 10_000, message: 'echo processes left' });
+  });
+});
