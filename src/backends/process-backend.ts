@@ -307,7 +307,7 @@ class ProcessBackend implements ReplicaBackend {
     if (t.state === 'running') {
       t.state = 'stopping';
       const started = Date.now();
-      if (groupMembers(record.pgid).length > 0 && this.groupIsOurs(record)) {
+      if (this.groupIsOurs(record) && groupMembers(record.pgid).length > 0) {
         signalGroup(record.pgid, 'SIGTERM');
         const termDeadline = started + Math.max(0, graceMs);
         while (groupMembers(record.pgid).length > 0 && Date.now() < termDeadline) {
@@ -383,6 +383,7 @@ class ProcessBackend implements ReplicaBackend {
   }
 
   async close(opts: { stopReplicas: boolean; graceMs?: number }): Promise<void> {
+    if (this.closed) return;
     if (opts.stopReplicas) {
       const grace = opts.graceMs ?? DEFAULT_STOP_GRACE_MS;
       await Promise.all(
@@ -420,12 +421,17 @@ class ProcessBackend implements ReplicaBackend {
   }
 
   /**
-   * Whether signalling the group id can only reach our replica's processes: the leader is our
-   * process, or (leader gone) the id is still held by its surviving members, which Linux does not
-   * hand out again while any member lives. After a reboot it is certainly not ours.
+   * Whether signalling the recorded group id can reach only our replica's processes. Linux does
+   * not hand out a pid while it is still some group's id, so: if the leader pid now belongs to
+   * another process (other start time), our group has no member left and the id may be someone
+   * else's; if the pid is free or still ours (possibly a zombie), the group is ours. After a
+   * reboot nothing is ours.
    */
   private groupIsOurs(record: ReplicaRecord): boolean {
-    return record.bootId === null || record.bootId === bootId();
+    if (record.bootId !== null && record.bootId !== bootId()) return false;
+    if (record.startTicks === null) return true;
+    const stat = readProcStat(record.pid);
+    return stat === null || stat.startTicks === record.startTicks;
   }
 
   /** A replica is dead; make sure nothing of its process group survives it. */

@@ -1,10 +1,11 @@
 /**
  * Bounded per-replica log files. The replica writes straight into `output.log` through an
  * O_APPEND descriptor it inherited (no pipe through the coordinator, so logging survives a
- * coordinator crash). The backend trims from outside: when the file passes the cap it is copied
- * to `output.log.1` and truncated in place; O_APPEND makes the replica's next write land at the
- * new end. Disk use is bounded by about twice the cap while a backend watches; bytes written
- * between the copy and the truncation are lost, which a log can afford.
+ * coordinator crash). The backend trims from outside: when the file passes the cap, its last
+ * `cap` bytes are copied to `output.log.1` and it is truncated in place; O_APPEND makes the
+ * replica's next write land at the new end. While a backend watches (every second), disk use
+ * stays near twice the cap; bytes written between the copy and the truncation are lost, which a
+ * log can afford.
  */
 import { constants, promises as fsp } from 'node:fs';
 import path from 'node:path';
@@ -24,7 +25,8 @@ export async function trimLog(dir: string, capBytes: number): Promise<boolean> {
     return false;
   }
   if (size <= capBytes) return false;
-  await fsp.copyFile(file, path.join(dir, ROTATED_LOG_FILE));
+  const tail = await readLastBytes(file, capBytes);
+  await fsp.writeFile(path.join(dir, ROTATED_LOG_FILE), tail);
   await fsp.truncate(file, 0);
   return true;
 }

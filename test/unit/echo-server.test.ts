@@ -1,0 +1,168 @@
+import OpenAI from 'openai';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type EchoServer, startEchoServer } from '../../src/echo/server.ts';
+
+const servers: EchoServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+async function start(opts: Partial<Parameters<typeof startEchoServer>[0]> = {}) {
+  const server = await startEchoServer({ port: 0, onCrash: () => {}, ...opts });
+  servers.push(server);
+  const base = `http://127.0.0.1:${server.port}`;
+  const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0 });
+  return { server, base, client };
+}
+
+async function waitFor(cond: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('echo server with the official openai client', () => {
+  it('answers a chat completion with the words of the last user message', async () => {
+    const { client } = await start({ model: 'echo-test' });
+    const reply = await client.chat.completions.create({
+      model: 'echo-test',
+      messages: [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: 'first message' },
+        { role: 'assistant', content: 'first message' },
+        { role: 'user', content: 'hello   wide\nworld' },
+      ],
+    });
+    expect(reply.object).toBe('chat.completion');
+    expect(reply.model).toBe('echo-test');
+    expect(reply.choices[0]?.message.content).toBe('hello wide world');
+    expect(reply.choices[0]?.finish_reason).toBe('stop');
+    expect(reply.usage).toEqual({ prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 });
+  });
+
+  it('streams a chat completion as one chunk per token, ending with [DONE]', async () => {
+    const { client } = await start({ tokenLatencyMs: 5 });
+    const stream = await client.chat.completions.create({
+      model: 'echo',
+      messages: [{ role: 'user', content: 'one two three four' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const deltas: string[] = [];
+    let finish: string | null = null;
+    let usage: unknown = null;
+    for await (const chunk of stream) {
+      expect(chunk.object).toBe('chat.completion.chunk');
+      const choice = chunk.choices[0];
+      if (choice?.delta.content) deltas.push(choice.delta.content);
+      if (choice?.finish_reason) finish = choice.finish_reason;
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(deltas).toEqual(['one', ' two', ' three', ' four']);
+    expect(deltas.join('')).toBe('one two three four');
+    expect(finish).toBe('stop');
+    expect(usage).toEqual({ prompt_tokens: 4, completion_tokens: 4, total_tokens: 8 });
+  });
+
+  it('answers legacy completions, plain and streamed, honouring max_tokens', async () => {
+    const { client } = await start();
+    const plain = await client.completions.create({
+      model: 'echo',
+      prompt: 'a b c d',
+      max_tokens: 2,
+    });
+    expect(plain.choices[0]?.text).toBe('a b');
+    expect(plain.choices[0]?.finish_reason).toBe('length');
+    const stream = await client.completions.create({
+      model: 'echo',
+      prompt: 'x y z',
+      stream: true,
+    });
+    const texts: string[] = [];
+    for await (const chunk of stream) texts.push(chunk.choices[0]?.text ?? '');
+    expect(texts.join('')).toBe('x y z');
+  });
+
+  it('lists its model with the pid and replica id, and marks responses with x-echo-pid', async () => {
+    const { client } = await start({ model: 'm1', replicaId: 'replica-7' });
+    const { data, response } = await client.models.list().withResponse();
+    expect(response.headers.get('x-echo-pid')).toBe(String(process.pid));
+    expect(response.headers.get('x-echo-replica')).toBe('replica-7');
+    const models = [];
+    for await (const m of data) models.push(m);
+    expect(models.map((m) => m.id)).toEqual(['m1']);
+    expect(models[0]).toMatchObject({ pid: process.pid, replica_id: 'replica-7' });
+  });
+
+  it('reports a bad request in the OpenAI error shape', async () => {
+    const { client, base } = await start();
+    await expect(
+      client.chat.completions.create({ model: 'echo', messages: 'nope' as never }),
+    ).rejects.toMatchObject({ status: 400 });
+    const res = await fetch(`${base}/v1/chat/completions`, { method: 'POST', body: '{bad json' });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { type: 'invalid_request_error' } });
+    expect((await fetch(`${base}/nowhere`)).status).toBe(404);
+  });
+});
+
+describe('echo server health and fault injection', () => {
+  it('answers /health 503 during the startup delay and 200 after it', async () => {
+    const startedAt = Date.now();
+    const { base } = await start({ startupDelayMs: 400 });
+    const first = await fetch(`${base}/health`);
+    // Only meaningful when the check ran inside the delay, which a loaded machine may miss.
+    if (Date.now() - startedAt < 350) expect(first.status).toBe(503);
+    await waitFor(async () => (await fetch(`${base}/health`)).status === 200);
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(400);
+  });
+
+  it('fails /health after POST /admin/health {"ok": false} and recovers after {"ok": true}', async () => {
+    const { base } = await start();
+    const admin = (ok: boolean) =>
+      fetch(`${base}/admin/health`, { method: 'POST', body: JSON.stringify({ ok }) });
+    expect((await fetch(`${base}/health`)).status).toBe(200);
+    expect((await admin(false)).status).toBe(200);
+    expect((await fetch(`${base}/health`)).status).toBe(503);
+    expect((await admin(true)).status).toBe(200);
+    expect((await fetch(`${base}/health`)).status).toBe(200);
+  });
+
+  it('calls the crash hook on POST /admin/crash', async () => {
+    let crashed = 0;
+    const { base } = await start({ onCrash: () => crashed++ });
+    await fetch(`${base}/admin/crash`, { method: 'POST' }).catch(() => undefined);
+    expect(crashed).toBe(1);
+  });
+
+  it('stops answering every request after POST /admin/hang, health included', async () => {
+    const { base, server } = await start({ tokenLatencyMs: 30 });
+    const streaming = await fetch(`${base}/v1/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ prompt: 'a b c d e f g h i j k l', stream: true }),
+    });
+    expect((await fetch(`${base}/admin/hang`, { method: 'POST' })).status).toBe(200);
+    const probe = (p: string) =>
+      fetch(`${base}${p}`, { signal: AbortSignal.timeout(300) }).then(
+        (r) => `status ${r.status}`,
+        (e: Error) => e.name,
+      );
+    expect(await probe('/health')).toBe('TimeoutError');
+    expect(await probe('/v1/models')).toBe('TimeoutError');
+    // The stream that was under way stops too, without its [DONE].
+    const body = streaming.body!.getReader();
+    const received: string[] = [];
+    const reading = (async () => {
+      for (;;) {
+        const { done, value } = await body.read();
+        if (done) return;
+        received.push(Buffer.from(value).toString());
+      }
+    })().catch(() => undefined);
+    await server.close();
+    await reading;
+    expect(received.join('')).not.toContain('[DONE]');
+  });
+});
