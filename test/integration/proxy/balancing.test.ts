@@ -55,8 +55,14 @@ async function distribute(
 describe('balancing over 1,000 requests', () => {
   it('round robin gives each replica its share within ±1', async () => {
     const rs = await Promise.all(['a', 'b', 'c'].map((id) => startReplica(id)));
-    const counts = await distribute('round_robin', rs.map((replica) => ({ replica })), 1000, 8);
-    for (const id of ['a', 'b', 'c']) expect(Math.abs(counts[id]! - 1000 / 3)).toBeLessThanOrEqual(1);
+    const counts = await distribute(
+      'round_robin',
+      rs.map((replica) => ({ replica })),
+      1000,
+      8,
+    );
+    for (const id of ['a', 'b', 'c'])
+      expect(Math.abs(counts[id]! - 1000 / 3)).toBeLessThanOrEqual(1);
   });
 
   it('weighted follows the route weights within ±5%', async () => {
@@ -77,7 +83,12 @@ describe('balancing over 1,000 requests', () => {
   it('least connections sends most traffic to the faster replica under uneven latency', async () => {
     const fast = await startReplica('fast', { DELAY_MS: 2 });
     const slow = await startReplica('slow', { DELAY_MS: 40 });
-    const counts = await distribute('least_connections', [{ replica: fast }, { replica: slow }], 1000, 16);
+    const counts = await distribute(
+      'least_connections',
+      [{ replica: fast }, { replica: slow }],
+      1000,
+      16,
+    );
     expect(counts.fast! + counts.slow!).toBe(1000);
     expect(counts.fast!).toBeGreaterThan(2 * counts.slow!);
   });
@@ -88,7 +99,12 @@ describe('balancing over 1,000 requests', () => {
       await startReplica('fast2', { DELAY_MS: 2 }),
       await startReplica('slow', { DELAY_MS: 40 }),
     ];
-    const counts = await distribute('power_of_two_choices', rs.map((replica) => ({ replica })), 1000, 16);
+    const counts = await distribute(
+      'power_of_two_choices',
+      rs.map((replica) => ({ replica })),
+      1000,
+      16,
+    );
     expect(counts.fast1! + counts.fast2! + counts.slow!).toBe(1000);
     expect(counts.slow!).toBeLessThan(1000 / 3);
     expect(counts.fast1!).toBeGreaterThan(counts.slow!);

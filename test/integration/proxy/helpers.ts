@@ -19,27 +19,59 @@ export interface Replica {
   url: string;
   port: number;
   proc: ChildProcess;
-  stats(): Promise<{ id: string; requests: number; aborted: number; inflight: number; maxInflight: number }>;
+  stats(): Promise<{
+    id: string;
+    requests: number;
+    aborted: number;
+    inflight: number;
+    maxInflight: number;
+  }>;
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
 const running = new Set<Replica>();
 
 /** Starts a fixture replica as its own process and waits until it listens. */
-export async function startReplica(
+export function startReplica(
   id: string,
   env: Record<string, string | number> = {},
 ): Promise<Replica> {
-  const proc = spawn(process.execPath, [FIXTURE], {
-    env: { ...process.env, REPLICA_ID: id, PORT: '0', ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])) },
+  return spawnReplica(id, [FIXTURE], env, /LISTENING (\d+)/);
+}
+
+const FLOTILLA_BIN = fileURLToPath(new URL('../../../bin/flotilla.js', import.meta.url));
+
+/** Starts the OpenAI-style echo model server (`flotilla echo-server`) as its own process. */
+export function startEchoReplica(id: string, args: string[] = []): Promise<Replica> {
+  return spawnReplica(
+    id,
+    [FLOTILLA_BIN, 'echo-server', '--port', '0', ...args],
+    { FLOTILLA_REPLICA_ID: id },
+    /listening on http:\/\/[^:]+:(\d+)/,
+  );
+}
+
+async function spawnReplica(
+  id: string,
+  argv: string[],
+  env: Record<string, string | number>,
+  listening: RegExp,
+): Promise<Replica> {
+  const proc = spawn(process.execPath, argv, {
+    env: {
+      ...process.env,
+      REPLICA_ID: id,
+      PORT: '0',
+      ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])),
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
-    const timer = setTimeout(() => reject(new Error(`replica ${id} did not start`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`replica ${id} did not start`)), 30_000);
     proc.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
-      const m = /LISTENING (\d+)/.exec(buf);
+      const m = listening.exec(buf);
       if (m) {
         clearTimeout(timer);
         resolve(Number(m[1]));
@@ -127,7 +159,12 @@ export function client(connections = 256) {
     agent,
     async get(
       url: string,
-      opts: { headers?: Record<string, string>; method?: string; body?: string; signal?: AbortSignal } = {},
+      opts: {
+        headers?: Record<string, string>;
+        method?: string;
+        body?: string;
+        signal?: AbortSignal;
+      } = {},
     ) {
       const r = await request(url, {
         dispatcher: agent,

@@ -2,8 +2,9 @@
  * Request routing through a real proxy to real replica processes: paths, headers, health
  * states, fail static, errors, timeouts, retries, client aborts and draining.
  */
+
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type IncomingHttpHeaders, request as httpRequest } from 'node:http';
 import { createProxy, type Proxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import {
@@ -39,18 +40,23 @@ async function proxyFor(...args: Parameters<typeof table>) {
  */
 function raw(proxyUrl: string, path: string, headers: Record<string, string> = {}) {
   const u = new URL(proxyUrl);
-  return new Promise<{ status: number; headers: IncomingHttpHeaders; text: string }>((resolve, reject) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, path, headers, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => {
-        text += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
+  return new Promise<{ status: number; headers: IncomingHttpHeaders; text: string }>(
+    (resolve, reject) => {
+      const req = httpRequest(
+        { host: u.hostname, port: u.port, path, headers, agent: false },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => {
+            text += d;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    },
+  );
 }
 
 describe('proxy routing', () => {
@@ -98,7 +104,12 @@ describe('proxy routing', () => {
       deployment({ name: 'm', replicas: [{ replica: a }] }),
       deployment({ name: 'other', replicas: [{ replica: b }] }),
     ]);
-    for (const path of ['/m/../other/whoami', '/m/%2e%2e/other/whoami', '/m/x/../../other/whoami', '/m/.%2E/other']) {
+    for (const path of [
+      '/m/../other/whoami',
+      '/m/%2e%2e/other/whoami',
+      '/m/x/../../other/whoami',
+      '/m/.%2E/other',
+    ]) {
       const r = await raw(proxy.url, path);
       expect(r.status, path).toBe(400);
       expect(r.headers['x-flotilla-replica'], path).toBeUndefined();
@@ -146,7 +157,8 @@ describe('proxy routing', () => {
       }),
     ]);
     const seen = [];
-    for (let i = 0; i < 20; i++) seen.push((await c.get(`${proxy.url}/m/x`)).headers['x-flotilla-replica']);
+    for (let i = 0; i < 20; i++)
+      seen.push((await c.get(`${proxy.url}/m/x`)).headers['x-flotilla-replica']);
     expect(countBy(seen as string[])).toEqual({ a: 20 });
   });
 
@@ -154,7 +166,13 @@ describe('proxy routing', () => {
     const a = await startReplica('a');
     const b = await startReplica('b');
     const { proxy, c } = await proxyFor([
-      deployment({ name: 'm', replicas: [{ replica: a, state: 'UNHEALTHY' }, { replica: b, state: 'DEGRADED' }] }),
+      deployment({
+        name: 'm',
+        replicas: [
+          { replica: a, state: 'UNHEALTHY' },
+          { replica: b, state: 'DEGRADED' },
+        ],
+      }),
     ]);
     const r = await c.get(`${proxy.url}/m/x`);
     expect(r.status).toBe(200);
@@ -165,7 +183,13 @@ describe('proxy routing', () => {
   it('answers 503 no_healthy_replicas with Retry-After within 50 ms when nothing can serve', async () => {
     const a = await startReplica('a');
     const { proxy, c } = await proxyFor([
-      deployment({ name: 'm', replicas: [{ replica: a, state: 'UNHEALTHY' }, { replica: a, routeId: 'r2', state: 'TERMINATING' }] }),
+      deployment({
+        name: 'm',
+        replicas: [
+          { replica: a, state: 'UNHEALTHY' },
+          { replica: a, routeId: 'r2', state: 'TERMINATING' },
+        ],
+      }),
     ]);
     await c.get(`${proxy.url}/health`); // warm the client connection
     const times: number[] = [];
@@ -195,7 +219,8 @@ describe('proxy routing', () => {
     source.set(table([d('TERMINATING')]));
     expect(proxy.inflight('route-a')).toBe(1);
     const during = [];
-    for (let i = 0; i < 10; i++) during.push((await c.get(`${proxy.url}/m/x`)).headers['x-flotilla-replica']);
+    for (let i = 0; i < 10; i++)
+      during.push((await c.get(`${proxy.url}/m/x`)).headers['x-flotilla-replica']);
     expect(countBy(during as string[])).toEqual({ b: 10 });
     const results = await Promise.all(slow);
     expect(results.map((r) => r.status)).toEqual([200, 200]);
@@ -253,7 +278,10 @@ describe('proxy routing', () => {
     ac.abort();
     expect(await pending).toBeInstanceOf(Error);
     await waitFor(async () => (await a.stats()).aborted === 1, 'replica saw the abort');
-    await waitFor(() => proxy.inflight('route-a') === 0 && proxy.status('m').inflight === 0, 'proxy released it');
+    await waitFor(
+      () => proxy.inflight('route-a') === 0 && proxy.status('m').inflight === 0,
+      'proxy released it',
+    );
   });
 
   it('answers /health and /ready itself, and serves its metrics', async () => {
