@@ -210,6 +210,8 @@ export class Runtime {
   private classifying = false;
   private closed = false;
   ready = false;
+  /** Every actor's state right after restore, before any effect ran. */
+  restoredStates = new Map<string, string>();
 
   constructor(private readonly deps: RuntimeDeps) {
     this.config = { ...DEFAULT_RUNTIME_CONFIG, ...(deps.config ?? {}) };
@@ -284,6 +286,8 @@ export class Runtime {
       }),
     );
     actor.start();
+    // Taken before any effect can resolve: what restore produced, for tests and the inspector.
+    this.restoredStates = this.actorStates();
 
     // A deployment whose first snapshot never reached PostgreSQL starts afresh from its rows.
     const restored = new Set(deploymentRows.map((r) => r.deploymentId));

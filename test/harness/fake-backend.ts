@@ -24,7 +24,11 @@ export class FakeBackend implements ReplicaBackend {
   private nextPort = 20_000;
 
   constructor(
-    private readonly opts: { logFile?: string; capacity?: ResourceSlots; startDelayMs?: number } = {},
+    private readonly opts: {
+      logFile?: string;
+      capacity?: ResourceSlots;
+      startDelayMs?: number;
+    } = {},
   ) {
     if (opts.logFile && existsSync(opts.logFile)) {
       for (const e of readEvents(opts.logFile)) {
@@ -103,7 +107,13 @@ export class FakeBackend implements ReplicaBackend {
 }
 
 function handle(replicaId: string, port: number): ReplicaHandle {
-  return { replicaId, host: '127.0.0.1', port, url: `http://127.0.0.1:${port}`, startedAt: Date.now() };
+  return {
+    replicaId,
+    host: '127.0.0.1',
+    port,
+    url: `http://127.0.0.1:${port}`,
+    startedAt: Date.now(),
+  };
 }
 
 export function readEvents(file: string): BackendEvent[] {

@@ -13,9 +13,15 @@ import { FakeBackend } from './fake-backend.ts';
 
 export type StoreKind = 'postgres' | 'embedded';
 
-export async function openTestStore(kind: StoreKind, databaseUrl: string, dataDir?: string): Promise<Store> {
+export async function openTestStore(
+  kind: StoreKind,
+  databaseUrl: string,
+  dataDir?: string,
+): Promise<Store> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'flotilla-store-'));
-  return kind === 'postgres' ? openStore({ databaseUrl, dataDir: dir }) : openStore({ dataDir: dir });
+  return kind === 'postgres'
+    ? openStore({ databaseUrl, dataDir: dir })
+    : openStore({ dataDir: dir });
 }
 
 export function testRuntime(opts: {
@@ -54,7 +60,11 @@ export function echoCommand(name: string, replicas: number): CreateDeploymentCom
 }
 
 /** Plays the prober: every probe target's result is written as `ready`, then one tick runs. */
-export async function reportAll(runtime: Runtime, health: HealthStore, ready = true): Promise<void> {
+export async function reportAll(
+  runtime: Runtime,
+  health: HealthStore,
+  ready = true,
+): Promise<void> {
   const now = Date.now();
   for (const t of runtime.probeTargets()) {
     await health.write(

@@ -14,7 +14,9 @@ export async function waitFor<T>(
     }
     if (Date.now() > deadline) {
       const m = typeof opts.message === 'function' ? opts.message() : opts.message;
-      throw new Error(`timed out after ${opts.timeoutMs ?? 10_000} ms: ${m ?? 'condition not met'}${last ? ` (last error: ${String(last)})` : ''}`);
+      throw new Error(
+        `timed out after ${opts.timeoutMs ?? 10_000} ms: ${m ?? 'condition not met'}${last ? ` (last error: ${String(last)})` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 20));
   }

@@ -2,7 +2,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Runtime } from '../../../src/runtime/runtime.ts';
 import type { Store } from '../../../src/store/store.ts';
 import { isolatedDatabase } from '../../harness/isolation.ts';
-import { echoCommand, openTestStore, reportAll, type StoreKind, testRuntime } from '../../harness/runtime-fixture.ts';
+import {
+  echoCommand,
+  openTestStore,
+  reportAll,
+  type StoreKind,
+  testRuntime,
+} from '../../harness/runtime-fixture.ts';
 import { waitFor } from '../../harness/wait.ts';
 
 const open: Array<{ runtime: Runtime; store: Store }> = [];
@@ -43,7 +49,13 @@ describe.each(['postgres', 'embedded'] as const)('runtime on %s', (kind: StoreKi
     const deploymentStates = history.items
       .filter((h) => h.kind === 'deployment')
       .map((h) => h.to_state);
-    expect(deploymentStates).toEqual(['PENDING', 'PROVISIONING', 'RUNNING', 'DESTROYING', 'TERMINATED']);
+    expect(deploymentStates).toEqual([
+      'PENDING',
+      'PROVISIONING',
+      'RUNNING',
+      'DESTROYING',
+      'TERMINATED',
+    ]);
   });
 
   it('restores every actor in its persisted state after a restart and adopts live sessions', async (ctx) => {
