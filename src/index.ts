@@ -22,6 +22,7 @@ import {
   scalingGroupSchema,
 } from './domain/deployment-request.ts';
 import { FlotillaError } from './domain/errors.ts';
+import type { HealthRecord } from './domain/health.ts';
 import type { ModelRevisionSpec } from './domain/revision.ts';
 import { DEFAULT_ROUTING, type RoutingTable } from './domain/routing.ts';
 import type { ResourceSlots } from './domain/session.ts';
@@ -30,7 +31,7 @@ import type { HealthStore } from './health/health-store.ts';
 import { createMemoryHealthStore } from './health/memory-health-store.ts';
 import { createProber, type Prober } from './health/prober.ts';
 import { createRedisHealthStore } from './health/redis-health-store.ts';
-import { createProxy, type Proxy } from './proxy/proxy-server.ts';
+import { createProxy, type Proxy as DataPlane } from './proxy/proxy-server.ts';
 import {
   createStaticTableSource,
   publishRoutingTable,
@@ -81,6 +82,10 @@ export interface FlotillaOptions {
   /** For tests and embedders: a backend of your own instead of the process backend. */
   backend?: ReplicaBackend | undefined;
   logger?: RuntimeLogger | undefined;
+  /** Observes each snapshot flush (duration ms, actor writes): the write-latency metric. */
+  observeFlush?: ((ms: number, writes: number) => void) | undefined;
+  /** Called for every readiness check result the in-process prober records (metrics). */
+  onHealthCheck?: ((record: HealthRecord) => void) | undefined;
 }
 
 export interface ReadyState {
@@ -119,7 +124,7 @@ export interface Flotilla {
   ready(): Promise<ReadyState>;
   /** The data plane's base URL, when it runs in this process. */
   readonly proxyUrl: string | null;
-  readonly proxy: Proxy | null;
+  readonly proxy: DataPlane | null;
   readonly runtime: Runtime;
   readonly store: Store;
   close(): Promise<void>;
@@ -142,8 +147,26 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       ? createRedisHealthStore({ url: options.redisUrl, keyPrefix: prefix })
       : createMemoryHealthStore();
     closers.push(() => health.close());
+    // The prober writes through this view, so every check result can be counted cheaply.
+    const onCheck = options.onHealthCheck;
+    const proberStore: HealthStore = onCheck
+      ? {
+          write(record, ttlS) {
+            onCheck(record);
+            return health.write(record, ttlS);
+          },
+          readMany: (ids) => health.readMany(ids),
+          publishChange: (record) => health.publishChange(record),
+          subscribe: (listener) => health.subscribe(listener),
+          heartbeat: (id, ttlS) => health.heartbeat(id, ttlS),
+          members: () => health.members(),
+          leave: (id) => health.leave(id),
+          ping: () => health.ping(),
+          close: () => health.close(),
+        }
+      : health;
 
-    let proxy: Proxy | null = null;
+    let proxy: DataPlane | null = null;
     const runtime = new Runtime({
       store,
       backend,
@@ -151,6 +174,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       config: options.runtime,
       logger: options.logger,
       inflight: (routeId) => proxy?.inflight(routeId) ?? 0,
+      observeFlush: options.observeFlush,
     });
     closers.push(() => runtime.close({ stopReplicas: !options.keepReplicas }));
     await runtime.start();
@@ -191,7 +215,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
     let prober: Prober | null = null;
     if (options.prober !== false) {
       prober = createProber({
-        store: health,
+        store: proberStore,
         proberId: `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
         targets: () => runtime.probeTargets(),
         ttlS: options.routeHealthTtlS,
@@ -274,7 +298,12 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         const prev =
           ((await store.getDeployment(current.id))?.spec as { request?: Record<string, unknown> })
             ?.request ?? {};
-        const merged = { ...prev, ...req } as Record<string, unknown>;
+        // Only the fields the caller sent: a zod default (runtime_variant) must not overwrite
+        // the stored value.
+        const sent = Object.fromEntries(
+          Object.entries(req).filter(([k]) => Object.hasOwn(update as object, k)),
+        );
+        const merged = { ...prev, ...sent } as Record<string, unknown>;
         const { revision } = await toRevision(
           merged,
           (merged.runtime_variant as string) ?? current.runtime_variant,

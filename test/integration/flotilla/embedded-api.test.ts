@@ -14,7 +14,7 @@ afterEach(async () => {
   flotilla = null;
 });
 
-function echoProcesses(dataDir: string): number {
+function echoProcesses(): number {
   const out = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
   return out.split('\n').filter((l) => l.includes('echo-server') && !l.includes('ps -eo')).length;
 }
@@ -23,7 +23,7 @@ describe('embedded API with real replicas', () => {
   it('deploys the echo example, serves it through the proxy, and deletes it without leftovers', async (ctx) => {
     const { url } = await isolatedDatabase(ctx);
     const dataDir = mkdtempSync(join(tmpdir(), 'flotilla-e2e-'));
-    const before = echoProcesses(dataDir);
+    const before = echoProcesses();
     flotilla = await createFlotilla({
       databaseUrl: url,
       redisUrl: services().redisUrl,
@@ -40,10 +40,13 @@ describe('embedded API with real replicas', () => {
         const v = await f.get('echo');
         return v.state === 'RUNNING' && v.healthy_replicas === 2 ? v : null;
       },
-      { timeoutMs: 30_000, message: async () => JSON.stringify(await f.get('echo')) as never },
+      { timeoutMs: 30_000, message: 'echo did not reach RUNNING with 2 HEALTHY replicas' },
     );
     expect(running.routes.map((r) => r.state)).toEqual(['HEALTHY', 'HEALTHY']);
-    await waitFor(() => f.routingTable().deployments[0]?.routes.filter((r) => r.state === 'HEALTHY').length === 2);
+    await waitFor(
+      () =>
+        f.routingTable().deployments[0]?.routes.filter((r) => r.state === 'HEALTHY').length === 2,
+    );
 
     const seen = new Set<string>();
     for (let i = 0; i < 6; i++) {
@@ -55,6 +58,9 @@ describe('embedded API with real replicas', () => {
 
     await f.destroy('echo');
     await waitFor(async () => (await f.get('echo')).state === 'TERMINATED', { timeoutMs: 30_000 });
-    await waitFor(() => echoProcesses(dataDir) === before, { timeoutMs: 10_000, message: 'echo processes left' });
+    await waitFor(() => echoProcesses() === before, {
+      timeoutMs: 10_000,
+      message: 'echo processes left',
+    });
   });
 });
