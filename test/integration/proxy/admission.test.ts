@@ -6,7 +6,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createProxy, type Proxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import { seededRandom } from '../../unit/proxy/seeded-random.ts';
-import { client, countBy, deployment, startReplica, stopReplicas, table, waitFor } from './helpers.ts';
+import {
+  client,
+  countBy,
+  deployment,
+  startReplica,
+  stopReplicas,
+  table,
+  waitFor,
+} from './helpers.ts';
 
 const proxies: Proxy[] = [];
 const clients: ReturnType<typeof client>[] = [];
@@ -23,7 +31,9 @@ describe('admission control', () => {
     const SEED = 8;
     const slow = await startReplica('slow', { DELAY_MS: 200 });
     // Documented defaults: 3 per replica, queue 50 (40 for ordinary priority), rejection from 0.7.
-    const source = createStaticTableSource(table([deployment({ name: 'm', replicas: [{ replica: slow }] })]));
+    const source = createStaticTableSource(
+      table([deployment({ name: 'm', replicas: [{ replica: slow }] })]),
+    );
     const proxy = await createProxy({ source, random: seededRandom(SEED) });
     proxies.push(proxy);
     const c = client(512);
@@ -99,14 +109,22 @@ describe('admission control', () => {
     expect(drainMs).toBeLessThan(15_000);
     expect(sortedHealth.at(-1)!).toBeLessThan(1_000);
     const metrics = await proxy.metrics.metrics();
-    expect(metrics).toMatch(/flotilla_proxy_rejections_total\{deployment="m",reason="overloaded"\} [1-9]/);
+    expect(metrics).toMatch(
+      /flotilla_proxy_rejections_total\{deployment="m",reason="overloaded"\} [1-9]/,
+    );
     expect(metrics).toMatch(/flotilla_proxy_queue_depth\{deployment="m"\} \d+/);
   });
 
   it('starts queued requests higher priority first, FIFO within a priority', async () => {
     const r = await startReplica('one');
     const source = createStaticTableSource(
-      table([deployment({ name: 'm', admission: { max_concurrent_requests: 1 }, replicas: [{ replica: r }] })]),
+      table([
+        deployment({
+          name: 'm',
+          admission: { max_concurrent_requests: 1 },
+          replicas: [{ replica: r }],
+        }),
+      ]),
     );
     const proxy = await createProxy({ source });
     proxies.push(proxy);
@@ -115,7 +133,9 @@ describe('admission control', () => {
     const order: string[] = [];
     const send = (name: string, priority: number, delay = 20) =>
       c
-        .get(`${proxy.url}/m/x?delay=${delay}`, { headers: { 'x-flotilla-priority': String(priority) } })
+        .get(`${proxy.url}/m/x?delay=${delay}`, {
+          headers: { 'x-flotilla-priority': String(priority) },
+        })
         .then((res) => {
           expect(res.status).toBe(200);
           order.push(name);
@@ -162,6 +182,8 @@ describe('admission control', () => {
     expect(ms).toBeGreaterThanOrEqual(250);
     expect(ms).toBeLessThan(1400);
     expect((await blocker).status).toBe(200);
-    expect(await proxy.metrics.metrics()).toContain('flotilla_proxy_timeouts_total{deployment="m",kind="queue"} 1');
+    expect(await proxy.metrics.metrics()).toContain(
+      'flotilla_proxy_timeouts_total{deployment="m",kind="queue"} 1',
+    );
   });
 });

@@ -5,7 +5,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ProxyEvent } from '../../../src/proxy/proxy-events.ts';
 import { createProxy, type Proxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
-import { client, countBy, deployment, startReplica, stopReplicas, table, waitFor } from './helpers.ts';
+import {
+  client,
+  countBy,
+  deployment,
+  startReplica,
+  stopReplicas,
+  table,
+  waitFor,
+} from './helpers.ts';
 
 const proxies: Proxy[] = [];
 const clients: ReturnType<typeof client>[] = [];
@@ -69,7 +77,9 @@ describe('resilience', () => {
     const good = await startReplica('good');
     const bad = await startReplica('bad', { STATUS: 500 });
     const source = createStaticTableSource(
-      table([deployment({ name: 'm', retries: 0, replicas: [{ replica: good }, { replica: bad }] })]),
+      table([
+        deployment({ name: 'm', retries: 0, replicas: [{ replica: good }, { replica: bad }] }),
+      ]),
     );
     const proxy = await createProxy({
       source,
@@ -99,12 +109,19 @@ describe('resilience', () => {
     }
     const text = await proxy.metrics.metrics();
     expect(text).toContain('flotilla_proxy_outlier_ejections_total{deployment="m"} 1');
-    await waitFor(() => events.some((e) => e.type === 'outlier.returned'), 'return after backoff', 5_000);
+    await waitFor(
+      () => events.some((e) => e.type === 'outlier.returned'),
+      'return after backoff',
+      5_000,
+    );
     expect(proxy.status('m').capacity).toBe(6);
     // On probation: one more failure ejects it again, for twice as long.
     const seen: string[] = [];
-    for (let i = 0; i < 4; i++) seen.push(String((await c.get(`${proxy.url}/m/x`)).headers['x-flotilla-replica']));
+    for (let i = 0; i < 4; i++)
+      seen.push(String((await c.get(`${proxy.url}/m/x`)).headers['x-flotilla-replica']));
     expect(seen.filter((s) => s === 'bad')).toHaveLength(1);
-    expect(events.filter((e) => e.type === 'outlier.ejected').at(-1)).toMatchObject({ ejectionMs: 800 });
+    expect(events.filter((e) => e.type === 'outlier.ejected').at(-1)).toMatchObject({
+      ejectionMs: 800,
+    });
   });
 });

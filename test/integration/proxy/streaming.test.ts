@@ -113,7 +113,9 @@ function decodeHttpBody(raw: Buffer): Buffer {
 
 async function proxyTo(replicaUrl: string, id = 'r') {
   const fake = { id, url: replicaUrl } as Replica;
-  const source = createStaticTableSource(table([deployment({ name: 'm', replicas: [{ replica: fake }] })]));
+  const source = createStaticTableSource(
+    table([deployment({ name: 'm', replicas: [{ replica: fake }] })]),
+  );
   const proxy = await createProxy({ source });
   proxies.push(proxy);
   return proxy;
@@ -133,7 +135,10 @@ describe('streaming through the proxy', () => {
       stream_options: { include_usage: true },
       messages: [{ role: 'user', content: words }],
     });
-    const via = await fetchTimed(`${proxy.url}/m/v1/chat/completions`, { method: 'POST', body: request });
+    const via = await fetchTimed(`${proxy.url}/m/v1/chat/completions`, {
+      method: 'POST',
+      body: request,
+    });
     expect(via.status).toBe(200);
     expect(via.headers['content-type']).toMatch(/^text\/event-stream/);
     expect(via.headers['content-encoding']).toBeUndefined();
@@ -152,9 +157,15 @@ describe('streaming through the proxy', () => {
     expect(via.chunkTimes[0]!).toBeLessThan(last - 300);
 
     // And the same as asking the replica directly, apart from the per-request id and time.
-    const direct = await fetchTimed(`${echo.url}/v1/chat/completions`, { method: 'POST', body: request });
+    const direct = await fetchTimed(`${echo.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: request,
+    });
     const mask = (b: Buffer) =>
-      b.toString('utf8').replace(/"id":"[^"]+"/g, '"id":"X"').replace(/"created":\d+/g, '"created":0');
+      b
+        .toString('utf8')
+        .replace(/"id":"[^"]+"/g, '"id":"X"')
+        .replace(/"created":\d+/g, '"created":0');
     expect(mask(via.body)).toBe(mask(direct.body));
   });
 
