@@ -3,15 +3,31 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import TOML from '@iarna/toml';
 import OpenAI from 'openai';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createProcessBackend } from '../../src/backends/process-backend.ts';
 import { splitCommand } from '../../src/revision/split-command.ts';
-import { httpStatus, REPO_ROOT, sessionSpec, tempDir, waitFor } from './backends/helpers.ts';
+import {
+  httpStatus,
+  isAlive,
+  REPO_ROOT,
+  sessionSpec,
+  tempDir,
+  waitFor,
+} from './backends/helpers.ts';
 
 const running: ChildProcess[] = [];
+const pids: number[] = [];
 afterEach(() => {
-  for (const c of running.splice(0))
+  for (const c of running.splice(0)) {
     if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  }
+});
+afterAll(async () => {
+  await waitFor(
+    'every echo-server process to be gone',
+    () => pids.every((p) => !isAlive(p)),
+    10_000,
+  );
 });
 
 interface Cli {
@@ -27,6 +43,7 @@ function runCli(args: string[], env: Record<string, string> = {}): Cli {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.push(child);
+  if (child.pid) pids.push(child.pid);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => {
     out += d.toString();
