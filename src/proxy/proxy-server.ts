@@ -54,7 +54,7 @@ export interface DeploymentLoadStatus {
 }
 
 /** A running proxy. */
-export interface Proxy {
+export interface FlotillaProxy {
   port: number;
   /** Base URL, e.g. `http://127.0.0.1:4100`. */
   url: string;
@@ -72,6 +72,9 @@ export interface Proxy {
   /** `flotilla_proxy_*` metrics, in a registry of the proxy's own. */
   metrics: Registry;
 }
+
+/** @deprecated the same as FlotillaProxy (the name `Proxy` shadows the global). */
+export type Proxy = FlotillaProxy;
 
 const RETRY_AFTER_S = '1';
 const MAX_BUFFERED_BODY = 1024 * 1024;
@@ -134,7 +137,7 @@ function sendError(
 }
 
 /** Starts a proxy listening on `host:port` and following `source`. */
-export async function createProxy(opts: ProxyOptions): Promise<Proxy> {
+export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
   const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'proxy' });
   const random = opts.random ?? Math.random;
   const listeners = new Set<ProxyEventListener>();

@@ -3,7 +3,7 @@
  * priority order in the queue, queue timeout, and /health staying responsive.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createProxy, type Proxy } from '../../../src/proxy/proxy-server.ts';
+import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import { seededRandom } from '../../unit/proxy/seeded-random.ts';
 import {
@@ -16,7 +16,7 @@ import {
   waitFor,
 } from './helpers.ts';
 
-const proxies: Proxy[] = [];
+const proxies: FlotillaProxy[] = [];
 const clients: ReturnType<typeof client>[] = [];
 afterEach(async () => {
   await Promise.all(proxies.splice(0).map((p) => p.close()));
@@ -43,7 +43,7 @@ describe('admission control', () => {
     let stop = false;
     const outcomes: { status: number; code?: string; load?: number; ms: number }[] = [];
     const health: number[] = [];
-    const samples: ReturnType<Proxy['status']>[] = [];
+    const samples: ReturnType<FlotillaProxy['status']>[] = [];
 
     const healthLoop = (async () => {
       while (!stop) {
@@ -56,7 +56,7 @@ describe('admission control', () => {
       }
     })();
     const clientsDone = Array.from({ length: 200 }, async (_, i) => {
-      const headers = i % 2 === 0 ? { 'x-flotilla-priority': '1' } : {};
+      const headers: Record<string, string> = i % 2 === 0 ? { 'x-flotilla-priority': '1' } : {};
       while (!stop) {
         const t0 = performance.now();
         const r = await c.get(`${proxy.url}/m/x`, { headers });

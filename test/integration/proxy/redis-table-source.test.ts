@@ -4,7 +4,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createProxy, type Proxy } from '../../../src/proxy/proxy-server.ts';
+import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
 import {
   createRedisTableSource,
   publishRoutingTable,
@@ -37,7 +37,7 @@ function redis(): Redis {
 
 async function followingProxy(
   prefix: string,
-): Promise<{ proxy: Proxy; source: RoutingTableSource }> {
+): Promise<{ proxy: FlotillaProxy; source: RoutingTableSource }> {
   const source = await createRedisTableSource({ url: services().redisUrl, keyPrefix: prefix });
   closers.push(() => source.close());
   const proxy = await createProxy({ source });

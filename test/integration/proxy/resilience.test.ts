@@ -3,7 +3,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ProxyEvent } from '../../../src/proxy/proxy-events.ts';
-import { createProxy, type Proxy } from '../../../src/proxy/proxy-server.ts';
+import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import {
   client,
@@ -15,7 +15,7 @@ import {
   waitFor,
 } from './helpers.ts';
 
-const proxies: Proxy[] = [];
+const proxies: FlotillaProxy[] = [];
 const clients: ReturnType<typeof client>[] = [];
 afterEach(async () => {
   await Promise.all(proxies.splice(0).map((p) => p.close()));

@@ -5,7 +5,7 @@
 
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createProxy, type Proxy } from '../../../src/proxy/proxy-server.ts';
+import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import {
   client,
@@ -17,7 +17,7 @@ import {
   waitFor,
 } from './helpers.ts';
 
-const proxies: Proxy[] = [];
+const proxies: FlotillaProxy[] = [];
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   await Promise.all(proxies.splice(0).map((p) => p.close()));

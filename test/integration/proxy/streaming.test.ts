@@ -5,7 +5,7 @@
 import { request as httpRequest } from 'node:http';
 import { type AddressInfo, connect, createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createProxy, type Proxy } from '../../../src/proxy/proxy-server.ts';
+import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import {
   deployment,
@@ -16,7 +16,7 @@ import {
   table,
 } from './helpers.ts';
 
-const proxies: Proxy[] = [];
+const proxies: FlotillaProxy[] = [];
 const servers: Server[] = [];
 afterEach(async () => {
   await Promise.all(proxies.splice(0).map((p) => p.close()));
