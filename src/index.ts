@@ -409,7 +409,13 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
   }
 }
 
-const SECRET_NAME = /(key|token|secret|password|passwd|credential|auth)/i;
+/**
+ * A name looks secret when a `_`/`-` separated word is SECRET, PASSWORD or PASSWD anywhere, or
+ * it ends in KEY, TOKEN, CREDENTIAL(S), AUTH or PAT (OPENAI_API_KEY, HF_TOKEN, SECRET_KEY_BASE);
+ * ECHO_TOKEN_LATENCY_MS and TOKENIZER_PATH are not.
+ */
+const SECRET_NAME =
+  /(^|[_-])(secret|secrets|password|passwd)([_-]|$)|(^|[_-])(key|token|credentials?|auth|pat|apikey)$/i;
 
 /** Environment values whose names look like keys, tokens or passwords, shown as `***`. */
 export function redactEnviron(

@@ -1,0 +1,161 @@
+/**
+ * Schemas of the HTTP API besides the request bodies (which come from
+ * src/domain/deployment-request.ts): path parameters, query strings and responses. The
+ * response schemas document the API in /v1/openapi.json; responses are serialized with
+ * JSON.stringify, and a unit test parses real views with them so they cannot drift.
+ */
+import { z } from 'zod';
+import { deploymentNameSchema, endpointRequestSchema } from '../domain/deployment-request.ts';
+
+export const errorSchema = z
+  .object({
+    error: z.object({
+      code: z.string(),
+      message: z.string(),
+      details: z.array(z.object({ path: z.string(), message: z.string() })),
+    }),
+  })
+  .meta({ id: 'Error' });
+
+export const idParamsSchema = z.object({
+  id: z.string().min(1).max(128).describe('deployment id or name'),
+});
+
+export const nameParamsSchema = z.object({ name: deploymentNameSchema });
+
+const flag = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((v) => v === 'true' || v === '1')
+  .optional();
+
+export const listQuerySchema = z.object({
+  include_deleted: flag.describe('also list TERMINATED deployments'),
+});
+
+export const eventsQuerySchema = z.object({
+  after: z.coerce.number().int().min(0).optional().describe('exclusive cursor: a transition id'),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+
+export const logsQuerySchema = z.object({
+  replica: z.string().min(1).max(128).optional(),
+  tail_bytes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(8 * 1024 * 1024)
+    .optional(),
+});
+
+export const endpointPutSchema = endpointRequestSchema.extend({
+  name: endpointRequestSchema.shape.name.optional().describe('must equal the path name if given'),
+});
+
+const lastHealthSchema = z
+  .object({ class: z.string(), reason: z.string(), at: z.string() })
+  .nullable();
+
+export const replicaViewSchema = z.object({
+  id: z.string(),
+  state: z.string(),
+  endpoint: z.string().nullable(),
+  revision_id: z.string(),
+  route_id: z.string(),
+  reason: z.string().nullable(),
+  restarts: z.number(),
+});
+
+export const routeViewSchema = z.object({
+  id: z.string(),
+  replica_id: z.string(),
+  state: z.string(),
+  weight: z.number(),
+  last_health: lastHealthSchema,
+  reason: z.string().nullable(),
+});
+
+export const loadSchema = z
+  .object({
+    level: z.string(),
+    inflight: z.number(),
+    queued: z.number(),
+    capacity: z.number(),
+  })
+  .nullable()
+  .describe("the in-process proxy's admission status; null when this process runs no proxy");
+
+export const deploymentViewSchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    state: z.string(),
+    reason: z.string().nullable().describe('why the deployment is not RUNNING; null when it is'),
+    runtime_variant: z.string(),
+    target_replicas: z.number(),
+    current_replicas: z.number(),
+    healthy_replicas: z.number(),
+    min_replicas: z.number(),
+    max_replicas: z.number(),
+    revision_id: z.string().nullable(),
+    revision: z.record(z.string(), z.unknown()).nullable().describe('the merged revision'),
+    session: z.record(z.string(), z.unknown()).nullable(),
+    routing: z.object({
+      strategy: z.string(),
+      request_timeout_s: z.number(),
+      retries: z.number(),
+    }),
+    scaling_group: z.string(),
+    replicas: z.array(replicaViewSchema),
+    routes: z.array(routeViewSchema),
+    created_at: z.string(),
+    updated_at: z.string(),
+    deleted_at: z.string().nullable(),
+    load: loadSchema.optional(),
+  })
+  .meta({ id: 'Deployment' });
+
+export const deploymentListSchema = z.object({ items: z.array(deploymentViewSchema) });
+
+export const eventsSchema = z.object({
+  items: z.array(
+    z.object({
+      id: z.number(),
+      actor_id: z.string(),
+      kind: z.string(),
+      deployment_id: z.string(),
+      from_state: z.string().nullable(),
+      to_state: z.string(),
+      event: z.string(),
+      reason: z.string().nullable(),
+      at: z.string(),
+    }),
+  ),
+  next: z.number().nullable().describe('cursor of the next page (`after`); null on the last'),
+});
+
+export const previewSchema = z.object({
+  revision: z.record(z.string(), z.unknown()),
+  session: z.record(z.string(), z.unknown()),
+  warnings: z.array(z.string()),
+});
+
+export const scalingGroupViewSchema = z.object({
+  name: z.string(),
+  route_cleanup_target_statuses: z.array(z.string()),
+  settings: z.record(z.string(), z.unknown()),
+  updated_at: z.string().nullable(),
+});
+
+export const endpointViewSchema = z.object({
+  name: z.string(),
+  backends: z.array(z.object({ deployment: z.string(), weight: z.number() })),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+
+export const endpointListSchema = z.object({ items: z.array(endpointViewSchema) });
+
+export const readySchema = z.object({
+  ready: z.boolean(),
+  missing: z.array(z.string()),
+});
