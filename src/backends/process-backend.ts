@@ -284,6 +284,8 @@ class ProcessBackend implements ReplicaBackend {
     const tracked: Tracked = { record, child, state: 'running' };
     this.replicas.set(replicaId, tracked);
     child.once('exit', (code, signal) => {
+      // After close() the replica belongs to whichever backend adopts it next.
+      if (this.closed) return;
       const t = this.replicas.get(replicaId);
       if (t === tracked && t.state === 'running') this.noticeDeath(t, code, signal);
     });
@@ -386,11 +388,10 @@ class ProcessBackend implements ReplicaBackend {
     if (this.closed) return;
     if (opts.stopReplicas) {
       const grace = opts.graceMs ?? DEFAULT_STOP_GRACE_MS;
-      await Promise.all(
-        [...this.replicas.entries()]
-          .filter(([, t]) => t.state !== 'exited')
-          .map(([id]) => this.stop(id, grace)),
-      );
+      // Replicas being started are in `ops` before they are in `replicas`; stop() waits for them.
+      const ids = new Set(this.ops.keys());
+      for (const [id, t] of this.replicas) if (t.state !== 'exited') ids.add(id);
+      await Promise.all([...ids].map((id) => this.stop(id, grace)));
     }
     this.closed = true;
     if (this.timer) clearInterval(this.timer);

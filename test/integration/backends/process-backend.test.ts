@@ -121,6 +121,18 @@ describe('process backend: starting replicas', () => {
     expect(processesWith(MARKER), JSON.stringify(processesWith(MARKER))).toHaveLength(1);
   });
 
+  it('close with stopReplicas also stops a replica whose start was still under way', async () => {
+    const b = await backend();
+    const starting = b.start('late', pythonSpec(markerDir()));
+    await b.close({ stopReplicas: true, graceMs: 2000 });
+    const h = await starting;
+    expect(isAlive(h.pid!)).toBe(false);
+    expect(processesWith(MARKER)).toEqual([]);
+    await expect(b.start('after-close', pythonSpec(markerDir()))).rejects.toMatchObject({
+      code: 'invalid_state',
+    });
+  });
+
   it('refuses a command that cannot run with a validation error and reserves nothing', async () => {
     const b = await backend({ capacity: { cpu: 1 } });
     const err = await b
