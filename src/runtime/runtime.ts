@@ -205,6 +205,7 @@ export class Runtime {
   private tableVersion = 0;
   private table: RoutingTable = { version: 0, deployments: [], endpoints: [] };
   private probeTargetCache: ProbeTarget[] = [];
+  private probeTargetByRoute = new Map<string, ProbeTarget>();
   private endpoints: RoutingTable['endpoints'] = [];
   private publishScheduled = false;
   private classifying = false;
@@ -582,7 +583,7 @@ export class Runtime {
     checkedAt: number | null,
     ready: boolean | null,
   ): void {
-    const target = this.probeTargetCache.find((t) => t.routeId === routeId);
+    const target = this.probeTargetByRoute.get(routeId);
     const at = checkedAt ?? Date.now();
     this.sendTo(routeActorId(routeId), {
       type: `route.health.${c.class.toLowerCase()}` as 'route.health.healthy',
@@ -898,6 +899,7 @@ export class Runtime {
       deployments.push({ deploymentId: m.id, name: m.name, routing: m.routing, routes });
     }
     this.probeTargetCache = targets;
+    this.probeTargetByRoute = new Map(targets.map((t) => [t.routeId, t]));
     // Wall-clock based, so a restarted coordinator never publishes an "older" table.
     this.tableVersion = Math.max(this.tableVersion + 1, Date.now());
     this.table = { version: this.tableVersion, deployments, endpoints: this.endpoints };
