@@ -102,8 +102,19 @@ export interface DeploymentContext {
   seq: number;
   replicas: Record<string, ReplicaEntry>;
   retries: number;
+  /** Replicas in a row that ended in failed recovery; new ones start after a backoff. */
+  crashLoops: number;
   deadline: number | null;
   reason: string | null;
+}
+
+/** Delay before a new replica starts after `crashLoops` failed ones (capped exponential). */
+export function crashLoopDelayS(
+  crashLoops: number,
+  s: Pick<DeploymentSettings, 'backoff_base_s' | 'backoff_cap_s'>,
+): number {
+  if (crashLoops <= 0) return 0;
+  return Math.min(s.backoff_cap_s, s.backoff_base_s * 2 ** (crashLoops - 1));
 }
 
 export type DeploymentEvent =
@@ -204,6 +215,14 @@ export const deploymentMachine = setup({
     reportChildError: () => {},
 
     applyReplicaState: assign({
+      crashLoops: ({ context, event }) => {
+        if (event.type !== 'replica.state') return context.crashLoops;
+        if (event.state === 'HEALTHY') return 0;
+        if (event.state === 'TERMINATING' && event.cause === 'recovery-failed') {
+          return context.crashLoops + 1;
+        }
+        return context.crashLoops;
+      },
       replicas: ({ context, event }) => {
         if (event.type !== 'replica.state') return context.replicas;
         const r = context.replicas[event.replicaId];
@@ -323,6 +342,10 @@ export const deploymentMachine = setup({
             max_restarts: s.max_restarts,
             backoff_base_s: s.backoff_base_s,
             backoff_cap_s: s.backoff_cap_s,
+            start_not_before:
+              context.crashLoops > 0
+                ? Date.now() + crashLoopDelayS(context.crashLoops, s) * 1000
+                : null,
           },
         });
         enqueue.spawnChild('route', {
@@ -423,6 +446,7 @@ export const deploymentMachine = setup({
       seq: 0,
       replicas: {},
       retries: 0,
+      crashLoops: 0,
       deadline: null,
       reason: null,
     };

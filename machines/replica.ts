@@ -45,6 +45,8 @@ export interface ReplicaInput {
   /** Crash-loop backoff: base and cap, seconds. Defaults 1 and 60. */
   backoff_base_s?: number;
   backoff_cap_s?: number;
+  /** epoch ms: do not start the session before this (the deployment's crash-loop backoff). */
+  start_not_before?: number | null;
 }
 
 export const ReplicaStates = [
@@ -74,6 +76,8 @@ export interface ReplicaContext {
   reason: string | null;
   /** Why the replica ended: 'scale-down', 'deleted', 'recovery-failed', ... */
   terminationCause: string | null;
+  /** epoch ms before which the session is not started, or null. */
+  startNotBefore: number | null;
 }
 
 export type ReplicaEvent =
@@ -90,6 +94,8 @@ export interface ReplicaStateEvent {
   state: string;
   endpoint: string | null;
   reason: string | null;
+  /** Why it is ending, once it is: 'scale-down', 'recovery-failed', ... */
+  cause: string | null;
 }
 
 export interface SessionInput {
@@ -147,6 +153,7 @@ export const replicaMachine = setup({
         state: params.state,
         endpoint: context.endpoint,
         reason: context.reason,
+        cause: context.terminationCause,
       }),
     ),
     countSuccess: assign({
@@ -178,6 +185,8 @@ export const replicaMachine = setup({
     isUnhealthyStreakReached: ({ context }) =>
       context.failures + 1 >= context.health.unhealthy_threshold,
     isRestartBudgetLeft: ({ context }) => context.restarts < context.maxRestarts,
+    isStartDelayed: ({ context }) =>
+      context.startNotBefore !== null && context.startNotBefore > Date.now(),
   },
 }).createMachine({
   id: 'replica',
@@ -197,43 +206,61 @@ export const replicaMachine = setup({
     deadline: null,
     reason: null,
     terminationCause: null,
+    startNotBefore: input.start_not_before ?? null,
   }),
   initial: 'STARTING',
   states: {
     STARTING: {
       entry: [
-        'setStartupDeadline',
         { type: 'recordTransition', params: { state: 'STARTING' } },
         { type: 'notifyParent', params: { state: 'STARTING' } },
       ],
-      invoke: [
-        {
-          id: 'startup-deadline',
-          src: 'deadlineTimer',
-          input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'startup' }),
+      initial: 'waiting',
+      states: {
+        waiting: {
+          always: [{ guard: 'isStartDelayed', target: 'delayed' }, { target: 'launching' }],
         },
-        {
-          id: 'start-session',
-          src: 'startSession',
-          input: ({ context }) => ({
-            replicaId: context.replicaId,
-            deploymentId: context.deploymentId,
-            revisionId: context.revisionId,
-          }),
-          onDone: {
-            actions: [
-              assign({ endpoint: ({ event }) => event.output.endpoint }),
-              { type: 'notifyParent', params: { state: 'STARTING' } },
-            ],
+        /** Crash-loop backoff chosen by the deployment: the session starts at startNotBefore. */
+        delayed: {
+          invoke: {
+            id: 'start-delay',
+            src: 'deadlineTimer',
+            input: ({ context }) => ({ deadline: context.startNotBefore ?? 0, key: 'start-delay' }),
           },
-          onError: {
-            target: 'UNHEALTHY',
-            actions: assign({
-              reason: ({ event }) => `session failed to start: ${errorText(event.error)}`,
-            }),
-          },
+          on: { 'deadline.reached': { target: 'launching' } },
         },
-      ],
+        launching: {
+          entry: 'setStartupDeadline',
+          invoke: [
+            {
+              id: 'startup-deadline',
+              src: 'deadlineTimer',
+              input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'startup' }),
+            },
+            {
+              id: 'start-session',
+              src: 'startSession',
+              input: ({ context }) => ({
+                replicaId: context.replicaId,
+                deploymentId: context.deploymentId,
+                revisionId: context.revisionId,
+              }),
+              onDone: {
+                actions: [
+                  assign({ endpoint: ({ event }) => event.output.endpoint }),
+                  { type: 'notifyParent', params: { state: 'STARTING' } },
+                ],
+              },
+              onError: {
+                target: '#replica.UNHEALTHY',
+                actions: assign({
+                  reason: ({ event }) => `session failed to start: ${errorText(event.error)}`,
+                }),
+              },
+            },
+          ],
+        },
+      },
       on: {
         'replica.health.passed': [
           {

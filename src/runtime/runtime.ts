@@ -15,7 +15,12 @@ import type {
   DeploymentSettings,
   DeploymentState,
 } from '../../machines/deployment.ts';
-import { deploymentActorId, replicaActorId, routeActorId } from '../../machines/deployment.ts';
+import {
+  crashLoopDelayS,
+  deploymentActorId,
+  replicaActorId,
+  routeActorId,
+} from '../../machines/deployment.ts';
 import type { ReplicaContext, ReplicaState } from '../../machines/replica.ts';
 import type { CleanupStatus, RouteContext, RouteState } from '../../machines/route.ts';
 import type { ReplicaBackend } from '../backends/backend.ts';
@@ -91,6 +96,10 @@ export interface ReplicaView {
   route_id: string;
   reason: string | null;
   restarts: number;
+  /** The state with its step, e.g. `UNHEALTHY.backoff` or `STARTING.delayed`. */
+  phase: string;
+  /** When the current step's deadline falls (backoff end, startup timeout...), or null. */
+  deadline_at: string | null;
 }
 
 export interface RouteView {
@@ -957,6 +966,8 @@ export class Runtime {
           route_id: routes.find((t) => t.replica_id === r.id)?.id ?? '',
           reason: null,
           restarts: Number((r.info as { restarts?: number } | null)?.restarts ?? 0),
+          phase: r.state,
+          deadline_at: null,
         })),
         routes: routes.map((t) => ({
           id: t.id,
@@ -984,6 +995,12 @@ export class Runtime {
         route_id: r.routeId,
         reason: rc?.reason ?? null,
         restarts: rc?.restarts ?? 0,
+        phase: rep ? phaseOf(rep.getSnapshot().value) : r.state,
+        deadline_at: rc?.deadline
+          ? new Date(rc.deadline).toISOString()
+          : rc?.startNotBefore && rc.startNotBefore > Date.now()
+            ? new Date(rc.startNotBefore).toISOString()
+            : null,
       });
       const route = this.actor?.system.get(routeActorId(r.routeId)) as AnyActorRef | undefined;
       if (route) {
@@ -1006,13 +1023,36 @@ export class Runtime {
       ...base,
       state,
       target_replicas: ctx.target,
-      reason: explain(state, ctx.reason, replicas, routes, ctx.target),
+      reason: explain(
+        state,
+        [
+          ctx.reason,
+          ctx.crashLoops > 0
+            ? `crash loop: ${ctx.crashLoops} replica(s) in a row failed recovery; new replicas start after a ${crashLoopDelayS(ctx.crashLoops, ctx.settings)} s backoff`
+            : null,
+        ]
+          .filter(Boolean)
+          .join('; ') || null,
+        replicas,
+        routes,
+        ctx.target,
+      ),
       current_replicas: live,
       healthy_replicas: healthy,
       replicas,
       routes,
     };
   }
+}
+
+function phaseOf(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object') {
+    const [k, v] = Object.entries(value)[0] ?? ['UNKNOWN', ''];
+    const rest = phaseOf(v);
+    return rest ? `${k}.${rest}` : k;
+  }
+  return '';
 }
 
 function lastHealthView(v: unknown): RouteView['last_health'] {

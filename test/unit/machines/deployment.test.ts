@@ -169,8 +169,44 @@ describe('deployment machine', () => {
     child(replicaActorId('d1-r1'))?.send({ type: 'replica.terminate', cause: 'recovery-failed' });
     await flush();
     await flush();
-    expect(started).toEqual(['d1-r1', 'd1-r2', 'd1-r3']);
     expect(Object.keys(actor.getSnapshot().context.replicas).sort()).toEqual(['d1-r2', 'd1-r3']);
+    // The replacement waits out the crash-loop backoff (1 s after one failure) before starting.
+    expect(actor.getSnapshot().context.crashLoops).toBe(1);
+    expect(started).toEqual(['d1-r1', 'd1-r2']);
+    await vi.advanceTimersByTimeAsync(1_100);
+    expect(started).toEqual(['d1-r1', 'd1-r2', 'd1-r3']);
+  });
+
+  it('backs off exponentially across consecutive failed recoveries and resets once a replica is HEALTHY', async () => {
+    const { actor, started, child, passAll } = testDeployment();
+    actor.start();
+    await flush();
+    passAll();
+    const failNewest = async () => {
+      const ids = Object.keys(actor.getSnapshot().context.replicas);
+      child(replicaActorId(ids[ids.length - 1]!))?.send({
+        type: 'replica.terminate',
+        cause: 'recovery-failed',
+      });
+      await flush();
+      await flush();
+    };
+    const startsAfter = async (ms: number) => {
+      const n = started.length;
+      await vi.advanceTimersByTimeAsync(ms - 100);
+      const early = started.length;
+      await vi.advanceTimersByTimeAsync(200);
+      return { early: early - n, onTime: started.length - n };
+    };
+    await failNewest();
+    expect(await startsAfter(1_000)).toEqual({ early: 0, onTime: 1 });
+    await failNewest();
+    expect(await startsAfter(2_000)).toEqual({ early: 0, onTime: 1 });
+    await failNewest();
+    expect(await startsAfter(4_000)).toEqual({ early: 0, onTime: 1 });
+    expect(actor.getSnapshot().context.crashLoops).toBe(3);
+    passAll();
+    expect(actor.getSnapshot().context.crashLoops).toBe(0);
   });
 
   it('evicts routes whose status is a cleanup target and replaces their replicas', async () => {
