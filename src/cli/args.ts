@@ -1,0 +1,96 @@
+/**
+ * What the HTTP commands (deploy, ls, status, scale, rm, logs) share: the common flags, usage
+ * errors (exit 2), and turning API errors into short lines on stderr (exit 1).
+ */
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { ConfigError, parseClientConfig } from '../config.ts';
+import { type ApiClient, ApiError, createClient, NoServerError } from './http-client.ts';
+
+export const COMMON_HELP = `common options:
+  --api <url>      the Flotilla API (env FLOTILLA_API_URL, default http://127.0.0.1:8080)
+  --token <t>      bearer token (env FLOTILLA_API_TOKEN)
+  --json           print JSON for scripts
+  -h, --help       this help`;
+
+export const COMMON_OPTIONS = {
+  api: { type: 'string' },
+  token: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsConfig['options'];
+
+export function usageError(cmd: string, message: string): number {
+  console.error(`flotilla ${cmd}: ${message}\nRun \`flotilla ${cmd} --help\` for usage.`);
+  return 2;
+}
+
+/** Parses argv with the common options added; a usage mistake prints and returns exit 2. */
+export function parseCommand<O extends NonNullable<ParseArgsConfig['options']>>(
+  cmd: string,
+  argv: string[],
+  options: O,
+) {
+  try {
+    return parseArgs({
+      args: argv,
+      options: { ...COMMON_OPTIONS, ...options },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (err) {
+    return usageError(cmd, (err as Error).message);
+  }
+}
+
+/** Prints an error the way every command does; returns the exit code (1). */
+export function reportError(cmd: string, err: unknown): number {
+  if (err instanceof NoServerError) {
+    console.error(`flotilla: ${err.message}`);
+    return 1;
+  }
+  if (err instanceof ApiError) {
+    if (err.details.length <= 1) console.error(`flotilla ${cmd}: ${err.message}`);
+    else {
+      console.error(`flotilla ${cmd}: refused (${err.code}):`);
+      for (const d of err.details) console.error(`  ${d.path}: ${d.message}`);
+    }
+    return 1;
+  }
+  if (err instanceof ConfigError) {
+    for (const line of err.lines) console.error(`flotilla ${cmd}: ${line}`);
+    return 2;
+  }
+  console.error(`flotilla ${cmd}: ${err instanceof Error ? err.message : String(err)}`);
+  return 1;
+}
+
+/** Builds the client from the common flags and runs `fn`, reporting any error. */
+export async function withClient(
+  cmd: string,
+  values: { api?: string | undefined; token?: string | undefined },
+  fn: (client: ApiClient) => Promise<number>,
+): Promise<number> {
+  try {
+    const client = createClient(parseClientConfig({ api: values.api, token: values.token }));
+    return await fn(client);
+  } catch (err) {
+    return reportError(cmd, err);
+  }
+}
+
+/** Parses a non-negative integer flag; returns an error message instead of throwing. */
+export function intFlag(
+  name: string,
+  value: string | undefined,
+  opts: { min?: number; max?: number } = {},
+): number | string | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  const min = opts.min ?? 0;
+  if (!Number.isInteger(n) || n < min || (opts.max !== undefined && n > opts.max)) {
+    return `${name}: expected an integer${opts.max !== undefined ? ` from ${min} to ${opts.max}` : ` >= ${min}`}, got ${JSON.stringify(value)}`;
+  }
+  return n;
+}
+
+export const enc = encodeURIComponent;

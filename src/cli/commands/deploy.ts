@@ -1,0 +1,85 @@
+/**
+ * `flotilla deploy <model folder or .toml> --name N [--variant V] [--replicas N]
+ * [--set key.path=value ...] [--wait] [--timeout S]`: POST /v1/deployments with the folder as
+ * an absolute model_path. With --wait, prints progress until RUNNING with every replica
+ * HEALTHY (exit 0) or until ERROR / the timeout (the reason, exit 1).
+ */
+import path from 'node:path';
+import type { DeploymentView } from '../../index.ts';
+import { COMMON_HELP, intFlag, parseCommand, usageError, withClient } from '../args.ts';
+import { runningVerdict, waitForDeployment } from '../wait.ts';
+import { applySet } from './validate.ts';
+
+const HELP = `usage: flotilla deploy <model folder or .toml file> --name <name> [options]
+
+Creates a deployment through the API. The folder (or .toml file) must lie inside one of the
+server's --model-root folders; it is sent as an absolute path.
+
+options:
+  --name <name>          deployment name: lower-case letters, digits and "-" (required)
+  --variant <v>          runtime variant (default: cmd)
+  --replicas <n>         initial replica count (default 1)
+  --set key.path=value   any other request field, JSON when it parses (repeatable):
+                         --set routing.strategy=least_connections --set environ.LOG_LEVEL=debug
+  --wait                 wait until RUNNING with every replica HEALTHY; exit 1 on ERROR/timeout
+  --timeout <s>          how long --wait waits (default 300)
+
+${COMMON_HELP}`;
+
+export async function run(argv: string[]): Promise<number> {
+  const parsed = parseCommand('deploy', argv, {
+    name: { type: 'string' },
+    variant: { type: 'string' },
+    replicas: { type: 'string' },
+    set: { type: 'string', multiple: true },
+    wait: { type: 'boolean' },
+    timeout: { type: 'string' },
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length !== 1)
+    return usageError('deploy', 'give exactly one model folder or .toml file');
+  if (!values.name) return usageError('deploy', '--name is required');
+  const replicas = intFlag('--replicas', values.replicas, { max: 1000 });
+  if (typeof replicas === 'string') return usageError('deploy', replicas);
+  const timeout = intFlag('--timeout', values.timeout, { min: 1 }) ?? 300;
+  if (typeof timeout === 'string') return usageError('deploy', timeout);
+
+  const request: Record<string, unknown> = {};
+  for (const assignment of values.set ?? []) {
+    const problem = applySet(request, assignment);
+    if (problem) return usageError('deploy', problem);
+  }
+  request.name = values.name;
+  request.model_path = path.resolve(positionals[0]!);
+  if (values.variant) request.runtime_variant = values.variant;
+  if (replicas !== undefined) request.replicas = replicas;
+
+  const json = values.json === true;
+  return withClient('deploy', values, async (client) => {
+    const created = await client.post<DeploymentView>('/v1/deployments', request);
+    if (!values.wait) {
+      if (json) console.log(JSON.stringify(created, null, 2));
+      else console.log(`deployment ${created.name} created (id ${created.id}, ${created.state})`);
+      return 0;
+    }
+    const print = json ? (l: string) => console.error(l) : (l: string) => console.log(l);
+    print(`deployment ${created.name} created (id ${created.id})`);
+    const outcome = await waitForDeployment(client, created.id, {
+      timeoutS: timeout,
+      verdict: runningVerdict,
+      print,
+    });
+    if (json) console.log(JSON.stringify(outcome.view, null, 2));
+    if (outcome.ok) {
+      if (!json) console.log(outcome.message);
+      return 0;
+    }
+    console.error(`flotilla deploy: ${outcome.message}`);
+    return 1;
+  });
+}

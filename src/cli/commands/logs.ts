@@ -1,0 +1,75 @@
+/**
+ * `flotilla logs NAME [--replica ID] [--tail BYTES] [--follow]`: the tail of the replicas'
+ * output. --follow polls once a second and prints what is new until interrupted.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { COMMON_HELP, enc, intFlag, parseCommand, usageError, withClient } from '../args.ts';
+
+const HELP = `usage: flotilla logs <name or id> [options]
+
+Prints the tail of the combined stdout/stderr of a deployment's replicas (every line prefixed
+with its replica id when there are several).
+
+options:
+  --replica <id>   one replica only
+  --tail <bytes>   how much of each replica's log (default 65536)
+  -f, --follow     keep printing new output (polls every second) until Ctrl-C
+
+${COMMON_HELP}`;
+
+/** What `next` adds after `prev` (both tails of one growing log); all of `next` if unknown. */
+export function newOutput(prev: string, next: string): string {
+  if (prev === '') return next;
+  if (next === prev) return '';
+  if (next.startsWith(prev)) return next.slice(prev.length);
+  // The window moved: find where the end of what was printed is now.
+  const anchor = prev.slice(-Math.min(prev.length, 512));
+  const at = next.lastIndexOf(anchor);
+  return at >= 0 ? next.slice(at + anchor.length) : next;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const parsed = parseCommand('logs', argv, {
+    replica: { type: 'string' },
+    tail: { type: 'string' },
+    follow: { type: 'boolean', short: 'f' },
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length !== 1) return usageError('logs', 'give exactly one deployment name or id');
+  const tail = intFlag('--tail', values.tail, { min: 1, max: 8 * 1024 * 1024 });
+  if (typeof tail === 'string') return usageError('logs', tail);
+  const q = new URLSearchParams();
+  if (values.replica) q.set('replica', values.replica);
+  if (tail !== undefined) q.set('tail_bytes', String(tail));
+  const path = `/v1/deployments/${enc(positionals[0]!)}/logs${q.size ? `?${q}` : ''}`;
+  return withClient('logs', values, async (client) => {
+    let shown = await client.text(path);
+    process.stdout.write(shown.endsWith('\n') || shown === '' ? shown : `${shown}\n`);
+    if (!values.follow) return 0;
+    let stop = false;
+    const onSignal = () => {
+      stop = true;
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      while (!stop) {
+        await sleep(1000);
+        if (stop) break;
+        const next = await client.text(path);
+        const added = newOutput(shown, next);
+        if (added) process.stdout.write(added);
+        shown = next;
+      }
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    return 0;
+  });
+}

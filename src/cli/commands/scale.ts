@@ -1,0 +1,70 @@
+/**
+ * `flotilla scale NAME N [--wait] [--timeout S]`: sets the replica count; with --wait, until
+ * exactly N replicas run, all HEALTHY, and none is still terminating.
+ */
+import type { DeploymentView } from '../../index.ts';
+import { COMMON_HELP, enc, intFlag, parseCommand, usageError, withClient } from '../args.ts';
+import { type Verdict, waitForDeployment } from '../wait.ts';
+
+const HELP = `usage: flotilla scale <name or id> <replicas> [options]
+
+options:
+  --wait           wait until exactly <replicas> replicas run, all HEALTHY
+  --timeout <s>    how long --wait waits (default 300)
+
+${COMMON_HELP}`;
+
+export function scaledVerdict(n: number) {
+  return (v: DeploymentView): Verdict => {
+    const leaving = v.replicas.filter((r) => r.state === 'TERMINATING').length;
+    if (v.current_replicas === n && v.healthy_replicas === n && leaving === 0) {
+      return { ok: true, message: `${v.name} runs ${n} HEALTHY replica${n === 1 ? '' : 's'}` };
+    }
+    if (v.state === 'ERROR' || v.state === 'DESTROYING' || v.state === 'TERMINATED') {
+      return { ok: false, message: `${v.name} is ${v.state}${v.reason ? `: ${v.reason}` : ''}` };
+    }
+    return null;
+  };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const parsed = parseCommand('scale', argv, {
+    wait: { type: 'boolean' },
+    timeout: { type: 'string' },
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length !== 2) return usageError('scale', 'give a deployment and a replica count');
+  const n = intFlag('replicas', positionals[1], { max: 1000 });
+  if (typeof n !== 'number') return usageError('scale', n ?? 'replicas: missing');
+  const timeout = intFlag('--timeout', values.timeout, { min: 1 }) ?? 300;
+  if (typeof timeout === 'string') return usageError('scale', timeout);
+  const json = values.json === true;
+  return withClient('scale', values, async (client) => {
+    const v = await client.post<DeploymentView>(`/v1/deployments/${enc(positionals[0]!)}/scale`, {
+      replicas: n,
+    });
+    if (!values.wait) {
+      if (json) console.log(JSON.stringify(v, null, 2));
+      else console.log(`${v.name}: target ${v.target_replicas} replicas`);
+      return 0;
+    }
+    const print = json ? (l: string) => console.error(l) : (l: string) => console.log(l);
+    const outcome = await waitForDeployment(client, v.id, {
+      timeoutS: timeout,
+      verdict: scaledVerdict(n),
+      print,
+    });
+    if (json) console.log(JSON.stringify(outcome.view, null, 2));
+    if (outcome.ok) {
+      if (!json) console.log(outcome.message);
+      return 0;
+    }
+    console.error(`flotilla scale: ${outcome.message}`);
+    return 1;
+  });
+}

@@ -1,0 +1,121 @@
+/**
+ * `flotilla status NAME [--events N] [--json]`: one deployment: replicas, routes with their
+ * last health check, recent events, and why it is not RUNNING. `--json` prints the API view.
+ */
+import type { DeploymentView } from '../../index.ts';
+import type { TransitionRow } from '../../store/store.ts';
+import { COMMON_HELP, enc, intFlag, parseCommand, usageError, withClient } from '../args.ts';
+import { age, replicaSummary, table } from '../format.ts';
+import type { ApiClient } from '../http-client.ts';
+
+const HELP = `usage: flotilla status <name or id> [options]
+
+Shows a deployment: state and why it is not RUNNING, replicas, routes with their last health
+check, the proxy's load, and the most recent transitions.
+
+options:
+  --events <n>     how many recent transitions to show (default 10, 0 for none)
+
+${COMMON_HELP}`;
+
+interface StatusView extends DeploymentView {
+  load?: { level: string; inflight: number; queued: number; capacity: number } | null;
+}
+
+/** The last `n` transitions: pages through the history (oldest first) keeping the tail. */
+async function recentEvents(client: ApiClient, id: string, n: number): Promise<TransitionRow[]> {
+  if (n === 0) return [];
+  let tail: TransitionRow[] = [];
+  let after: number | null = null;
+  for (let page = 0; page < 1000; page++) {
+    const q: string = after === null ? '?limit=1000' : `?limit=1000&after=${after}`;
+    const res: { items: TransitionRow[]; next: number | null } = await client.get(
+      `/v1/deployments/${enc(id)}/events${q}`,
+    );
+    tail = [...tail, ...res.items].slice(-n);
+    if (res.next === null) break;
+    after = res.next;
+  }
+  return tail;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const parsed = parseCommand('status', argv, { events: { type: 'string' } });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length !== 1)
+    return usageError('status', 'give exactly one deployment name or id');
+  const nEvents = intFlag('--events', values.events, { max: 1000 }) ?? 10;
+  if (typeof nEvents === 'string') return usageError('status', nEvents);
+  return withClient('status', values, async (client) => {
+    const v = await client.get<StatusView>(`/v1/deployments/${enc(positionals[0]!)}`);
+    if (values.json) {
+      console.log(JSON.stringify(v, null, 2));
+      return 0;
+    }
+    const events = await recentEvents(client, v.id, nEvents);
+    const lines = [
+      `name:      ${v.name}  (id ${v.id})`,
+      `state:     ${v.state}${v.deleted_at ? `  (deleted ${age(v.deleted_at)} ago)` : ''}`,
+    ];
+    if (v.reason)
+      lines.push(
+        `${v.state === 'RUNNING' ? 'attention' : 'why'}:${v.state === 'RUNNING' ? ' ' : '       '}${v.reason}`,
+      );
+    lines.push(
+      `variant:   ${v.runtime_variant}  (revision ${v.revision_id ?? 'none'})`,
+      `replicas:  ${v.healthy_replicas}/${v.target_replicas} HEALTHY  (${replicaSummary(v)}; min ${v.min_replicas}, max ${v.max_replicas})`,
+      `routing:   ${v.routing.strategy}, timeout ${v.routing.request_timeout_s} s, ${v.routing.retries} retries`,
+    );
+    if (v.load) {
+      lines.push(
+        `load:      ${v.load.level}, ${v.load.inflight} in flight, ${v.load.queued} queued, capacity ${v.load.capacity}`,
+      );
+    }
+    lines.push(`age:       ${age(v.created_at)}`);
+    console.log(lines.join('\n'));
+    const live = v.replicas.filter((r) => r.state !== 'TERMINATED');
+    if (live.length > 0) {
+      console.log(
+        `\n${table(
+          ['REPLICA', 'STATE', 'ENDPOINT', 'RESTARTS', 'REASON'],
+          live.map((r) => [r.id, r.state, r.endpoint ?? '-', String(r.restarts), r.reason ?? '']),
+        )}`,
+      );
+    }
+    const routes = v.routes.filter((r) => r.state !== 'TERMINATED');
+    if (routes.length > 0) {
+      console.log(
+        `\n${table(
+          ['ROUTE', 'STATE', 'WEIGHT', 'LAST HEALTH', 'REASON'],
+          routes.map((r) => [
+            r.id,
+            r.state,
+            String(r.weight),
+            r.last_health ? `${r.last_health.class} ${age(r.last_health.at)} ago` : '-',
+            r.last_health?.reason || r.reason || '',
+          ]),
+        )}`,
+      );
+    }
+    if (events.length > 0) {
+      console.log(
+        `\nrecent events:\n${table(
+          ['AGE', 'ACTOR', 'FROM', 'TO', 'REASON'],
+          events.map((e) => [
+            age(e.at),
+            e.actor_id,
+            e.from_state ?? '-',
+            e.to_state,
+            e.reason ?? '',
+          ]),
+        )}`,
+      );
+    }
+    return 0;
+  });
+}

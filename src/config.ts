@@ -1,0 +1,203 @@
+/**
+ * Flotilla's configuration, parsed once with zod and frozen: `serve` flags with their
+ * environment equivalents, and the CLI client's API address and token. Flags win over the
+ * environment, which wins over defaults. Nothing else in Flotilla reads `process.env`.
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+export const ServeRoles = ['all', 'coordinator', 'proxy', 'prober'] as const;
+export type ServeRole = (typeof ServeRoles)[number];
+
+export const LogLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export interface ServeConfig {
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  /** Accepted and recorded; the etcd integration arrives with a later issue. */
+  etcdEndpoints: readonly string[] | undefined;
+  apiPort: number;
+  proxyPort: number;
+  host: string;
+  /** Absolute. */
+  dataDir: string;
+  apiToken: string | undefined;
+  /** Absolute. */
+  modelRoots: readonly string[];
+  keepReplicas: boolean;
+  healthIntervalS: number;
+  evictionIntervalS: number;
+  role: ServeRole;
+  logLevel: (typeof LogLevels)[number];
+}
+
+/** Where each setting comes from: its flag and environment variable (for messages). */
+export const SERVE_SOURCES = {
+  databaseUrl: { flag: '--database-url', env: 'DATABASE_URL' },
+  redisUrl: { flag: '--redis-url', env: 'REDIS_URL' },
+  etcdEndpoints: { flag: '--etcd-endpoints', env: 'ETCD_ENDPOINTS' },
+  apiPort: { flag: '--api-port', env: 'FLOTILLA_API_PORT' },
+  proxyPort: { flag: '--proxy-port', env: 'FLOTILLA_PROXY_PORT' },
+  host: { flag: '--host', env: 'FLOTILLA_HOST' },
+  dataDir: { flag: '--data-dir', env: 'FLOTILLA_DATA_DIR' },
+  apiToken: { flag: '--api-token', env: 'FLOTILLA_API_TOKEN' },
+  modelRoots: { flag: '--model-root', env: 'FLOTILLA_MODEL_ROOTS' },
+  keepReplicas: { flag: '--keep-replicas', env: 'FLOTILLA_KEEP_REPLICAS' },
+  healthIntervalS: { flag: '--health-interval', env: 'HEALTH_CHECK_INTERVAL_SEC' },
+  evictionIntervalS: { flag: '--eviction-interval', env: 'EVICTION_INTERVAL_SEC' },
+  role: { flag: '--role', env: 'FLOTILLA_ROLE' },
+  logLevel: { flag: '--log-level', env: 'FLOTILLA_LOG_LEVEL' },
+} as const satisfies Record<keyof ServeConfig, { flag: string; env: string }>;
+
+const url = (schemes: string[]) =>
+  z.string().refine(
+    (s) => {
+      try {
+        return schemes.includes(new URL(s).protocol.replace(/:$/, ''));
+      } catch {
+        return false;
+      }
+    },
+    { error: `expected a ${schemes.map((s) => `${s}://`).join(' or ')} URL` },
+  );
+const port = z.coerce
+  .number({ error: 'expected a port number' })
+  .int({ error: 'expected a port number' })
+  .min(0)
+  .max(65535);
+const seconds = z.coerce.number({ error: 'expected seconds' }).positive().max(86_400);
+const bool = z
+  .union([z.boolean(), z.enum(['1', '0', 'true', 'false', 'yes', 'no', ''])])
+  .transform((v) => v === true || v === '1' || v === 'true' || v === 'yes');
+
+const serveSchema = z.object({
+  databaseUrl: url(['postgres', 'postgresql']).optional(),
+  redisUrl: url(['redis', 'rediss']).optional(),
+  etcdEndpoints: z
+    .string()
+    .transform((s) =>
+      s
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(url(['http', 'https'])).min(1, { error: 'expected host URLs, comma separated' }))
+    .optional(),
+  apiPort: port.default(8080),
+  proxyPort: port.default(8000),
+  host: z.string().min(1).default('127.0.0.1'),
+  dataDir: z.string().min(1).default('.flotilla'),
+  apiToken: z.string().min(1, { error: 'must not be empty' }).optional(),
+  modelRoots: z.array(z.string().min(1)).optional(),
+  keepReplicas: bool.default(false),
+  healthIntervalS: seconds.default(5),
+  evictionIntervalS: seconds.default(60),
+  role: z.enum(ServeRoles).default('all'),
+  logLevel: z.enum(LogLevels).default('info'),
+});
+
+/** A configuration mistake; `lines` holds one line per problem, naming the flag and variable. */
+export class ConfigError extends Error {
+  constructor(readonly lines: string[]) {
+    super(lines.join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+type FlagValues = Record<string, string | boolean | string[] | undefined>;
+
+/**
+ * The serve configuration from parsed flags (keys as written, without `--`) and the
+ * environment. Throws ConfigError. A non-loopback host needs a token.
+ */
+export function parseServeConfig(
+  flags: FlagValues,
+  env: NodeJS.ProcessEnv = process.env,
+  cwd: string = process.cwd(),
+): Readonly<ServeConfig> {
+  const raw: Record<string, unknown> = {};
+  for (const [key, src] of Object.entries(SERVE_SOURCES)) {
+    const flag = flags[src.flag.slice(2)];
+    const fromEnv = env[src.env];
+    if (key === 'modelRoots') {
+      const list = Array.isArray(flag) ? flag : undefined;
+      raw[key] = list?.length ? list : fromEnv ? fromEnv.split(':').filter(Boolean) : undefined;
+      continue;
+    }
+    raw[key] = flag !== undefined ? flag : fromEnv === '' ? undefined : fromEnv;
+  }
+  const r = serveSchema.safeParse(raw);
+  if (!r.success) {
+    throw new ConfigError(
+      r.error.issues.map((i) => {
+        const key = String(i.path[0]) as keyof typeof SERVE_SOURCES;
+        const src = SERVE_SOURCES[key];
+        const got = raw[key] === undefined ? '' : `, got ${JSON.stringify(raw[key])}`;
+        return `${src ? `${src.flag} / ${src.env}` : key}: ${i.message}${key === 'apiToken' ? '' : got}`;
+      }),
+    );
+  }
+  const c = r.data;
+  if (!isLoopback(c.host) && !c.apiToken) {
+    throw new ConfigError([
+      `refusing to listen on ${c.host} without an API token: set FLOTILLA_API_TOKEN or --api-token (or use --host 127.0.0.1)`,
+    ]);
+  }
+  return Object.freeze({
+    ...c,
+    databaseUrl: c.databaseUrl,
+    redisUrl: c.redisUrl,
+    etcdEndpoints: c.etcdEndpoints ? Object.freeze([...c.etcdEndpoints]) : undefined,
+    apiToken: c.apiToken,
+    dataDir: resolve(cwd, c.dataDir),
+    modelRoots: Object.freeze((c.modelRoots ?? [cwd]).map((p) => resolve(cwd, p))),
+  });
+}
+
+/** A copy safe to log: the token hidden, passwords in URLs hidden. */
+export function describeServeConfig(c: Readonly<ServeConfig>): Record<string, unknown> {
+  const hide = (u: string | undefined) => {
+    if (!u) return u;
+    try {
+      const parsed = new URL(u);
+      if (parsed.password) parsed.password = '***';
+      return parsed.toString();
+    } catch {
+      return '***';
+    }
+  };
+  return {
+    ...c,
+    databaseUrl: hide(c.databaseUrl) ?? 'embedded',
+    redisUrl: hide(c.redisUrl) ?? 'in-process',
+    apiToken: c.apiToken ? '***' : undefined,
+  };
+}
+
+export interface ClientConfig {
+  /** Base URL of the API, no trailing slash. */
+  api: string;
+  token: string | undefined;
+}
+
+export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
+
+/** The CLI's API address (`--api`, FLOTILLA_API_URL) and token (`--token`, FLOTILLA_API_TOKEN). */
+export function parseClientConfig(
+  flags: { api?: string | undefined; token?: string | undefined },
+  env: NodeJS.ProcessEnv = process.env,
+): Readonly<ClientConfig> {
+  const api = flags.api ?? (env.FLOTILLA_API_URL || DEFAULT_API_URL);
+  const r = url(['http', 'https']).safeParse(api);
+  if (!r.success) {
+    throw new ConfigError([
+      `--api / FLOTILLA_API_URL: expected an http:// URL, got ${JSON.stringify(api)}`,
+    ]);
+  }
+  const token = flags.token ?? (env.FLOTILLA_API_TOKEN || undefined);
+  return Object.freeze({ api: api.replace(/\/+$/, ''), token });
+}
