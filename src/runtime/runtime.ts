@@ -647,6 +647,7 @@ export class Runtime {
         const spec = await this.sessionFor(revisionId);
         const handle = await backend.start(replicaId, spec);
         await this.writer.barrier();
+        this.schedulePublish();
         return { endpoint: handle.url };
       },
       restartSession: async ({ replicaId, revisionId }) => {
@@ -654,6 +655,9 @@ export class Runtime {
         await backend.stop(replicaId, 5_000);
         const handle = await backend.start(replicaId, spec);
         await this.writer.barrier();
+        // The endpoint may have changed: republish (after the machine takes it in) so the
+        // prober and the proxy follow the new port.
+        this.schedulePublish();
         return { endpoint: handle.url };
       },
       stopSession: async ({ replicaId, graceMs }) => {

@@ -1,0 +1,136 @@
+/**
+ * Replica sessions through the whole stack (real echo processes): a replica that dies is seen
+ * at once and comes back; a coordinator restart adopts the running replicas without duplicates.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createFlotilla, type Flotilla, type FlotillaOptions } from '../../../src/index.ts';
+import { isolatedDatabase } from '../../harness/isolation.ts';
+import { waitFor } from '../../harness/wait.ts';
+
+const repo = resolve(import.meta.dirname, '../../..');
+const open: Flotilla[] = [];
+afterEach(async () => {
+  for (const f of open.splice(0)) await f.close();
+});
+
+/** Echo replica processes of this test, by FLOTILLA_REPLICA_ID, from /proc. */
+function replicaPids(ids: string[]): Map<string, number[]> {
+  const out = new Map<string, number[]>(ids.map((i) => [i, []]));
+  const ps = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
+  for (const line of ps.split('\n')) {
+    const m = line.trim().match(/^(\d+)\s+(.*)$/);
+    if (!m || !m[2]!.includes('echo-server')) continue;
+    let env = '';
+    try {
+      env = execFileSync('cat', [`/proc/${m[1]}/environ`], { encoding: 'utf8' });
+    } catch {
+      continue;
+    }
+    const id = env
+      .split('\0')
+      .find((e) => e.startsWith('FLOTILLA_REPLICA_ID='))
+      ?.slice(20);
+    if (id && out.has(id)) out.get(id)!.push(Number(m[1]));
+  }
+  return out;
+}
+
+const HEALTH = {
+  interval_s: 0.5,
+  timeout_s: 0.5,
+  healthy_threshold: 1,
+  unhealthy_threshold: 2,
+  startup_timeout_s: 30,
+};
+
+async function flotillaOn(
+  ctx: Parameters<typeof isolatedDatabase>[0],
+  extra: Partial<FlotillaOptions> = {},
+) {
+  const { url } = await isolatedDatabase(ctx);
+  const opts: FlotillaOptions = {
+    databaseUrl: url,
+    dataDir: mkdtempSync(join(tmpdir(), 'flotilla-replicas-')),
+    modelRoots: [repo],
+    proxy: false,
+    runtime: { healthCheckIntervalS: 0.25, shards: 2, deploymentDefaults: { backoff_base_s: 0.5 } },
+    ...extra,
+  };
+  const f = await createFlotilla(opts);
+  open.push(f);
+  return { f, opts };
+}
+
+async function healthy(f: Flotilla, n: number) {
+  return waitFor(
+    async () => {
+      const v = await f.get('echo');
+      return v.state === 'RUNNING' && v.healthy_replicas === n ? v : null;
+    },
+    { timeoutMs: 40_000, message: `echo with ${n} HEALTHY replicas` },
+  );
+}
+
+describe('replica sessions through the runtime', () => {
+  it('a replica killed on its own is reported at once, restarted, and the process count returns to three', async (ctx) => {
+    const { f } = await flotillaOn(ctx);
+    await f.deploy({
+      name: 'echo',
+      model_path: 'examples/echo',
+      replicas: 3,
+      health_check: HEALTH,
+    });
+    const v = await healthy(f, 3);
+    const ids = v.replicas.map((r) => r.id);
+    const pids = replicaPids(ids);
+    expect([...pids.values()].map((p) => p.length)).toEqual([1, 1, 1]);
+    const victim = ids[0]!;
+    const t0 = performance.now();
+    process.kill(pids.get(victim)![0]!, 'SIGKILL');
+    await waitFor(
+      async () =>
+        (await f.get('echo')).replicas.find((r) => r.id === victim)?.state === 'UNHEALTHY',
+      {
+        timeoutMs: 5_000,
+        intervalMs: 10,
+      },
+    );
+    console.log(
+      `[replicas] kill -9 -> replica UNHEALTHY in ${(performance.now() - t0).toFixed(0)} ms`,
+    );
+    const back = await healthy(f, 3);
+    expect(back.replicas.find((r) => r.id === victim)?.restarts).toBe(1);
+    const after = replicaPids(back.replicas.map((r) => r.id));
+    expect([...after.values()].map((p) => p.length)).toEqual([1, 1, 1]);
+    expect(after.get(victim)![0]).not.toBe(pids.get(victim)![0]);
+  });
+
+  it('a coordinator restart adopts the running replicas: same pids, no duplicate process', async (ctx) => {
+    const { f, opts } = await flotillaOn(ctx, { keepReplicas: true });
+    await f.deploy({
+      name: 'echo',
+      model_path: 'examples/echo',
+      replicas: 2,
+      health_check: HEALTH,
+    });
+    const v = await healthy(f, 2);
+    const ids = v.replicas.map((r) => r.id);
+    const before = replicaPids(ids);
+    await f.close();
+    open.splice(open.indexOf(f), 1);
+    expect(replicaPids(ids)).toEqual(before);
+
+    const g = await createFlotilla({ ...opts, keepReplicas: false });
+    open.push(g);
+    const again = await healthy(g, 2);
+    expect(again.replicas.map((r) => r.id)).toEqual(ids);
+    expect(replicaPids(ids)).toEqual(before);
+    await g.destroy('echo');
+    await waitFor(async () => (await g.get('echo')).state === 'TERMINATED', { timeoutMs: 30_000 });
+    expect([...replicaPids(ids).values()].flat()).toEqual([]);
+  });
+});
