@@ -2,6 +2,8 @@
  * The routing table: what the data plane (src/proxy) and the Traefik publisher (src/etcd)
  * read. Produced by the runtime from route actors; always published as a full replace.
  */
+import type { HealthCheckSpec } from './session.ts';
+
 export const RouteStates = [
   'PENDING',
   'PROVISIONING',
@@ -41,6 +43,8 @@ export interface RouteEntry {
   url: string;
   state: RouteState;
   weight: number;
+  /** The replica's readiness check, so a prober in another process can probe from the table. */
+  health?: HealthCheckSpec | undefined;
 }
 
 export interface DeploymentRoutes {

@@ -895,6 +895,7 @@ export class Runtime {
       const routes: RouteEntry[] = [];
       for (const [replicaId, r] of Object.entries(ctx.replicas)) {
         if (!r.endpoint) continue;
+        const session = this.sessions.get(r.revisionId);
         if (TABLE_ROUTE_STATES.has(r.routeState)) {
           routes.push({
             routeId: r.routeId,
@@ -902,9 +903,9 @@ export class Runtime {
             url: r.endpoint,
             state: r.routeState as RouteEntry['state'],
             weight: 1,
+            health: session?.health,
           });
         }
-        const session = this.sessions.get(r.revisionId);
         if (session && PROBED_ROUTE_STATES.has(r.routeState)) {
           targets.push({ routeId: r.routeId, replicaId, url: r.endpoint, health: session.health });
         }
