@@ -109,6 +109,14 @@ function zodValidatorCompiler({ schema, httpPart }: { schema: unknown; httpPart?
   const s = schema as z.ZodType;
   const prefix = PART_PREFIX[httpPart ?? 'body'] ?? '';
   return (data: unknown) => {
+    if (httpPart === 'body' && (data === null || data === undefined)) {
+      const message = 'expected a JSON object body (Content-Type: application/json)';
+      return {
+        error: new FlotillaError('validation', message, {
+          details: [{ path: '(body)', message }],
+        }),
+      };
+    }
     const r = s.safeParse(data, { reportInput: true });
     if (r.success) return { value: httpPart === 'body' ? data : r.data };
     const details = issueDetails(r.error, prefix);
