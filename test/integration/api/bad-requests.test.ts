@@ -728,8 +728,8 @@ describe('bad requests', () => {
   it.each(cases)('$name: $method $url -> $status $code at "$path", nothing written', async (c) => {
     try {
       const before = await counts();
-      const headers = { ...auth, ...(c.headers ?? {}) };
-      if (headers.authorization === '') delete (headers as Record<string, string>).authorization;
+      const headers: Record<string, string> = { ...auth, ...(c.headers ?? {}) };
+      if (headers.authorization === '') delete headers.authorization;
       const res = await app.inject({
         method: c.method,
         url: c.url,
