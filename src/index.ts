@@ -174,6 +174,12 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       config: options.runtime,
       logger: options.logger,
       inflight: (routeId) => proxy?.inflight(routeId) ?? 0,
+      // Autoscaling on the load this process's proxy sees (in flight + queued requests).
+      scalingMetric: (d, metric) => {
+        if (metric !== 'inflight' || !proxy) return null;
+        const load = proxy.status(d.name);
+        return load.inflight + load.queued;
+      },
       observeFlush: options.observeFlush,
     });
     closers.push(() => runtime.close({ stopReplicas: !options.keepReplicas }));

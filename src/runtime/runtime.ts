@@ -34,6 +34,7 @@ import type { SessionSpec } from '../domain/session.ts';
 import { classifyMany, classifyRoute, type RouteClassification } from '../health/classifier.ts';
 import type { HealthStore } from '../health/health-store.ts';
 import type { ProbeTarget } from '../health/prober.ts';
+import { decideScale, type ScalingPolicy } from '../scaling/policy.ts';
 import type { DeploymentRecord, Store } from '../store/store.ts';
 import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
 import { type EffectPorts, type ProvidedCoordinator, provideEffects } from './provide-effects.ts';
@@ -62,6 +63,20 @@ export interface RuntimeDeps {
   inflight?: (routeId: string) => number;
   /** Observes each snapshot flush (duration ms, writes), e.g. for a latency histogram. */
   observeFlush?: (ms: number, writes: number) => void;
+  /**
+   * The autoscaling metric of a deployment, summed over its replicas (for `inflight`: requests
+   * in flight at the proxy); null when unknown. Without it no deployment autoscales.
+   */
+  scalingMetric?: (deployment: { id: string; name: string }, metric: string) => number | null;
+}
+
+export interface ScalingEvent {
+  deployment_id: string;
+  name: string;
+  from: number;
+  to: number;
+  reason: string;
+  at: string;
 }
 
 /** What the stored deployment spec carries besides the revision request. */
@@ -211,6 +226,9 @@ export class Runtime {
   private readonly cleanups: Array<() => void | Promise<void>> = [];
   private readonly changeListeners = new Set<(e: ChangeEvent) => void>();
   private readonly tableListeners = new Set<(t: RoutingTable) => void>();
+  private readonly scalingListeners = new Set<(e: ScalingEvent) => void>();
+  /** Last autoscaling action per deployment (cooldown); not persisted, a restart resets it. */
+  private readonly lastScaledAt = new Map<string, number>();
   private tableVersion = 0;
   private table: RoutingTable = { version: 0, deployments: [], endpoints: [] };
   private probeTargetCache: ProbeTarget[] = [];
@@ -374,6 +392,51 @@ export class Runtime {
         );
     }
     every(this.config.evictionIntervalS, () => this.evictNow());
+    if (this.deps.scalingMetric) every(this.config.scalingIntervalS, () => this.evaluateScaling());
+  }
+
+  onScaling(listener: (e: ScalingEvent) => void): () => void {
+    this.scalingListeners.add(listener);
+    return () => this.scalingListeners.delete(listener);
+  }
+
+  /** One autoscaling pass over every deployment that has a scaling policy. */
+  async evaluateScaling(): Promise<void> {
+    const metricOf = this.deps.scalingMetric;
+    if (!metricOf) return;
+    for (const m of [...this.meta.values()]) {
+      const policy = m.options.scaling_policy as ScalingPolicy | undefined;
+      if (!policy) continue;
+      const ref = this.deploymentRef(m.id);
+      if (!ref || topState(ref.getSnapshot().value) !== 'RUNNING') continue;
+      const ctx = (ref.getSnapshot() as { context: DeploymentContext }).context;
+      const healthy = Object.values(ctx.replicas).filter(
+        (r) => r.state === 'HEALTHY' && !r.leaving,
+      ).length;
+      const total = metricOf({ id: m.id, name: m.name }, policy.target_metric ?? 'inflight');
+      const decision = decideScale({
+        current: ctx.target,
+        min: m.options.min_replicas,
+        max: m.options.max_replicas,
+        metric: total === null ? null : total / Math.max(1, healthy),
+        policy,
+        lastScaledAt: this.lastScaledAt.get(m.id) ?? null,
+        now: Date.now(),
+      });
+      if (!decision) continue;
+      await this.scale(m.id, decision.replicas);
+      this.lastScaledAt.set(m.id, Date.now());
+      const e: ScalingEvent = {
+        deployment_id: m.id,
+        name: m.name,
+        from: ctx.target,
+        to: decision.replicas,
+        reason: decision.reason,
+        at: new Date().toISOString(),
+      };
+      this.log.info({ ...e }, 'autoscaled');
+      for (const l of this.scalingListeners) l(e);
+    }
   }
 
   /** Stops tickers and actors, flushes what is queued; replicas keep running unless asked. */
