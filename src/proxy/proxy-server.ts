@@ -500,6 +500,9 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
         const n = headers[i]!;
         if (n.length === 14 && n.toLowerCase() === 'content-length') {
           fixedLength = true;
+          const len = Number(headers[i + 1]);
+          if (Number.isSafeInteger(len) && len > 0 && ex.req.method !== 'HEAD')
+            this.remaining = len;
           break;
         }
       }
@@ -510,11 +513,24 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
 
     private resume: (() => void) | undefined;
     private readonly onDrain = () => this.resume?.();
+    /** Body bytes still to come of a fixed-length response (-1: not fixed-length). */
+    private remaining = -1;
+    /** The client response was ended with the last body chunk. */
+    private ended = false;
 
     onData(chunk: Buffer): boolean {
       if (this.discarding) return true;
       const res = this.ex.res;
       if (this.ex.clientGone || res.destroyed) return true;
+      if (this.remaining > 0) {
+        this.remaining -= chunk.length;
+        if (this.remaining === 0) {
+          // The last chunk of a fixed-length body: headers, body and end in one write.
+          this.ended = true;
+          res.end(chunk);
+          return true;
+        }
+      }
       if (!res.write(chunk)) {
         res.once('drain', this.onDrain);
         return false;
@@ -543,7 +559,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
         );
         return;
       }
-      if (!ex.clientGone) ex.res.end();
+      if (!ex.clientGone && !this.ended) ex.res.end();
       ex.done(this.status);
     }
 
