@@ -2,14 +2,16 @@
  * Proxy benchmark (not a test): `npx tsx bench/proxy/run.ts`.
  *
  * In one run: a fixed-response backend with two replicas (separate processes), Flotilla's proxy
- * (its own process) and nginx (worker_processes 1, round robin, keep-alive upstreams, no
+ * (its own process), a bare node:http+undici proxy (bare-proxy.mjs: the same stack with no
+ * logic, to separate what Flotilla's logic costs from what the stack costs) and nginx (worker_processes 1, round robin, keep-alive upstreams, no
  * buffering: configured like Flotilla's proxy), each driven by wrk at 16 and 64 connections:
  * direct to one replica, through Flotilla, through nginx. Then server-sent-event time to first
  * byte, direct vs through each proxy. Prints req/s, p50, p99 and the ratios.
  * Aim: Flotilla ≥ 0.8× nginx's throughput and < 1 ms added p50 at 16 connections.
  *
  * Everything it starts it stops, also on failure or Ctrl-C.
- * Env: BENCH_SECONDS (default 5), BENCH_WARMUP_SECONDS (default 1), BENCH_TTFB_SAMPLES (300).
+ * Env: BENCH_SECONDS (default 5), BENCH_WARMUP_SECONDS (1), BENCH_TTFB_SAMPLES (300),
+ * BENCH_ROUNDS (1; more rounds interleave the targets and report the median).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +24,7 @@ import { freePort } from '../../test/harness/services.ts';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 1);
 const TTFB_SAMPLES = Number(process.env.BENCH_TTFB_SAMPLES ?? 300);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 1));
 const NGINX = '/usr/sbin/nginx';
 const WRK = '/usr/bin/wrk';
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
@@ -246,11 +249,20 @@ async function main(): Promise<void> {
       BENCH_TABLE: JSON.stringify(table),
     },
   );
+  const barePort = await startListening(
+    'bare node:http+undici proxy',
+    process.execPath,
+    [here('./bare-proxy.mjs')],
+    {
+      UPSTREAMS: backendPorts.map((p) => `http://127.0.0.1:${p}`).join(','),
+    },
+  );
   const nginxPort = await startNginx(backendPorts);
 
   const targets = {
     direct: `http://127.0.0.1:${backendPorts[0]}/x`,
     flotilla: `http://127.0.0.1:${proxyPort}/m/x`,
+    bare: `http://127.0.0.1:${barePort}/m/x`,
     nginx: `http://127.0.0.1:${nginxPort}/m/x`,
   };
   await waitForHttp(targets.flotilla, 'flotilla proxy');
@@ -261,15 +273,27 @@ async function main(): Promise<void> {
   const results: Record<string, Record<number, WrkResult>> = {
     direct: {},
     flotilla: {},
+    bare: {},
     nginx: {},
   };
   for (const connections of [16, 64]) {
-    for (const [name, url] of Object.entries(targets)) {
-      if (WARMUP > 0) await wrk(url, connections, WARMUP);
-      const r = await wrk(url, connections, SECONDS);
+    const rounds: Record<string, WrkResult[]> = {};
+    // Rounds interleave the targets, so background noise on a shared machine hits them alike;
+    // the round with the median throughput is reported.
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, url] of Object.entries(targets)) {
+        if (WARMUP > 0) await wrk(url, connections, WARMUP);
+        (rounds[name] ??= []).push(await wrk(url, connections, SECONDS));
+      }
+    }
+    for (const name of Object.keys(targets)) {
+      const sorted = rounds[name]!.sort((a, b) => a.rps - b.rps);
+      const r = sorted[Math.floor(sorted.length / 2)]!;
       results[name]![connections] = r;
+      const spread =
+        sorted.length > 1 ? `  [rounds ${sorted.map((x) => f(x.rps, 0)).join(', ')}]` : '';
       console.log(
-        `  ${name.padEnd(8)} c=${String(connections).padEnd(3)} ${f(r.rps, 0).padStart(8)} req/s  p50 ${f(r.p50, 3)} ms  p99 ${f(r.p99, 3)} ms${r.errors ? `  (${r.errors})` : ''}`,
+        `  ${name.padEnd(8)} c=${String(connections).padEnd(3)} ${f(r.rps, 0).padStart(8)} req/s  p50 ${f(r.p50, 3)} ms  p99 ${f(r.p99, 3)} ms${r.errors ? `  (${r.errors})` : ''}${spread}`,
       );
     }
   }
@@ -279,9 +303,13 @@ async function main(): Promise<void> {
     const d = results.direct![connections]!;
     const p = results.flotilla![connections]!;
     const n = results.nginx![connections]!;
+    const b = results.bare![connections]!;
     console.log(
       `  c=${connections}: flotilla/nginx throughput ${f(p.rps / n.rps)}x, flotilla/direct ${f(p.rps / d.rps)}x, nginx/direct ${f(n.rps / d.rps)}x; ` +
         `added p50 vs direct: flotilla +${f(p.p50 - d.p50, 3)} ms, nginx +${f(n.p50 - d.p50, 3)} ms; flotilla−nginx p50 ${f(p.p50 - n.p50, 3)} ms`,
+    );
+    console.log(
+      `        stack ceiling: bare node:http+undici/nginx ${f(b.rps / n.rps)}x; flotilla/bare ${f(p.rps / b.rps)}x (the cost of Flotilla's own logic)`,
     );
   }
 
@@ -290,6 +318,7 @@ async function main(): Promise<void> {
   );
   const ttfb: Record<string, number[]> = {};
   for (const [name, url] of Object.entries(targets)) {
+    if (name === 'bare') continue;
     ttfb[name] = await sseTtfb(url.replace(/\/x$/, '/sse'), TTFB_SAMPLES);
     const t = ttfb[name]!;
     console.log(`  ${name.padEnd(8)} p50 ${f(pct(t, 50), 3)} ms  p99 ${f(pct(t, 99), 3)} ms`);

@@ -87,6 +87,48 @@ describe('proxy routing', () => {
     expect(body.body).toBe(payload);
   });
 
+  it('streams a large request body and a chunked upload to the replica', async () => {
+    const a = await startReplica('a');
+    const { proxy, c } = await proxyFor([deployment({ name: 'm', replicas: [{ replica: a }] })]);
+    const big = 'x'.repeat(3 * 1024 * 1024);
+    const r = await c.get(`${proxy.url}/m/upload`, { method: 'POST', body: big });
+    expect(r.status).toBe(200);
+    expect(JSON.parse(r.text).body.length).toBe(big.length);
+
+    const u = new URL(proxy.url);
+    const chunked = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = httpRequest(
+        { host: u.hostname, port: u.port, path: '/m/upload', method: 'POST', agent: false },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => {
+            text += d;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        },
+      );
+      req.on('error', reject);
+      req.write('part one, ');
+      setTimeout(() => req.end('part two'), 20);
+    });
+    expect(chunked.status).toBe(200);
+    const seen = JSON.parse(chunked.text);
+    expect(seen.body).toBe('part one, part two');
+    expect(seen.headers['transfer-encoding']).toBe('chunked');
+  });
+
+  it('answers HEAD with the replica’s headers and no body', async () => {
+    const a = await startReplica('a');
+    const { proxy, c } = await proxyFor([deployment({ name: 'm', replicas: [{ replica: a }] })]);
+    const r = await c.get(`${proxy.url}/m/x`, { method: 'HEAD' });
+    expect(r.status).toBe(200);
+    expect(Number(r.headers['content-length'])).toBeGreaterThan(0);
+    expect(r.text).toBe('');
+    expect(r.headers['x-flotilla-replica']).toBe('a');
+    expect((await c.get(`${proxy.url}/m/x`)).status).toBe(200);
+  });
+
   it('answers 404 not_found for an unknown name', async () => {
     const a = await startReplica('a');
     const { proxy, c } = await proxyFor([deployment({ name: 'm', replicas: [{ replica: a }] })]);
