@@ -14,6 +14,8 @@ export const LogLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 's
 export interface ServeConfig {
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
+  /** Key prefix in Redis, so several clusters (or test runs) can share one Redis. */
+  redisPrefix: string;
   /** Accepted and recorded; the etcd integration arrives with a later issue. */
   etcdEndpoints: readonly string[] | undefined;
   apiPort: number;
@@ -35,6 +37,7 @@ export interface ServeConfig {
 export const SERVE_SOURCES = {
   databaseUrl: { flag: '--database-url', env: 'DATABASE_URL' },
   redisUrl: { flag: '--redis-url', env: 'REDIS_URL' },
+  redisPrefix: { flag: '--redis-prefix', env: 'FLOTILLA_REDIS_PREFIX' },
   etcdEndpoints: { flag: '--etcd-endpoints', env: 'ETCD_ENDPOINTS' },
   apiPort: { flag: '--api-port', env: 'FLOTILLA_API_PORT' },
   proxyPort: { flag: '--proxy-port', env: 'FLOTILLA_PROXY_PORT' },
@@ -73,6 +76,7 @@ const bool = z
 const serveSchema = z.object({
   databaseUrl: url(['postgres', 'postgresql']).optional(),
   redisUrl: url(['redis', 'rediss']).optional(),
+  redisPrefix: z.string().min(1).max(200).default('flotilla:'),
   etcdEndpoints: z
     .string()
     .transform((s) =>

@@ -26,6 +26,7 @@ options:
   --database-url <url>      PostgreSQL (env DATABASE_URL; default: embedded under --data-dir)
   --redis-url <url>         Redis for health data and the routing table (env REDIS_URL;
                             default: in-process)
+  --redis-prefix <p>        key prefix in Redis (env FLOTILLA_REDIS_PREFIX, default flotilla:)
   --etcd-endpoints <urls>   comma-separated etcd URLs (env ETCD_ENDPOINTS). Accepted and
                             recorded only: the etcd integration (Traefik KV, leader election)
                             arrives with a later issue
@@ -63,6 +64,7 @@ export async function run(argv: string[]): Promise<number> {
       options: {
         'database-url': { type: 'string' },
         'redis-url': { type: 'string' },
+        'redis-prefix': { type: 'string' },
         'etcd-endpoints': { type: 'string' },
         'api-port': { type: 'string' },
         'proxy-port': { type: 'string' },
@@ -133,6 +135,7 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
     flotilla = await createFlotilla({
       databaseUrl: config.databaseUrl,
       redisUrl: config.redisUrl,
+      redisKeyPrefix: config.redisPrefix,
       dataDir: config.dataDir,
       modelRoots: [...config.modelRoots],
       keepReplicas: config.keepReplicas,
