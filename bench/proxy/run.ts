@@ -268,7 +268,7 @@ async function main(): Promise<void> {
   await waitForHttp(targets.flotilla, 'flotilla proxy');
 
   console.log(
-    `bench/proxy: ${cpus().length} cores (shared by wrk, proxy, 2 backends), node ${process.version}, ${SECONDS}s per run after ${WARMUP}s warm-up, wrk -t1`,
+    `bench/proxy: ${cpus().length} cores (shared by wrk, proxy, 2 backends), node ${process.version}, ${SECONDS}s per run after ${WARMUP}s warm-up, ${ROUNDS} round(s), wrk -t1`,
   );
   const results: Record<string, Record<number, WrkResult>> = {
     direct: {},

@@ -106,6 +106,12 @@ function errorCodeOf(err: unknown): string {
   return '';
 }
 
+/** The routing config's per-attempt timeout, 60 s when it is missing or not positive. */
+function attemptTimeoutMs(dep: DeploymentState): number {
+  const s = dep.routing.request_timeout_s;
+  return typeof s === 'number' && s > 0 ? s * 1000 : 60_000;
+}
+
 function errorBody(code: ErrorCode, message: string): string {
   return JSON.stringify({ error: { code, message, details: [] } });
 }
@@ -304,6 +310,15 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
 
     expire(): void {
       this.queued = false;
+      if (performance.now() >= this.deadline - 1) {
+        // The whole request budget went on waiting: a timeout, not a refusal.
+        this.fail(
+          504,
+          'upstream_timeout',
+          `no replica of ${this.dep.name} free within the request budget`,
+        );
+        return;
+      }
       this.fail(
         503,
         'overloaded',
@@ -388,7 +403,8 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       }
       if (this.tried) this.tried.push(u);
       else this.tried = [u];
-      const attemptMs = Math.max(1, Math.min(this.dep.routing.request_timeout_s * 1000, remaining));
+      const perAttemptMs = attemptTimeoutMs(this.dep);
+      const attemptMs = Math.max(1, Math.min(perAttemptMs, remaining));
       const a = new Attempt(this, u, this.dep.failStatic);
       this.attempt = a;
       u.inflight++;
@@ -398,7 +414,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
         headers: this.scan.headers,
         body: this.body,
         headersTimeout: Math.ceil(attemptMs),
-        bodyTimeout: Math.ceil(this.dep.routing.request_timeout_s * 1000),
+        bodyTimeout: Math.ceil(perAttemptMs),
       };
       try {
         u.dispatcher().dispatch(opts, a);
@@ -614,7 +630,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
   function handle(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? '/';
     if (url.length <= 9 && (url === '/health' || url === '/ready' || url === '/metrics')) {
-      serveOwn(url, req, res);
+      serveOwn(url, res);
       return;
     }
     if (closing) {
@@ -665,7 +681,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     new Exchange(req, res, dep, endpoint, parsed.path, scan).admit();
   }
 
-  function serveOwn(url: string, _req: IncomingMessage, res: ServerResponse): void {
+  function serveOwn(url: string, res: ServerResponse): void {
     if (url === '/metrics') {
       metrics.registry.metrics().then(
         (text) => {
@@ -705,13 +721,19 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     s.once('close', () => sockets.delete(s));
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    unsubscribe();
+    await state.close(0);
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? '127.0.0.1';
   const urlHost =
