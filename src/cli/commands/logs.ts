@@ -17,15 +17,21 @@ options:
 
 ${COMMON_HELP}`;
 
-/** What `next` adds after `prev` (both tails of one growing log); all of `next` if unknown. */
+/** What `next` adds after `prev` (both tails of one growing log); all of `next` if unrelated. */
 export function newOutput(prev: string, next: string): string {
   if (prev === '') return next;
-  if (next === prev) return '';
   if (next.startsWith(prev)) return next.slice(prev.length);
-  // The window moved: find where the end of what was printed is now.
-  const anchor = prev.slice(-Math.min(prev.length, 512));
-  const at = next.lastIndexOf(anchor);
-  return at >= 0 ? next.slice(at + anchor.length) : next;
+  // The window moved: the longest prefix of `next` that is a suffix of `prev` was shown
+  // already. Prefix function (KMP) over next + NUL + prev, linear in their length.
+  const s = `${next}\u0000${prev}`;
+  const pi = new Int32Array(s.length);
+  for (let i = 1; i < s.length; i++) {
+    let k = pi[i - 1]!;
+    while (k > 0 && s[i] !== s[k]) k = pi[k - 1]!;
+    if (s[i] === s[k]) k++;
+    pi[i] = k;
+  }
+  return next.slice(pi[s.length - 1]!);
 }
 
 export async function run(argv: string[]): Promise<number> {
