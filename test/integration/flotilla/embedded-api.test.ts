@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createFlotilla, type Flotilla } from '../../../src/index.ts';
 import { isolatedDatabase, isolatedPrefix, services } from '../../harness/isolation.ts';
+import { replicaPids } from '../../harness/replica-processes.ts';
 import { waitFor } from '../../harness/wait.ts';
 
 const repo = resolve(import.meta.dirname, '../../..');
@@ -14,16 +14,10 @@ afterEach(async () => {
   flotilla = null;
 });
 
-function echoProcesses(): number {
-  const out = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => l.includes('echo-server') && !l.includes('ps -eo')).length;
-}
-
 describe('embedded API with real replicas', () => {
   it('deploys the echo example, serves it through the proxy, and deletes it without leftovers', async (ctx) => {
     const { url } = await isolatedDatabase(ctx);
     const dataDir = mkdtempSync(join(tmpdir(), 'flotilla-e2e-'));
-    const before = echoProcesses();
     flotilla = await createFlotilla({
       databaseUrl: url,
       redisUrl: services().redisUrl,
@@ -58,9 +52,10 @@ describe('embedded API with real replicas', () => {
 
     await f.destroy('echo');
     await waitFor(async () => (await f.get('echo')).state === 'TERMINATED', { timeoutMs: 30_000 });
-    await waitFor(() => echoProcesses() === before, {
+    const ids = running.replicas.map((r) => r.id);
+    await waitFor(() => [...replicaPids(ids).values()].every((p) => p.length === 0), {
       timeoutMs: 10_000,
-      message: 'echo processes left',
+      message: () => `replica processes left: ${JSON.stringify([...replicaPids(ids)])}`,
     });
   });
 });

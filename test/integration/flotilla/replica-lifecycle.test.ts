@@ -2,13 +2,13 @@
  * Replica sessions through the whole stack (real echo processes): a replica that dies is seen
  * at once and comes back; a coordinator restart adopts the running replicas without duplicates.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createFlotilla, type Flotilla, type FlotillaOptions } from '../../../src/index.ts';
 import { isolatedDatabase } from '../../harness/isolation.ts';
+import { replicaPids } from '../../harness/replica-processes.ts';
 import { waitFor } from '../../harness/wait.ts';
 
 const repo = resolve(import.meta.dirname, '../../..');
@@ -16,28 +16,6 @@ const open: Flotilla[] = [];
 afterEach(async () => {
   for (const f of open.splice(0)) await f.close();
 });
-
-/** Echo replica processes of this test, by FLOTILLA_REPLICA_ID, from /proc. */
-function replicaPids(ids: string[]): Map<string, number[]> {
-  const out = new Map<string, number[]>(ids.map((i) => [i, []]));
-  const ps = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
-  for (const line of ps.split('\n')) {
-    const m = line.trim().match(/^(\d+)\s+(.*)$/);
-    if (!m || !m[2]!.includes('echo-server')) continue;
-    let env = '';
-    try {
-      env = execFileSync('cat', [`/proc/${m[1]}/environ`], { encoding: 'utf8' });
-    } catch {
-      continue;
-    }
-    const id = env
-      .split('\0')
-      .find((e) => e.startsWith('FLOTILLA_REPLICA_ID='))
-      ?.slice(20);
-    if (id && out.has(id)) out.get(id)!.push(Number(m[1]));
-  }
-  return out;
-}
 
 const HEALTH = {
   interval_s: 0.5,
