@@ -136,7 +136,7 @@ export async function publishRoutingTable(
   return applied === 1;
 }
 
-const routeSchema = z.object({
+const routeSchema = z.looseObject({
   routeId: z.string(),
   replicaId: z.string(),
   url: z.string(),

@@ -15,6 +15,9 @@ import {
   type ServeConfig,
 } from '../../config.ts';
 import { createFlotilla, type Flotilla } from '../../index.ts';
+import { buildNodeApp } from '../../roles/node-app.ts';
+import { startProberNode } from '../../roles/prober-node.ts';
+import { startProxyNode } from '../../roles/proxy-node.ts';
 
 const HELP = `usage: flotilla serve [options]
 
@@ -44,8 +47,14 @@ options:
   --health-interval <s>     route health classification tick (env HEALTH_CHECK_INTERVAL_SEC,
                             default 5)
   --eviction-interval <s>   route cleanup sweep (env EVICTION_INTERVAL_SEC, default 60)
-  --role <role>             all (default). coordinator, proxy and prober (one node of a
-                            cluster) are not available in this build yet (env FLOTILLA_ROLE)
+  --role <role>             all (default), or one node of a cluster (env FLOTILLA_ROLE):
+                            coordinator  API + actors, no proxy/prober (needs DATABASE_URL and
+                                         REDIS_URL; run ONE: leader election via etcd is a
+                                         later issue)
+                            proxy        data plane only, following the table in Redis
+                                         (needs REDIS_URL; /health /ready /metrics on --api-port)
+                            prober       readiness prober only, sharing routes with the other
+                                         probers (needs REDIS_URL; same endpoints)
   --log-level <level>       fatal, error, warn, info, debug, trace, silent (env
                             FLOTILLA_LOG_LEVEL, default info); logs are JSON lines on stderr
   -h, --help                this help
@@ -102,25 +111,127 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  if (config.role !== 'all') {
+  if (config.role === 'coordinator' && (!config.databaseUrl || !config.redisUrl)) {
     console.error(
-      `flotilla serve: --role ${config.role} is not available in this build yet (use --role all)`,
+      'flotilla serve: --role coordinator needs DATABASE_URL and REDIS_URL, so proxies and probers in other processes can follow it',
     );
     return 2;
   }
+  if ((config.role === 'proxy' || config.role === 'prober') && !config.redisUrl) {
+    console.error(
+      `flotilla serve: --role ${config.role} needs REDIS_URL: it follows the routing table the coordinator publishes there`,
+    );
+    return 2;
+  }
+  if (config.role === 'proxy' || config.role === 'prober') return serveNode(config);
   return serve(config);
 }
 
-/** Runs until SIGINT/SIGTERM; returns the exit code. */
-export async function serve(config: Readonly<ServeConfig>): Promise<number> {
-  const log = pino(
+function logger(config: Readonly<ServeConfig>) {
+  return pino(
     {
       level: config.logLevel,
-      base: { pid: process.pid },
+      base: { pid: process.pid, role: config.role },
       redact: { paths: ['req.headers.authorization'], censor: '***' },
     },
     pino.destination({ fd: 2, sync: true }),
   );
+}
+
+/** Resolves with the exit code once a signal arrived and `close` finished. */
+function untilSignal(log: ReturnType<typeof logger>, close: () => Promise<void>): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let closing = false;
+    const shutdown = (signal: NodeJS.Signals) => {
+      if (closing) {
+        log.warn({ signal }, 'second signal: exiting without a clean close');
+        process.exit(1);
+      }
+      closing = true;
+      log.info({ signal }, 'shutting down');
+      const done = (code: number) => {
+        process.off('SIGTERM', shutdown);
+        process.off('SIGINT', shutdown);
+        log.info({ code }, 'stopped');
+        // Everything is closed; a handle some library forgot must not keep the process up.
+        setTimeout(() => process.exit(code), 2_000).unref();
+        resolve(code);
+      };
+      close().then(
+        () => done(0),
+        (err) => {
+          log.error({ err: String(err) }, 'close failed');
+          done(1);
+        },
+      );
+    };
+    process.on('SIGTERM', shutdown);
+    process.on('SIGINT', shutdown);
+  });
+}
+
+/** `--role proxy` or `--role prober`: one stateless node following the coordinator via Redis. */
+async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
+  const log = logger(config);
+  log.info({ config: describeServeConfig(config) }, 'starting');
+  const redisUrl = config.redisUrl as string;
+  let node: { close(): Promise<void> };
+  let registries: import('prom-client').Registry[] = [];
+  let proxyUrl: string | null = null;
+  try {
+    if (config.role === 'proxy') {
+      const p = await startProxyNode({
+        redisUrl,
+        keyPrefix: config.redisPrefix,
+        host: config.host,
+        port: config.proxyPort,
+        logger: log.child({ component: 'proxy' }),
+      });
+      registries = [p.proxy.metrics];
+      proxyUrl = p.proxy.url;
+      node = p;
+    } else {
+      node = await startProberNode({
+        redisUrl,
+        keyPrefix: config.redisPrefix,
+        logger: log.child({ component: 'prober' }),
+      });
+    }
+  } catch (err) {
+    console.error(
+      `flotilla serve: cannot start: ${err instanceof Error ? err.message : String(err)}`,
+    );
+    return 1;
+  }
+  const app = buildNodeApp({
+    role: config.role,
+    registries,
+    ready: async () => ({ ready: true, missing: [] }),
+  });
+  try {
+    await app.listen({ host: config.host, port: config.apiPort });
+  } catch (err) {
+    console.error(
+      `flotilla serve: cannot listen on ${config.host}:${config.apiPort}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+    await node.close();
+    return 1;
+  }
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.apiPort;
+  console.log(
+    `${config.role === 'proxy' ? 'proxy_api' : config.role} http://${hostForUrl(config.host)}:${port}`,
+  );
+  if (proxyUrl) console.log(`proxy ${proxyUrl}`);
+  return untilSignal(log, async () => {
+    await app.close();
+    await node.close();
+  });
+}
+
+/** Runs until SIGINT/SIGTERM; returns the exit code. */
+export async function serve(config: Readonly<ServeConfig>): Promise<number> {
+  const log = logger(config);
   log.info({ config: describeServeConfig(config) }, 'starting');
   if (config.etcdEndpoints) {
     log.warn(
@@ -139,7 +250,8 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
       dataDir: config.dataDir,
       modelRoots: [...config.modelRoots],
       keepReplicas: config.keepReplicas,
-      proxy: { host: config.host, port: config.proxyPort },
+      proxy: config.role === 'coordinator' ? false : { host: config.host, port: config.proxyPort },
+      prober: config.role !== 'coordinator',
       runtime: {
         healthCheckIntervalS: config.healthIntervalS,
         evictionIntervalS: config.evictionIntervalS,
@@ -180,35 +292,9 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
   if (flotilla.proxyUrl) console.log(`proxy ${flotilla.proxyUrl}`);
   log.info({ api: apiUrl, proxy: flotilla.proxyUrl }, 'listening');
 
-  return new Promise<number>((resolve) => {
-    let closing = false;
-    const shutdown = (signal: NodeJS.Signals) => {
-      if (closing) {
-        log.warn({ signal }, 'second signal: exiting without a clean close');
-        process.exit(1);
-      }
-      closing = true;
-      log.info({ signal, keepReplicas: config.keepReplicas }, 'shutting down');
-      const done = (code: number) => {
-        process.off('SIGTERM', shutdown);
-        process.off('SIGINT', shutdown);
-        log.info({ code }, 'stopped');
-        // Everything is closed; a handle some library forgot must not keep the process up.
-        setTimeout(() => process.exit(code), 2_000).unref();
-        resolve(code);
-      };
-      app
-        .close()
-        .then(() => flotilla.close())
-        .then(
-          () => done(0),
-          (err) => {
-            log.error({ err: String(err) }, 'close failed');
-            done(1);
-          },
-        );
-    };
-    process.on('SIGTERM', shutdown);
-    process.on('SIGINT', shutdown);
+  return untilSignal(log, async () => {
+    log.info({ keepReplicas: config.keepReplicas }, 'closing');
+    await app.close();
+    await flotilla.close();
   });
 }
