@@ -46,4 +46,4 @@ const server = createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, r
   );
 });
 server.listen(0, '127.0.0.1', () => process.stdout.write(`LISTENING ${server.address().port}\n`));
-process.on('SIGTERM', () => process.exit(0));
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(0));

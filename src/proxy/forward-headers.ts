@@ -47,11 +47,20 @@ export interface RequestHeaderScan {
   chunked: boolean;
 }
 
-function parseConnectionTokens(value: string, into: Set<string>): void {
+/**
+ * Header names listed in a Connection value beyond keep-alive/close (which are hop-by-hop
+ * anyway); undefined for the usual `keep-alive` or `close`, so the common case allocates nothing.
+ */
+function connectionTokens(value: string, into: Set<string> | undefined): Set<string> | undefined {
+  if (value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close') return into;
+  }
   for (const token of value.split(',')) {
     const t = token.trim().toLowerCase();
-    if (t) into.add(t);
+    if (t && t !== 'keep-alive' && t !== 'close') (into ??= new Set()).add(t);
   }
+  return into;
 }
 
 /** Client address without the IPv4-mapped IPv6 prefix. */
@@ -74,8 +83,7 @@ export function scanRequestHeaders(
   for (let i = 0; i < raw.length; i += 2) {
     const n = raw[i]!;
     if (n.length === 10 && n.toLowerCase() === 'connection') {
-      connectionExtra ??= new Set();
-      parseConnectionTokens(raw[i + 1]!, connectionExtra);
+      connectionExtra = connectionTokens(raw[i + 1]!, connectionExtra);
     }
   }
   const headers: string[] = [];
@@ -136,8 +144,7 @@ export function buildResponseHeaders(
     const value = raw[i + 1]!.toString('latin1');
     const lower = name.toLowerCase();
     if (lower === 'connection') {
-      connectionExtra ??= new Set();
-      parseConnectionTokens(value, connectionExtra);
+      connectionExtra = connectionTokens(value, connectionExtra);
       continue;
     }
     if (DROP_RESPONSE.has(lower) || lower === 'x-flotilla-replica') continue;

@@ -227,6 +227,14 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
   let active = 0;
   let idleWaiter: (() => void) | undefined;
 
+  // One 'close' listener function for every response, finding its exchange through a symbol,
+  // instead of a closure per request.
+  const EXCHANGE = Symbol('flotilla.exchange');
+  type ExchangeResponse = ServerResponse & { [EXCHANGE]?: Exchange | undefined };
+  function onResponseClose(this: ServerResponse): void {
+    (this as ExchangeResponse)[EXCHANGE]?.clientClosed();
+  }
+
   /** One client request through the proxy, from arrival to the end of its response. */
   class Exchange implements Waiter {
     readonly start = performance.now();
@@ -259,10 +267,12 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       this.retriesLeft = Math.max(0, Math.floor(dep.routing.retries) || 0);
       this.deadline = this.start + dep.admissionConfig.request_timeout_s * 1000;
       active++;
-      res.on('close', this.onClose);
+      (res as ExchangeResponse)[EXCHANGE] = this;
+      res.on('close', onResponseClose);
     }
 
-    private readonly onClose = () => {
+    /** The client connection closed (normally after the response, or early: an abort). */
+    clientClosed(): void {
       if (this.res.writableFinished) return;
       this.clientGone = true;
       if (this.queued && this.dep.admission.cancel(this)) {
@@ -274,7 +284,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       // the body, or between admission and dispatch) end it here.
       if (this.attempt) this.attempt.abort();
       else this.done(499);
-    };
+    }
 
     admit(): void {
       const decision = this.dep.admission.admit(this);
@@ -452,7 +462,8 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       if (this.finished) return;
       this.finished = true;
       this.attempt = null;
-      this.res.off('close', this.onClose);
+      this.res.off('close', onResponseClose);
+      (this.res as ExchangeResponse)[EXCHANGE] = undefined;
       if (this.holdsSlot) {
         this.holdsSlot = false;
         this.dep.admission.release();
@@ -528,7 +539,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     }
 
     private resume: (() => void) | undefined;
-    private readonly onDrain = () => this.resume?.();
+    private onDrain: (() => void) | undefined;
     /** Body bytes still to come of a fixed-length response (-1: not fixed-length). */
     private remaining = -1;
     /** The client response was ended with the last body chunk. */
@@ -548,6 +559,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
         }
       }
       if (!res.write(chunk)) {
+        this.onDrain ??= () => this.resume?.();
         res.once('drain', this.onDrain);
         return false;
       }

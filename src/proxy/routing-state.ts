@@ -175,17 +175,26 @@ export class DeploymentState {
    * replicas not yet tried by this request, preferring ones under their concurrency limit.
    */
   pick(tried: readonly Upstream[] | null): Upstream | undefined {
-    const limit = this.admission.config.max_concurrent_requests;
-    const chosen = this.balancer.pick(
-      this.targets,
-      (u) => !u.ejected && u.inflight < limit && (tried === null || !tried.includes(u)),
-    );
-    if (chosen) return chosen;
-    return this.balancer.pick(
-      this.targets,
-      (u) => !u.ejected && (tried === null || !tried.includes(u)),
-    );
+    this.pickTried = tried;
+    this.pickLimit = this.admission.config.max_concurrent_requests;
+    try {
+      return (
+        this.balancer.pick(this.targets, this.underLimit) ??
+        this.balancer.pick(this.targets, this.untried)
+      );
+    } finally {
+      this.pickTried = null;
+    }
   }
+
+  // The predicates of `pick`, made once per deployment instead of once per request; they read
+  // the pick's arguments from these fields (balancers are synchronous, so this is safe).
+  private pickTried: readonly Upstream[] | null = null;
+  private pickLimit = 0;
+  private readonly untried = (u: Upstream): boolean =>
+    !u.ejected && (this.pickTried === null || !this.pickTried.includes(u));
+  private readonly underLimit = (u: Upstream): boolean =>
+    u.inflight < this.pickLimit && this.untried(u);
 
   /** Whether a replica not in `tried` could take an attempt now (does not move the balancer). */
   hasAlternative(tried: readonly Upstream[] | null): boolean {
