@@ -283,7 +283,9 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, url] of Object.entries(targets)) {
         if (WARMUP > 0) await wrk(url, connections, WARMUP);
-        (rounds[name] ??= []).push(await wrk(url, connections, SECONDS));
+        const r = await wrk(url, connections, SECONDS);
+        if (rounds[name]) rounds[name].push(r);
+        else rounds[name] = [r];
       }
     }
     for (const name of Object.keys(targets)) {

@@ -56,11 +56,14 @@ function connectionTokens(value: string, into: Set<string> | undefined): Set<str
     const v = value.toLowerCase();
     if (v === 'keep-alive' || v === 'close') return into;
   }
+  let out = into;
   for (const token of value.split(',')) {
     const t = token.trim().toLowerCase();
-    if (t && t !== 'keep-alive' && t !== 'close') (into ??= new Set()).add(t);
+    if (!t || t === 'keep-alive' || t === 'close') continue;
+    out ??= new Set();
+    out.add(t);
   }
-  return into;
+  return out;
 }
 
 /** Client address without the IPv4-mapped IPv6 prefix. */
