@@ -73,6 +73,16 @@ describe('proxy routing', () => {
     expect(body.headers['x-forwarded-host']).toBe(new URL(proxy.url).host);
   });
 
+  it('prefixes the path of a route URL that has one', async () => {
+    const a = await startReplica('a');
+    const based = { ...a, url: `${a.url}/base/` };
+    const { proxy, c } = await proxyFor([
+      deployment({ name: 'm', replicas: [{ replica: based }] }),
+    ]);
+    const r = await c.get(`${proxy.url}/m/v1/models?x=1`);
+    expect(JSON.parse(r.text).url).toBe('/base/v1/models?x=1');
+  });
+
   it('forwards request bodies and methods', async () => {
     const a = await startReplica('a');
     const { proxy, c } = await proxyFor([deployment({ name: 'm', replicas: [{ replica: a }] })]);
