@@ -106,6 +106,7 @@ export interface Waiter {
 /** Why a request was turned away at admission. */
 export type RejectReason = 'overloaded' | 'queue_full';
 
+/** What `admit` decided for one arriving request. */
 export type AdmissionDecision =
   | { kind: 'run' }
   | { kind: 'queued' }

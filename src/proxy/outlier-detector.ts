@@ -21,6 +21,7 @@ export interface OutlierConfig {
   max_ejection_percent: number;
 }
 
+/** Envoy-like defaults: 5 in a row, 1 s doubling to 30 s, at most half the replicas. */
 export const OUTLIER_DEFAULTS: Readonly<OutlierConfig> = Object.freeze({
   consecutive_failures: 5,
   base_ejection_ms: 1_000,
@@ -38,6 +39,7 @@ export interface OutlierSubject {
   ejectTimer: NodeJS.Timeout | undefined;
 }
 
+/** What the detector needs from its owner: a replica's peers, and where to report. */
 export interface OutlierHooks<S extends OutlierSubject> {
   /** The replicas `s` competes with (its deployment's servable ones), to cap ejections. */
   peers(s: S): readonly S[];
@@ -45,6 +47,11 @@ export interface OutlierHooks<S extends OutlierSubject> {
   returned(s: S): void;
 }
 
+/**
+ * Per-proxy passive outlier detection. Invariants: a replica is ejected at most once at a time,
+ * every ejection is followed by exactly one return (or a `forget`), and at least one of a
+ * deployment's servable replicas always stays in rotation.
+ */
 export class OutlierDetector<S extends OutlierSubject> {
   readonly config: OutlierConfig;
 

@@ -28,4 +28,5 @@ export type ProxyEvent =
       at: number;
     };
 
+/** Receives proxy events; exceptions it throws are logged and ignored. */
 export type ProxyEventListener = (e: ProxyEvent) => void;

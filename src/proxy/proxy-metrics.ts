@@ -27,6 +27,7 @@ export interface DeploymentMetrics {
   ejected(): void;
 }
 
+/** The proxy's metrics: the registry, and handles per deployment for the request path. */
 export interface ProxyMetrics {
   registry: Registry;
   forDeployment(name: string): DeploymentMetrics;
@@ -35,6 +36,7 @@ export interface ProxyMetrics {
   setTableVersion(v: number): void;
 }
 
+/** Creates the metrics in a new registry; `sample` feeds the gauges at scrape time. */
 export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): ProxyMetrics {
   const registry = new Registry();
   const requests = new Counter({

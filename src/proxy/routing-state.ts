@@ -253,6 +253,7 @@ export class EndpointState {
   }
 }
 
+/** What a first path segment resolves to. */
 export type NamedTarget = DeploymentState | EndpointState;
 
 /** Hooks the state needs from the proxy around it. */
@@ -263,6 +264,11 @@ export interface RoutingStateDeps {
   warn(msg: string, fields?: Record<string, unknown>): void;
 }
 
+/**
+ * The applied routing table plus the state that outlives tables. Invariants: a route id maps
+ * to one Upstream while it is in the table; an Upstream that left keeps counting its in-flight
+ * requests until they end, then its pool closes; older tables are ignored.
+ */
 export class RoutingState {
   version = -1;
   /** Current routes by route id. */

@@ -75,6 +75,7 @@ export interface StaticTableSource extends RoutingTableSource {
   set(table: RoutingTable): boolean;
 }
 
+/** An in-process source starting at `initial` (an empty table by default). */
 export function createStaticTableSource(
   initial: RoutingTable = EMPTY_ROUTING_TABLE,
 ): StaticTableSource {
@@ -186,6 +187,7 @@ export function parseRoutingTable(json: string): RoutingTable {
   return r.data as RoutingTable;
 }
 
+/** Options of `createRedisTableSource`. */
 export interface RedisTableSourceOptions {
   url: string;
   /** Same prefix the coordinator publishes under. */
