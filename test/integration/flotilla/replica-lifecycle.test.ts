@@ -112,3 +112,42 @@ describe('replica sessions through the runtime', () => {
     expect([...replicaPids(ids).values()].flat()).toEqual([]);
   });
 });
+
+describe('node capacity', () => {
+  it('a deployment that can never fit the node goes to ERROR and says why; nothing is started', async (ctx) => {
+    const { f } = await flotillaOn(ctx, { capacity: { gpu: 0 } });
+    await f.deploy({
+      name: 'echo',
+      model_path: 'examples/echo',
+      replicas: 1,
+      resource_slots: { gpu: 2 },
+    });
+    const v = await waitFor(async () => {
+      const d = await f.get('echo');
+      return d.state === 'ERROR' ? d : null;
+    });
+    expect(v.reason).toMatch(/insufficient gpu: requested 2, the node has 0 in total/);
+    expect(v.replicas).toEqual([]);
+  });
+
+  it('a replica that does not fit the free capacity is not started and the deployment shows why', async (ctx) => {
+    const { f } = await flotillaOn(ctx, { capacity: { cpu: 1 } });
+    await f.deploy({
+      name: 'echo',
+      model_path: 'examples/echo',
+      replicas: 2,
+      resource_slots: { cpu: 0.75 },
+      health_check: HEALTH,
+    });
+    const v = await waitFor(
+      async () => {
+        const d = await f.get('echo');
+        return d.healthy_replicas === 1 && /insufficient cpu/.test(d.reason ?? '') ? d : null;
+      },
+      { timeoutMs: 30_000, message: 'one replica HEALTHY, the other refused for cpu' },
+    );
+    console.log(`[capacity] status reason: ${v.reason}`);
+    const pids = replicaPids(v.replicas.map((r) => r.id));
+    expect([...pids.values()].flat()).toHaveLength(1);
+  });
+});
