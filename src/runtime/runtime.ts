@@ -15,12 +15,7 @@ import type {
   DeploymentSettings,
   DeploymentState,
 } from '../../machines/deployment.ts';
-import {
-  crashLoopDelayS,
-  deploymentActorId,
-  replicaActorId,
-  routeActorId,
-} from '../../machines/deployment.ts';
+import { deploymentActorId, replicaActorId, routeActorId } from '../../machines/deployment.ts';
 import type { ReplicaContext, ReplicaState } from '../../machines/replica.ts';
 import type { CleanupStatus, RouteContext, RouteState } from '../../machines/route.ts';
 import type { ReplicaBackend } from '../backends/backend.ts';
@@ -37,6 +32,7 @@ import type { ProbeTarget } from '../health/prober.ts';
 import { decideScale, type ScalingPolicy } from '../scaling/policy.ts';
 import type { DeploymentRecord, Store } from '../store/store.ts';
 import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
+import { type DeploymentView, liveView, storedView, type ViewBase } from './deployment-view.ts';
 import { type EffectPorts, type ProvidedCoordinator, provideEffects } from './provide-effects.ts';
 import {
   assembleCoordinatorSnapshot,
@@ -45,6 +41,8 @@ import {
   validateDeploymentSnapshot,
 } from './restore.ts';
 import { type PersistedSubtree, SnapshotWriter, topState } from './snapshot-writer.ts';
+
+export type { DeploymentView, ReplicaView, RouteView } from './deployment-view.ts';
 
 export interface RuntimeLogger {
   info(obj: object, msg?: string): void;
@@ -101,53 +99,6 @@ export interface UpdateDeploymentCommand {
   request: unknown;
   revision: ModelRevisionSpec;
   routing?: RoutingConfig;
-}
-
-export interface ReplicaView {
-  id: string;
-  state: string;
-  endpoint: string | null;
-  revision_id: string;
-  route_id: string;
-  reason: string | null;
-  restarts: number;
-  /** The state with its step, e.g. `UNHEALTHY.backoff` or `STARTING.delayed`. */
-  phase: string;
-  /** When the current step's deadline falls (backoff end, startup timeout...), or null. */
-  deadline_at: string | null;
-}
-
-export interface RouteView {
-  id: string;
-  replica_id: string;
-  state: string;
-  weight: number;
-  last_health: { class: string; reason: string; at: string } | null;
-  reason: string | null;
-}
-
-export interface DeploymentView {
-  id: string;
-  name: string;
-  state: string;
-  /** Why the deployment is not RUNNING (null when it is, and nothing is wrong). */
-  reason: string | null;
-  runtime_variant: string;
-  target_replicas: number;
-  current_replicas: number;
-  healthy_replicas: number;
-  min_replicas: number;
-  max_replicas: number;
-  revision_id: string | null;
-  revision: ModelRevisionSpec | null;
-  session: SessionSpec | null;
-  routing: RoutingConfig;
-  scaling_group: string;
-  replicas: ReplicaView[];
-  routes: RouteView[];
-  created_at: string;
-  updated_at: string;
-  deleted_at: string | null;
 }
 
 export interface ChangeEvent {
@@ -998,7 +949,7 @@ export class Runtime {
     const revision = record.revision_id
       ? await this.deps.store.getRevision(record.revision_id)
       : null;
-    const base = {
+    const base: ViewBase = {
       id: record.id,
       name: record.name,
       runtime_variant: record.runtime_variant,
@@ -1019,146 +970,14 @@ export class Runtime {
         this.deps.store.listReplicas(record.id),
         this.deps.store.listRoutes(record.id),
       ]);
-      const live = replicas.filter((r) => r.state !== 'TERMINATED');
-      return {
-        ...base,
-        state: record.state,
-        reason: record.state === 'RUNNING' ? null : record.reason,
-        current_replicas: live.length,
-        healthy_replicas: live.filter((r) => r.state === 'HEALTHY').length,
-        replicas: replicas.map((r) => ({
-          id: r.id,
-          state: r.state,
-          endpoint: r.endpoint,
-          revision_id: r.revision_id,
-          route_id: routes.find((t) => t.replica_id === r.id)?.id ?? '',
-          reason: null,
-          restarts: Number((r.info as { restarts?: number } | null)?.restarts ?? 0),
-          phase: r.state,
-          deadline_at: null,
-        })),
-        routes: routes.map((t) => ({
-          id: t.id,
-          replica_id: t.replica_id,
-          state: t.state,
-          weight: t.weight,
-          last_health: lastHealthView(t.last_health),
-          reason: t.reason,
-        })),
-      };
+      return storedView(base, record.state, record.reason, replicas, routes);
     }
-    const snap = ref.getSnapshot() as { value: unknown; context: DeploymentContext };
-    const ctx = snap.context;
-    const state = topState(snap.value);
-    const replicas: ReplicaView[] = [];
-    const routes: RouteView[] = [];
-    for (const [replicaId, r] of Object.entries(ctx.replicas)) {
-      const rep = this.actor?.system.get(replicaActorId(replicaId)) as AnyActorRef | undefined;
-      const rc = rep?.getSnapshot().context as ReplicaContext | undefined;
-      replicas.push({
-        id: replicaId,
-        state: rep ? topState(rep.getSnapshot().value) : r.state,
-        endpoint: rc?.endpoint ?? r.endpoint,
-        revision_id: r.revisionId,
-        route_id: r.routeId,
-        reason: rc?.reason ?? null,
-        restarts: rc?.restarts ?? 0,
-        phase: rep ? phaseOf(rep.getSnapshot().value) : r.state,
-        deadline_at: rc?.deadline
-          ? new Date(rc.deadline).toISOString()
-          : rc?.startNotBefore && rc.startNotBefore > Date.now()
-            ? new Date(rc.startNotBefore).toISOString()
-            : null,
-      });
-      const route = this.actor?.system.get(routeActorId(r.routeId)) as AnyActorRef | undefined;
-      if (route) {
-        const tc = route.getSnapshot().context as RouteContext;
-        routes.push({
-          id: r.routeId,
-          replica_id: replicaId,
-          state: topState(route.getSnapshot().value),
-          weight: tc.weight,
-          last_health: lastHealthView(tc.lastHealth),
-          reason: tc.reason,
-        });
-      }
-    }
-    const healthy = replicas.filter((r) => r.state === 'HEALTHY').length;
-    const live = replicas.filter(
-      (r) => r.state !== 'TERMINATING' && r.state !== 'TERMINATED',
-    ).length;
-    return {
-      ...base,
-      state,
-      target_replicas: ctx.target,
-      reason: explain(
-        state,
-        [
-          ctx.reason,
-          ctx.crashLoops > 0
-            ? `crash loop: ${ctx.crashLoops} replica(s) in a row failed recovery; new replicas start after a ${crashLoopDelayS(ctx.crashLoops, ctx.settings)} s backoff`
-            : null,
-        ]
-          .filter(Boolean)
-          .join('; ') || null,
-        replicas,
-        routes,
-        ctx.target,
-      ),
-      current_replicas: live,
-      healthy_replicas: healthy,
-      replicas,
-      routes,
-    };
+    return liveView(
+      base,
+      ref.getSnapshot() as { value: unknown; context: DeploymentContext },
+      (id) => (this.actor?.system.get(id) as AnyActorRef | undefined)?.getSnapshot(),
+    );
   }
-}
-
-function phaseOf(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (value && typeof value === 'object') {
-    const [k, v] = Object.entries(value)[0] ?? ['UNKNOWN', ''];
-    const rest = phaseOf(v);
-    return rest ? `${k}.${rest}` : k;
-  }
-  return '';
-}
-
-function lastHealthView(v: unknown): RouteView['last_health'] {
-  const h = v as { class?: string; reason?: string; at?: number } | null;
-  if (!h || typeof h.class !== 'string') return null;
-  return { class: h.class, reason: h.reason ?? '', at: new Date(h.at ?? 0).toISOString() };
-}
-
-/** One line saying why a deployment is not RUNNING, or what is wrong while it is. */
-function explain(
-  state: string,
-  reason: string | null,
-  replicas: ReplicaView[],
-  routes: RouteView[],
-  target: number,
-): string | null {
-  const healthy = replicas.filter((r) => r.state === 'HEALTHY').length;
-  const problems = replicas
-    .filter((r) => r.reason && r.state !== 'HEALTHY')
-    .map((r) => `${r.id}: ${r.reason}`);
-  const routeProblems = routes
-    .filter((t) => t.state === 'DEGRADED' || t.state === 'UNHEALTHY')
-    .map((t) => `${t.id} ${t.state}: ${t.last_health?.reason ?? t.reason ?? 'unknown'}`);
-  const parts: string[] = [];
-  if (reason) parts.push(reason);
-  if (
-    state === 'RUNNING' &&
-    healthy >= target &&
-    problems.length === 0 &&
-    routeProblems.length === 0
-  ) {
-    return null;
-  }
-  if (state !== 'TERMINATED' && state !== 'DESTROYING') {
-    parts.push(`${healthy} of ${target} replicas HEALTHY`);
-  }
-  parts.push(...problems, ...routeProblems);
-  return parts.length ? parts.join('; ') : null;
 }
 
 function healthSettings(s: SessionSpec): DeploymentSettings['health'] {
