@@ -291,6 +291,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
             min_replicas: minReplicas,
             max_replicas: maxReplicas,
             routing: { ...DEFAULT_ROUTING, ...(req.routing ?? {}) },
+            admission: req.admission,
             scaling_group: req.scaling_group,
             scaling_policy: req.scaling_policy,
           }),
@@ -319,6 +320,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
             request: merged,
             revision,
             ...(req.routing ? { routing: { ...current.routing, ...req.routing } } : {}),
+            ...(req.admission ? { admission: { ...current.admission, ...req.admission } } : {}),
           }),
         );
       },

@@ -104,6 +104,9 @@ export const deploymentViewSchema = z
       request_timeout_s: z.number(),
       retries: z.number(),
     }),
+    admission: z
+      .record(z.string(), z.number())
+      .describe("admission settings given for this deployment; the proxy's defaults fill the rest"),
     scaling_group: z.string(),
     replicas: z.array(replicaViewSchema),
     routes: z.array(routeViewSchema),

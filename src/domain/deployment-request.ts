@@ -20,6 +20,15 @@ export const routingSchema = z.strictObject({
   retries: z.int().min(0).max(10).optional(),
 });
 
+export const admissionSchema = z.strictObject({
+  request_timeout_s: z.number().positive().max(3600).optional(),
+  max_queue_size: z.int().min(0).max(100_000).optional(),
+  max_concurrent_requests: z.int().min(1).max(10_000).optional(),
+  queue_rejection_threshold: z.number().min(0).max(1).optional(),
+  rejection_threshold: z.number().min(0).max(1).optional(),
+  queue_timeout_s: z.number().positive().max(3600).optional(),
+});
+
 export const scalingPolicySchema = z.strictObject({
   min_replicas: z.int().min(0).optional(),
   max_replicas: z.int().min(1).optional(),
@@ -55,6 +64,7 @@ export const deploymentRequestSchema = z.strictObject({
   min_replicas: z.int().min(0).max(1000).optional(),
   max_replicas: z.int().min(1).max(1000).optional(),
   routing: routingSchema.optional(),
+  admission: admissionSchema.optional(),
   scaling_policy: scalingPolicySchema.optional(),
   scaling_group: deploymentNameSchema.default('default'),
   // Revision fields: shape checked here loosely, in depth by revision generation.

@@ -47,11 +47,25 @@ export interface RouteEntry {
   health?: HealthCheckSpec | undefined;
 }
 
+/**
+ * Per-deployment admission control (graceful-degradation.md); absent fields take the proxy's
+ * defaults (src/proxy/admission.ts: 60 s, queue 50, 3 per replica, 0.8, 0.7, queue 30 s).
+ */
+export interface AdmissionSettings {
+  request_timeout_s?: number | undefined;
+  max_queue_size?: number | undefined;
+  max_concurrent_requests?: number | undefined;
+  queue_rejection_threshold?: number | undefined;
+  rejection_threshold?: number | undefined;
+  queue_timeout_s?: number | undefined;
+}
+
 export interface DeploymentRoutes {
   deploymentId: string;
   name: string;
   routing: RoutingConfig;
   routes: RouteEntry[];
+  admission?: AdmissionSettings | undefined;
 }
 
 export interface EndpointBackend {

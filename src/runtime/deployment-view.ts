@@ -12,7 +12,7 @@ import {
 import type { ReplicaContext } from '../../machines/replica.ts';
 import type { RouteContext } from '../../machines/route.ts';
 import type { ModelRevisionSpec } from '../domain/revision.ts';
-import type { RoutingConfig } from '../domain/routing.ts';
+import type { AdmissionSettings, RoutingConfig } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { ReplicaRecord, RouteRecord } from '../store/store.ts';
 import { topState } from './snapshot-writer.ts';
@@ -56,6 +56,8 @@ export interface DeploymentView {
   revision: ModelRevisionSpec | null;
   session: SessionSpec | null;
   routing: RoutingConfig;
+  /** Admission settings given for this deployment (the proxy's defaults fill the rest). */
+  admission: AdmissionSettings;
   scaling_group: string;
   replicas: ReplicaView[];
   routes: RouteView[];

@@ -23,7 +23,12 @@ import { generateSession } from '../definitions/index.ts';
 import { FlotillaError, isFlotillaError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
 import type { ModelRevisionSpec } from '../domain/revision.ts';
-import type { RouteEntry, RoutingConfig, RoutingTable } from '../domain/routing.ts';
+import type {
+  AdmissionSettings,
+  RouteEntry,
+  RoutingConfig,
+  RoutingTable,
+} from '../domain/routing.ts';
 import { DEFAULT_ROUTING } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import { classifyMany, classifyRoute, type RouteClassification } from '../health/classifier.ts';
@@ -83,6 +88,7 @@ export interface DeploymentOptions {
   min_replicas: number;
   max_replicas: number;
   routing: RoutingConfig;
+  admission?: AdmissionSettings | undefined;
   scaling_group: string;
   scaling_policy?: unknown;
 }
@@ -99,6 +105,7 @@ export interface UpdateDeploymentCommand {
   request: unknown;
   revision: ModelRevisionSpec;
   routing?: RoutingConfig;
+  admission?: AdmissionSettings;
 }
 
 export interface ChangeEvent {
@@ -158,6 +165,7 @@ export function optionsOf(record: DeploymentRecord): DeploymentOptions {
         ? spec.max_replicas
         : Math.max(record.target_replicas, 10),
     routing: { ...DEFAULT_ROUTING, ...((spec.routing as Partial<RoutingConfig>) ?? {}) },
+    admission: (spec.admission as AdmissionSettings | undefined) ?? undefined,
     scaling_group: typeof spec.scaling_group === 'string' ? spec.scaling_group : 'default',
     scaling_policy: spec.scaling_policy,
   };
@@ -420,6 +428,7 @@ export class Runtime {
         min_replicas: cmd.min_replicas,
         max_replicas: cmd.max_replicas,
         routing: cmd.routing,
+        admission: cmd.admission,
         scaling_group: cmd.scaling_group,
         scaling_policy: cmd.scaling_policy,
       },
@@ -479,6 +488,7 @@ export class Runtime {
       ...(record.spec as object),
       request: cmd.request,
       ...(cmd.routing ? { routing: cmd.routing } : {}),
+      ...(cmd.admission ? { admission: cmd.admission } : {}),
     };
     const updated = await this.deps.store.updateDeployment(record.id, {
       revision_id: revisionId,
@@ -924,7 +934,13 @@ export class Runtime {
           targets.push({ routeId: r.routeId, replicaId, url: r.endpoint, health: session.health });
         }
       }
-      deployments.push({ deploymentId: m.id, name: m.name, routing: m.routing, routes });
+      deployments.push({
+        deploymentId: m.id,
+        name: m.name,
+        routing: m.routing,
+        routes,
+        ...(m.options.admission ? { admission: m.options.admission } : {}),
+      });
     }
     this.probeTargetCache = targets;
     this.probeTargetByRoute = new Map(targets.map((t) => [t.routeId, t]));
@@ -960,6 +976,7 @@ export class Runtime {
       revision: (revision?.spec as ModelRevisionSpec) ?? null,
       session: revision?.session ?? null,
       routing: options.routing,
+      admission: options.admission ?? {},
       scaling_group: options.scaling_group,
       created_at: record.created_at,
       updated_at: record.updated_at,

@@ -27,7 +27,13 @@ describe('embedded API with real replicas', () => {
       runtime: { healthCheckIntervalS: 1, shards: 2 },
     });
     const f = flotilla;
-    const d = await f.deploy({ name: 'echo', model_path: 'examples/echo', replicas: 2 });
+    const d = await f.deploy({
+      name: 'echo',
+      model_path: 'examples/echo',
+      replicas: 2,
+      admission: { max_concurrent_requests: 5 },
+    });
+    expect(d.admission).toEqual({ max_concurrent_requests: 5 });
     expect(d.state).toMatch(/PENDING|PROVISIONING/);
     const running = await waitFor(
       async () => {
@@ -42,6 +48,10 @@ describe('embedded API with real replicas', () => {
         f.routingTable().deployments[0]?.routes.filter((r) => r.state === 'HEALTHY').length === 2,
     );
 
+    // The deployment's admission settings reach the data plane: 5 per HEALTHY replica.
+    await waitFor(() => f.proxy?.status('echo').capacity === 10, {
+      message: 'proxy capacity 2 x 5',
+    });
     const seen = new Set<string>();
     for (let i = 0; i < 6; i++) {
       const res = await fetch(`${f.proxyUrl}/echo/v1/models`);
