@@ -127,10 +127,21 @@ describe('serve configuration', () => {
     ]);
   });
 
-  it('flotilla serve --role proxy says it is not available yet and exits 2', async () => {
+  it('flotilla serve --role proxy without REDIS_URL says it needs it and exits 2', async () => {
+    vi.stubEnv('REDIS_URL', '');
     const err = vi.spyOn(console, 'error').mockImplementation(() => {});
     expect(await serve(['--role', 'proxy'])).toBe(2);
-    expect(err.mock.calls[0]?.[0]).toContain('not available in this build yet');
+    expect(err.mock.calls[0]?.[0]).toBe(
+      'flotilla serve: --role proxy needs REDIS_URL: it follows the routing table the coordinator publishes there',
+    );
+  });
+
+  it('flotilla serve --role coordinator without DATABASE_URL and REDIS_URL says so and exits 2', async () => {
+    vi.stubEnv('REDIS_URL', '');
+    vi.stubEnv('DATABASE_URL', '');
+    const err = vi.spyOn(console, 'error').mockImplementation(() => {});
+    expect(await serve(['--role', 'coordinator'])).toBe(2);
+    expect(err.mock.calls[0]?.[0]).toMatch(/--role coordinator needs DATABASE_URL and REDIS_URL/);
   });
 
   it('hides the token and URL passwords when the configuration is logged', () => {
