@@ -210,6 +210,8 @@ export class Runtime {
       {
         flushDelayMs: this.config.flushDelayMs,
         ...(deps.observeFlush ? { onFlush: deps.observeFlush } : {}),
+        onError: (err) =>
+          this.log.error({ err: String(err) }, 'persisting transitions failed; retrying in 1 s'),
         onConflict: (ids) =>
           this.log.error(
             { actors: ids },

@@ -45,6 +45,8 @@ export interface SnapshotWriterStats {
   conflicts: number;
 }
 
+const RETRY_AFTER_MS = 1_000;
+
 export function topState(value: unknown): string {
   if (typeof value === 'string') return value;
   if (value && typeof value === 'object') return Object.keys(value)[0] ?? 'UNKNOWN';
@@ -69,6 +71,7 @@ export class SnapshotWriter {
       flushDelayMs?: number;
       onFlush?: (ms: number, writes: number) => void;
       onConflict?: (actorIds: string[]) => void;
+      onError?: (err: unknown) => void;
     } = {},
   ) {}
 
@@ -145,8 +148,14 @@ export class SnapshotWriter {
     }
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.flush().catch(() => {
-        // failure is kept and reported through barrier()
+      this.flush().catch((err) => {
+        // Waiters were told; what failed is queued again. Retry after a pause, so a database
+        // outage costs one attempt a second rather than a busy loop.
+        this.opts.onError?.(err);
+        this.timer = setTimeout(() => {
+          this.timer = null;
+          this.schedule();
+        }, RETRY_AFTER_MS);
       });
     }, this.opts.flushDelayMs ?? 2);
   }

@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import { SnapshotWriter } from '../../src/runtime/snapshot-writer.ts';
+import type { ActorWrite, Store } from '../../src/store/store.ts';
+import { waitFor } from '../harness/wait.ts';
+
+/** A store that records writeActors calls and fails the first `failures` of them. */
+function recordingStore(failures = 0) {
+  const batches: ActorWrite[][] = [];
+  let left = failures;
+  const store = {
+    async writeActors(writes: ActorWrite[]) {
+      if (left-- > 0) throw new Error('database unavailable');
+      batches.push(writes);
+      return { conflicts: [] };
+    },
+  } as unknown as Store;
+  return { store, batches };
+}
+
+const tree = { value: 'RUNNING', children: { 'replica:r1': { snapshot: { value: 'HEALTHY' } } } };
+
+describe('snapshot writer', () => {
+  it('writes a burst of transitions in one batch, in order, with increasing versions and from-states', async () => {
+    const { store, batches } = recordingStore();
+    const w = new SnapshotWriter(store, { persisted: () => tree });
+    for (const to of ['STARTING', 'HEALTHY', 'UNHEALTHY', 'HEALTHY']) {
+      w.record({
+        actorId: 'replica:r1',
+        kind: 'replica',
+        deploymentId: 'd1',
+        to,
+        event: 'transition',
+        reason: null,
+        at: new Date(),
+      });
+    }
+    await w.barrier();
+    expect(batches).toHaveLength(1);
+    const replicaWrites = batches[0]!.filter((x) => x.actorId === 'replica:r1');
+    expect(
+      replicaWrites.map((x) => [x.transition?.from, x.transition?.to, x.expectedVersion]),
+    ).toEqual([
+      [null, 'STARTING', 0],
+      ['STARTING', 'HEALTHY', 1],
+      ['HEALTHY', 'UNHEALTHY', 2],
+      ['UNHEALTHY', 'HEALTHY', 3],
+    ]);
+    // The deployment's subtree is written with the batch.
+    expect(batches[0]!.some((x) => x.actorId === 'deployment:d1' && x.snapshot === tree)).toBe(
+      true,
+    );
+  });
+
+  it('rejects the barrier when the database fails, keeps the writes, and lands them on retry', async () => {
+    const { store, batches } = recordingStore(1);
+    const errors: unknown[] = [];
+    const w = new SnapshotWriter(
+      store,
+      { persisted: () => tree },
+      { onError: (e) => errors.push(e) },
+    );
+    w.record({
+      actorId: 'replica:r1',
+      kind: 'replica',
+      deploymentId: 'd1',
+      to: 'STARTING',
+      event: 'transition',
+      reason: null,
+      at: new Date(),
+    });
+    await expect(w.barrier()).rejects.toThrow(/database unavailable/);
+    await waitFor(() => batches.length === 1, {
+      timeoutMs: 5_000,
+      message: 'the retry wrote the batch',
+    });
+    expect(errors).toHaveLength(1);
+    const write = batches[0]!.find((x) => x.actorId === 'replica:r1')!;
+    expect([write.transition?.from, write.transition?.to, write.expectedVersion]).toEqual([
+      null,
+      'STARTING',
+      0,
+    ]);
+    await w.barrier();
+  });
+});
