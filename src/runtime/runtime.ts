@@ -537,12 +537,18 @@ export class Runtime {
 
   // ---------------------------------------------------------------- queries
 
+  /**
+   * Reads wait for the transitions recorded so far to be durable, so a state shown is a state
+   * PostgreSQL has (with its history row): what `get` says survives a crash.
+   */
   async get(idOrName: string): Promise<DeploymentView> {
+    await this.writer.barrier().catch(() => {});
     const record = await this.record(idOrName);
     return this.view(record.id, record);
   }
 
   async list(opts: { includeDeleted?: boolean } = {}): Promise<DeploymentView[]> {
+    await this.writer.barrier().catch(() => {});
     const records = await this.deps.store.listDeployments(opts);
     return Promise.all(records.map((r) => this.view(r.id, r)));
   }
