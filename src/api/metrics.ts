@@ -9,18 +9,13 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { HealthRecord } from '../domain/health.ts';
+import { RouteStates } from '../domain/routing.ts';
 import type { ChangeEvent, Flotilla } from '../index.ts';
 
 const DEPLOYMENT_STATES = ['PENDING', 'PROVISIONING', 'RUNNING', 'ERROR', 'DESTROYING'] as const;
 const REPLICA_STATES = ['STARTING', 'HEALTHY', 'UNHEALTHY', 'TERMINATING'] as const;
-const ROUTE_STATES = [
-  'PENDING',
-  'PROVISIONING',
-  'HEALTHY',
-  'UNHEALTHY',
-  'DEGRADED',
-  'TERMINATING',
-] as const;
+/** Live route states (a TERMINATED route is gone from the gauges). */
+const ROUTE_STATES = RouteStates.filter((s) => s !== 'TERMINATED');
 
 export type HealthCheckResult = 'passed' | 'failed' | 'error';
 
