@@ -69,3 +69,64 @@ describe('embedded API with real replicas', () => {
     });
   });
 });
+
+describe('rolling update with real replicas', () => {
+  it('PATCH rolls out a new revision replica by replica, never with fewer HEALTHY replicas than before', async (ctx) => {
+    const { url } = await isolatedDatabase(ctx);
+    flotilla = await createFlotilla({
+      databaseUrl: url,
+      dataDir: mkdtempSync(join(tmpdir(), 'flotilla-roll-')),
+      modelRoots: [repo],
+      runtime: {
+        healthCheckIntervalS: 0.25,
+        shards: 2,
+        deploymentDefaults: { drain_timeout_s: 2 },
+      },
+    });
+    const f = flotilla;
+    const health = {
+      interval_s: 0.25,
+      timeout_s: 0.5,
+      healthy_threshold: 1,
+      unhealthy_threshold: 2,
+    };
+    await f.deploy({
+      name: 'echo',
+      model_path: 'examples/echo',
+      replicas: 2,
+      health_check: health,
+    });
+    const before = await waitFor(
+      async () => {
+        const v = await f.get('echo');
+        return v.state === 'RUNNING' && v.healthy_replicas === 2 ? v : null;
+      },
+      { timeoutMs: 30_000 },
+    );
+    const updated = await f.update('echo', { environ: { ECHO_MODEL: 'echo-v2' } });
+    expect(updated.revision_id).not.toBe(before.revision_id);
+    let minHealthy = Number.POSITIVE_INFINITY;
+    const done = await waitFor(
+      async () => {
+        const v = await f.get('echo');
+        minHealthy = Math.min(minHealthy, v.healthy_replicas);
+        const allNew =
+          v.replicas.length === 2 &&
+          v.replicas.every((r) => r.revision_id === v.revision_id && r.state === 'HEALTHY');
+        return allNew ? v : null;
+      },
+      {
+        timeoutMs: 60_000,
+        intervalMs: 25,
+        message: 'both replicas on the new revision and HEALTHY',
+      },
+    );
+    console.log(`[rolling] fewest HEALTHY replicas seen during the rollout: ${minHealthy} (of 2)`);
+    expect(minHealthy).toBeGreaterThanOrEqual(2);
+    expect(done.replicas.map((r) => r.id)).not.toEqual(before.replicas.map((r) => r.id));
+    const models = (await (await fetch(`${done.replicas[0]!.endpoint}/v1/models`)).json()) as {
+      data: Array<{ id: string }>;
+    };
+    expect(models.data[0]!.id).toBe('echo-v2');
+  });
+});
