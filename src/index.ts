@@ -403,7 +403,8 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       routingTable: () => runtime.routingTable(),
       async ready() {
         const missing: string[] = [];
-        if (!runtime.ready) missing.push('actors not restored yet');
+        if (runtime.failure) missing.push(runtime.failure);
+        else if (!runtime.ready) missing.push('actors not restored yet');
         if (!(await store.ping())) missing.push(`database (${store.kind}) not answering`);
         if (!(await health.ping())) missing.push('health store not answering');
         return { ready: missing.length === 0, missing };

@@ -197,6 +197,8 @@ export class Runtime {
   private classifying = false;
   private closed = false;
   ready = false;
+  /** Set when the actor tree died; the process must be restarted (it restores from PostgreSQL). */
+  failure: string | null = null;
   /** Every actor's state right after restore, before any effect ran. */
   restoredStates = new Map<string, string>();
 
@@ -264,7 +266,13 @@ export class Runtime {
       snapshot: snapshot as never,
     });
     actor.subscribe({
-      error: (err) => this.log.error({ err: String(err) }, 'coordinator failed'),
+      // An errored root ignores every later event (xstate-notes rule 4): say so on /ready
+      // rather than go on looking alive.
+      error: (err) => {
+        this.failure = `actor tree failed: ${err instanceof Error ? err.message : String(err)}`;
+        this.ready = false;
+        this.log.error({ err: String(err) }, 'coordinator failed');
+      },
     });
     this.actor = actor;
     // Exits noticed while the coordinator was down are delivered to the first listener.
