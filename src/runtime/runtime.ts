@@ -35,7 +35,7 @@ import { classifyMany, classifyRoute, type RouteClassification } from '../health
 import type { HealthStore } from '../health/health-store.ts';
 import type { ProbeTarget } from '../health/prober.ts';
 import { decideScale, type ScalingPolicy } from '../scaling/policy.ts';
-import type { DeploymentRecord, Store } from '../store/store.ts';
+import type { DeploymentRecord, RevisionRecord, Store } from '../store/store.ts';
 import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
 import { type DeploymentView, liveView, storedView, type ViewBase } from './deployment-view.ts';
 import { type EffectPorts, type ProvidedCoordinator, provideEffects } from './provide-effects.ts';
@@ -180,6 +180,7 @@ export class Runtime {
   private readonly meta = new Map<string, DeploymentMeta>();
   /** revisionId -> session spec (generated from the stored revision). */
   private readonly sessions = new Map<string, SessionSpec>();
+  private readonly revisions = new Map<string, RevisionRecord>();
   private readonly lastFedCheck = new Map<string, number>();
   private readonly tickers: Array<ReturnType<typeof setInterval>> = [];
   private readonly cleanups: Array<() => void | Promise<void>> = [];
@@ -862,11 +863,20 @@ export class Runtime {
   ): Promise<SessionSpec> {
     const cached = this.sessions.get(revisionId);
     if (cached && !opts.regenerate) return cached;
-    const rev = await this.deps.store.getRevision(revisionId);
+    const rev = await this.revision(revisionId);
     if (!rev) throw new FlotillaError('not_found', `revision ${revisionId} not found`);
     const session = generateSession(rev.spec as ModelRevisionSpec);
     this.sessions.set(revisionId, session);
     return session;
+  }
+
+  /** Revisions never change once written, so each is read from PostgreSQL once. */
+  private async revision(id: string): Promise<RevisionRecord | null> {
+    const cached = this.revisions.get(id);
+    if (cached) return cached;
+    const rev = await this.deps.store.getRevision(id);
+    if (rev) this.revisions.set(id, rev);
+    return rev;
   }
 
   private deploymentRef(deploymentId: string): AnyActorRef | undefined {
@@ -978,9 +988,7 @@ export class Runtime {
     const record = given ?? (await this.record(id));
     const options = optionsOf(record);
     const ref = this.deploymentRef(record.id);
-    const revision = record.revision_id
-      ? await this.deps.store.getRevision(record.revision_id)
-      : null;
+    const revision = record.revision_id ? await this.revision(record.revision_id) : null;
     const base: ViewBase = {
       id: record.id,
       name: record.name,
