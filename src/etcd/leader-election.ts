@@ -141,7 +141,7 @@ export async function campaignForLeadership(opts: LeadershipOptions): Promise<Le
   let checking = false;
   const check = async () => {
     if (performance.now() > validUntil) {
-      lost(`lease ${leaseId} not confirmed by etcd for ${ttlS - 1} s`);
+      lost(`lease ${leaseId} no longer confirmed by etcd (it may expire any moment)`);
       return;
     }
     if (checking) return;
