@@ -16,7 +16,7 @@ export interface ServeConfig {
   redisUrl: string | undefined;
   /** Key prefix in Redis, so several clusters (or test runs) can share one Redis. */
   redisPrefix: string;
-  /** Accepted and recorded; the etcd integration arrives with a later issue. */
+  /** etcd: leader election of coordinators and the Traefik KV routing table (src/etcd/). */
   etcdEndpoints: readonly string[] | undefined;
   apiPort: number;
   proxyPort: number;

@@ -7,6 +7,7 @@
  */
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
 import type { ReplicaBackend } from './backends/backend.ts';
 import { createProcessBackend } from './backends/process-backend.ts';
@@ -27,6 +28,7 @@ import type { ModelRevisionSpec } from './domain/revision.ts';
 import { DEFAULT_ROUTING, type RoutingTable } from './domain/routing.ts';
 import type { ResourceSlots } from './domain/session.ts';
 import { parseOrThrow } from './domain/validation.ts';
+import { createTraefikPublisher, type EtcdFence } from './etcd/traefik-publisher.ts';
 import type { HealthStore } from './health/health-store.ts';
 import { createMemoryHealthStore } from './health/memory-health-store.ts';
 import { createProber, type Prober } from './health/prober.ts';
@@ -64,6 +66,15 @@ export interface FlotillaOptions {
   redisUrl?: string | undefined;
   /** Key prefix in Redis. Default `flotilla:`. */
   redisKeyPrefix?: string | undefined;
+  /**
+   * etcd: every routing table is also published there in Traefik's KV layout (root key
+   * `<etcdPrefix>traefik`), a full replace per deployment (src/etcd/traefik-publisher.ts).
+   */
+  etcdEndpoints?: string[] | undefined;
+  /** Prefix of every etcd key Flotilla writes. Default none (Traefik root key `traefik`). */
+  etcdPrefix?: string | undefined;
+  /** The coordinator's leadership (src/etcd/leader-election.ts): etcd writes require it. */
+  etcdFence?: EtcdFence | undefined;
   /** Data directory (embedded database, replica logs and state). Default `./.flotilla`. */
   dataDir?: string | undefined;
   /** Folders a deployment's model_path must stay inside. Default: the current directory. */
@@ -215,6 +226,29 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       closers.push(async () => {
         unsub();
         redis.disconnect();
+      });
+    }
+
+    // An external Traefik follows the same table through etcd.
+    if (options.etcdEndpoints?.length) {
+      const etcdPrefix = options.etcdPrefix ?? '';
+      const etcd = new Etcd3({ hosts: options.etcdEndpoints });
+      closers.push(async () => etcd.close());
+      const publisher = createTraefikPublisher({
+        client: etcd,
+        rootKey: `${etcdPrefix}traefik`,
+        metaPrefix: `${etcdPrefix}flotilla/traefik-versions/`,
+        current: () => runtime.routingTable(),
+        logger: options.logger,
+        fence: options.etcdFence,
+      });
+      // Failures are logged and retried by the publisher itself.
+      const publish = (t: RoutingTable) => publisher.publish(t).catch(() => {});
+      void publish(runtime.routingTable());
+      const unsub = runtime.onRoutingTable((t) => void publish(t));
+      closers.push(async () => {
+        unsub();
+        await publisher.close();
       });
     }
 

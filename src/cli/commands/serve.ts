@@ -4,7 +4,10 @@
  * prober, proxy) and the HTTP API, prints one line per listener, and on SIGINT/SIGTERM closes
  * everything (replicas stopped unless --keep-replicas, so the next start adopts them).
  */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { buildApp } from '../../api/build-app.ts';
 import { createMetrics } from '../../api/metrics.ts';
@@ -14,6 +17,7 @@ import {
   parseServeConfig,
   type ServeConfig,
 } from '../../config.ts';
+import { campaignForLeadership, type Leadership } from '../../etcd/leader-election.ts';
 import { createFlotilla, type Flotilla } from '../../index.ts';
 import { buildNodeApp } from '../../roles/node-app.ts';
 import { startProberNode } from '../../roles/prober-node.ts';
@@ -30,9 +34,13 @@ options:
   --redis-url <url>         Redis for health data and the routing table (env REDIS_URL;
                             default: in-process)
   --redis-prefix <p>        key prefix in Redis (env FLOTILLA_REDIS_PREFIX, default flotilla:)
-  --etcd-endpoints <urls>   comma-separated etcd URLs (env ETCD_ENDPOINTS). Accepted and
-                            recorded only: the etcd integration (Traefik KV, leader election)
-                            arrives with a later issue
+  --etcd-endpoints <urls>   comma-separated etcd URLs (env ETCD_ENDPOINTS). With it, the
+                            coordinator (--role coordinator or all) is elected through etcd
+                            (one leader; a standby prints "standby: waiting for leadership",
+                            answers /ready with 503 and takes over within about 5 s of the
+                            leader's death, restoring from PostgreSQL; a leader that loses its
+                            lease exits with code 3), and the routing table is published under
+                            the key "traefik/" in Traefik's KV layout
   --api-port <n>            HTTP API port (env FLOTILLA_API_PORT, default 8080; 0: any free)
   --proxy-port <n>          data-plane proxy port (env FLOTILLA_PROXY_PORT, default 8000)
   --host <addr>             listen address of both (env FLOTILLA_HOST, default 127.0.0.1);
@@ -49,8 +57,8 @@ options:
   --eviction-interval <s>   route cleanup sweep (env EVICTION_INTERVAL_SEC, default 60)
   --role <role>             all (default), or one node of a cluster (env FLOTILLA_ROLE):
                             coordinator  API + actors, no proxy/prober (needs DATABASE_URL and
-                                         REDIS_URL; run ONE: leader election via etcd is a
-                                         later issue)
+                                         REDIS_URL; run one, or several with ETCD_ENDPOINTS:
+                                         one leads, the others stand by)
                             proxy        data plane only, following the table in Redis
                                          (needs REDIS_URL; /health /ready /metrics on --api-port)
                             prober       readiness prober only, sharing routes with the other
@@ -229,15 +237,107 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
   });
 }
 
+/** Exit code of a coordinator that lost its leadership (its supervisor restarts it). */
+export const EXIT_LEADERSHIP_LOST = 3;
+
+/**
+ * Waits until this process leads the coordinators (etcd election). Meanwhile it answers
+ * /health (200), /ready (503, "standby: waiting for leadership") and /v1/* (503) on the API
+ * port, so a load balancer in front of the coordinators sends requests to the leader only.
+ * Resolves with the leadership and the API port (the standby's port, kept for the API), or
+ * with an exit code when a signal or an error ended the wait.
+ */
+async function awaitLeadership(
+  config: Readonly<ServeConfig>,
+  log: ReturnType<typeof logger>,
+  etcd: Etcd3,
+): Promise<{ leadership: Leadership; apiPort: number } | { exit: number }> {
+  const id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const standby = buildNodeApp({
+    role: config.role,
+    registries: [],
+    ready: async () => ({ ready: false, missing: ['standby: waiting for leadership'] }),
+  });
+  standby.all('/v1/*', async (_req, reply) =>
+    reply.code(503).send({
+      error: {
+        code: 'dependency_unavailable',
+        message: 'standby: another coordinator leads; this one takes over if it goes',
+        details: [],
+      },
+    }),
+  );
+  try {
+    await standby.listen({ host: config.host, port: config.apiPort });
+  } catch (err) {
+    console.error(
+      `flotilla serve: cannot listen on ${config.host}:${config.apiPort}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+    return { exit: 1 };
+  }
+  const addr = standby.server.address();
+  const apiPort = typeof addr === 'object' && addr ? addr.port : config.apiPort;
+  const abort = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    log.info({ signal }, 'signal while standing by: leaving the election');
+    abort.abort();
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  try {
+    const leadership = await campaignForLeadership({
+      client: etcd,
+      id,
+      signal: abort.signal,
+      onStandby: (leader) => {
+        console.log('standby: waiting for leadership');
+        log.info({ leader }, 'standby: waiting for leadership');
+      },
+      onLost: (reason) => {
+        // Another coordinator may be taking over: stop writing now, not after a clean close.
+        log.fatal({ reason }, 'leadership lost; exiting');
+        console.error(`flotilla serve: leadership lost (${reason}); exiting`);
+        process.exit(EXIT_LEADERSHIP_LOST);
+      },
+    });
+    log.info({ id, fence: leadership.fence }, 'elected coordinator leader');
+    return { leadership, apiPort };
+  } catch (err) {
+    if (abort.signal.aborted) return { exit: 0 };
+    log.error({ err: String(err) }, 'leader election failed');
+    console.error(
+      `flotilla serve: leader election failed: ${err instanceof Error ? err.message : String(err)}`,
+    );
+    return { exit: 1 };
+  } finally {
+    process.off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal);
+    await standby.close().catch(() => {});
+  }
+}
+
 /** Runs until SIGINT/SIGTERM; returns the exit code. */
 export async function serve(config: Readonly<ServeConfig>): Promise<number> {
   const log = logger(config);
   log.info({ config: describeServeConfig(config) }, 'starting');
+
+  // With etcd, only the elected leader runs the actors: campaign before the runtime starts.
+  let etcd: Etcd3 | null = null;
+  let leadership: Leadership | null = null;
+  let apiPort = config.apiPort;
+  const releaseEtcd = async () => {
+    await leadership?.resign().catch(() => {});
+    etcd?.close();
+  };
   if (config.etcdEndpoints) {
-    log.warn(
-      { etcdEndpoints: config.etcdEndpoints },
-      'ETCD_ENDPOINTS recorded; this build does not use etcd yet',
-    );
+    etcd = new Etcd3({ hosts: [...config.etcdEndpoints] });
+    const won = await awaitLeadership(config, log, etcd);
+    if ('exit' in won) {
+      etcd.close();
+      return won.exit;
+    }
+    leadership = won.leadership;
+    apiPort = won.apiPort;
   }
 
   const metrics = createMetrics();
@@ -247,6 +347,8 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
       databaseUrl: config.databaseUrl,
       redisUrl: config.redisUrl,
       redisKeyPrefix: config.redisPrefix,
+      etcdEndpoints: config.etcdEndpoints ? [...config.etcdEndpoints] : undefined,
+      etcdFence: leadership?.fence,
       dataDir: config.dataDir,
       modelRoots: [...config.modelRoots],
       keepReplicas: config.keepReplicas,
@@ -265,6 +367,7 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
     console.error(
       `flotilla serve: cannot start: ${err instanceof Error ? err.message : String(err)}`,
     );
+    await releaseEtcd();
     return 1;
   }
 
@@ -276,16 +379,17 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
   });
   let apiUrl: string;
   try {
-    await app.listen({ host: config.host, port: config.apiPort });
+    await app.listen({ host: config.host, port: apiPort });
     const addr = app.server.address();
-    const port = typeof addr === 'object' && addr ? addr.port : config.apiPort;
+    const port = typeof addr === 'object' && addr ? addr.port : apiPort;
     apiUrl = `http://${hostForUrl(config.host)}:${port}`;
   } catch (err) {
     console.error(
-      `flotilla serve: cannot listen on ${config.host}:${config.apiPort}: ${err instanceof Error ? err.message : String(err)}`,
+      `flotilla serve: cannot listen on ${config.host}:${apiPort}: ${err instanceof Error ? err.message : String(err)}`,
     );
     await app.close().catch(() => {});
     await flotilla.close();
+    await releaseEtcd();
     return 1;
   }
   console.log(`api ${apiUrl}`);
@@ -294,7 +398,12 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
 
   return untilSignal(log, async () => {
     log.info({ keepReplicas: config.keepReplicas }, 'closing');
-    await app.close();
-    await flotilla.close();
+    try {
+      await app.close();
+      await flotilla.close();
+    } finally {
+      // Last: a standby takes over only once this process has stopped writing.
+      await releaseEtcd();
+    }
   });
 }
