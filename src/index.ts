@@ -207,7 +207,35 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         port: options.proxy?.port ?? 0,
       });
       const p = proxy;
+      // Passive outlier ejections go into the deployment's history (GET .../events, status).
+      const unsubEvents = p.onEvent((e) => {
+        const route = runtime
+          .routingTable()
+          .deployments.find((d) => d.deploymentId === e.deploymentId)
+          ?.routes.find((r) => r.routeId === e.routeId);
+        const reason =
+          e.type === 'outlier.ejected'
+            ? `ejected by the proxy for ${e.ejectionMs} ms after ${e.consecutiveFailures} consecutive failures (${e.reason})`
+            : 'back in the proxy rotation';
+        options.logger?.warn({ deployment: e.deployment, route: e.routeId, event: e.type }, reason);
+        store
+          .recordEvents([
+            {
+              actorId: `route:${e.routeId}`,
+              kind: 'route',
+              deploymentId: e.deploymentId,
+              state: route?.state ?? 'TERMINATED',
+              event: e.type,
+              reason,
+              at: new Date(e.at),
+            },
+          ])
+          .catch((err) =>
+            options.logger?.warn({ err: String(err) }, 'recording a proxy event failed'),
+          );
+      });
       closers.push(async () => {
+        unsubEvents();
         unsub();
         await p.close();
         await src.close();

@@ -300,6 +300,42 @@ export function selectRoutes(deploymentId: string): Statement {
   };
 }
 
+/** History rows for events that are not state changes (from_state = to_state). */
+export function insertEvents(
+  rows: Array<{
+    actorId: string;
+    kind: string;
+    deploymentId: string;
+    state: string;
+    event: string;
+    reason: string | null;
+    at: string;
+  }>,
+): Statement {
+  return {
+    text: `INSERT INTO transitions (actor_id, kind, deployment_id, from_state, to_state, event, reason, at)
+           SELECT e.actor_id, e.kind, e.deployment_id, e.state, e.state, e.event, e.reason, e.at
+             FROM jsonb_to_recordset($1::text::jsonb) AS e(
+                    seq integer, actor_id text, kind text, deployment_id text, state text,
+                    event text, reason text, at timestamptz)
+            ORDER BY e.seq`,
+    values: [
+      json(
+        rows.map((r, seq) => ({
+          seq,
+          actor_id: r.actorId,
+          kind: r.kind,
+          deployment_id: r.deploymentId,
+          state: r.state,
+          event: r.event,
+          reason: r.reason,
+          at: r.at,
+        })),
+      ),
+    ],
+  };
+}
+
 /** Fetches limit + 1 rows: the extra one only tells whether there is a next page. */
 export function selectHistory(opts: {
   deploymentId?: string;

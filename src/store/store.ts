@@ -215,6 +215,21 @@ export interface Store {
    * `next` is the cursor of the following page, null on the last one. `limit` defaults to
    * 100 and is capped at 1,000.
    */
+  /**
+   * Appends history rows for events that change no state (e.g. a proxy ejecting a replica):
+   * from_state = to_state = the actor's state at the time. No snapshot or version is touched.
+   */
+  recordEvents(
+    events: Array<{
+      actorId: string;
+      kind: ActorKind;
+      deploymentId: string;
+      state: string;
+      event: string;
+      reason: string | null;
+      at: Date;
+    }>,
+  ): Promise<void>;
   history(opts: {
     deploymentId?: string;
     actorId?: string;
@@ -503,6 +518,11 @@ export function createStore(exec: SqlExecutor): Store {
 
     async listRoutes(deploymentId) {
       return (await run(sql.selectRoutes(deploymentId))).map(toRoute);
+    },
+
+    async recordEvents(events) {
+      if (events.length === 0) return;
+      await run(sql.insertEvents(events.map((e) => ({ ...e, at: e.at.toISOString() }))));
     },
 
     async history(opts) {

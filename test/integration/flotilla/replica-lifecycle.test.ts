@@ -151,3 +151,47 @@ describe('node capacity', () => {
     expect([...pids.values()].flat()).toHaveLength(1);
   });
 });
+
+describe('passive outlier detection through the stack', () => {
+  it('a dead replica is ejected by the proxy on live traffic, no request fails, and the ejection is in the history', async (ctx) => {
+    const { f } = await flotillaOn(ctx, {
+      proxy: {},
+      // A slow prober, so the proxy's own detection is what reacts first.
+      runtime: { healthCheckIntervalS: 30, shards: 2, deploymentDefaults: { backoff_base_s: 30 } },
+    });
+    await f.deploy({
+      name: 'echo',
+      model_path: 'examples/echo',
+      replicas: 2,
+      health_check: { interval_s: 0.5, timeout_s: 0.5 },
+    });
+    const v = await waitFor(
+      async () => {
+        const d = await f.get('echo');
+        return d.state === 'RUNNING' && d.routes.filter((r) => r.state === 'HEALTHY').length === 2
+          ? d
+          : null;
+      },
+      { timeoutMs: 40_000 },
+    );
+    await waitFor(() => f.proxy?.status('echo').capacity === 6);
+    const victim = v.replicas[0]!;
+    const pid = replicaPids([victim.id]).get(victim.id)![0]!;
+    process.kill(pid, 'SIGKILL');
+    const statuses: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const res = await fetch(`${f.proxyUrl}/echo/v1/models`);
+      statuses.push(res.status);
+      await res.arrayBuffer();
+    }
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    const ejected = await waitFor(async () =>
+      (await f.events('echo', { limit: 1000 })).items.find(
+        (h) => h.event === 'outlier.ejected' && h.actor_id === `route:${victim.route_id}`,
+      ),
+    );
+    expect(ejected.reason).toMatch(
+      /ejected by the proxy for \d+ ms after \d+ consecutive failures/,
+    );
+  });
+});

@@ -548,6 +548,39 @@ describe.each(adapters)('store on $name', (adapter) => {
       expect(odd.next).toBeNull();
       expect((await store.history({ deploymentId: 'other' })).items).toEqual([]);
     });
+
+    it('records events that change no state in the history, in order, without touching snapshots', async (ctx) => {
+      const { store } = await freshStore(ctx);
+      await store.writeActors([snapshotWrite('route:t1', 'd-1', 0, 'HEALTHY', { kind: 'route' })]);
+      const at = new Date('2026-01-01T00:00:00Z');
+      await store.recordEvents([
+        {
+          actorId: 'route:t1',
+          kind: 'route',
+          deploymentId: 'd-1',
+          state: 'HEALTHY',
+          event: 'outlier.ejected',
+          reason: '5 consecutive errors',
+          at,
+        },
+        {
+          actorId: 'route:t1',
+          kind: 'route',
+          deploymentId: 'd-1',
+          state: 'HEALTHY',
+          event: 'outlier.returned',
+          reason: null,
+          at,
+        },
+      ]);
+      const items = (await store.history({ actorId: 'route:t1' })).items;
+      expect(items.slice(1).map((h) => [h.from_state, h.to_state, h.event, h.reason])).toEqual([
+        ['HEALTHY', 'HEALTHY', 'outlier.ejected', '5 consecutive errors'],
+        ['HEALTHY', 'HEALTHY', 'outlier.returned', null],
+      ]);
+      const [row] = await store.loadSnapshots({ kinds: ['route'] });
+      expect(row?.version).toBe(1);
+    });
   });
 
   describe('scaling groups and endpoints', () => {
