@@ -10,10 +10,10 @@ import { mkdtempSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../src/index.ts';
-import { services } from '../harness/isolation.ts';
+import { stopChildren } from '../harness/child-processes.ts';
+import { createDatabase, services } from '../harness/isolation.ts';
 import { freePort } from '../harness/services.ts';
 import { waitFor } from '../harness/wait.ts';
 
@@ -93,24 +93,11 @@ async function startRole(role: string, extra: string[] = []): Promise<Record<str
 }
 
 beforeAll(async () => {
-  const admin = new pg.Client({ connectionString: services().databaseUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  await admin.end();
-  const u = new URL(services().databaseUrl);
-  u.pathname = `/${dbName}`;
-  databaseUrl = u.toString();
+  databaseUrl = await createDatabase(dbName);
 });
 
 afterAll(async () => {
-  for (const c of children) {
-    if (c.exitCode === null) {
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
-      if (c.exitCode === null) c.kill('SIGKILL');
-    }
-  }
+  await stopChildren(children);
 });
 
 describe('cluster roles as separate processes', () => {

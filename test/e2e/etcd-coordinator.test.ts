@@ -17,10 +17,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../src/index.ts';
-import { services } from '../harness/isolation.ts';
+import { stopChildren } from '../harness/child-processes.ts';
+import { createDatabase, services } from '../harness/isolation.ts';
 import { replicaPids } from '../harness/replica-processes.ts';
 import { freePort } from '../harness/services.ts';
 import { waitFor } from '../harness/wait.ts';
@@ -97,24 +97,11 @@ async function waitLine(n: Node, prefix: string, timeoutMs = 60_000) {
 }
 
 beforeAll(async () => {
-  const admin = new pg.Client({ connectionString: services().databaseUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  await admin.end();
-  const u = new URL(services().databaseUrl);
-  u.pathname = `/${dbName}`;
-  databaseUrl = u.toString();
+  databaseUrl = await createDatabase(dbName);
 });
 
 afterAll(async () => {
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null) {
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
-      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    }
-  }
+  await stopChildren(children);
   // Replicas outlive a SIGKILLed coordinator by design; none may outlive the test.
   for (const pids of replicaPids([...replicaIds]).values()) {
     for (const pid of pids) {

@@ -7,14 +7,14 @@
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, realpathSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../src/index.ts';
-import { services } from '../harness/isolation.ts';
+import { createDatabase, services } from '../harness/isolation.ts';
+import { freePort } from '../harness/services.ts';
 import { waitFor } from '../harness/wait.ts';
 
 const REPO = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
@@ -28,18 +28,6 @@ let serverLog = '';
 /** Every replica port and pid this test saw, to check for leftovers and to clean up. */
 const seenPorts = new Set<number>();
 const seenPids = new Set<number>();
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function startServe(): Promise<{ api: string; proxy: string }> {
   const child = spawn(
@@ -166,13 +154,7 @@ function remember(v: DeploymentView): void {
 }
 
 beforeAll(async () => {
-  const admin = new pg.Client({ connectionString: services().databaseUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  await admin.end();
-  const url = new URL(services().databaseUrl);
-  url.pathname = `/${dbName}`;
-  databaseUrl = url.toString();
+  databaseUrl = await createDatabase(dbName);
   apiPort = await freePort();
   proxyPort = await freePort();
 });

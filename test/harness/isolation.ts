@@ -46,3 +46,17 @@ export async function isolatedDatabase(ctx: TestContext): Promise<{ url: string;
 export function isolatedPrefix(ctx: TestContext): string {
   return `t:${slug(ctx.task.name)}:${randomBytes(3).toString('hex')}:`;
 }
+
+/** A fresh database on the test server (for processes that run migrations themselves); its URL. */
+export async function createDatabase(name: string): Promise<string> {
+  const admin = new pg.Client({ connectionString: services().databaseUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(services().databaseUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}

@@ -1,6 +1,7 @@
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type EchoServer, startEchoServer } from '../../src/echo/server.ts';
+import { waitFor } from '../harness/wait.ts';
 
 const servers: EchoServer[] = [];
 afterEach(async () => {
@@ -13,14 +14,6 @@ async function start(opts: Partial<Parameters<typeof startEchoServer>[0]> = {}) 
   const base = `http://127.0.0.1:${server.port}`;
   const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'unused', maxRetries: 0 });
   return { server, base, client };
-}
-
-async function waitFor(cond: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('echo server with the official openai client', () => {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SessionSpec } from '../../../src/domain/session.ts';
 import { DEFAULT_HEALTH_CHECK } from '../../../src/domain/session.ts';
+import { waitFor as waitForCondition } from '../../harness/wait.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -92,28 +93,14 @@ export function killAllWith(marker: string): number {
   return procs.length;
 }
 
-export async function waitFor<T>(
+/** Polls `probe` until truthy (test/harness/wait.ts, with this folder's argument order). */
+export function waitFor<T>(
   what: string,
   probe: () => T | Promise<T>,
   timeoutMs = 30_000,
   intervalMs = 25,
 ): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
+  return waitForCondition(probe, { timeoutMs, intervalMs, message: what });
 }
 
 /** GET url; the status, or 0 when nothing answered. */

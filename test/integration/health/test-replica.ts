@@ -4,6 +4,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { waitFor as waitForCondition } from '../../harness/wait.ts';
 
 export type ReplicaMode = 'ok' | 'fail' | 'hang';
 
@@ -57,17 +58,11 @@ export async function startTestReplica(): Promise<TestReplica> {
   return replica;
 }
 
-/** Polls `cond` until it returns a truthy value or the deadline passes. */
-export async function waitFor<T>(
+/** Polls `cond` until truthy (test/harness/wait.ts, with this folder's argument order). */
+export function waitFor<T>(
   what: string,
   cond: () => T | Promise<T>,
   { timeoutMs = 10_000, everyMs = 20 }: { timeoutMs?: number; everyMs?: number } = {},
 ): Promise<NonNullable<T>> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await cond();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
+  return waitForCondition(cond, { timeoutMs, intervalMs: everyMs, message: what });
 }

@@ -11,6 +11,7 @@ import type {
   RouteState,
   RoutingTable,
 } from '../../../src/domain/routing.ts';
+import { waitFor as waitForCondition } from '../../harness/wait.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/replica.mjs', import.meta.url));
 
@@ -181,19 +182,14 @@ export function client(connections = 256) {
 }
 
 /** Polls `check` until it returns a truthy value or the deadline passes. */
-export async function waitFor<T>(
+/** Polls `check` until truthy (test/harness/wait.ts, with this folder's argument order). */
+export function waitFor<T>(
   check: () => T | Promise<T>,
   what: string,
   timeoutMs = 10_000,
   everyMs = 10,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
+): Promise<NonNullable<T>> {
+  return waitForCondition(check, { timeoutMs, intervalMs: everyMs, message: what });
 }
 
 /** Runs `fn` `total` times with at most `concurrency` at once. */

@@ -17,6 +17,7 @@ import { createPostgresExecutor } from '../../../src/store/postgres-executor.ts'
 import type { SqlExecutor } from '../../../src/store/sql-executor.ts';
 import { type ActorWrite, createStore, openStore, type Store } from '../../../src/store/store.ts';
 import { isolatedDatabase, services } from '../../harness/isolation.ts';
+import { waitFor } from '../../harness/wait.ts';
 
 interface Adapter {
   name: 'postgres' | 'embedded';
@@ -729,14 +730,6 @@ describe('openStore', () => {
   });
 });
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('embedded store durability', () => {
   it('keeps every committed batch after kill -9 of the process that wrote it', async () => {
     const dataDir = await tempDir();
@@ -762,10 +755,10 @@ describe('embedded store durability', () => {
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
     });
-    await waitFor(
-      () => committed >= 5 || child.exitCode !== null,
-      `5 committed batches (stderr: ${stderr})`,
-    );
+    await waitFor(() => committed >= 5 || child.exitCode !== null, {
+      timeoutMs: 60_000,
+      message: () => `5 committed batches (stderr: ${stderr})`,
+    });
     expect(child.exitCode, stderr).toBeNull();
     child.kill('SIGKILL');
     await once(child, 'close');
