@@ -26,6 +26,7 @@ import {
   substitutePort,
 } from './backend.ts';
 import { CapacityLedger, resolveCapacity } from './capacity.ts';
+import { ExitNotifier } from './exit-notifier.ts';
 import { endpointUrl } from './free-port.ts';
 import { DEFAULT_TAIL_BYTES } from './replica-log.ts';
 
@@ -129,8 +130,7 @@ class DockerBackend implements ReplicaBackend {
   private readonly ledger: CapacityLedger;
   private readonly replicas = new Map<string, Tracked>();
   private readonly ops = new Map<string, Promise<unknown>>();
-  private readonly listeners = new Set<(exit: ReplicaExit) => void>();
-  private pendingExits: ReplicaExit[] = [];
+  private readonly exits = new ExitNotifier();
   private events: Readable | undefined;
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
@@ -393,17 +393,7 @@ class DockerBackend implements ReplicaBackend {
   }
 
   onExit(listener: (exit: ReplicaExit) => void): () => void {
-    this.listeners.add(listener);
-    if (this.pendingExits.length > 0) {
-      const pending = this.pendingExits;
-      this.pendingExits = [];
-      setImmediate(() => {
-        for (const exit of pending) this.emit(exit);
-      });
-    }
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return this.exits.subscribe(listener);
   }
 
   capacity(): { total: ResourceSlots; used: ResourceSlots } {
@@ -424,8 +414,7 @@ class DockerBackend implements ReplicaBackend {
     if (this.timer) clearInterval(this.timer);
     this.events?.destroy();
     this.events = undefined;
-    this.listeners.clear();
-    this.pendingExits = [];
+    this.exits.clear();
   }
 
   // --- internals -------------------------------------------------------------------------------
@@ -549,18 +538,7 @@ class DockerBackend implements ReplicaBackend {
   }
 
   private emit(exit: ReplicaExit): void {
-    if (this.closed) return;
-    if (this.listeners.size === 0) {
-      this.pendingExits.push(exit);
-      return;
-    }
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(exit);
-      } catch {
-        // One listener's failure must not hide the death from the others.
-      }
-    }
+    if (!this.closed) this.exits.emit(exit);
   }
 }
 

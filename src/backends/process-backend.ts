@@ -36,6 +36,7 @@ import {
   substitutePort,
 } from './backend.ts';
 import { CapacityLedger, resolveCapacity } from './capacity.ts';
+import { ExitNotifier } from './exit-notifier.ts';
 import { endpointUrl, freePortAvoiding } from './free-port.ts';
 import {
   bootId,
@@ -131,8 +132,7 @@ class ProcessBackend implements ReplicaBackend {
   private readonly baseEnv: Record<string, string | undefined>;
   private readonly replicas = new Map<string, Tracked>();
   private readonly ops = new Map<string, Promise<unknown>>();
-  private readonly listeners = new Set<(exit: ReplicaExit) => void>();
-  private pendingExits: ReplicaExit[] = [];
+  private readonly exits = new ExitNotifier();
   private timer: NodeJS.Timeout | undefined;
   private polls = 0;
   private trimming = false;
@@ -366,18 +366,7 @@ class ProcessBackend implements ReplicaBackend {
   }
 
   onExit(listener: (exit: ReplicaExit) => void): () => void {
-    this.listeners.add(listener);
-    if (this.pendingExits.length > 0) {
-      const pending = this.pendingExits;
-      this.pendingExits = [];
-      // After the caller has its unsubscribe function.
-      setImmediate(() => {
-        for (const exit of pending) this.emit(exit);
-      });
-    }
-    return () => {
-      this.listeners.delete(listener);
-    };
+    return this.exits.subscribe(listener);
   }
 
   capacity(): { total: ResourceSlots; used: ResourceSlots } {
@@ -396,8 +385,7 @@ class ProcessBackend implements ReplicaBackend {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.listeners.clear();
-    this.pendingExits = [];
+    this.exits.clear();
   }
 
   // --- internals -------------------------------------------------------------------------------
@@ -455,18 +443,7 @@ class ProcessBackend implements ReplicaBackend {
   }
 
   private emit(exit: ReplicaExit): void {
-    if (this.closed) return;
-    if (this.listeners.size === 0) {
-      this.pendingExits.push(exit);
-      return;
-    }
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(exit);
-      } catch {
-        // A listener's failure must not stop the others from hearing of the death.
-      }
-    }
+    if (!this.closed) this.exits.emit(exit);
   }
 
   private poll(): void {
