@@ -13,6 +13,7 @@
 import type { Readable } from 'node:stream';
 import Dockerode from 'dockerode';
 import { FlotillaError } from '../domain/errors.ts';
+import { httpUrl } from '../domain/host.ts';
 import type { ResourceSlots, SessionSpec } from '../domain/session.ts';
 import {
   DEFAULT_STOP_GRACE_MS,
@@ -27,7 +28,7 @@ import {
 } from './backend.ts';
 import { CapacityLedger, resolveCapacity } from './capacity.ts';
 import { ExitNotifier } from './exit-notifier.ts';
-import { endpointUrl } from './free-port.ts';
+import { KeyedQueue } from './keyed-queue.ts';
 import { DEFAULT_TAIL_BYTES } from './replica-log.ts';
 
 export interface DockerBackendOptions {
@@ -129,7 +130,7 @@ class DockerBackend implements ReplicaBackend {
   private readonly host: string;
   private readonly ledger: CapacityLedger;
   private readonly replicas = new Map<string, Tracked>();
-  private readonly ops = new Map<string, Promise<unknown>>();
+  private readonly ops = new KeyedQueue();
   private readonly exits = new ExitNotifier();
   private events: Readable | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -185,7 +186,7 @@ class DockerBackend implements ReplicaBackend {
       return Promise.reject(new FlotillaError('validation', `invalid replica id "${replicaId}"`));
     }
     if (this.closed) return Promise.reject(closedError());
-    return this.serialize(replicaId, () => this.doStart(replicaId, spec));
+    return this.ops.run(replicaId, () => this.doStart(replicaId, spec));
   }
 
   private async doStart(replicaId: string, spec: SessionSpec): Promise<ReplicaHandle> {
@@ -328,7 +329,7 @@ class DockerBackend implements ReplicaBackend {
         containerId: info.Id,
         host: this.host,
         port,
-        url: endpointUrl(this.host, port),
+        url: httpUrl(this.host, port),
         startedAt: Date.parse(info.State.StartedAt) || Date.now(),
       },
     };
@@ -338,7 +339,7 @@ class DockerBackend implements ReplicaBackend {
   }
 
   stop(replicaId: string, graceMs: number): Promise<void> {
-    return this.serialize(replicaId, () => this.doStop(replicaId, graceMs));
+    return this.ops.run(replicaId, () => this.doStop(replicaId, graceMs));
   }
 
   private async doStop(replicaId: string, graceMs: number): Promise<void> {
@@ -418,20 +419,6 @@ class DockerBackend implements ReplicaBackend {
   }
 
   // --- internals -------------------------------------------------------------------------------
-
-  private serialize<T>(replicaId: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.ops.get(replicaId) ?? Promise.resolve();
-    const result = previous.then(fn, fn);
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.ops.set(replicaId, tail);
-    void tail.then(() => {
-      if (this.ops.get(replicaId) === tail) this.ops.delete(replicaId);
-    });
-    return result;
-  }
 
   private async listOurs(all: boolean, replicaId?: string): Promise<Dockerode.ContainerInfo[]> {
     const label = replicaId ? [`${REPLICA_ID_LABEL}=${replicaId}`] : [`${MANAGED_LABEL}=true`];
