@@ -45,11 +45,18 @@ export interface DockerBackendOptions {
   network?: string;
   /** Fallback poll for deaths the event stream missed. Default 1000 ms. */
   pollIntervalMs?: number;
+  /**
+   * Manage only the containers of this scope (label `flotilla.scope`, also in the container
+   * name), so several installations (or test files) share one engine without adopting each
+   * other's replicas. Default: no scope, every container Flotilla labelled as managed.
+   */
+  scope?: string;
 }
 
 const MANAGED_LABEL = 'flotilla.managed';
 const RESOURCES_LABEL = 'flotilla.resources';
 const PORT_LABEL = 'flotilla.container-port';
+const SCOPE_LABEL = 'flotilla.scope';
 
 interface Tracked {
   replicaId: string;
@@ -59,8 +66,8 @@ interface Tracked {
   state: 'running' | 'stopping' | 'exited';
 }
 
-function containerName(replicaId: string): string {
-  return `flotilla-${replicaId}`;
+function containerName(replicaId: string, scope: string | undefined): string {
+  return scope ? `flotilla-${scope}-${replicaId}` : `flotilla-${replicaId}`;
 }
 
 /** Turns a Docker/driver error into FlotillaError, in one place. */
@@ -249,7 +256,7 @@ class DockerBackend implements ReplicaBackend {
     if (spec.workdir) hostConfig.Binds = [`${spec.workdir}:${spec.workdir}:ro`];
     if (this.opts.network) hostConfig.NetworkMode = this.opts.network;
     const options: Dockerode.ContainerCreateOptions = {
-      name: containerName(replicaId),
+      name: containerName(replicaId, this.opts.scope),
       Image: image,
       Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
       ExposedPorts: { [containerPort]: {} },
@@ -258,6 +265,7 @@ class DockerBackend implements ReplicaBackend {
         [MANAGED_LABEL]: 'true',
         [RESOURCES_LABEL]: JSON.stringify(spec.resources),
         [PORT_LABEL]: String(spec.port),
+        ...(this.opts.scope ? { [SCOPE_LABEL]: this.opts.scope } : {}),
       },
       HostConfig: hostConfig,
     };
@@ -269,7 +277,7 @@ class DockerBackend implements ReplicaBackend {
     } catch (err) {
       if (statusCode(err) !== 409) throw err;
       // The name is taken by a leftover without our label: it is ours by name, replace it.
-      await this.removeContainer(containerName(replicaId));
+      await this.removeContainer(containerName(replicaId, this.opts.scope));
       container = await this.docker.createContainer(options);
     }
     try {
@@ -422,6 +430,7 @@ class DockerBackend implements ReplicaBackend {
 
   private async listOurs(all: boolean, replicaId?: string): Promise<Dockerode.ContainerInfo[]> {
     const label = replicaId ? [`${REPLICA_ID_LABEL}=${replicaId}`] : [`${MANAGED_LABEL}=true`];
+    if (this.opts.scope) label.push(`${SCOPE_LABEL}=${this.opts.scope}`);
     try {
       return await this.docker.listContainers({ all, filters: { label } });
     } catch (err) {

@@ -15,9 +15,11 @@ import { createHash } from 'node:crypto';
 import {
   chmodSync,
   copyFileSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   realpathSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs';
@@ -39,7 +41,31 @@ export function echoContainerCommand(extra: string[] = []): string[] {
   return ['node', ECHO_ENTRY, '--port', '{port}', '--host', '0.0.0.0', ...extra];
 }
 
-async function bundleEchoServer(): Promise<string> {
+let bundled: Promise<string> | undefined;
+
+/** The echo server CLI bundled into one ES module (node built-ins only). */
+function bundleEchoServer(): Promise<string> {
+  bundled ??= buildBundle();
+  return bundled;
+}
+
+/**
+ * The bundle written to a file named by its hash under the temp dir, for replicas run as plain
+ * processes: `node <file> --port {port}` starts in a fraction of the time tsx takes.
+ */
+export async function echoBundleFile(): Promise<string> {
+  const bundle = await bundleEchoServer();
+  const hash = createHash('sha256').update(bundle).digest('hex').slice(0, 16);
+  const file = path.join(os.tmpdir(), `flotilla-echo-server-${hash}.mjs`);
+  if (!existsSync(file)) {
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, bundle);
+    renameSync(tmp, file);
+  }
+  return file;
+}
+
+async function buildBundle(): Promise<string> {
   const result = await build({
     stdin: {
       contents: [
