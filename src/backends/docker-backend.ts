@@ -9,6 +9,10 @@
  * - Stop is Docker's: the image's stop signal (SIGTERM by default), SIGKILL after the grace
  *   period (Docker counts it in whole seconds, so it is rounded up), then the container is
  *   removed with its anonymous volumes.
+ * - With a `scope`, only containers labelled `flotilla.scope=<scope>` are this backend's (listed,
+ *   adopted, stopped); several installations or test files can share one engine.
+ * - Ports are published on `host` (127.0.0.1 by default) only; the session's cpu and memory
+ *   become the container's NanoCpus and Memory limits.
  */
 import type { Readable } from 'node:stream';
 import Dockerode from 'dockerode';
