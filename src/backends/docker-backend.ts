@@ -9,10 +9,15 @@
  * - Stop is Docker's: the image's stop signal (SIGTERM by default), SIGKILL after the grace
  *   period (Docker counts it in whole seconds, so it is rounded up), then the container is
  *   removed with its anonymous volumes.
+ * - With a `scope`, only containers labelled `flotilla.scope=<scope>` are this backend's (listed,
+ *   adopted, stopped); several installations or test files can share one engine.
+ * - Ports are published on `host` (127.0.0.1 by default) only; the session's cpu and memory
+ *   become the container's NanoCpus and Memory limits.
  */
 import type { Readable } from 'node:stream';
 import Dockerode from 'dockerode';
 import { FlotillaError } from '../domain/errors.ts';
+import { httpUrl } from '../domain/host.ts';
 import type { ResourceSlots, SessionSpec } from '../domain/session.ts';
 import {
   DEFAULT_STOP_GRACE_MS,
@@ -27,7 +32,7 @@ import {
 } from './backend.ts';
 import { CapacityLedger, resolveCapacity } from './capacity.ts';
 import { ExitNotifier } from './exit-notifier.ts';
-import { endpointUrl } from './free-port.ts';
+import { KeyedQueue } from './keyed-queue.ts';
 import { DEFAULT_TAIL_BYTES } from './replica-log.ts';
 
 export interface DockerBackendOptions {
@@ -44,11 +49,18 @@ export interface DockerBackendOptions {
   network?: string;
   /** Fallback poll for deaths the event stream missed. Default 1000 ms. */
   pollIntervalMs?: number;
+  /**
+   * Manage only the containers of this scope (label `flotilla.scope`, also in the container
+   * name), so several installations (or test files) share one engine without adopting each
+   * other's replicas. Default: no scope, every container Flotilla labelled as managed.
+   */
+  scope?: string;
 }
 
 const MANAGED_LABEL = 'flotilla.managed';
 const RESOURCES_LABEL = 'flotilla.resources';
 const PORT_LABEL = 'flotilla.container-port';
+const SCOPE_LABEL = 'flotilla.scope';
 
 interface Tracked {
   replicaId: string;
@@ -58,8 +70,8 @@ interface Tracked {
   state: 'running' | 'stopping' | 'exited';
 }
 
-function containerName(replicaId: string): string {
-  return `flotilla-${replicaId}`;
+function containerName(replicaId: string, scope: string | undefined): string {
+  return scope ? `flotilla-${scope}-${replicaId}` : `flotilla-${replicaId}`;
 }
 
 /** Turns a Docker/driver error into FlotillaError, in one place. */
@@ -129,7 +141,7 @@ class DockerBackend implements ReplicaBackend {
   private readonly host: string;
   private readonly ledger: CapacityLedger;
   private readonly replicas = new Map<string, Tracked>();
-  private readonly ops = new Map<string, Promise<unknown>>();
+  private readonly ops = new KeyedQueue();
   private readonly exits = new ExitNotifier();
   private events: Readable | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -185,7 +197,7 @@ class DockerBackend implements ReplicaBackend {
       return Promise.reject(new FlotillaError('validation', `invalid replica id "${replicaId}"`));
     }
     if (this.closed) return Promise.reject(closedError());
-    return this.serialize(replicaId, () => this.doStart(replicaId, spec));
+    return this.ops.run(replicaId, () => this.doStart(replicaId, spec));
   }
 
   private async doStart(replicaId: string, spec: SessionSpec): Promise<ReplicaHandle> {
@@ -248,7 +260,7 @@ class DockerBackend implements ReplicaBackend {
     if (spec.workdir) hostConfig.Binds = [`${spec.workdir}:${spec.workdir}:ro`];
     if (this.opts.network) hostConfig.NetworkMode = this.opts.network;
     const options: Dockerode.ContainerCreateOptions = {
-      name: containerName(replicaId),
+      name: containerName(replicaId, this.opts.scope),
       Image: image,
       Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
       ExposedPorts: { [containerPort]: {} },
@@ -257,6 +269,7 @@ class DockerBackend implements ReplicaBackend {
         [MANAGED_LABEL]: 'true',
         [RESOURCES_LABEL]: JSON.stringify(spec.resources),
         [PORT_LABEL]: String(spec.port),
+        ...(this.opts.scope ? { [SCOPE_LABEL]: this.opts.scope } : {}),
       },
       HostConfig: hostConfig,
     };
@@ -268,7 +281,7 @@ class DockerBackend implements ReplicaBackend {
     } catch (err) {
       if (statusCode(err) !== 409) throw err;
       // The name is taken by a leftover without our label: it is ours by name, replace it.
-      await this.removeContainer(containerName(replicaId));
+      await this.removeContainer(containerName(replicaId, this.opts.scope));
       container = await this.docker.createContainer(options);
     }
     try {
@@ -328,7 +341,7 @@ class DockerBackend implements ReplicaBackend {
         containerId: info.Id,
         host: this.host,
         port,
-        url: endpointUrl(this.host, port),
+        url: httpUrl(this.host, port),
         startedAt: Date.parse(info.State.StartedAt) || Date.now(),
       },
     };
@@ -338,7 +351,7 @@ class DockerBackend implements ReplicaBackend {
   }
 
   stop(replicaId: string, graceMs: number): Promise<void> {
-    return this.serialize(replicaId, () => this.doStop(replicaId, graceMs));
+    return this.ops.run(replicaId, () => this.doStop(replicaId, graceMs));
   }
 
   private async doStop(replicaId: string, graceMs: number): Promise<void> {
@@ -419,22 +432,9 @@ class DockerBackend implements ReplicaBackend {
 
   // --- internals -------------------------------------------------------------------------------
 
-  private serialize<T>(replicaId: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.ops.get(replicaId) ?? Promise.resolve();
-    const result = previous.then(fn, fn);
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.ops.set(replicaId, tail);
-    void tail.then(() => {
-      if (this.ops.get(replicaId) === tail) this.ops.delete(replicaId);
-    });
-    return result;
-  }
-
   private async listOurs(all: boolean, replicaId?: string): Promise<Dockerode.ContainerInfo[]> {
     const label = replicaId ? [`${REPLICA_ID_LABEL}=${replicaId}`] : [`${MANAGED_LABEL}=true`];
+    if (this.opts.scope) label.push(`${SCOPE_LABEL}=${this.opts.scope}`);
     try {
       return await this.docker.listContainers({ all, filters: { label } });
     } catch (err) {

@@ -22,8 +22,3 @@ export async function freePortAvoiding(host: string, avoid: ReadonlySet<number>)
   }
   throw new Error(`no free port on ${host} after 20 attempts`);
 }
-
-/** `http://host:port`, bracketing IPv6 literals. */
-export function endpointUrl(host: string, port: number): string {
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-}

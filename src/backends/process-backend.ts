@@ -24,6 +24,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { FlotillaError } from '../domain/errors.ts';
+import { httpUrl } from '../domain/host.ts';
 import type { ResourceSlots, SessionSpec } from '../domain/session.ts';
 import {
   DEFAULT_STOP_GRACE_MS,
@@ -37,7 +38,8 @@ import {
 } from './backend.ts';
 import { CapacityLedger, resolveCapacity } from './capacity.ts';
 import { ExitNotifier } from './exit-notifier.ts';
-import { endpointUrl, freePortAvoiding } from './free-port.ts';
+import { freePortAvoiding } from './free-port.ts';
+import { KeyedQueue } from './keyed-queue.ts';
 import {
   bootId,
   groupMembers,
@@ -131,7 +133,7 @@ class ProcessBackend implements ReplicaBackend {
   private readonly logCapBytes: number;
   private readonly baseEnv: Record<string, string | undefined>;
   private readonly replicas = new Map<string, Tracked>();
-  private readonly ops = new Map<string, Promise<unknown>>();
+  private readonly ops = new KeyedQueue();
   private readonly exits = new ExitNotifier();
   private timer: NodeJS.Timeout | undefined;
   private polls = 0;
@@ -195,7 +197,7 @@ class ProcessBackend implements ReplicaBackend {
       );
     }
     if (this.closed) return Promise.reject(closedError());
-    return this.serialize(replicaId, () => this.doStart(replicaId, spec));
+    return this.ops.run(replicaId, () => this.doStart(replicaId, spec));
   }
 
   private async doStart(replicaId: string, spec: SessionSpec): Promise<ReplicaHandle> {
@@ -299,7 +301,7 @@ class ProcessBackend implements ReplicaBackend {
   stop(replicaId: string, graceMs: number): Promise<void> {
     // Unknown and not being started: nothing to stop.
     if (!this.replicas.has(replicaId) && !this.ops.has(replicaId)) return Promise.resolve();
-    return this.serialize(replicaId, () => this.doStop(replicaId, graceMs));
+    return this.ops.run(replicaId, () => this.doStop(replicaId, graceMs));
   }
 
   private async doStop(replicaId: string, graceMs: number): Promise<void> {
@@ -389,20 +391,6 @@ class ProcessBackend implements ReplicaBackend {
   }
 
   // --- internals -------------------------------------------------------------------------------
-
-  private serialize<T>(replicaId: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.ops.get(replicaId) ?? Promise.resolve();
-    const result = previous.then(fn, fn);
-    const tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.ops.set(replicaId, tail);
-    void tail.then(() => {
-      if (this.ops.get(replicaId) === tail) this.ops.delete(replicaId);
-    });
-    return result;
-  }
 
   private recordAlive(record: ReplicaRecord): boolean {
     if (record.bootId !== null && record.bootId !== bootId()) return false;
@@ -521,7 +509,7 @@ function toHandle(record: ReplicaRecord): ReplicaHandle {
     pid: record.pid,
     host: record.host,
     port: record.port,
-    url: endpointUrl(record.host, record.port),
+    url: httpUrl(record.host, record.port),
     startedAt: record.startedAt,
   };
 }

@@ -9,6 +9,7 @@ import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Dispatcher } from 'undici';
 import type { ErrorCode } from '../domain/errors.ts';
+import { hostForUrl } from '../domain/host.ts';
 import type { RoutingTable } from '../domain/routing.ts';
 import type { AdmissionLevel, Waiter } from './admission.ts';
 import {
@@ -748,8 +749,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
   }
   const port = (server.address() as AddressInfo).port;
   const host = opts.host ?? '127.0.0.1';
-  const urlHost =
-    host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : hostForUrl(host);
   log.info({ port, host }, 'proxy listening');
 
   let closed: Promise<void> | undefined;

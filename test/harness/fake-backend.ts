@@ -1,13 +1,42 @@
 /**
- * An in-process ReplicaBackend for runtime and crash tests: it runs no processes but keeps the
- * one thing a real backend must guarantee, one live session per replica id, and records every
- * start and stop. With a log file, the live set survives the process that hosts it (like real
- * replicas outlive a crashed coordinator): a new instance reloads it and adopts.
+ * An in-process ReplicaBackend for runtime and crash tests. It passes the same conformance
+ * suite as the real backends (test/integration/backends/backend-conformance.test.ts):
+ * one live session per replica id (concurrent starts share one), idempotent stop, capacity
+ * accounting through the backends' CapacityLedger, onExit reports kept until the first listener,
+ * and adoption by a new instance.
+ *
+ * What outlives a backend instance (as real replicas outlive a crashed coordinator) is the
+ * `FakeMachine` the sessions run on: a new FakeBackend over the same machine adopts the live
+ * sessions and reports the ones that died meanwhile. With a log file, the live set also survives
+ * the process hosting it (crash tests): a new instance reloads it from the log and adopts.
+ *
+ * By default a session runs nothing (cheap enough for benchmarks with 40,000 replicas). With
+ * `serve: true` each session is an in-process echo server listening where the launched command
+ * would: the value of `--port` in the command after `{port}` substitution, else the `PORT`
+ * environment variable; so the handle's URL answers only when the spec gets the port contract
+ * right, as with a real backend.
+ *
+ * A closed FakeBackend that is used again acts as a new instance over the same machine (runtime
+ * tests hand one object to the runtime before and after a simulated restart).
  */
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import type { ReplicaBackend, ReplicaExit, ReplicaHandle } from '../../src/backends/backend.ts';
+import {
+  isValidReplicaId,
+  REPLICA_ID_ENV,
+  type ReplicaBackend,
+  type ReplicaExit,
+  type ReplicaHandle,
+  type ReplicaStatus,
+  substitutePort,
+} from '../../src/backends/backend.ts';
+import { CapacityLedger } from '../../src/backends/capacity.ts';
+import { ExitNotifier } from '../../src/backends/exit-notifier.ts';
+import { freePortAvoiding } from '../../src/backends/free-port.ts';
+import { KeyedQueue } from '../../src/backends/keyed-queue.ts';
 import { FlotillaError } from '../../src/domain/errors.ts';
+import { httpUrl } from '../../src/domain/host.ts';
 import type { ResourceSlots, SessionSpec } from '../../src/domain/session.ts';
+import { type EchoServer, startEchoServer } from '../../src/echo/server.ts';
 
 export interface BackendEvent {
   op: 'start' | 'adopt' | 'stop' | 'died';
@@ -16,26 +45,110 @@ export interface BackendEvent {
   pid: number;
 }
 
+interface FakeSession {
+  handle: ReplicaHandle;
+  resources: ResourceSlots;
+  state: 'running' | 'dead' | 'stopped';
+  exit?: ReplicaExit;
+  server?: EchoServer;
+}
+
+/** The sessions "running on the machine": shared by every FakeBackend built over it. */
+export class FakeMachine {
+  readonly sessions = new Map<string, FakeSession>();
+  /** Backends watching for deaths (open ones). */
+  readonly watchers = new Set<FakeBackend>();
+  nextPort = 20_000;
+  private lastStartedAt = 0;
+
+  /** Strictly increasing, so two sessions of one replica id never share a startedAt. */
+  startedAt(): number {
+    this.lastStartedAt = Math.max(Date.now(), this.lastStartedAt + 1);
+    return this.lastStartedAt;
+  }
+
+  /**
+   * A running session dies on its own (kill -9, a crash); every open backend on the machine
+   * hears of it, and one opened later does too. False when it was not running.
+   */
+  die(replicaId: string, code: number | null, signal: string | null): boolean {
+    const session = this.sessions.get(replicaId);
+    if (session?.state !== 'running') return false;
+    session.state = 'dead';
+    session.exit = { replicaId, code, signal, at: Date.now() };
+    void session.server?.close();
+    for (const watcher of this.watchers) watcher.noticeDeath(session.exit);
+    return true;
+  }
+
+  /** Sessions of `replicaId` running now (0 or 1). */
+  running(replicaId: string): number {
+    return this.sessions.get(replicaId)?.state === 'running' ? 1 : 0;
+  }
+}
+
+const HOST = '127.0.0.1';
+/** Unbounded unless a capacity is given: benchmarks run tens of thousands of sessions. */
+const UNBOUNDED: ResourceSlots = { cpu: Infinity, mem: Infinity, gpu: Infinity };
+
 export class FakeBackend implements ReplicaBackend {
   readonly name = 'process' as const;
-  readonly live = new Map<string, ReplicaHandle>();
   readonly events: BackendEvent[] = [];
-  private readonly listeners = new Set<(e: ReplicaExit) => void>();
-  private nextPort = 20_000;
+  readonly machine: FakeMachine;
+  private readonly ledger: CapacityLedger;
+  private readonly exits = new ExitNotifier();
+  private readonly ops = new KeyedQueue();
+  private closed = false;
 
   constructor(
     private readonly opts: {
       logFile?: string;
-      capacity?: ResourceSlots;
+      capacity?: Partial<ResourceSlots>;
       startDelayMs?: number;
+      /** Sessions are in-process echo servers that answer at the handle's URL. */
+      serve?: boolean;
+      /** Sessions outlive this instance on the machine; a new instance adopts them. */
+      machine?: FakeMachine;
     } = {},
   ) {
+    this.machine = opts.machine ?? new FakeMachine();
+    this.ledger = new CapacityLedger({ ...UNBOUNDED, ...opts.capacity });
     if (opts.logFile && existsSync(opts.logFile)) {
       for (const e of readEvents(opts.logFile)) {
-        if (e.op === 'start') this.live.set(e.replicaId, handle(e.replicaId, this.nextPort++));
-        if (e.op === 'stop' || e.op === 'died') this.live.delete(e.replicaId);
+        if (e.op === 'start') {
+          const port = this.machine.nextPort++;
+          this.machine.sessions.set(e.replicaId, {
+            handle: handle(e.replicaId, port, e.at),
+            resources: { cpu: 0, mem: 0, gpu: 0 },
+            state: 'running',
+          });
+        }
+        if (e.op === 'stop' || e.op === 'died') this.machine.sessions.delete(e.replicaId);
       }
     }
+    this.attach();
+  }
+
+  /** Sessions running now, by replica id. */
+  get live(): Map<string, ReplicaHandle> {
+    const live = new Map<string, ReplicaHandle>();
+    for (const [id, s] of this.machine.sessions) if (s.state === 'running') live.set(id, s.handle);
+    return live;
+  }
+
+  /** Watches the machine: adopts what runs, reports what died and was not stopped. */
+  private attach(): void {
+    this.closed = false;
+    this.machine.watchers.add(this);
+    for (const [id, s] of this.machine.sessions) {
+      if (s.state === 'running') this.ledger.adopt(id, s.resources);
+      else this.ledger.release(id);
+      if (s.state === 'dead' && s.exit) this.exits.emit({ ...s.exit, at: Date.now() });
+    }
+  }
+
+  private reopenIfClosed(): void {
+    if (this.closed) this.attach();
   }
 
   private log(op: BackendEvent['op'], replicaId: string): void {
@@ -44,42 +157,107 @@ export class FakeBackend implements ReplicaBackend {
     if (this.opts.logFile) appendFileSync(this.opts.logFile, `${JSON.stringify(e)}\n`);
   }
 
-  async start(replicaId: string, spec: SessionSpec): Promise<ReplicaHandle> {
-    const existing = this.live.get(replicaId);
-    if (existing) {
+  start(replicaId: string, spec: SessionSpec): Promise<ReplicaHandle> {
+    if (!isValidReplicaId(replicaId)) {
+      return Promise.reject(new FlotillaError('validation', `invalid replica id "${replicaId}"`));
+    }
+    this.reopenIfClosed();
+    return this.ops.run(replicaId, () => this.doStart(replicaId, spec));
+  }
+
+  private async doStart(replicaId: string, spec: SessionSpec): Promise<ReplicaHandle> {
+    const existing = this.machine.sessions.get(replicaId);
+    if (existing?.state === 'running') {
+      this.ledger.adopt(replicaId, existing.resources);
       this.log('adopt', replicaId);
-      return existing;
+      return existing.handle;
     }
-    const cap = this.opts.capacity;
-    if (cap && spec.resources.gpu > cap.gpu) {
-      throw new FlotillaError(
-        'insufficient_resources',
-        `insufficient gpu: requested ${spec.resources.gpu}, free ${cap.gpu}`,
-      );
+    this.ledger.reserve(replicaId, spec.resources);
+    try {
+      if (this.opts.startDelayMs) await new Promise((r) => setTimeout(r, this.opts.startDelayMs));
+      const session = await this.launch(replicaId, spec);
+      this.machine.sessions.set(replicaId, session);
+      this.log('start', replicaId);
+      return session.handle;
+    } catch (err) {
+      this.ledger.release(replicaId);
+      throw err;
     }
-    if (this.opts.startDelayMs) await new Promise((r) => setTimeout(r, this.opts.startDelayMs));
-    if (this.live.has(replicaId)) return this.live.get(replicaId)!;
-    const h = handle(replicaId, this.nextPort++);
-    this.live.set(replicaId, h);
-    this.log('start', replicaId);
-    return h;
   }
 
-  async stop(replicaId: string): Promise<void> {
-    if (!this.live.has(replicaId)) return;
-    this.live.delete(replicaId);
-    this.log('stop', replicaId);
+  private async launch(replicaId: string, spec: SessionSpec): Promise<FakeSession> {
+    const resources = { ...spec.resources };
+    if (!this.opts.serve) {
+      const port = this.machine.nextPort++;
+      return {
+        handle: handle(replicaId, port, this.machine.startedAt()),
+        resources,
+        state: 'running',
+      };
+    }
+    const inUse = new Set<number>();
+    for (const s of this.machine.sessions.values()) {
+      if (s.state === 'running') inUse.add(s.handle.port);
+    }
+    const port = await freePortAvoiding(HOST, inUse);
+    const argv = substitutePort(spec.command, port);
+    const env = { ...spec.environ, PORT: String(port), [REPLICA_ID_ENV]: replicaId };
+    const listenOn = listenPortOf(argv, env);
+    // A command that would not listen on its port runs, but nothing answers at the URL.
+    const server =
+      listenOn === undefined
+        ? undefined
+        : await startEchoServer({
+            port: listenOn,
+            host: HOST,
+            startupDelayMs: 0,
+            tokenLatencyMs: 0,
+            model: 'fake',
+            replicaId,
+            // POST /admin/crash ends the session as a crashing process would (status 1).
+            onCrash: () => this.die(replicaId, 1, null),
+          });
+    const session: FakeSession = {
+      handle: handle(replicaId, port, this.machine.startedAt()),
+      resources,
+      state: 'running',
+    };
+    if (server) session.server = server;
+    return session;
   }
 
-  /** Simulates a session dying on its own. */
+  stop(replicaId: string): Promise<void> {
+    return this.ops.run(replicaId, async () => {
+      const session = this.machine.sessions.get(replicaId);
+      if (!session || session.state === 'stopped') return;
+      const wasRunning = session.state === 'running';
+      session.state = 'stopped';
+      delete session.exit;
+      await session.server?.close();
+      this.ledger.release(replicaId);
+      if (wasRunning) this.log('stop', replicaId);
+    });
+  }
+
+  /** Simulates a session dying on its own (kill -9 from outside). */
   kill(replicaId: string): void {
-    if (!this.live.delete(replicaId)) return;
-    this.log('died', replicaId);
-    for (const l of this.listeners) l({ replicaId, code: 137, signal: 'SIGKILL', at: Date.now() });
+    this.die(replicaId, 137, 'SIGKILL');
   }
 
-  async status(replicaId: string) {
-    return this.live.has(replicaId) ? ('running' as const) : ('unknown' as const);
+  private die(replicaId: string, code: number | null, signal: string | null): void {
+    if (this.machine.die(replicaId, code, signal)) this.log('died', replicaId);
+  }
+
+  /** Called by the machine when a session died on its own. */
+  noticeDeath(exit: ReplicaExit): void {
+    this.ledger.release(exit.replicaId);
+    this.exits.emit(exit);
+  }
+
+  async status(replicaId: string): Promise<ReplicaStatus> {
+    const session = this.machine.sessions.get(replicaId);
+    if (!session) return 'unknown';
+    return session.state === 'running' ? 'running' : 'exited';
   }
 
   async list(): Promise<ReplicaHandle[]> {
@@ -91,29 +269,38 @@ export class FakeBackend implements ReplicaBackend {
   }
 
   onExit(listener: (e: ReplicaExit) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.reopenIfClosed();
+    return this.exits.subscribe(listener);
   }
 
   capacity() {
-    const total = this.opts.capacity ?? { cpu: 64, mem: 2 ** 40, gpu: 8 };
-    return { total, used: { cpu: 0, mem: 0, gpu: 0 } };
+    return this.ledger.snapshot();
   }
 
   async close(opts: { stopReplicas: boolean }): Promise<void> {
-    if (opts.stopReplicas) for (const id of [...this.live.keys()]) await this.stop(id);
-    this.listeners.clear();
+    if (this.closed) return;
+    if (opts.stopReplicas) {
+      await Promise.all([...this.live.keys()].map((id) => this.stop(id)));
+    }
+    this.closed = true;
+    this.machine.watchers.delete(this);
+    this.exits.clear();
   }
 }
 
-function handle(replicaId: string, port: number): ReplicaHandle {
-  return {
-    replicaId,
-    host: '127.0.0.1',
-    port,
-    url: `http://127.0.0.1:${port}`,
-    startedAt: Date.now(),
-  };
+/** Where a launched command listens: its `--port N` / `--port=N`, else `PORT`. */
+function listenPortOf(argv: string[], env: Record<string, string>): number | undefined {
+  let value: string | undefined;
+  argv.forEach((arg, i) => {
+    if (arg === '--port') value = argv[i + 1];
+    else if (arg.startsWith('--port=')) value = arg.slice('--port='.length);
+  });
+  const port = Number(value ?? env.PORT);
+  return Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined;
+}
+
+function handle(replicaId: string, port: number, startedAt: number): ReplicaHandle {
+  return { replicaId, host: HOST, port, url: httpUrl(HOST, port), startedAt };
 }
 
 export function readEvents(file: string): BackendEvent[] {

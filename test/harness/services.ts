@@ -4,8 +4,10 @@
  * Each service is obtained, in this order:
  *   1. from the environment (FLOTILLA_TEST_DATABASE_URL, FLOTILLA_TEST_REDIS_URL,
  *      FLOTILLA_TEST_ETCD_ENDPOINTS);
- *   2. from testcontainers, when a Docker engine answers;
- *   3. as an ephemeral instance spawned from local binaries in a temp dir on a free port.
+ *   2. as an ephemeral instance spawned from local binaries in a temp dir on a free port;
+ *   3. from testcontainers, when a Docker engine answers and already holds the service's image.
+ * Local binaries come first and images are never pulled: a Docker engine with no registry
+ * behind it (CI here) must not cost a pull attempt per run.
  * If none works the run fails with one line naming what is missing and how to install it.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -95,11 +97,20 @@ function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Pro
   });
 }
 
-async function dockerAnswers(): Promise<boolean> {
+const IMAGES = {
+  postgres: 'postgres:16-alpine',
+  redis: 'redis:7-alpine',
+  etcd: 'quay.io/coreos/etcd:v3.5.17',
+} as const;
+type Service = keyof typeof IMAGES;
+
+/** Whether a Docker engine answers (within 5 s) and holds `image` already; nothing is pulled. */
+async function imagePresent(image: string): Promise<boolean> {
   try {
-    const { getContainerRuntimeClient } = await import('testcontainers');
+    const { default: Dockerode } = await import('dockerode');
+    const docker = new Dockerode();
     await Promise.race([
-      getContainerRuntimeClient(),
+      docker.getImage(image).inspect(),
       new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), 5_000)),
     ]);
     return true;
@@ -108,13 +119,22 @@ async function dockerAnswers(): Promise<boolean> {
   }
 }
 
+/** Local binaries for each service, checked without starting anything. */
+function haveBinaries(service: Service): boolean {
+  if (service === 'postgres') {
+    const dirs = postgresBinDirs();
+    return Boolean(which('initdb', dirs) && which('postgres', dirs));
+  }
+  return Boolean(which(service === 'redis' ? 'redis-server' : 'etcd'));
+}
+
 async function spawnPostgres(): Promise<Running> {
   const dirs = postgresBinDirs();
   const initdb = which('initdb', dirs);
   const postgres = which('postgres', dirs);
   if (!initdb || !postgres) {
     throw new MissingServiceError(
-      'PostgreSQL: no FLOTILLA_TEST_DATABASE_URL, no Docker engine, and no initdb/postgres binaries; install with `apt-get install -y postgresql`',
+      'PostgreSQL: no FLOTILLA_TEST_DATABASE_URL, no local Docker image of it, and no initdb/postgres binaries; install with `apt-get install -y postgresql`',
     );
   }
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-pg-'));
@@ -188,7 +208,7 @@ async function spawnRedis(): Promise<Running> {
   const bin = which('redis-server');
   if (!bin) {
     throw new MissingServiceError(
-      'Redis: no FLOTILLA_TEST_REDIS_URL, no Docker engine, and no redis-server binary; install with `apt-get install -y redis-server`',
+      'Redis: no FLOTILLA_TEST_REDIS_URL, no local Docker image of it, and no redis-server binary; install with `apt-get install -y redis-server`',
     );
   }
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-redis-'));
@@ -224,7 +244,7 @@ async function spawnEtcd(): Promise<Running> {
   const bin = which('etcd');
   if (!bin) {
     throw new MissingServiceError(
-      'etcd: no FLOTILLA_TEST_ETCD_ENDPOINTS, no Docker engine, and no etcd binary; install with `apt-get install -y etcd-server`',
+      'etcd: no FLOTILLA_TEST_ETCD_ENDPOINTS, no local Docker image of it, and no etcd binary; install with `apt-get install -y etcd-server`',
     );
   }
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-etcd-'));
@@ -260,15 +280,28 @@ async function spawnEtcd(): Promise<Running> {
   };
 }
 
-async function fromContainers(): Promise<{ pg: Running; redis: Running; etcd: Running }> {
+async function fromContainer(service: Service): Promise<Running> {
   const { GenericContainer, Wait } = await import('testcontainers');
-  const pgC = await new GenericContainer('postgres:16-alpine')
-    .withEnvironment({ POSTGRES_HOST_AUTH_METHOD: 'trust' })
-    .withExposedPorts(5432)
-    .withWaitStrategy(Wait.forLogMessage(/ready to accept connections/, 2))
-    .start();
-  const redisC = await new GenericContainer('redis:7-alpine').withExposedPorts(6379).start();
-  const etcdC = await new GenericContainer('quay.io/coreos/etcd:v3.5.17')
+  const wrap = (url: string, c: { stop: () => Promise<unknown> }): Running => ({
+    url,
+    source: `testcontainers ${IMAGES[service]}`,
+    stop: async () => {
+      await c.stop();
+    },
+  });
+  if (service === 'postgres') {
+    const c = await new GenericContainer(IMAGES.postgres)
+      .withEnvironment({ POSTGRES_HOST_AUTH_METHOD: 'trust' })
+      .withExposedPorts(5432)
+      .withWaitStrategy(Wait.forLogMessage(/ready to accept connections/, 2))
+      .start();
+    return wrap(`postgres://postgres@${c.getHost()}:${c.getMappedPort(5432)}/postgres`, c);
+  }
+  if (service === 'redis') {
+    const c = await new GenericContainer(IMAGES.redis).withExposedPorts(6379).start();
+    return wrap(`redis://${c.getHost()}:${c.getMappedPort(6379)}`, c);
+  }
+  const c = await new GenericContainer(IMAGES.etcd)
     .withCommand([
       'etcd',
       '--listen-client-urls',
@@ -278,18 +311,15 @@ async function fromContainers(): Promise<{ pg: Running; redis: Running; etcd: Ru
     ])
     .withExposedPorts(2379)
     .start();
-  const wrap = (url: string, c: { stop: () => Promise<unknown> }): Running => ({
-    url,
-    source: 'testcontainers',
-    stop: async () => {
-      await c.stop();
-    },
-  });
-  return {
-    pg: wrap(`postgres://postgres@${pgC.getHost()}:${pgC.getMappedPort(5432)}/postgres`, pgC),
-    redis: wrap(`redis://${redisC.getHost()}:${redisC.getMappedPort(6379)}`, redisC),
-    etcd: wrap(`http://${etcdC.getHost()}:${etcdC.getMappedPort(2379)}`, etcdC),
-  };
+  return wrap(`http://${c.getHost()}:${c.getMappedPort(2379)}`, c);
+}
+
+/** Local binaries first; a container only where they are missing and the image is at hand. */
+async function obtain(service: Service, spawnLocal: () => Promise<Running>): Promise<Running> {
+  if (!haveBinaries(service) && (await imagePresent(IMAGES[service]))) {
+    return fromContainer(service);
+  }
+  return spawnLocal();
 }
 
 /** Starts (or finds) every service; returns their URLs and one function that stops what was started. */
@@ -300,29 +330,22 @@ export async function startServices(
   const given = (url: string | undefined): Running | undefined =>
     url ? { url, source: 'environment', stop: async () => {} } : undefined;
 
-  let pg = given(env.FLOTILLA_TEST_DATABASE_URL);
-  let redis = given(env.FLOTILLA_TEST_REDIS_URL);
-  let etcd = given(env.FLOTILLA_TEST_ETCD_ENDPOINTS);
+  const pg = given(env.FLOTILLA_TEST_DATABASE_URL);
+  const redis = given(env.FLOTILLA_TEST_REDIS_URL);
+  const etcd = given(env.FLOTILLA_TEST_ETCD_ENDPOINTS);
 
   try {
-    if ((!pg || !redis || !etcd) && (await dockerAnswers())) {
-      const c = await fromContainers();
-      started.push(c.pg, c.redis, c.etcd);
-      pg ??= c.pg;
-      redis ??= c.redis;
-      etcd ??= c.etcd;
-    }
     const spawned = await Promise.allSettled([
-      pg ? Promise.resolve(pg) : spawnPostgres(),
-      redis ? Promise.resolve(redis) : spawnRedis(),
-      etcd ? Promise.resolve(etcd) : spawnEtcd(),
+      pg ? Promise.resolve(pg) : obtain('postgres', spawnPostgres),
+      redis ? Promise.resolve(redis) : obtain('redis', spawnRedis),
+      etcd ? Promise.resolve(etcd) : obtain('etcd', spawnEtcd),
     ]);
     const failures: string[] = [];
     const got: Running[] = [];
     for (const r of spawned) {
       if (r.status === 'fulfilled') {
         got.push(r.value);
-        if (r.value.source.startsWith('ephemeral')) started.push(r.value);
+        if (r.value.source !== 'environment') started.push(r.value);
       } else failures.push(r.reason instanceof Error ? r.reason.message : String(r.reason));
     }
     if (failures.length) throw new MissingServiceError(failures.join('\n'));

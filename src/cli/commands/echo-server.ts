@@ -3,6 +3,7 @@
  * Flags win over environment variables, which win over defaults.
  */
 import { parseArgs } from 'node:util';
+import { hostForUrl } from '../../domain/host.ts';
 import { startEchoServer } from '../../echo/server.ts';
 
 const HELP = `usage: flotilla echo-server [options]
@@ -84,7 +85,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
 
   const server = await startEchoServer(opts);
   const host = opts.host ?? '127.0.0.1';
-  const shown = host.includes(':') ? `[${host}]` : host;
+  const shown = hostForUrl(host);
   console.log(
     `echo-server listening on http://${shown}:${server.port} (pid ${process.pid}, model ${opts.model})`,
   );

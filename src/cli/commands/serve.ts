@@ -17,6 +17,7 @@ import {
   parseServeConfig,
   type ServeConfig,
 } from '../../config.ts';
+import { hostForUrl } from '../../domain/host.ts';
 import { campaignForLeadership, type Leadership } from '../../etcd/leader-election.ts';
 import { createFlotilla, type Flotilla } from '../../index.ts';
 import { buildNodeApp } from '../../roles/node-app.ts';
@@ -68,10 +69,6 @@ options:
   -h, --help                this help
 
 Prints "api <url>" and "proxy <url>" on stdout once both listen.`;
-
-function hostForUrl(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
-}
 
 export async function run(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | string[] | undefined>;

@@ -2,7 +2,7 @@
  * Admission control against a real slow replica: graduated rejection under saturation,
  * priority order in the queue, queue timeout, and /health staying responsive.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import { seededRandom } from '../../unit/proxy/seeded-random.ts';
@@ -10,19 +10,13 @@ import {
   client,
   countBy,
   deployment,
+  proxyTestFixture,
   startReplica,
-  stopReplicas,
   table,
   waitFor,
 } from './helpers.ts';
 
-const proxies: FlotillaProxy[] = [];
-const clients: ReturnType<typeof client>[] = [];
-afterEach(async () => {
-  await Promise.all(proxies.splice(0).map((p) => p.close()));
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await stopReplicas();
-});
+const { proxies, clients } = proxyTestFixture();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

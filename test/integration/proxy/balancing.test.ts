@@ -1,29 +1,23 @@
 /**
  * Request distribution per balancing strategy over 1,000 requests to real replica processes.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BalancingStrategy } from '../../../src/domain/routing.ts';
-import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
+import { createProxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import { seededRandom } from '../../unit/proxy/seeded-random.ts';
 import {
   client,
   countBy,
   deployment,
+  proxyTestFixture,
   type Replica,
   runConcurrent,
   startReplica,
-  stopReplicas,
   table,
 } from './helpers.ts';
 
-const proxies: FlotillaProxy[] = [];
-const clients: ReturnType<typeof client>[] = [];
-afterEach(async () => {
-  await Promise.all(proxies.splice(0).map((p) => p.close()));
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await stopReplicas();
-});
+const { proxies, clients } = proxyTestFixture();
 
 const SEED = 20240611;
 // Generous per-replica concurrency: these tests measure balancing, not admission.

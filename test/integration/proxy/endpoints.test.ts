@@ -2,28 +2,22 @@
  * Endpoints: traffic split by weight across deployments (canary, blue-green), with backends
  * that cannot serve dropping out of the split (stopped-app-routing.md).
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
+import { describe, expect, it } from 'vitest';
+import { createProxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import {
   client,
   countBy,
   deployment,
+  proxyTestFixture,
   type Replica,
   runConcurrent,
   startReplica,
-  stopReplicas,
   table,
   waitFor,
 } from './helpers.ts';
 
-const proxies: FlotillaProxy[] = [];
-const clients: ReturnType<typeof client>[] = [];
-afterEach(async () => {
-  await Promise.all(proxies.splice(0).map((p) => p.close()));
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await stopReplicas();
-});
+const { proxies, clients } = proxyTestFixture();
 
 async function setup(...args: Parameters<typeof table>) {
   const source = createStaticTableSource(table(...args));

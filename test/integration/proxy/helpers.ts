@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
+import { afterEach } from 'vitest';
 import type {
   BalancingStrategy,
   DeploymentRoutes,
@@ -110,6 +111,32 @@ const statsAgent = new Agent({ keepAliveTimeout: 1_000 });
 /** Kills every replica still running (afterEach). */
 export async function stopReplicas(): Promise<void> {
   await Promise.all([...running].map((r) => r.kill('SIGKILL')));
+}
+
+interface Closable {
+  close(): unknown;
+}
+
+/**
+ * The teardown every proxy test file shares: what a test registers here is closed after it, in
+ * this order: proxies (together), clients (together), servers, other closers (last registered
+ * first), then every replica process is killed. Call once at the top of a test file.
+ */
+export function proxyTestFixture() {
+  const fixture = {
+    proxies: [] as Closable[],
+    clients: [] as Closable[],
+    servers: [] as Closable[],
+    closers: [] as (() => unknown)[],
+  };
+  afterEach(async () => {
+    await Promise.all(fixture.proxies.splice(0).map((p) => p.close()));
+    await Promise.all(fixture.clients.splice(0).map((c) => c.close()));
+    for (const s of fixture.servers.splice(0)) s.close();
+    for (const close of fixture.closers.splice(0).reverse()) await close();
+    await stopReplicas();
+  });
+  return fixture;
 }
 
 let nextVersion = 1;

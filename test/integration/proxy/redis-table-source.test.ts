@@ -3,7 +3,7 @@
  * and a route that leaves HEALTHY leaves every proxy's rotation within one second.
  */
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
 import {
   createRedisTableSource,
@@ -16,18 +16,14 @@ import {
   client,
   countBy,
   deployment,
+  proxyTestFixture,
   type Replica,
   startReplica,
-  stopReplicas,
   table,
   waitFor,
 } from './helpers.ts';
 
-const closers: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const f of closers.splice(0).reverse()) await f();
-  await stopReplicas();
-});
+const { closers } = proxyTestFixture();
 
 function redis(): Redis {
   const r = new Redis(services().redisUrl);

@@ -1,27 +1,21 @@
 /**
  * Failures on live traffic: a replica killed under load, and passive outlier detection.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ProxyEvent } from '../../../src/proxy/proxy-events.ts';
-import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
+import { createProxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import {
   client,
   countBy,
   deployment,
+  proxyTestFixture,
   startReplica,
-  stopReplicas,
   table,
   waitFor,
 } from './helpers.ts';
 
-const proxies: FlotillaProxy[] = [];
-const clients: ReturnType<typeof client>[] = [];
-afterEach(async () => {
-  await Promise.all(proxies.splice(0).map((p) => p.close()));
-  await Promise.all(clients.splice(0).map((c) => c.close()));
-  await stopReplicas();
-});
+const { proxies, clients } = proxyTestFixture();
 
 describe('resilience', () => {
   it('loses no request when a replica is killed under steady GET load (retries on)', async () => {

@@ -4,26 +4,20 @@
  */
 
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
+import { describe, expect, it } from 'vitest';
+import { createProxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import {
   client,
   countBy,
   deployment,
+  proxyTestFixture,
   startReplica,
-  stopReplicas,
   table,
   waitFor,
 } from './helpers.ts';
 
-const proxies: FlotillaProxy[] = [];
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  await Promise.all(proxies.splice(0).map((p) => p.close()));
-  await Promise.all(cleanups.splice(0).map((f) => f()));
-  await stopReplicas();
-});
+const { proxies, closers: cleanups } = proxyTestFixture();
 
 async function proxyFor(...args: Parameters<typeof table>) {
   const source = createStaticTableSource(table(...args));

@@ -3,26 +3,20 @@
  * for byte, and the first byte arrives about as soon as it does direct.
  */
 import { request as httpRequest } from 'node:http';
-import { type AddressInfo, connect, createServer, type Server } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
+import { type AddressInfo, connect, createServer } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { createProxy } from '../../../src/proxy/proxy-server.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
 import {
   deployment,
+  proxyTestFixture,
   type Replica,
   startEchoReplica,
   startReplica,
-  stopReplicas,
   table,
 } from './helpers.ts';
 
-const proxies: FlotillaProxy[] = [];
-const servers: Server[] = [];
-afterEach(async () => {
-  await Promise.all(proxies.splice(0).map((p) => p.close()));
-  for (const s of servers.splice(0)) s.close();
-  await stopReplicas();
-});
+const { proxies, servers } = proxyTestFixture();
 
 interface Fetched {
   status: number;
