@@ -20,18 +20,22 @@
  * ids and the backend adopts the running sessions instead of starting duplicates.
  */
 import { assign, enqueueActions, fromPromise, setup } from 'xstate';
-import { type DeadlineReachedEvent, deadlineTimer } from './deadline-timer.ts';
+import { backoffDelayS } from './backoff.ts';
+import { type MachineClock, unprovidedClock } from './clock.ts';
+import { type DeadlineReachedEvent, deadlineTimer, deadlineTimerOn } from './deadline-timer.ts';
 import {
   type ReplicaHealthSettings,
   type ReplicaState,
   type ReplicaStateEvent,
   replicaMachine,
+  replicaMachineWithClock,
 } from './replica.ts';
 import {
   type CleanupStatus,
   type RouteState,
   type RouteStateEvent,
   routeMachine,
+  routeMachineWithClock,
 } from './route.ts';
 
 export const DeploymentStates = [
@@ -108,13 +112,13 @@ export interface DeploymentContext {
   reason: string | null;
 }
 
-/** Delay before a new replica starts after `crashLoops` failed ones (capped exponential). */
+/** Delay before a new replica starts after `crashLoops` failed ones (./backoff.ts; 0 if none). */
 export function crashLoopDelayS(
   crashLoops: number,
   s: Pick<DeploymentSettings, 'backoff_base_s' | 'backoff_cap_s'>,
 ): number {
   if (crashLoops <= 0) return 0;
-  return Math.min(s.backoff_cap_s, s.backoff_base_s * 2 ** (crashLoops - 1));
+  return backoffDelayS(crashLoops - 1, s);
 }
 
 export type DeploymentEvent =
@@ -191,6 +195,18 @@ function healthyCount(ctx: DeploymentContext): number {
   return Object.values(ctx.replicas).filter((r) => r.state === 'HEALTHY' && !r.leaving).length;
 }
 
+/**
+ * The deployment's deadlines (epoch ms), each read from the one clock (./clock.ts). `setup`
+ * uses them with `unprovidedClock`; `deploymentMachineWithClock` provides them with a real one.
+ */
+const deadlines = (clock: MachineClock) => ({
+  provision: ({ context }: { context: DeploymentContext }) =>
+    clock.now() + context.settings.provision_timeout_s * 1000,
+  retry: ({ context }: { context: DeploymentContext }) =>
+    clock.now() + backoffDelayS(context.retries, context.settings) * 1000,
+});
+const unprovided = deadlines(unprovidedClock);
+
 export const deploymentMachine = setup({
   types: {
     context: {} as DeploymentContext,
@@ -229,7 +245,7 @@ export const deploymentMachine = setup({
         if (!r) return context.replicas;
         return {
           ...context.replicas,
-          [event.replicaId]: { ...r, state: event.state as ReplicaState, endpoint: event.endpoint },
+          [event.replicaId]: { ...r, state: event.state, endpoint: event.endpoint },
         };
       },
     }),
@@ -342,10 +358,7 @@ export const deploymentMachine = setup({
             max_restarts: s.max_restarts,
             backoff_base_s: s.backoff_base_s,
             backoff_cap_s: s.backoff_cap_s,
-            start_not_before:
-              context.crashLoops > 0
-                ? Date.now() + crashLoopDelayS(context.crashLoops, s) * 1000
-                : null,
+            start_delay_s: crashLoopDelayS(context.crashLoops, s),
           },
         });
         enqueue.spawnChild('route', {
@@ -402,18 +415,9 @@ export const deploymentMachine = setup({
           }
         : {},
     ),
-    setProvisionDeadline: assign({
-      deadline: ({ context }) => Date.now() + context.settings.provision_timeout_s * 1000,
-    }),
-    setRetryDeadline: assign({
-      deadline: ({ context }) =>
-        Date.now() +
-        Math.min(
-          context.settings.backoff_cap_s,
-          context.settings.backoff_base_s * 2 ** context.retries,
-        ) *
-          1000,
-    }),
+    // Time-dependent: provided with the clock (deploymentMachineWithClock).
+    setProvisionDeadline: assign({ deadline: unprovided.provision }),
+    setRetryDeadline: assign({ deadline: unprovided.retry }),
     clearDeadline: assign({ deadline: null }),
     clearReason: assign({ reason: null }),
   },
@@ -569,3 +573,23 @@ export const deploymentMachine = setup({
     },
   },
 });
+
+/**
+ * The deployment with its one clock (./clock.ts), and its replicas and routes with the same
+ * clock. Provide effects on the result; a provided `replica` or `route` must be built from
+ * `replicaMachineWithClock` / `routeMachineWithClock` (it replaces the one given here).
+ */
+export function deploymentMachineWithClock(clock: MachineClock) {
+  const at = deadlines(clock);
+  return deploymentMachine.provide({
+    actions: {
+      setProvisionDeadline: assign({ deadline: at.provision }),
+      setRetryDeadline: assign({ deadline: at.retry }),
+    },
+    actors: {
+      deadlineTimer: deadlineTimerOn(clock),
+      replica: replicaMachineWithClock(clock),
+      route: routeMachineWithClock(clock),
+    },
+  });
+}
