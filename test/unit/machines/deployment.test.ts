@@ -2,19 +2,26 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type AnyActorRef, createActor, fromPromise } from 'xstate';
 import {
   type DeploymentInput,
-  deploymentMachine,
+  deploymentMachine as bareDeploymentMachine,
+  deploymentMachineWithClock,
   planReplicas,
   type ReplicaEntry,
   replicaActorId,
   routeActorId,
 } from '../../../machines/deployment.ts';
 import {
-  replicaMachine,
+  replicaMachineWithClock,
   type SessionInput,
   type SessionStarted,
   type StopInput,
 } from '../../../machines/replica.ts';
-import { routeMachine } from '../../../machines/route.ts';
+import { routeMachineWithClock } from '../../../machines/route.ts';
+import { systemClock } from '../../../src/runtime/provide-effects.ts';
+
+// The runtime's clock; under vi.useFakeTimers() its time and timers are the fake ones.
+const deploymentMachine = deploymentMachineWithClock(systemClock);
+const replicaMachine = replicaMachineWithClock(systemClock);
+const routeMachine = routeMachineWithClock(systemClock);
 
 const input: DeploymentInput = {
   deploymentId: 'd1',
@@ -271,7 +278,7 @@ describe('deployment machine', () => {
     const persisted = JSON.parse(JSON.stringify(actor.getPersistedSnapshot()));
     actor.stop();
     const again = testDeployment();
-    const restored = createActor(again.actor.logic as typeof deploymentMachine, {
+    const restored = createActor(again.actor.logic as typeof bareDeploymentMachine, {
       snapshot: persisted,
       input,
     }).start();

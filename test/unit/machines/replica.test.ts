@@ -2,11 +2,15 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
 import {
   type ReplicaInput,
-  replicaMachine,
+  replicaMachineWithClock,
   type SessionInput,
   type SessionStarted,
   type StopInput,
 } from '../../../machines/replica.ts';
+import { systemClock } from '../../../src/runtime/provide-effects.ts';
+
+// The runtime's clock; under vi.useFakeTimers() its time and timers are the fake ones.
+const replicaMachine = replicaMachineWithClock(systemClock);
 
 const input: ReplicaInput = {
   replicaId: 'r1',

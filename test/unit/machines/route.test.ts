@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { createActor, fromPromise } from 'xstate';
-import { routeMachine } from '../../../machines/route.ts';
+import { createActor, fromPromise, SimulatedClock } from 'xstate';
+import { routeMachineWithClock } from '../../../machines/route.ts';
 
 function testRoute(drain: () => Promise<void> = async () => {}) {
-  const machine = routeMachine.provide({
+  // A clock that never moves: these tests do not wait on the drain timeout.
+  const machine = routeMachineWithClock(new SimulatedClock()).provide({
     actions: { notifyParent: () => {} },
     actors: { drainRoute: fromPromise(drain) },
   });
