@@ -29,13 +29,9 @@ import {
   type RouteState,
   routeMachineWithClock,
 } from '../../machines/route.ts';
+import { systemClock } from './system-clock.ts';
 
-/** The wall clock and the process's timers: the default clock of every machine. */
-export const systemClock: MachineClock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (id) => clearTimeout(id as ReturnType<typeof setTimeout>),
-};
+export { systemClock };
 
 /** What the effects need from the runtime; each function is idempotent per id. */
 export interface EffectPorts {
