@@ -138,15 +138,33 @@ describe('prober', () => {
   it('continues the streak counters of a route it takes over from another prober', async () => {
     const [r] = await replicas(1);
     r!.mode = 'fail';
-    const store = createMemoryHealthStore();
-    const a = prober(store, 'prober-a', targetsOf([r!]));
+    // One manual clock for the store and both probers: the takeover is judged on it, not on
+    // how long the test happens to take.
+    const t = 1_000_000;
+    const store = createMemoryHealthStore({ now: () => t });
+    const a = prober(store, 'prober-a', targetsOf([r!]), () => t);
     await a.probeOnce();
     await a.probeOnce();
     await a.stop();
     expect(await store.members()).toEqual([]);
-    const b = prober(store, 'prober-b', targetsOf([r!]));
+    const b = prober(store, 'prober-b', targetsOf([r!]), () => t);
     await b.probeOnce();
     expect(await read(store, 'route-0')).toMatchObject({ consecutive_failures: 3, ready: false });
+  });
+
+  it('starts the streak afresh when the previous prober last checked more than three intervals ago', async () => {
+    const [r] = await replicas(1);
+    r!.mode = 'fail';
+    let t = 1_000_000;
+    const store = createMemoryHealthStore({ now: () => t });
+    const a = prober(store, 'prober-a', targetsOf([r!]), () => t);
+    await a.probeOnce();
+    await a.probeOnce();
+    await a.stop();
+    t += 3 * health.interval_s * 1000 + 1; // history now, not a streak (the record lives 30 s)
+    const b = prober(store, 'prober-b', targetsOf([r!]), () => t);
+    await b.probeOnce();
+    expect(await read(store, 'route-0')).toMatchObject({ consecutive_failures: 1, ready: false });
   });
 
   it('keeps going when the store and the target list fail', async () => {
