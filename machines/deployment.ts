@@ -37,6 +37,7 @@ import {
   routeMachine,
   routeMachineWithClock,
 } from './route.ts';
+import { liveStates } from './states.ts';
 
 export const DeploymentStates = [
   'PENDING',
@@ -267,7 +268,7 @@ export const deploymentMachine = setup({
      * drain the route of a replica that is ending, stop a replica whose route has drained.
      */
     settleChildren: enqueueActions(({ context, enqueue, self }) => {
-      const children = self.getSnapshot().children as Record<string, unknown>;
+      const children = self.getSnapshot().children;
       for (const [replicaId, r] of Object.entries(context.replicas)) {
         const rid = replicaActorId(replicaId);
         const tid = routeActorId(r.routeId);
@@ -317,7 +318,7 @@ export const deploymentMachine = setup({
       if (plan.spawn === 0 && plan.terminate.length === 0) return;
       const replicas = { ...context.replicas };
       let seq = context.seq;
-      const children = self.getSnapshot().children as Record<string, unknown>;
+      const children = self.getSnapshot().children;
       for (const replicaId of plan.terminate) {
         const r = replicas[replicaId];
         if (!r) continue;
@@ -378,7 +379,7 @@ export const deploymentMachine = setup({
 
     /** DESTROYING: drain every route, then stop every replica (via settleChildren). */
     terminateAll: enqueueActions(({ context, enqueue, self }) => {
-      const children = self.getSnapshot().children as Record<string, unknown>;
+      const children = self.getSnapshot().children;
       const replicas = { ...context.replicas };
       for (const [replicaId, r] of Object.entries(context.replicas)) {
         replicas[replicaId] = { ...r, leaving: true };
@@ -396,7 +397,7 @@ export const deploymentMachine = setup({
     /** Forward an eviction sweep to every route (each route checks its own status). */
     evictRoutes: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'deployment.evict') return;
-      const children = self.getSnapshot().children as Record<string, unknown>;
+      const children = self.getSnapshot().children;
       for (const r of Object.values(context.replicas)) {
         const tid = routeActorId(r.routeId);
         if (children[tid]) enqueue.sendTo(tid, { type: 'route.evict', statuses: event.statuses });
@@ -593,3 +594,9 @@ export function deploymentMachineWithClock(clock: MachineClock) {
     },
   });
 }
+
+/**
+ * Deployment states an actor is alive in (all but the final TERMINATED), read from the machine:
+ * the runtime's live-state filter and the metrics gauges use this list.
+ */
+export const LIVE_DEPLOYMENT_STATES = liveStates(deploymentMachine, DeploymentStates);

@@ -28,6 +28,7 @@ import { assign, fromPromise, sendParent, setup } from 'xstate';
 import { backoffDelayS } from './backoff.ts';
 import { type MachineClock, unprovidedClock } from './clock.ts';
 import { type DeadlineReachedEvent, deadlineTimer, deadlineTimerOn } from './deadline-timer.ts';
+import { liveStates } from './states.ts';
 
 export interface ReplicaHealthSettings {
   healthy_threshold: number;
@@ -514,3 +515,6 @@ export function replicaMachineWithClock(clock: MachineClock) {
     actors: { deadlineTimer: deadlineTimerOn(clock) },
   });
 }
+
+/** Replica states an actor is alive in (all but the final TERMINATED), read from the machine. */
+export const LIVE_REPLICA_STATES = liveStates(replicaMachine, ReplicaStates);

@@ -24,7 +24,8 @@
 import { assign, fromPromise, sendParent, setup } from 'xstate';
 import { type MachineClock, unprovidedClock } from './clock.ts';
 import { type DeadlineReachedEvent, deadlineTimer, deadlineTimerOn } from './deadline-timer.ts';
-import type { RouteState } from './route-states.ts';
+import { type RouteState, RouteStates } from './route-states.ts';
+import { liveStates } from './states.ts';
 
 export { type RouteState, RouteStates } from './route-states.ts';
 
@@ -283,3 +284,6 @@ export function routeMachineWithClock(clock: MachineClock) {
     actors: { deadlineTimer: deadlineTimerOn(clock) },
   });
 }
+
+/** Route states an actor is alive in (all but the final TERMINATED), read from the machine. */
+export const LIVE_ROUTE_STATES = liveStates(routeMachine, RouteStates);

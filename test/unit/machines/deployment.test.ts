@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type AnyActorRef, createActor, fromPromise } from 'xstate';
 import {
+  type deploymentMachine as bareDeploymentMachine,
   type DeploymentInput,
-  deploymentMachine as bareDeploymentMachine,
   deploymentMachineWithClock,
   planReplicas,
   type ReplicaEntry,
