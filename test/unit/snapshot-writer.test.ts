@@ -83,10 +83,16 @@ describe('snapshot writer', () => {
     expect(batches).toHaveLength(0); // no retry before the pause is over
     clock.increment(1); // the retry pause ends: the writer schedules a flush
     clock.increment(2);
-    await waitFor(async () => (await settle(), batches.length === 1), {
-      timeoutMs: 5_000,
-      message: 'the retry wrote the batch',
-    });
+    await waitFor(
+      async () => {
+        await settle();
+        return batches.length === 1;
+      },
+      {
+        timeoutMs: 5_000,
+        message: 'the retry wrote the batch',
+      },
+    );
     expect(errors).toHaveLength(1);
     const write = batches[0]!.find((x) => x.actorId === 'replica:r1')!;
     expect([write.transition?.from, write.transition?.to, write.expectedVersion]).toEqual([

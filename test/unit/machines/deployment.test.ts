@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { type AnyActorRef, createActor, fromPromise } from 'xstate';
+import { type AnyActorRef, createActor, fromPromise, SimulatedClock } from 'xstate';
 import {
   type deploymentMachine as bareDeploymentMachine,
   type DeploymentInput,
@@ -17,6 +17,8 @@ import {
 } from '../../../machines/replica.ts';
 import { routeMachineWithClock } from '../../../machines/route.ts';
 import { systemClock } from '../../../src/runtime/provide-effects.ts';
+
+import { pureActor } from './pure-actor.ts';
 
 // The runtime's clock; under vi.useFakeTimers() its time and timers are the fake ones.
 const deploymentMachine = deploymentMachineWithClock(systemClock);
@@ -293,6 +295,54 @@ describe('deployment machine', () => {
     restored.send({ type: 'deployment.scale', replicas: 3 });
     await flush();
     expect(again.started).toEqual(['d1-r3']);
+  });
+});
+
+describe('deployment machine, single steps (pure transition(): no actor, no effects, no timers)', () => {
+  const pureDeployment = (at = 0) => {
+    const clock = new SimulatedClock();
+    clock.set(at);
+    return pureActor(deploymentMachineWithClock(clock), input);
+  };
+
+  it('starts in PENDING, records it, and invokes the definition generator', () => {
+    const a = pureDeployment();
+    expect(a.getSnapshot().value).toEqual({ PENDING: 'generating' });
+    expect(a.lastActions()).toEqual([
+      ['recordTransition', { state: 'PENDING' }],
+      ['xstate.spawnChild', expect.objectContaining({ id: 'generate', src: 'generateDefinition' })],
+    ]);
+  });
+
+  it('takes a scale within min/max in PENDING and records the change; refuses one outside', () => {
+    const a = pureDeployment();
+    a.send({ type: 'deployment.scale', replicas: 6 }); // max_replicas is 5
+    expect(a.getSnapshot().context.target).toBe(2);
+    expect(a.lastActions()).toEqual([]);
+    a.send({ type: 'deployment.scale', replicas: 4 });
+    expect(a.getSnapshot().context.target).toBe(4);
+    expect(a.lastActions()).toEqual([['recordChange', undefined]]);
+  });
+
+  it('on the generated definition enters PROVISIONING with a deadline from its clock and spawns replicas and routes', () => {
+    const a = pureDeployment(10_000);
+    // The generator's done event is XState's own, outside the machine's declared event union.
+    a.send({ type: 'xstate.done.actor.generate', output: undefined, actorId: 'generate' } as never);
+    expect(top(a.getSnapshot().value)).toBe('PROVISIONING');
+    expect(a.getSnapshot().context.deadline).toBe(10_000 + 900 * 1000);
+    const spawned = a
+      .lastActions()
+      .filter(([type]) => type === 'xstate.spawnChild')
+      .map(([, p]) => (p as { id: string }).id);
+    expect(spawned.sort()).toEqual(
+      [
+        'provision-deadline',
+        replicaActorId('d1-r1'),
+        replicaActorId('d1-r2'),
+        routeActorId('d1-t1'),
+        routeActorId('d1-t2'),
+      ].sort(),
+    );
   });
 });
 
