@@ -12,6 +12,7 @@ import { coordinatorMachine, shardMachine } from '../../machines/coordinator.ts'
 import {
   type DeploymentContext,
   type DeploymentState,
+  deploymentActorId,
   deploymentMachineWithClock,
   type GenerateInput,
 } from '../../machines/deployment.ts';
@@ -84,7 +85,7 @@ export function provideEffects(ports: EffectPorts, clock: MachineClock = systemC
         ports.deploymentTransition(context, (params as { state: DeploymentState }).state),
       recordChange: ({ context }) => ports.deploymentChanged(context),
       reportChildError: ({ context, event }) =>
-        ports.childError(`deployment:${context.deploymentId}`, event),
+        ports.childError(deploymentActorId(context.deploymentId), event),
     },
     actors: {
       replica,
