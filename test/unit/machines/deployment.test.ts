@@ -16,8 +16,15 @@ import {
   type StopInput,
 } from '../../../machines/replica.ts';
 import { routeMachineWithClock } from '../../../machines/route.ts';
+import {
+  childrenOf,
+  deploymentContextOf,
+  replicaContextOf,
+  replicaRef,
+  routeContextOf,
+  routeRef,
+} from '../../../machines/types.ts';
 import { systemClock } from '../../../src/runtime/provide-effects.ts';
-
 import { pureActor } from './pure-actor.ts';
 
 // The runtime's clock; under vi.useFakeTimers() its time and timers are the fake ones.
@@ -168,6 +175,22 @@ describe('deployment machine', () => {
     await flush();
     await flush();
     expect(top(actor.getSnapshot().value)).toBe('TERMINATED');
+  });
+
+  it('the typed tree helpers find its replicas and routes by id, with their contexts', async () => {
+    const { actor, passAll } = testDeployment();
+    actor.start();
+    await flush();
+    passAll();
+    const { replicas, routes } = childrenOf(actor.getSnapshot());
+    expect(Object.keys(replicas).sort()).toEqual(['d1-r1', 'd1-r2']);
+    expect(Object.keys(routes).sort()).toEqual(['d1-t1', 'd1-t2']);
+    expect(replicaContextOf(replicas['d1-r1']!).replicaId).toBe('d1-r1');
+    expect(routeContextOf(routes['d1-t2']!).replicaId).toBe('d1-r2');
+    expect(replicaRef(actor.system, 'd1-r2')).toBe(replicas['d1-r2']);
+    expect(routeRef(actor.system, 'd1-t1')).toBe(routes['d1-t1']);
+    expect(replicaRef(actor.system, 'd1-r9')).toBeUndefined();
+    expect(deploymentContextOf(actor).target).toBe(2);
   });
 
   it('regenerates a replica that terminated after failed recovery', async () => {
