@@ -144,6 +144,26 @@ describe('replica machine', () => {
     a.stop();
   });
 
+  it('runs its startup timer on the provided clock: it fires when that clock passes the deadline', async () => {
+    const clock = new SimulatedClock();
+    const machine = replicaMachineWithClock(clock).provide({
+      actions: { notifyParent: () => {} },
+      actors: {
+        startSession: fromPromise<SessionStarted, SessionInput>(async () => ({
+          endpoint: 'http://127.0.0.1:9',
+        })),
+      },
+    });
+    const a = createActor(machine, { input }).start();
+    await Promise.resolve();
+    clock.increment(299_999);
+    expect(top(a.getSnapshot().value)).toBe('STARTING');
+    clock.increment(1);
+    expect(top(a.getSnapshot().value)).toBe('UNHEALTHY');
+    expect(a.getSnapshot().context.reason).toMatch(/startup timeout/);
+    a.stop();
+  });
+
   it('goes STARTING -> UNHEALTHY at the original deadline when persisted and restored halfway through the timeout', async () => {
     const { machine } = testReplica();
     const a = createActor(machine, { input }).start();
