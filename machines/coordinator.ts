@@ -58,14 +58,14 @@ export const shardMachine = setup({
       actions: enqueueActions(({ event, enqueue, self }) => {
         const id = deploymentActorId(event.input.deploymentId);
         // Never spawn an existing systemId (statelyai/xstate#4453): adding twice is a no-op.
-        if ((self.getSnapshot().children as Record<string, unknown>)[id]) return;
+        if (self.getSnapshot().children[id]) return;
         enqueue.spawnChild('deployment', { id, systemId: id, input: event.input });
       }),
     },
     'shard.deployment.remove': {
       actions: enqueueActions(({ event, enqueue, self }) => {
         const id = deploymentActorId(event.deploymentId);
-        if ((self.getSnapshot().children as Record<string, unknown>)[id]) enqueue.stopChild(id);
+        if (self.getSnapshot().children[id]) enqueue.stopChild(id);
       }),
     },
     'xstate.error.actor.*': { actions: 'reportChildError' },

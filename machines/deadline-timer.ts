@@ -5,8 +5,13 @@
  * Why not `after`: XState does not restore pending `after` delays from a persisted snapshot
  * (statelyai/xstate#5331). An invoked actor is restarted on restore with its persisted input,
  * so the deadline is re-armed with exactly the time that is left (or fires at once if passed).
+ *
+ * Time and scheduling come from the machine's one clock (./clock.ts); the default in each
+ * machine's `setup` is `deadlineTimer` (no clock: it fails when started), and
+ * `<machine>WithClock(clock)` provides `deadlineTimerOn(clock)`.
  */
 import { fromCallback } from 'xstate';
+import { type MachineClock, unprovidedClock } from './clock.ts';
 
 export interface DeadlineInput {
   /** epoch ms */
@@ -23,19 +28,23 @@ export interface DeadlineReachedEvent {
 /** setTimeout's limit; longer deadlines re-arm in steps. */
 const MAX_DELAY = 2_147_483_647;
 
-export const deadlineTimer = fromCallback<{ type: 'deadline.noop' }, DeadlineInput>(
-  ({ input, sendBack }) => {
-    let timer: ReturnType<typeof setTimeout> | undefined;
+/** The deadline timer scheduling on `clock`. */
+export function deadlineTimerOn(clock: MachineClock) {
+  return fromCallback<{ type: 'deadline.noop' }, DeadlineInput>(({ input, sendBack }) => {
+    let timer: unknown;
     const arm = () => {
-      const left = input.deadline - Date.now();
+      const left = input.deadline - clock.now();
       if (left <= 0) {
         sendBack({ type: 'deadline.reached', key: input.key } satisfies DeadlineReachedEvent);
         return;
       }
-      timer = setTimeout(arm, Math.min(left, MAX_DELAY));
+      timer = clock.setTimeout(arm, Math.min(left, MAX_DELAY));
     };
     // Fire asynchronously even when already due, so the sender is never re-entered during start.
-    timer = setTimeout(arm, 0);
-    return () => clearTimeout(timer);
-  },
-);
+    timer = clock.setTimeout(arm, 0);
+    return () => clock.clearTimeout(timer);
+  });
+}
+
+/** The placeholder in each machine's `setup`; the clock is provided with the machine's clock. */
+export const deadlineTimer = deadlineTimerOn(unprovidedClock);

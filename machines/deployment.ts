@@ -20,19 +20,24 @@
  * ids and the backend adopts the running sessions instead of starting duplicates.
  */
 import { assign, enqueueActions, fromPromise, setup } from 'xstate';
-import { type DeadlineReachedEvent, deadlineTimer } from './deadline-timer.ts';
+import { backoffDelayS } from './backoff.ts';
+import { type MachineClock, unprovidedClock } from './clock.ts';
+import { type DeadlineReachedEvent, deadlineTimer, deadlineTimerOn } from './deadline-timer.ts';
 import {
   type ReplicaHealthSettings,
   type ReplicaState,
   type ReplicaStateEvent,
   replicaMachine,
+  replicaMachineWithClock,
 } from './replica.ts';
 import {
   type CleanupStatus,
   type RouteState,
   type RouteStateEvent,
   routeMachine,
+  routeMachineWithClock,
 } from './route.ts';
+import { liveStates } from './states.ts';
 
 export const DeploymentStates = [
   'PENDING',
@@ -108,13 +113,13 @@ export interface DeploymentContext {
   reason: string | null;
 }
 
-/** Delay before a new replica starts after `crashLoops` failed ones (capped exponential). */
+/** Delay before a new replica starts after `crashLoops` failed ones (./backoff.ts; 0 if none). */
 export function crashLoopDelayS(
   crashLoops: number,
   s: Pick<DeploymentSettings, 'backoff_base_s' | 'backoff_cap_s'>,
 ): number {
   if (crashLoops <= 0) return 0;
-  return Math.min(s.backoff_cap_s, s.backoff_base_s * 2 ** (crashLoops - 1));
+  return backoffDelayS(crashLoops - 1, s);
 }
 
 export type DeploymentEvent =
@@ -191,6 +196,18 @@ function healthyCount(ctx: DeploymentContext): number {
   return Object.values(ctx.replicas).filter((r) => r.state === 'HEALTHY' && !r.leaving).length;
 }
 
+/**
+ * The deployment's deadlines (epoch ms), each read from the one clock (./clock.ts). `setup`
+ * uses them with `unprovidedClock`; `deploymentMachineWithClock` provides them with a real one.
+ */
+const deadlines = (clock: MachineClock) => ({
+  provision: ({ context }: { context: DeploymentContext }) =>
+    clock.now() + context.settings.provision_timeout_s * 1000,
+  retry: ({ context }: { context: DeploymentContext }) =>
+    clock.now() + backoffDelayS(context.retries, context.settings) * 1000,
+});
+const unprovided = deadlines(unprovidedClock);
+
 export const deploymentMachine = setup({
   types: {
     context: {} as DeploymentContext,
@@ -229,7 +246,7 @@ export const deploymentMachine = setup({
         if (!r) return context.replicas;
         return {
           ...context.replicas,
-          [event.replicaId]: { ...r, state: event.state as ReplicaState, endpoint: event.endpoint },
+          [event.replicaId]: { ...r, state: event.state, endpoint: event.endpoint },
         };
       },
     }),
@@ -251,7 +268,7 @@ export const deploymentMachine = setup({
      * drain the route of a replica that is ending, stop a replica whose route has drained.
      */
     settleChildren: enqueueActions(({ context, enqueue, self }) => {
-      const children = self.getSnapshot().children as Record<string, unknown>;
+      const children = self.getSnapshot().children;
       for (const [replicaId, r] of Object.entries(context.replicas)) {
         const rid = replicaActorId(replicaId);
         const tid = routeActorId(r.routeId);
@@ -301,7 +318,7 @@ export const deploymentMachine = setup({
       if (plan.spawn === 0 && plan.terminate.length === 0) return;
       const replicas = { ...context.replicas };
       let seq = context.seq;
-      const children = self.getSnapshot().children as Record<string, unknown>;
+      const children = self.getSnapshot().children;
       for (const replicaId of plan.terminate) {
         const r = replicas[replicaId];
         if (!r) continue;
@@ -342,10 +359,7 @@ export const deploymentMachine = setup({
             max_restarts: s.max_restarts,
             backoff_base_s: s.backoff_base_s,
             backoff_cap_s: s.backoff_cap_s,
-            start_not_before:
-              context.crashLoops > 0
-                ? Date.now() + crashLoopDelayS(context.crashLoops, s) * 1000
-                : null,
+            start_delay_s: crashLoopDelayS(context.crashLoops, s),
           },
         });
         enqueue.spawnChild('route', {
@@ -365,7 +379,7 @@ export const deploymentMachine = setup({
 
     /** DESTROYING: drain every route, then stop every replica (via settleChildren). */
     terminateAll: enqueueActions(({ context, enqueue, self }) => {
-      const children = self.getSnapshot().children as Record<string, unknown>;
+      const children = self.getSnapshot().children;
       const replicas = { ...context.replicas };
       for (const [replicaId, r] of Object.entries(context.replicas)) {
         replicas[replicaId] = { ...r, leaving: true };
@@ -383,7 +397,7 @@ export const deploymentMachine = setup({
     /** Forward an eviction sweep to every route (each route checks its own status). */
     evictRoutes: enqueueActions(({ context, event, enqueue, self }) => {
       if (event.type !== 'deployment.evict') return;
-      const children = self.getSnapshot().children as Record<string, unknown>;
+      const children = self.getSnapshot().children;
       for (const r of Object.values(context.replicas)) {
         const tid = routeActorId(r.routeId);
         if (children[tid]) enqueue.sendTo(tid, { type: 'route.evict', statuses: event.statuses });
@@ -402,18 +416,9 @@ export const deploymentMachine = setup({
           }
         : {},
     ),
-    setProvisionDeadline: assign({
-      deadline: ({ context }) => Date.now() + context.settings.provision_timeout_s * 1000,
-    }),
-    setRetryDeadline: assign({
-      deadline: ({ context }) =>
-        Date.now() +
-        Math.min(
-          context.settings.backoff_cap_s,
-          context.settings.backoff_base_s * 2 ** context.retries,
-        ) *
-          1000,
-    }),
+    // Time-dependent: provided with the clock (deploymentMachineWithClock).
+    setProvisionDeadline: assign({ deadline: unprovided.provision }),
+    setRetryDeadline: assign({ deadline: unprovided.retry }),
     clearDeadline: assign({ deadline: null }),
     clearReason: assign({ reason: null }),
   },
@@ -569,3 +574,29 @@ export const deploymentMachine = setup({
     },
   },
 });
+
+/**
+ * The deployment with its one clock (./clock.ts), and its replicas and routes with the same
+ * clock. Provide effects on the result; a provided `replica` or `route` must be built from
+ * `replicaMachineWithClock` / `routeMachineWithClock` (it replaces the one given here).
+ */
+export function deploymentMachineWithClock(clock: MachineClock) {
+  const at = deadlines(clock);
+  return deploymentMachine.provide({
+    actions: {
+      setProvisionDeadline: assign({ deadline: at.provision }),
+      setRetryDeadline: assign({ deadline: at.retry }),
+    },
+    actors: {
+      deadlineTimer: deadlineTimerOn(clock),
+      replica: replicaMachineWithClock(clock),
+      route: routeMachineWithClock(clock),
+    },
+  });
+}
+
+/**
+ * Deployment states an actor is alive in (all but the final TERMINATED), read from the machine:
+ * the runtime's live-state filter and the metrics gauges use this list.
+ */
+export const LIVE_DEPLOYMENT_STATES = liveStates(deploymentMachine, DeploymentStates);

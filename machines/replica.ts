@@ -25,7 +25,10 @@
  * so it survives persist/restore (statelyai/xstate#5331).
  */
 import { assign, fromPromise, sendParent, setup } from 'xstate';
-import { type DeadlineReachedEvent, deadlineTimer } from './deadline-timer.ts';
+import { backoffDelayS } from './backoff.ts';
+import { type MachineClock, unprovidedClock } from './clock.ts';
+import { type DeadlineReachedEvent, deadlineTimer, deadlineTimerOn } from './deadline-timer.ts';
+import { liveStates } from './states.ts';
 
 export interface ReplicaHealthSettings {
   healthy_threshold: number;
@@ -45,8 +48,11 @@ export interface ReplicaInput {
   /** Crash-loop backoff: base and cap, seconds. Defaults 1 and 60. */
   backoff_base_s?: number;
   backoff_cap_s?: number;
-  /** epoch ms: do not start the session before this (the deployment's crash-loop backoff). */
-  start_not_before?: number | null;
+  /**
+   * Seconds to wait before the session starts (the deployment's crash-loop backoff); relative,
+   * because the deployment does not read the clock: the replica turns it into `startNotBefore`.
+   */
+  start_delay_s?: number;
 }
 
 export const ReplicaStates = [
@@ -78,6 +84,8 @@ export interface ReplicaContext {
   terminationCause: string | null;
   /** epoch ms before which the session is not started, or null. */
   startNotBefore: number | null;
+  /** Seconds the start is delayed by (from input); 0 or absent: start at once. */
+  startDelayS?: number;
 }
 
 export type ReplicaEvent =
@@ -91,7 +99,7 @@ export type ReplicaEvent =
 export interface ReplicaStateEvent {
   type: 'replica.state';
   replicaId: string;
-  state: string;
+  state: ReplicaState;
   endpoint: string | null;
   reason: string | null;
   /** Why it is ending, once it is: 'scale-down', 'recovery-failed', ... */
@@ -112,14 +120,33 @@ export interface StopInput {
   force: boolean;
 }
 
-const noEffect = (name: string) =>
-  fromPromise<never, unknown>(async () => {
+/** A typed placeholder for an effect the runtime provides; it fails if it is not provided. */
+const noEffect = <TOutput, TInput>(name: string) =>
+  fromPromise<TOutput, TInput>(async () => {
     throw new Error(`${name}: no implementation provided; the runtime supplies it`);
   });
 
-export function backoffSeconds(restarts: number, baseS: number, capS: number): number {
-  return Math.min(capS, baseS * 2 ** restarts);
-}
+/**
+ * The replica's deadlines (epoch ms), each read from the one clock (./clock.ts). `setup` uses
+ * them with `unprovidedClock`; `replicaMachineWithClock` provides them with a real one.
+ */
+const deadlines = (clock: MachineClock) => ({
+  startup: ({ context }: { context: ReplicaContext }) =>
+    clock.now() + context.health.startup_timeout_s * 1000,
+  backoff: ({ context }: { context: ReplicaContext }) =>
+    clock.now() +
+    backoffDelayS(context.restarts, {
+      backoff_base_s: context.backoffBaseS,
+      backoff_cap_s: context.backoffCapS,
+    }) *
+      1000,
+  terminate: ({ context }: { context: ReplicaContext }) =>
+    clock.now() + context.terminateTimeoutS * 1000,
+  /** The crash-loop delay chosen by the deployment, as an absolute time a restore keeps. */
+  startNotBefore: ({ context }: { context: ReplicaContext }) =>
+    clock.now() + (context.startDelayS ?? 0) * 1000,
+});
+const unprovided = deadlines(unprovidedClock);
 
 export const replicaMachine = setup({
   types: {
@@ -130,20 +157,13 @@ export const replicaMachine = setup({
   actors: {
     deadlineTimer,
     /** Start (or adopt) the session of this replica. Idempotent per replicaId. */
-    startSession: noEffect('startSession') as unknown as ReturnType<
-      typeof fromPromise<SessionStarted, SessionInput>
-    >,
+    startSession: noEffect<SessionStarted, SessionInput>('startSession'),
     /** Restart the session in place (stop then start under the same replicaId). */
-    restartSession: noEffect('restartSession') as unknown as ReturnType<
-      typeof fromPromise<SessionStarted, SessionInput>
-    >,
+    restartSession: noEffect<SessionStarted, SessionInput>('restartSession'),
     /** Stop the session; resolves when it is gone. Idempotent. */
-    stopSession: noEffect('stopSession') as unknown as ReturnType<
-      typeof fromPromise<void, StopInput>
-    >,
+    stopSession: noEffect<void, StopInput>('stopSession'),
   },
   actions: {
-    /** Persist the transition (runtime-provided). */
     /** Persist the transition into `state` (runtime-provided). */
     recordTransition: (_, _params: { state: ReplicaState }) => {},
     notifyParent: sendParent(
@@ -165,17 +185,12 @@ export const replicaMachine = setup({
       successes: 0,
     }),
     resetCounts: assign({ successes: 0, failures: 0 }),
-    setStartupDeadline: assign({
-      deadline: ({ context }) => Date.now() + context.health.startup_timeout_s * 1000,
-    }),
-    setBackoffDeadline: assign({
-      deadline: ({ context }) =>
-        Date.now() +
-        backoffSeconds(context.restarts, context.backoffBaseS, context.backoffCapS) * 1000,
-    }),
-    setTerminateDeadline: assign({
-      deadline: ({ context }) => Date.now() + context.terminateTimeoutS * 1000,
-    }),
+    // Time-dependent: provided with the clock (replicaMachineWithClock).
+    setStartupDeadline: assign({ deadline: unprovided.startup }),
+    setBackoffDeadline: assign({ deadline: unprovided.backoff }),
+    setTerminateDeadline: assign({ deadline: unprovided.terminate }),
+    setStartNotBefore: assign({ startNotBefore: unprovided.startNotBefore }),
+
     clearDeadline: assign({ deadline: null }),
     countRestart: assign({ restarts: ({ context }) => context.restarts + 1 }),
   },
@@ -185,8 +200,7 @@ export const replicaMachine = setup({
     isUnhealthyStreakReached: ({ context }) =>
       context.failures + 1 >= context.health.unhealthy_threshold,
     isRestartBudgetLeft: ({ context }) => context.restarts < context.maxRestarts,
-    isStartDelayed: ({ context }) =>
-      context.startNotBefore !== null && context.startNotBefore > Date.now(),
+    isStartDelayed: ({ context }) => (context.startDelayS ?? 0) > 0,
   },
 }).createMachine({
   id: 'replica',
@@ -206,7 +220,8 @@ export const replicaMachine = setup({
     deadline: null,
     reason: null,
     terminationCause: null,
-    startNotBefore: input.start_not_before ?? null,
+    startNotBefore: null,
+    startDelayS: input.start_delay_s ?? 0,
   }),
   initial: 'STARTING',
   states: {
@@ -222,6 +237,7 @@ export const replicaMachine = setup({
         },
         /** Crash-loop backoff chosen by the deployment: the session starts at startNotBefore. */
         delayed: {
+          entry: 'setStartNotBefore',
           invoke: {
             id: 'start-delay',
             src: 'deadlineTimer',
@@ -482,3 +498,23 @@ function detail(d: string | undefined): string {
 function errorText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/**
+ * The replica with its one clock (./clock.ts): deadlines are `clock.now()` + a duration and
+ * its timers run on `clock`. Provide effects on the result (`.provide({...})` merges).
+ */
+export function replicaMachineWithClock(clock: MachineClock) {
+  const at = deadlines(clock);
+  return replicaMachine.provide({
+    actions: {
+      setStartupDeadline: assign({ deadline: at.startup }),
+      setBackoffDeadline: assign({ deadline: at.backoff }),
+      setTerminateDeadline: assign({ deadline: at.terminate }),
+      setStartNotBefore: assign({ startNotBefore: at.startNotBefore }),
+    },
+    actors: { deadlineTimer: deadlineTimerOn(clock) },
+  });
+}
+
+/** Replica states an actor is alive in (all but the final TERMINATED), read from the machine. */
+export const LIVE_REPLICA_STATES = liveStates(replicaMachine, ReplicaStates);

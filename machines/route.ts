@@ -22,18 +22,12 @@
  * HEALTHY: a replica that never becomes healthy is handled by its startup timeout.
  */
 import { assign, fromPromise, sendParent, setup } from 'xstate';
-import { type DeadlineReachedEvent, deadlineTimer } from './deadline-timer.ts';
+import { type MachineClock, unprovidedClock } from './clock.ts';
+import { type DeadlineReachedEvent, deadlineTimer, deadlineTimerOn } from './deadline-timer.ts';
+import { type RouteState, RouteStates } from './route-states.ts';
+import { liveStates } from './states.ts';
 
-export const RouteStates = [
-  'PENDING',
-  'PROVISIONING',
-  'HEALTHY',
-  'UNHEALTHY',
-  'DEGRADED',
-  'TERMINATING',
-  'TERMINATED',
-] as const;
-export type RouteState = (typeof RouteStates)[number];
+export { type RouteState, RouteStates } from './route-states.ts';
 
 export type CleanupStatus = 'healthy' | 'unhealthy' | 'degraded';
 
@@ -90,6 +84,12 @@ export interface DrainInput {
   routeId: string;
 }
 
+/** When a TERMINATING route stops draining (epoch ms), read from the one clock (./clock.ts). */
+const drainDeadline =
+  (clock: MachineClock) =>
+  ({ context }: { context: RouteContext }) =>
+    clock.now() + context.drainTimeoutS * 1000;
+
 export const routeMachine = setup({
   types: {
     context: {} as RouteContext,
@@ -137,9 +137,8 @@ export const routeMachine = setup({
         return 'terminated';
       },
     }),
-    setDrainDeadline: assign({
-      deadline: ({ context }) => Date.now() + context.drainTimeoutS * 1000,
-    }),
+    /** Time-dependent: provided with the clock (routeMachineWithClock). */
+    setDrainDeadline: assign({ deadline: drainDeadline(unprovidedClock) }),
     clearDeadline: assign({ deadline: null }),
   },
   guards: {
@@ -275,3 +274,16 @@ export const routeMachine = setup({
     },
   },
 });
+
+/** The route with its one clock (./clock.ts). Provide effects on the result. */
+export function routeMachineWithClock(clock: MachineClock) {
+  return routeMachine.provide({
+    actions: {
+      setDrainDeadline: assign({ deadline: drainDeadline(clock) }),
+    },
+    actors: { deadlineTimer: deadlineTimerOn(clock) },
+  });
+}
+
+/** Route states an actor is alive in (all but the final TERMINATED), read from the machine. */
+export const LIVE_ROUTE_STATES = liveStates(routeMachine, RouteStates);

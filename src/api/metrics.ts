@@ -8,12 +8,15 @@
  * `attach` the Flotilla once it exists.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { LIVE_DEPLOYMENT_STATES } from '../../machines/deployment.ts';
+import { LIVE_REPLICA_STATES } from '../../machines/replica.ts';
 import type { HealthRecord } from '../domain/health.ts';
 import { RouteStates } from '../domain/routing.ts';
 import type { ChangeEvent, Flotilla } from '../index.ts';
 
-const DEPLOYMENT_STATES = ['PENDING', 'PROVISIONING', 'RUNNING', 'ERROR', 'DESTROYING'] as const;
-const REPLICA_STATES = ['STARTING', 'HEALTHY', 'UNHEALTHY', 'TERMINATING'] as const;
+// Live states (a terminated actor is gone from the gauges), read from the machines.
+const DEPLOYMENT_STATES = LIVE_DEPLOYMENT_STATES;
+const REPLICA_STATES = LIVE_REPLICA_STATES;
 /** Live route states (a TERMINATED route is gone from the gauges). */
 const ROUTE_STATES = RouteStates.filter((s) => s !== 'TERMINATED');
 

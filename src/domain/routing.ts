@@ -2,18 +2,11 @@
  * The routing table: what the data plane (src/proxy) and the Traefik publisher (src/etcd)
  * read. Produced by the runtime from route actors; always published as a full replace.
  */
+import type { RouteState } from '../../machines/route-states.ts';
 import type { HealthCheckSpec } from './session.ts';
 
-export const RouteStates = [
-  'PENDING',
-  'PROVISIONING',
-  'HEALTHY',
-  'UNHEALTHY',
-  'DEGRADED',
-  'TERMINATING',
-  'TERMINATED',
-] as const;
-export type RouteState = (typeof RouteStates)[number];
+// One definition, shared with the route machine (machines/route-states.ts says why it is there).
+export { type RouteState, RouteStates } from '../../machines/route-states.ts';
 
 export const BalancingStrategies = [
   'round_robin',

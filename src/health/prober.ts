@@ -34,8 +34,22 @@ export interface ProberOptions {
    * the current targets, at least 1 s (10 s with no targets). Heartbeats go out every TTL/4.
    */
   membershipTtlS?: number;
-  /** Wall clock for `checked_at`, epoch ms. Default `Date.now`. Scheduling uses a monotonic clock. */
+  /**
+   * Wall clock for `checked_at` and for judging a previous prober's record, epoch ms. Default
+   * `Date.now`. Pass the health store's clock in tests, so no test depends on wall time.
+   */
   now?: () => number;
+  /**
+   * Monotonic ms for scheduling (due times, the join delay, log throttling). Default
+   * `performance.now`. A probe's own timeout and latency always use the real one: they
+   * measure a real request.
+   */
+  monotonic?: () => number;
+  /** Timers for the scheduling loop. Default the global `setTimeout` / `clearTimeout`. */
+  timers?: {
+    setTimeout(fn: () => void, ms: number): unknown;
+    clearTimeout(id: unknown): void;
+  };
   logger?: HealthLogger;
 }
 
@@ -99,15 +113,19 @@ export function createProber(opts: ProberOptions): Prober {
   const concurrency = Math.max(1, opts.concurrency ?? 64);
   const now = opts.now ?? Date.now;
   const log = opts.logger ?? defaultHealthLogger('health-prober');
-  const mono = () => performance.now();
+  const mono = opts.monotonic ?? (() => performance.now());
+  const timers = opts.timers ?? {
+    setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
+    clearTimeout: (id: unknown) => clearTimeout(id as NodeJS.Timeout),
+  };
 
   const states = new Map<string, RouteState>();
   const queue: RouteState[] = [];
   const inFlight = new Set<Promise<void>>();
   let running = false;
   let agent: Agent | undefined;
-  let tickTimer: NodeJS.Timeout | undefined;
-  let memberTimer: NodeJS.Timeout | undefined;
+  let tickTimer: unknown;
+  let memberTimer: unknown;
   let memberRun: Promise<void> | undefined;
 
   // Membership as last read. `joinedAt` (monotonic) is when this prober may start owning
@@ -400,7 +418,7 @@ export function createProber(opts: ProberOptions): Prober {
 
   function scheduleTick(): void {
     if (!running) return;
-    tickTimer = setTimeout(() => {
+    tickTimer = timers.setTimeout(() => {
       tick();
       scheduleTick();
     }, tickPeriodMs());
@@ -408,7 +426,7 @@ export function createProber(opts: ProberOptions): Prober {
 
   function scheduleMembership(delayMs: number): void {
     if (!running) return;
-    memberTimer = setTimeout(() => {
+    memberTimer = timers.setTimeout(() => {
       memberRun = refreshMembership().then(() => {
         memberRun = undefined;
         if (!running) return;
@@ -430,8 +448,8 @@ export function createProber(opts: ProberOptions): Prober {
     async stop() {
       if (!running && inFlight.size === 0 && joinedAt === undefined) return;
       running = false;
-      clearTimeout(tickTimer);
-      clearTimeout(memberTimer);
+      timers.clearTimeout(tickTimer);
+      timers.clearTimeout(memberTimer);
       queue.length = 0;
       // A heartbeat racing the leave below would re-add this prober after it left.
       if (memberRun) await memberRun;

@@ -3,19 +3,23 @@
  * keyed by the actor's id, because a restored actor re-invokes the effect of the state it is
  * in: starting replica R again adopts the running R, stopping a stopped R resolves, draining a
  * drained route resolves, publishing the routing table is a full replace.
+ *
+ * Time is an effect too: every machine reads the one `clock` given here (machines/clock.ts).
  */
 import { fromPromise } from 'xstate';
+import type { MachineClock } from '../../machines/clock.ts';
 import { coordinatorMachine, shardMachine } from '../../machines/coordinator.ts';
 import {
   type DeploymentContext,
   type DeploymentState,
-  deploymentMachine,
+  deploymentActorId,
+  deploymentMachineWithClock,
   type GenerateInput,
 } from '../../machines/deployment.ts';
 import {
   type ReplicaContext,
   type ReplicaState,
-  replicaMachine,
+  replicaMachineWithClock,
   type SessionInput,
   type SessionStarted,
   type StopInput,
@@ -24,8 +28,11 @@ import {
   type DrainInput,
   type RouteContext,
   type RouteState,
-  routeMachine,
+  routeMachineWithClock,
 } from '../../machines/route.ts';
+import { systemClock } from './system-clock.ts';
+
+export { systemClock };
 
 /** What the effects need from the runtime; each function is idempotent per id. */
 export interface EffectPorts {
@@ -42,8 +49,12 @@ export interface EffectPorts {
   childError(where: string, event: unknown): void;
 }
 
-export function provideEffects(ports: EffectPorts) {
-  const replica = replicaMachine.provide({
+/**
+ * The coordinator with every effect provided. `clock` is the one clock of every machine in the
+ * tree (deadlines and the deadline timers); pass a manual one in tests to move time.
+ */
+export function provideEffects(ports: EffectPorts, clock: MachineClock = systemClock) {
+  const replica = replicaMachineWithClock(clock).provide({
     actions: {
       recordTransition: ({ context }, params) => ports.replicaTransition(context, params.state),
     },
@@ -57,7 +68,7 @@ export function provideEffects(ports: EffectPorts) {
       stopSession: fromPromise<void, StopInput>(({ input }) => ports.stopSession(input)),
     },
   });
-  const route = routeMachine.provide({
+  const route = routeMachineWithClock(clock).provide({
     actions: {
       recordTransition: ({ context }, params) => ports.routeTransition(context, params.state),
       publishRoutes: () => ports.publishRoutes(),
@@ -68,13 +79,13 @@ export function provideEffects(ports: EffectPorts) {
       ),
     },
   });
-  const deployment = deploymentMachine.provide({
+  const deployment = deploymentMachineWithClock(clock).provide({
     actions: {
       recordTransition: ({ context }, params) =>
         ports.deploymentTransition(context, (params as { state: DeploymentState }).state),
       recordChange: ({ context }) => ports.deploymentChanged(context),
       reportChildError: ({ context, event }) =>
-        ports.childError(`deployment:${context.deploymentId}`, event),
+        ports.childError(deploymentActorId(context.deploymentId), event),
     },
     actors: {
       replica,

@@ -10,7 +10,9 @@
  * Effects wait on `barrier()` before they report completion, so a transition is durable
  * before the effect it started counts as done.
  */
+import { deploymentActorId } from '../../machines/deployment.ts';
 import type { ActorKind, ActorWrite, Store } from '../store/store.ts';
+import { type Clock, systemClock } from './system-clock.ts';
 
 export interface TransitionNote {
   actorId: string;
@@ -58,7 +60,7 @@ export class SnapshotWriter {
   private readonly lastState = new Map<string, string>();
   private pending: TransitionNote[] = [];
   private readonly dirty = new Set<string>();
-  private timer: ReturnType<typeof setTimeout> | null = null;
+  private timer: unknown = null;
   private flushing: Promise<void> | null = null;
   private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   private failure: unknown = null;
@@ -72,8 +74,17 @@ export class SnapshotWriter {
       onFlush?: (ms: number, writes: number) => void;
       onConflict?: (actorIds: string[]) => void;
       onError?: (err: unknown) => void;
+      /**
+       * Schedules the flushes and the retry after a failed one. Default the system clock;
+       * tests pass a manual one (e.g. XState's `SimulatedClock`) to move time themselves.
+       */
+      clock?: Clock;
     } = {},
-  ) {}
+  ) {
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  private readonly clock: Clock;
 
   /** Seeds versions and states from restored rows, so the next writes pass the version check. */
   seed(rows: ReadonlyArray<{ actor_id: string; version: number; state: string }>): void {
@@ -115,8 +126,8 @@ export class SnapshotWriter {
 
   /** Flushes what is queued; resolves when it is written. */
   async flush(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
+    if (this.timer !== null) {
+      this.clock.clearTimeout(this.timer);
       this.timer = null;
     }
     while (this.flushing) await this.flushing;
@@ -142,17 +153,17 @@ export class SnapshotWriter {
   }
 
   private schedule(): void {
-    if (this.timer || this.flushing) {
+    if (this.timer !== null || this.flushing) {
       // A running flush loops until the queue is empty.
       return;
     }
-    this.timer = setTimeout(() => {
+    this.timer = this.clock.setTimeout(() => {
       this.timer = null;
       this.flush().catch((err) => {
         // Waiters were told; what failed is queued again. Retry after a pause, so a database
         // outage costs one attempt a second rather than a busy loop.
         this.opts.onError?.(err);
-        this.timer = setTimeout(() => {
+        this.timer = this.clock.setTimeout(() => {
           this.timer = null;
           this.schedule();
         }, RETRY_AFTER_MS);
@@ -165,6 +176,7 @@ export class SnapshotWriter {
     const dirty = [...this.dirty];
     this.pending = [];
     this.dirty.clear();
+    // A measurement, not logic: sub-millisecond and monotonic, so not the injected clock.
     const started = performance.now();
     const writes: ActorWrite[] = [];
     const subtrees = new Map<string, PersistedSubtree | undefined>();
@@ -188,7 +200,7 @@ export class SnapshotWriter {
         actorId: n.actorId,
         kind: n.kind,
         deploymentId: n.deploymentId,
-        parentId: n.kind === 'deployment' ? null : `deployment:${n.deploymentId}`,
+        parentId: n.kind === 'deployment' ? null : deploymentActorId(n.deploymentId),
         state: n.to,
         snapshot,
         expectedVersion: nextVersion(n.actorId),
@@ -202,7 +214,7 @@ export class SnapshotWriter {
     for (const deploymentId of dirty) {
       const tree = subtree(deploymentId);
       if (!tree) continue;
-      const actorId = `deployment:${deploymentId}`;
+      const actorId = deploymentActorId(deploymentId);
       writes.push({
         actorId,
         kind: 'deployment',

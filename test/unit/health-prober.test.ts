@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { SimulatedClock } from 'xstate';
 import type { HealthRecord } from '../../src/domain/health.ts';
 import { DEFAULT_HEALTH_CHECK, type HealthCheckSpec } from '../../src/domain/session.ts';
 import type { HealthStore } from '../../src/health/health-store.ts';
 import { createMemoryHealthStore } from '../../src/health/memory-health-store.ts';
 import { createProber, type ProbeTarget } from '../../src/health/prober.ts';
+import { rendezvousOwner } from '../../src/health/rendezvous.ts';
 import { startTestReplica, type TestReplica, waitFor } from '../integration/health/test-replica.ts';
 
 const quiet = { info() {}, warn() {}, error() {} };
@@ -35,6 +37,11 @@ function prober(store: HealthStore, proberId: string, targets: ProbeTarget[], no
   const p = createProber({ store, proberId, targets: () => targets, ttlS: 30, logger: quiet, now });
   cleanups.push(() => p.stop());
   return p;
+}
+
+/** Lets pending promise callbacks (store calls) run. */
+async function settle(times = 3): Promise<void> {
+  for (let i = 0; i < times; i++) await new Promise((r) => setImmediate(r));
 }
 
 async function read(store: HealthStore, id: string): Promise<HealthRecord | undefined> {
@@ -138,15 +145,70 @@ describe('prober', () => {
   it('continues the streak counters of a route it takes over from another prober', async () => {
     const [r] = await replicas(1);
     r!.mode = 'fail';
-    const store = createMemoryHealthStore();
-    const a = prober(store, 'prober-a', targetsOf([r!]));
+    // One manual clock for the store and both probers: the takeover is judged on it, not on
+    // how long the test happens to take.
+    const t = 1_000_000;
+    const store = createMemoryHealthStore({ now: () => t });
+    const a = prober(store, 'prober-a', targetsOf([r!]), () => t);
     await a.probeOnce();
     await a.probeOnce();
     await a.stop();
     expect(await store.members()).toEqual([]);
-    const b = prober(store, 'prober-b', targetsOf([r!]));
+    const b = prober(store, 'prober-b', targetsOf([r!]), () => t);
     await b.probeOnce();
     expect(await read(store, 'route-0')).toMatchObject({ consecutive_failures: 3, ready: false });
+  });
+
+  it('starts the streak afresh when the previous prober last checked more than three intervals ago', async () => {
+    const [r] = await replicas(1);
+    r!.mode = 'fail';
+    let t = 1_000_000;
+    const store = createMemoryHealthStore({ now: () => t });
+    const a = prober(store, 'prober-a', targetsOf([r!]), () => t);
+    await a.probeOnce();
+    await a.probeOnce();
+    await a.stop();
+    t += 3 * health.interval_s * 1000 + 1; // history now, not a streak (the record lives 30 s)
+    const b = prober(store, 'prober-b', targetsOf([r!]), () => t);
+    await b.probeOnce();
+    expect(await read(store, 'route-0')).toMatchObject({ consecutive_failures: 1, ready: false });
+  });
+
+  it('a prober joining a running cluster owns no route until a quarter of the membership TTL has passed on its scheduling clock', async () => {
+    const rs = await replicas(8);
+    const targets = targetsOf(rs);
+    const wall = 1_000_000; // memberships never expire on their own in this test
+    const store = createMemoryHealthStore({ now: () => wall });
+    const a = prober(store, 'prober-a', targets, () => wall);
+    await a.probeOnce();
+    const share = targets.filter(
+      (t) => rendezvousOwner(t.routeId, ['prober-a', 'prober-b']) === 'prober-b',
+    ).length;
+    expect(share).toBeGreaterThan(0);
+
+    const clock = new SimulatedClock();
+    const b = createProber({
+      store,
+      proberId: 'prober-b',
+      targets: () => targets,
+      ttlS: 30,
+      logger: quiet,
+      now: () => wall,
+      monotonic: () => clock.now(),
+      timers: clock,
+      membershipTtlS: 4, // join delay: 4 s / 4 = 1 s
+    });
+    cleanups.push(() => b.stop());
+    b.start();
+    clock.increment(0); // the first membership refresh: it sees prober-a and waits
+    await settle();
+    clock.increment(999);
+    await settle();
+    expect(b.stats().members).toEqual(['prober-a', 'prober-b']);
+    expect(b.stats().owned).toBe(0);
+    clock.increment(1);
+    await settle();
+    expect(b.stats().owned).toBe(share);
   });
 
   it('keeps going when the store and the target list fail', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { SimulatedClock } from 'xstate';
 import { SnapshotWriter } from '../../src/runtime/snapshot-writer.ts';
 import type { ActorWrite, Store } from '../../src/store/store.ts';
 import { waitFor } from '../harness/wait.ts';
@@ -16,6 +17,9 @@ function recordingStore(failures = 0) {
   } as unknown as Store;
   return { store, batches };
 }
+
+/** Lets promise callbacks (the writer's flush) run. */
+const settle = () => new Promise<void>((r) => setImmediate(r));
 
 const tree = { value: 'RUNNING', children: { 'replica:r1': { snapshot: { value: 'HEALTHY' } } } };
 
@@ -54,10 +58,12 @@ describe('snapshot writer', () => {
   it('rejects the barrier when the database fails, keeps the writes, and lands them on retry', async () => {
     const { store, batches } = recordingStore(1);
     const errors: unknown[] = [];
+    // A manual clock: the retry pause (1 s) passes when the test says so, not on the wall.
+    const clock = new SimulatedClock();
     const w = new SnapshotWriter(
       store,
       { persisted: () => tree },
-      { onError: (e) => errors.push(e) },
+      { onError: (e) => errors.push(e), clock },
     );
     w.record({
       actorId: 'replica:r1',
@@ -68,11 +74,25 @@ describe('snapshot writer', () => {
       reason: null,
       at: new Date(),
     });
-    await expect(w.barrier()).rejects.toThrow(/database unavailable/);
-    await waitFor(() => batches.length === 1, {
-      timeoutMs: 5_000,
-      message: 'the retry wrote the batch',
-    });
+    const first = w.barrier();
+    clock.increment(2); // the flush delay
+    await expect(first).rejects.toThrow(/database unavailable/);
+    await settle();
+    clock.increment(999);
+    await settle();
+    expect(batches).toHaveLength(0); // no retry before the pause is over
+    clock.increment(1); // the retry pause ends: the writer schedules a flush
+    clock.increment(2);
+    await waitFor(
+      async () => {
+        await settle();
+        return batches.length === 1;
+      },
+      {
+        timeoutMs: 5_000,
+        message: 'the retry wrote the batch',
+      },
+    );
     expect(errors).toHaveLength(1);
     const write = batches[0]!.find((x) => x.actorId === 'replica:r1')!;
     expect([write.transition?.from, write.transition?.to, write.expectedVersion]).toEqual([
@@ -80,6 +100,8 @@ describe('snapshot writer', () => {
       'STARTING',
       0,
     ]);
-    await w.barrier();
+    const last = w.barrier();
+    clock.increment(2);
+    await last;
   });
 });

@@ -1,20 +1,36 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { type AnyActorRef, createActor, fromPromise } from 'xstate';
+import { type AnyActorRef, createActor, fromPromise, SimulatedClock } from 'xstate';
 import {
+  type deploymentMachine as bareDeploymentMachine,
   type DeploymentInput,
-  deploymentMachine,
+  deploymentMachineWithClock,
   planReplicas,
   type ReplicaEntry,
   replicaActorId,
   routeActorId,
 } from '../../../machines/deployment.ts';
 import {
-  replicaMachine,
+  replicaMachineWithClock,
   type SessionInput,
   type SessionStarted,
   type StopInput,
 } from '../../../machines/replica.ts';
-import { routeMachine } from '../../../machines/route.ts';
+import { routeMachineWithClock } from '../../../machines/route.ts';
+import {
+  childrenOf,
+  deploymentContextOf,
+  replicaContextOf,
+  replicaRef,
+  routeContextOf,
+  routeRef,
+} from '../../../machines/types.ts';
+import { systemClock } from '../../../src/runtime/provide-effects.ts';
+import { pureActor } from './pure-actor.ts';
+
+// The runtime's clock; under vi.useFakeTimers() its time and timers are the fake ones.
+const deploymentMachine = deploymentMachineWithClock(systemClock);
+const replicaMachine = replicaMachineWithClock(systemClock);
+const routeMachine = routeMachineWithClock(systemClock);
 
 const input: DeploymentInput = {
   deploymentId: 'd1',
@@ -161,6 +177,22 @@ describe('deployment machine', () => {
     expect(top(actor.getSnapshot().value)).toBe('TERMINATED');
   });
 
+  it('the typed tree helpers find its replicas and routes by id, with their contexts', async () => {
+    const { actor, passAll } = testDeployment();
+    actor.start();
+    await flush();
+    passAll();
+    const { replicas, routes } = childrenOf(actor.getSnapshot());
+    expect(Object.keys(replicas).sort()).toEqual(['d1-r1', 'd1-r2']);
+    expect(Object.keys(routes).sort()).toEqual(['d1-t1', 'd1-t2']);
+    expect(replicaContextOf(replicas['d1-r1']!).replicaId).toBe('d1-r1');
+    expect(routeContextOf(routes['d1-t2']!).replicaId).toBe('d1-r2');
+    expect(replicaRef(actor.system, 'd1-r2')).toBe(replicas['d1-r2']);
+    expect(routeRef(actor.system, 'd1-t1')).toBe(routes['d1-t1']);
+    expect(replicaRef(actor.system, 'd1-r9')).toBeUndefined();
+    expect(deploymentContextOf(actor).target).toBe(2);
+  });
+
   it('regenerates a replica that terminated after failed recovery', async () => {
     const { actor, started, child, passAll } = testDeployment();
     actor.start();
@@ -271,7 +303,7 @@ describe('deployment machine', () => {
     const persisted = JSON.parse(JSON.stringify(actor.getPersistedSnapshot()));
     actor.stop();
     const again = testDeployment();
-    const restored = createActor(again.actor.logic as typeof deploymentMachine, {
+    const restored = createActor(again.actor.logic as typeof bareDeploymentMachine, {
       snapshot: persisted,
       input,
     }).start();
@@ -286,6 +318,54 @@ describe('deployment machine', () => {
     restored.send({ type: 'deployment.scale', replicas: 3 });
     await flush();
     expect(again.started).toEqual(['d1-r3']);
+  });
+});
+
+describe('deployment machine, single steps (pure transition(): no actor, no effects, no timers)', () => {
+  const pureDeployment = (at = 0) => {
+    const clock = new SimulatedClock();
+    clock.set(at);
+    return pureActor(deploymentMachineWithClock(clock), input);
+  };
+
+  it('starts in PENDING, records it, and invokes the definition generator', () => {
+    const a = pureDeployment();
+    expect(a.getSnapshot().value).toEqual({ PENDING: 'generating' });
+    expect(a.lastActions()).toEqual([
+      ['recordTransition', { state: 'PENDING' }],
+      ['xstate.spawnChild', expect.objectContaining({ id: 'generate', src: 'generateDefinition' })],
+    ]);
+  });
+
+  it('takes a scale within min/max in PENDING and records the change; refuses one outside', () => {
+    const a = pureDeployment();
+    a.send({ type: 'deployment.scale', replicas: 6 }); // max_replicas is 5
+    expect(a.getSnapshot().context.target).toBe(2);
+    expect(a.lastActions()).toEqual([]);
+    a.send({ type: 'deployment.scale', replicas: 4 });
+    expect(a.getSnapshot().context.target).toBe(4);
+    expect(a.lastActions()).toEqual([['recordChange', undefined]]);
+  });
+
+  it('on the generated definition enters PROVISIONING with a deadline from its clock and spawns replicas and routes', () => {
+    const a = pureDeployment(10_000);
+    // The generator's done event is XState's own, outside the machine's declared event union.
+    a.send({ type: 'xstate.done.actor.generate', output: undefined, actorId: 'generate' } as never);
+    expect(top(a.getSnapshot().value)).toBe('PROVISIONING');
+    expect(a.getSnapshot().context.deadline).toBe(10_000 + 900 * 1000);
+    const spawned = a
+      .lastActions()
+      .filter(([type]) => type === 'xstate.spawnChild')
+      .map(([, p]) => (p as { id: string }).id);
+    expect(spawned.sort()).toEqual(
+      [
+        'provision-deadline',
+        replicaActorId('d1-r1'),
+        replicaActorId('d1-r2'),
+        routeActorId('d1-t1'),
+        routeActorId('d1-t2'),
+      ].sort(),
+    );
   });
 });
 

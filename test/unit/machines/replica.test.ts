@@ -1,12 +1,17 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createActor, fromPromise } from 'xstate';
+import { createActor, fromPromise, SimulatedClock } from 'xstate';
 import {
   type ReplicaInput,
-  replicaMachine,
+  replicaMachineWithClock,
   type SessionInput,
   type SessionStarted,
   type StopInput,
 } from '../../../machines/replica.ts';
+import { systemClock } from '../../../src/runtime/provide-effects.ts';
+import { pureActor } from './pure-actor.ts';
+
+// The runtime's clock; under vi.useFakeTimers() its time and timers are the fake ones.
+const replicaMachine = replicaMachineWithClock(systemClock);
 
 const input: ReplicaInput = {
   replicaId: 'r1',
@@ -50,19 +55,61 @@ describe('replica machine', () => {
     vi.useRealTimers();
   });
 
+  // Single steps: XState's pure transition(), no actor and no timers.
   it('becomes HEALTHY after healthy_threshold consecutive successes', () => {
     const { machine } = testReplica();
-    const a = createActor(machine, { input }).start();
+    const a = pureActor(machine, input);
     a.send({ type: 'replica.health.passed' });
     expect(top(a.getSnapshot().value)).toBe('STARTING');
     a.send({ type: 'replica.health.passed' });
     expect(top(a.getSnapshot().value)).toBe('HEALTHY');
-    a.stop();
+  });
+
+  it('on becoming HEALTHY stops its startup timer, records the transition, tells its parent, clears its deadline', () => {
+    const { machine } = testReplica();
+    const a = pureActor(machine, input);
+    a.send({ type: 'replica.health.passed' });
+    a.send({ type: 'replica.health.passed' });
+    expect(a.lastActions()).toEqual([
+      ['xstate.stopChild', expect.objectContaining({ id: 'startup-deadline' })],
+      ['xstate.stopChild', expect.objectContaining({ id: 'start-session' })],
+      ['recordTransition', { state: 'HEALTHY' }],
+      ['notifyParent', { state: 'HEALTHY' }],
+    ]);
+    expect(a.getSnapshot().context.deadline).toBeNull();
+  });
+
+  it('takes its startup deadline from the provided clock, not the wall clock', () => {
+    const clock = new SimulatedClock();
+    clock.set(1_000_000);
+    const machine = replicaMachineWithClock(clock).provide({ actions: { notifyParent: () => {} } });
+    const a = pureActor(machine, input);
+    expect(a.getSnapshot().value).toEqual({ STARTING: 'launching' });
+    expect(a.getSnapshot().context.deadline).toBe(1_000_000 + 300 * 1000);
+    // The timer it would start serves that same deadline; nothing was started.
+    expect(a.lastActions()).toContainEqual([
+      'xstate.spawnChild',
+      expect.objectContaining({
+        id: 'startup-deadline',
+        input: { deadline: 1_300_000, key: 'startup' },
+      }),
+    ]);
+  });
+
+  it('starts a crash-looping replica only after its delay, measured on the clock', () => {
+    const clock = new SimulatedClock();
+    clock.set(5_000);
+    const machine = replicaMachineWithClock(clock).provide({ actions: { notifyParent: () => {} } });
+    const a = pureActor(machine, { ...input, start_delay_s: 4 });
+    expect(a.getSnapshot().value).toEqual({ STARTING: 'delayed' });
+    expect(a.getSnapshot().context.startNotBefore).toBe(9_000);
+    a.send({ type: 'deadline.reached', key: 'start-delay' });
+    expect(a.getSnapshot().value).toEqual({ STARTING: 'launching' });
   });
 
   it('stays HEALTHY until unhealthy_threshold consecutive failures', () => {
     const { machine } = testReplica();
-    const a = createActor(machine, { input }).start();
+    const a = pureActor(machine, input);
     a.send({ type: 'replica.health.passed' });
     a.send({ type: 'replica.health.passed' });
     a.send({ type: 'replica.health.failed' });
@@ -71,12 +118,11 @@ describe('replica machine', () => {
     a.send({ type: 'replica.health.failed' });
     expect(top(a.getSnapshot().value)).toBe('UNHEALTHY');
     expect(a.getSnapshot().context.reason).toMatch(/3 consecutive health check failures/);
-    a.stop();
   });
 
   it('a success resets the failure count', () => {
     const { machine } = testReplica();
-    const a = createActor(machine, { input }).start();
+    const a = pureActor(machine, input);
     a.send({ type: 'replica.health.passed' });
     a.send({ type: 'replica.health.passed' });
     for (let i = 0; i < 5; i++) {
@@ -85,7 +131,6 @@ describe('replica machine', () => {
       a.send({ type: 'replica.health.passed' });
     }
     expect(top(a.getSnapshot().value)).toBe('HEALTHY');
-    a.stop();
   });
 
   it('goes STARTING -> UNHEALTHY after the startup timeout', async () => {
@@ -94,6 +139,26 @@ describe('replica machine', () => {
     await vi.advanceTimersByTimeAsync(299_000);
     expect(top(a.getSnapshot().value)).toBe('STARTING');
     await vi.advanceTimersByTimeAsync(2_000);
+    expect(top(a.getSnapshot().value)).toBe('UNHEALTHY');
+    expect(a.getSnapshot().context.reason).toMatch(/startup timeout/);
+    a.stop();
+  });
+
+  it('runs its startup timer on the provided clock: it fires when that clock passes the deadline', async () => {
+    const clock = new SimulatedClock();
+    const machine = replicaMachineWithClock(clock).provide({
+      actions: { notifyParent: () => {} },
+      actors: {
+        startSession: fromPromise<SessionStarted, SessionInput>(async () => ({
+          endpoint: 'http://127.0.0.1:9',
+        })),
+      },
+    });
+    const a = createActor(machine, { input }).start();
+    await Promise.resolve();
+    clock.increment(299_999);
+    expect(top(a.getSnapshot().value)).toBe('STARTING');
+    clock.increment(1);
     expect(top(a.getSnapshot().value)).toBe('UNHEALTHY');
     expect(a.getSnapshot().context.reason).toMatch(/startup timeout/);
     a.stop();

@@ -1,16 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { createActor, fromPromise } from 'xstate';
-import { routeMachine } from '../../../machines/route.ts';
+import { createActor, fromPromise, SimulatedClock } from 'xstate';
+import { routeMachineWithClock } from '../../../machines/route.ts';
+import { pureActor } from './pure-actor.ts';
 
-function testRoute(drain: () => Promise<void> = async () => {}) {
-  const machine = routeMachine.provide({
+const routeInput = { routeId: 't1', replicaId: 'r1', deploymentId: 'd1' };
+
+function testMachine(drain: () => Promise<void> = async () => {}) {
+  // A clock that never moves: these tests do not wait on the drain timeout.
+  return routeMachineWithClock(new SimulatedClock()).provide({
     actions: { notifyParent: () => {} },
     actors: { drainRoute: fromPromise(drain) },
   });
-  return createActor(machine, {
-    input: { routeId: 't1', replicaId: 'r1', deploymentId: 'd1' },
-  }).start();
 }
+
+function testRoute(drain: () => Promise<void> = async () => {}) {
+  return createActor(testMachine(drain), { input: routeInput }).start();
+}
+
+/** Single steps through XState's pure transition(): no actor, no effect, no timer. */
+const pureRoute = () => pureActor(testMachine(), routeInput);
 
 const healthy = { type: 'route.health.healthy', reason: 'ready', at: 1 } as const;
 const unhealthy = {
@@ -22,7 +30,7 @@ const degraded = { type: 'route.health.degraded', reason: 'no health data', at: 
 
 describe('route machine', () => {
   it('a route fed HEALTHY while HEALTHY stays HEALTHY and records the check', () => {
-    const a = testRoute();
+    const a = pureRoute();
     a.send({ type: 'route.provision' });
     a.send(healthy);
     a.send({ ...healthy, at: 10 });
@@ -35,7 +43,7 @@ describe('route machine', () => {
   });
 
   it('PROVISIONING waits for a passing check and ignores other classes', () => {
-    const a = testRoute();
+    const a = pureRoute();
     a.send({ type: 'route.provision' });
     a.send(unhealthy);
     a.send(degraded);
@@ -45,7 +53,7 @@ describe('route machine', () => {
   });
 
   it('moves between HEALTHY, UNHEALTHY and DEGRADED on classifications', () => {
-    const a = testRoute();
+    const a = pureRoute();
     a.send({ type: 'route.provision' });
     const seen: string[] = [];
     for (const e of [healthy, unhealthy, degraded, healthy, degraded, unhealthy, healthy]) {
@@ -88,6 +96,21 @@ describe('route machine', () => {
     await new Promise((r) => setImmediate(r));
     expect(a.getSnapshot().value).toBe('TERMINATED');
     expect(a.getSnapshot().context.reason).toBe('manual deletion');
+  });
+
+  it('entering TERMINATING sets the drain deadline from the clock and starts the drain', () => {
+    const clock = new SimulatedClock();
+    clock.set(2_000);
+    const machine = routeMachineWithClock(clock).provide({ actions: { notifyParent: () => {} } });
+    const a = pureActor(machine, { ...routeInput, drain_timeout_s: 5 });
+    a.send({ type: 'route.terminate', cause: 'scale-down' });
+    expect(a.getSnapshot().value).toBe('TERMINATING');
+    expect(a.getSnapshot().context.deadline).toBe(7_000);
+    const spawned = a
+      .lastActions()
+      .filter(([type]) => type === 'xstate.spawnChild')
+      .map(([, p]) => (p as { id: string }).id);
+    expect(spawned.sort()).toEqual(['drain', 'drain-deadline']);
   });
 
   it('terminates from PENDING on deployment termination', async () => {
