@@ -3,7 +3,7 @@
  * errors (exit 2), and turning API errors into short lines on stderr (exit 1).
  */
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { ConfigError, parseClientConfig } from '../config.ts';
+import { ConfigError, parseClientConfig } from './client-config.ts';
 import { type ApiClient, ApiError, createClient, NoServerError } from './http-client.ts';
 
 export const COMMON_HELP = `common options:

@@ -1,5 +1,5 @@
 /**
- * `flotilla serve`: the composition root. Parses the configuration once (src/config.ts),
+ * `flotilla serve`: the composition root. Parses the configuration once (serve-config.ts),
  * creates the metrics registry, the embedded Flotilla (store, backend, health, runtime,
  * prober, proxy) and the HTTP API, prints one line per listener, and on SIGINT/SIGTERM closes
  * everything (replicas stopped unless --keep-replicas, so the next start adopts them).
@@ -16,7 +16,7 @@ import {
   describeServeConfig,
   parseServeConfig,
   type ServeConfig,
-} from '../../config.ts';
+} from './serve-config.ts';
 import { campaignForLeadership, type Leadership } from '../../etcd/leader-election.ts';
 import { createFlotilla, type Flotilla } from '../../index.ts';
 import { buildNodeApp } from '../../roles/node-app.ts';
