@@ -3,6 +3,8 @@
  * `run(argv: string[]): Promise<number>` (the exit code). Loaded lazily so `--help` is instant.
  */
 import { readFileSync } from 'node:fs';
+import { didYouMean } from './flags.ts';
+import { exitQuietlyOnClosedPipe, output, printError, wantsJson } from './output.ts';
 
 export const COMMANDS: Record<string, string> = {
   serve: 'run every Flotilla role (API, coordinator, prober, proxy) in this process',
@@ -36,18 +38,31 @@ export function usage(): string {
   ].join('\n');
 }
 
+const TOP_LEVEL = ['help', '--help', '-h', 'version', '--version', '-v'];
+
 export async function main(argv: string[]): Promise<number> {
+  exitQuietlyOnClosedPipe();
+  output.json = wantsJson(argv);
   const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+  if (!cmd) {
+    // No command is a usage mistake (exit 2), as for every other one; the usage says what to type.
+    console.error(usage());
+    return 2;
+  }
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
     console.log(usage());
-    return cmd ? 0 : 1;
+    return 0;
   }
   if (cmd === '--version' || cmd === '-v' || cmd === 'version') {
     console.log(version());
     return 0;
   }
-  if (!(cmd in COMMANDS)) {
-    console.error(`flotilla: unknown command "${cmd}"\n\n${usage()}`);
+  if (!Object.hasOwn(COMMANDS, cmd)) {
+    const hint = didYouMean(cmd, [...Object.keys(COMMANDS), ...TOP_LEVEL]);
+    const what = cmd.startsWith('-') ? 'option' : 'command';
+    const message = `unknown ${what} ${JSON.stringify(cmd)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}`;
+    if (output.json) printError('flotilla', 'usage', message);
+    else console.error(`flotilla: ${message}; run \`flotilla --help\` for the commands`);
     return 2;
   }
   let mod: { run: (argv: string[]) => Promise<number> };

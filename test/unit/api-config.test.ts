@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { run as serve } from '../../src/cli/commands/serve.ts';
 import { ConfigError, parseClientConfig } from '../../src/cli/client-config.ts';
+import { run as serve } from '../../src/cli/commands/serve.ts';
 import {
   describeServeConfig,
   isLoopback,

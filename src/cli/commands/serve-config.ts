@@ -107,7 +107,8 @@ export function parseCapacity(text: string): Partial<ResourceSlots> | string {
     if (slot in out) return `${slot} given twice`;
     if (slot === 'mem') {
       const bytes = parseMemory(value);
-      if (bytes === null) return `mem: expected a size like 32g or 512m, got ${JSON.stringify(value)}`;
+      if (bytes === null)
+        return `mem: expected a size like 32g or 512m, got ${JSON.stringify(value)}`;
       out.mem = bytes;
       continue;
     }
