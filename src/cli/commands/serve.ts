@@ -26,6 +26,7 @@ import {
   parseServeConfig,
   type ServeConfig,
 } from './serve-config.ts';
+import { type HealthParts, healthReport } from './serve-health.ts';
 
 const HELP = `usage: flotilla serve [options]
 
@@ -205,6 +206,7 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
   let node: { close(): Promise<void> };
   let registries: import('prom-client').Registry[] = [];
   let proxyUrl: string | null = null;
+  const health: HealthParts = { role: config.role };
   try {
     if (config.role === 'proxy') {
       const p = await startProxyNode({
@@ -216,14 +218,17 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
       });
       registries = [p.proxy.metrics];
       proxyUrl = p.proxy.url;
+      health.proxy = p.proxy;
       node = p;
     } else {
-      node = await startProberNode({
+      const p = await startProberNode({
         redisUrl,
         keyPrefix: config.redisPrefix,
         ttlS: config.routeHealthTtlS,
         logger: log.child({ component: 'prober' }),
       });
+      health.prober = p.prober;
+      node = p;
     }
   } catch (err) {
     console.error(
@@ -235,6 +240,7 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
     role: config.role,
     registries,
     ready: async () => ({ ready: true, missing: [] }),
+    health: () => healthReport(health),
   });
   try {
     await app.listen({ host: config.host, port: config.apiPort });
@@ -433,6 +439,12 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
     metrics,
     token: config.apiToken,
     logger: log.child({ component: 'api' }),
+    health: () =>
+      healthReport({
+        role: config.role,
+        runtimeFailure: () => flotilla.runtime.failure,
+        proxy: flotilla.proxy,
+      }),
   });
   let apiUrl: string;
   try {
