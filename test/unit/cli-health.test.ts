@@ -114,9 +114,15 @@ describe('/health', () => {
       load: { inflight: 1, queued: 1, level: proxy.status('slow').level },
     });
     upstream.release();
-    await waitFor(() => (upstream.held.length === 1 ? (upstream.release(), true) : null), {
-      timeoutMs: 10_000,
-    });
+    // The queued request reaches the upstream once the first slot frees; answer it too.
+    await waitFor(
+      () => {
+        if (upstream.held.length !== 1) return null;
+        upstream.release();
+        return true;
+      },
+      { timeoutMs: 10_000 },
+    );
     expect(await Promise.all(requests)).toEqual(['ok', 'ok']);
     await app.close();
   });
