@@ -43,7 +43,9 @@ const TOP_LEVEL = ['help', '--help', '-h', 'version', '--version', '-v'];
 export async function main(argv: string[]): Promise<number> {
   exitQuietlyOnClosedPipe();
   output.json = wantsJson(argv);
-  const [cmd, ...rest] = argv;
+  // `--json` is global: `flotilla --json ls` is `flotilla ls --json`.
+  const args = argv[0] === '--json' ? [...argv.slice(1), '--json'] : argv;
+  const [cmd, ...rest] = args;
   if (!cmd) {
     // No command is a usage mistake (exit 2), as for every other one; the usage says what to type.
     console.error(usage());
