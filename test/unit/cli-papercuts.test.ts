@@ -106,6 +106,15 @@ describe('--json errors', () => {
     });
   });
 
+  it('--json before the command counts as global: flotilla --json ls --bogus', async () => {
+    const r = await capture(() => main(['--json', 'ls', '--bogus']));
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stderr[0]!).error).toMatchObject({
+      code: 'usage',
+      message: 'unknown option --bogus',
+    });
+  });
+
   it('an API error with --json keeps its code and details', async () => {
     output.json = true;
     const err = vi.spyOn(console, 'error').mockImplementation(() => {});
