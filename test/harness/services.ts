@@ -83,18 +83,6 @@ function postgresBinDirs(): string[] {
   }
 }
 
-function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    child.kill(signal);
-  });
-}
-
 /** Every process the harness spawned, pid -> name: the end-of-run check looks for survivors. */
 const spawnedProcesses = new Map<number, string>();
 
@@ -182,6 +170,18 @@ async function stopPostgres(child: ChildProcess, pid: number | undefined): Promi
   }
   // runuser forwards SIGTERM to its child (unlike SIGINT); without a postmaster pid this stops it.
   await stopChild(child, 'SIGTERM');
+}
+
+function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill(signal);
+  });
 }
 
 async function dockerAnswers(): Promise<boolean> {
