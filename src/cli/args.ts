@@ -2,7 +2,7 @@
  * What the HTTP commands (deploy, ls, status, scale, rm, logs) share: the common flags, usage
  * errors (exit 2), and turning API errors into short lines on stderr (exit 1).
  */
-import type { ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig, parseArgs } from 'node:util';
 import { ConfigError, parseClientConfig } from './client-config.ts';
 import { parseFlags } from './flags.ts';
 import { type ApiClient, ApiError, createClient, NoServerError } from './http-client.ts';
@@ -28,6 +28,16 @@ export function usageError(cmd: string, message: string): number {
   return 2;
 }
 
+/** What `parseCommand` returns for options `O` (named, so declarations can be emitted). */
+export type ParsedCommand<O extends NonNullable<ParseArgsConfig['options']>> = ReturnType<
+  typeof parseArgs<{
+    args: string[];
+    options: typeof COMMON_OPTIONS & O;
+    allowPositionals: true;
+    strict: true;
+  }>
+>;
+
 /**
  * Parses argv with the common options added; a usage mistake prints one line and returns
  * exit 2. `positionalNames` name the positionals in messages (`replicas: must be ≥ 0`).
@@ -37,11 +47,11 @@ export function parseCommand<O extends NonNullable<ParseArgsConfig['options']>>(
   argv: string[],
   options: O,
   positionalNames: readonly string[] = [],
-) {
+): ParsedCommand<O> | number {
   if (wantsJson(argv)) output.json = true;
   const r = parseFlags(argv, { ...COMMON_OPTIONS, ...options }, { positionalNames });
   if (r.problem !== undefined) return usageError(cmd, r.problem);
-  return r.parsed;
+  return r.parsed as ParsedCommand<O>;
 }
 
 /** Prints an error the way every command does; returns the exit code (1). */

@@ -114,6 +114,11 @@ export function explainParseError(err: unknown, options: FlagOptions): string {
   }
 }
 
+/** What `parseFlags` parses for options `O` (named, so declarations can be emitted). */
+export type ParsedFlags<O extends FlagOptions> = ReturnType<
+  typeof parseArgs<{ args: string[]; options: O; allowPositionals: boolean; strict: true }>
+>;
+
 /**
  * `parseArgs` (strict) returning the parse or the one-line problem. `positionalNames` names
  * the positionals in messages about them (`scale x -1` -> `replicas: must be ≥ 0, got -1`).
@@ -122,9 +127,9 @@ export function parseFlags<O extends FlagOptions>(
   argv: string[],
   options: O,
   opts: { allowPositionals?: boolean; positionalNames?: readonly string[] } = {},
-) {
+): { problem: string; parsed?: undefined } | { problem?: undefined; parsed: ParsedFlags<O> } {
   const negative = negativeNumber(argv, options, opts.positionalNames ?? []);
-  if (negative) return { problem: negative } as const;
+  if (negative) return { problem: negative };
   try {
     return {
       parsed: parseArgs({
@@ -133,8 +138,8 @@ export function parseFlags<O extends FlagOptions>(
         allowPositionals: opts.allowPositionals ?? true,
         strict: true,
       }),
-    } as const;
+    };
   } catch (err) {
-    return { problem: explainParseError(err, options) } as const;
+    return { problem: explainParseError(err, options) };
   }
 }
