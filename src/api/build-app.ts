@@ -56,6 +56,11 @@ export interface AppDeps {
   metrics: MetricsRegistry;
   /** A pino logger; default: no logging. */
   logger?: FastifyBaseLogger | undefined;
+  /**
+   * Liveness with detail for /health (`serve` gives the proxy's load and the runtime's fatal
+   * failure); 500 when `ok` is false. Default: `{"status":"ok"}`, always 200.
+   */
+  health?: (() => { ok: boolean; problems: string[] } & Record<string, unknown>) | undefined;
 }
 
 /**
@@ -231,11 +236,28 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       {
         schema: {
           tags: ['process'],
-          summary: 'Liveness: 200 while the process can answer',
-          response: { 200: z.object({ status: z.literal('ok') }) },
+          summary: 'Liveness: 200 while the process can serve its role, 500 when it cannot',
+          response: {
+            200: z.looseObject({ status: z.literal('ok') }),
+            500: z.looseObject({ status: z.literal('failing') }).extend(errorSchema.shape),
+          },
         },
       },
-      async () => ({ status: 'ok' as const }),
+      async (_req, reply) => {
+        if (!deps.health) return { status: 'ok' as const };
+        const { ok, ...report } = deps.health();
+        if (ok) return { ...report, status: 'ok' as const };
+        const message = `cannot serve: ${report.problems.join('; ')}`;
+        return reply.status(500).send({
+          ...report,
+          status: 'failing' as const,
+          ...errorBody(
+            new FlotillaError('internal', message, {
+              details: report.problems.map((m) => ({ path: 'health', message: m })),
+            }),
+          ),
+        });
+      },
     );
     r.get(
       '/ready',

@@ -2,14 +2,16 @@
  * What the HTTP commands (deploy, ls, status, scale, rm, logs) share: the common flags, usage
  * errors (exit 2), and turning API errors into short lines on stderr (exit 1).
  */
-import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { ConfigError, parseClientConfig } from '../config.ts';
+import type { ParseArgsConfig, parseArgs } from 'node:util';
+import { ConfigError, parseClientConfig } from './client-config.ts';
+import { parseFlags } from './flags.ts';
 import { type ApiClient, ApiError, createClient, NoServerError } from './http-client.ts';
+import { output, printError, wantsJson } from './output.ts';
 
 export const COMMON_HELP = `common options:
   --api <url>      the Flotilla API (env FLOTILLA_API_URL, default http://127.0.0.1:8080)
   --token <t>      bearer token (env FLOTILLA_API_TOKEN)
-  --json           print JSON for scripts
+  --json           print JSON for scripts (errors too: {"error":{...}} on stderr)
   -h, --help       this help`;
 
 export const COMMON_OPTIONS = {
@@ -19,37 +21,53 @@ export const COMMON_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
+/** One line on stderr (JSON with --json) naming the mistake and where the usage is; exit 2. */
 export function usageError(cmd: string, message: string): number {
-  console.error(`flotilla ${cmd}: ${message}\nRun \`flotilla ${cmd} --help\` for usage.`);
+  if (output.json) printError(`flotilla ${cmd}`, 'usage', message);
+  else console.error(`flotilla ${cmd}: ${message} (see \`flotilla ${cmd} --help\`)`);
   return 2;
 }
 
-/** Parses argv with the common options added; a usage mistake prints and returns exit 2. */
+/** What `parseCommand` returns for options `O` (named, so declarations can be emitted). */
+export type ParsedCommand<O extends NonNullable<ParseArgsConfig['options']>> = ReturnType<
+  typeof parseArgs<{
+    args: string[];
+    options: typeof COMMON_OPTIONS & O;
+    allowPositionals: true;
+    strict: true;
+  }>
+>;
+
+/**
+ * Parses argv with the common options added; a usage mistake prints one line and returns
+ * exit 2. `positionalNames` name the positionals in messages (`replicas: must be ≥ 0`).
+ */
 export function parseCommand<O extends NonNullable<ParseArgsConfig['options']>>(
   cmd: string,
   argv: string[],
   options: O,
-) {
-  try {
-    return parseArgs({
-      args: argv,
-      options: { ...COMMON_OPTIONS, ...options },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (err) {
-    return usageError(cmd, (err as Error).message);
-  }
+  positionalNames: readonly string[] = [],
+): ParsedCommand<O> | number {
+  if (wantsJson(argv)) output.json = true;
+  const r = parseFlags(argv, { ...COMMON_OPTIONS, ...options }, { positionalNames });
+  if (r.problem !== undefined) return usageError(cmd, r.problem);
+  return r.parsed as ParsedCommand<O>;
 }
 
 /** Prints an error the way every command does; returns the exit code (1). */
 export function reportError(cmd: string, err: unknown): number {
   if (err instanceof NoServerError) {
-    console.error(`flotilla: ${err.message}`);
+    if (output.json) {
+      printError('flotilla', 'dependency_unavailable', err.message, [
+        { path: 'api', message: err.api },
+      ]);
+    } else console.error(`flotilla: ${err.message}`);
     return 1;
   }
   if (err instanceof ApiError) {
-    if (err.details.length <= 1) console.error(`flotilla ${cmd}: ${err.message}`);
+    if (output.json) {
+      printError(`flotilla ${cmd}`, err.code as 'internal', err.message, err.details);
+    } else if (err.details.length <= 1) console.error(`flotilla ${cmd}: ${err.message}`);
     else {
       console.error(`flotilla ${cmd}: refused (${err.code}):`);
       for (const d of err.details) console.error(`  ${d.path}: ${d.message}`);
@@ -57,10 +75,17 @@ export function reportError(cmd: string, err: unknown): number {
     return 1;
   }
   if (err instanceof ConfigError) {
-    for (const line of err.lines) console.error(`flotilla ${cmd}: ${line}`);
+    if (output.json) {
+      printError(
+        `flotilla ${cmd}`,
+        'usage',
+        err.lines.join('; '),
+        err.lines.map((line) => ({ path: cmd, message: line })),
+      );
+    } else for (const line of err.lines) console.error(`flotilla ${cmd}: ${line}`);
     return 2;
   }
-  console.error(`flotilla ${cmd}: ${err instanceof Error ? err.message : String(err)}`);
+  printError(`flotilla ${cmd}`, 'internal', err instanceof Error ? err.message : String(err));
   return 1;
 }
 
@@ -87,8 +112,11 @@ export function intFlag(
   if (value === undefined) return undefined;
   const n = Number(value);
   const min = opts.min ?? 0;
+  if (Number.isInteger(n) && n < min) {
+    return `${name}: must be ≥ ${min}, got ${JSON.stringify(value)}`;
+  }
   if (!Number.isInteger(n) || n < min || (opts.max !== undefined && n > opts.max)) {
-    return `${name}: expected an integer${opts.max !== undefined ? ` from ${min} to ${opts.max}` : ` >= ${min}`}, got ${JSON.stringify(value)}`;
+    return `${name}: expected an integer${opts.max !== undefined ? ` from ${min} to ${opts.max}` : ` ≥ ${min}`}, got ${JSON.stringify(value)}`;
   }
   return n;
 }

@@ -2,8 +2,9 @@
  * The CLI's HTTP client for the Flotilla API (Node's fetch, i.e. undici). Errors come back as
  * ApiError (the server answered with an error body) or NoServerError (nothing answered).
  */
-import type { ClientConfig } from '../config.ts';
+
 import type { ErrorDetail } from '../domain/errors.ts';
+import type { ClientConfig } from './client-config.ts';
 
 /** The API answered with an error. */
 export class ApiError extends Error {

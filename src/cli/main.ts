@@ -2,7 +2,9 @@
  * The `flotilla` command. Each subcommand lives in src/cli/commands/<name>.ts and exports
  * `run(argv: string[]): Promise<number>` (the exit code). Loaded lazily so `--help` is instant.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { didYouMean } from './flags.ts';
+import { exitQuietlyOnClosedPipe, output, printError, wantsJson } from './output.ts';
 
 export const COMMANDS: Record<string, string> = {
   serve: 'run every Flotilla role (API, coordinator, prober, proxy) in this process',
@@ -17,8 +19,14 @@ export const COMMANDS: Record<string, string> = {
 };
 
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-  return String(pkg.version);
+  // The package root is two folders up from src/cli/, three from the compiled dist/src/cli/.
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    const url = new URL(rel, import.meta.url);
+    if (!existsSync(url)) continue;
+    const pkg = JSON.parse(readFileSync(url, 'utf8'));
+    if (pkg.name === 'flotilla') return String(pkg.version);
+  }
+  throw new Error('flotilla: package.json not found above src/cli/');
 }
 
 export function usage(): string {
@@ -36,18 +44,33 @@ export function usage(): string {
   ].join('\n');
 }
 
+const TOP_LEVEL = ['help', '--help', '-h', 'version', '--version', '-v'];
+
 export async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+  exitQuietlyOnClosedPipe();
+  output.json = wantsJson(argv);
+  // `--json` is global: `flotilla --json ls` is `flotilla ls --json`.
+  const args = argv[0] === '--json' ? [...argv.slice(1), '--json'] : argv;
+  const [cmd, ...rest] = args;
+  if (!cmd) {
+    // No command is a usage mistake (exit 2), as for every other one; the usage says what to type.
+    console.error(usage());
+    return 2;
+  }
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
     console.log(usage());
-    return cmd ? 0 : 1;
+    return 0;
   }
   if (cmd === '--version' || cmd === '-v' || cmd === 'version') {
     console.log(version());
     return 0;
   }
-  if (!(cmd in COMMANDS)) {
-    console.error(`flotilla: unknown command "${cmd}"\n\n${usage()}`);
+  if (!Object.hasOwn(COMMANDS, cmd)) {
+    const hint = didYouMean(cmd, [...Object.keys(COMMANDS), ...TOP_LEVEL]);
+    const what = cmd.startsWith('-') ? 'option' : 'command';
+    const message = `unknown ${what} ${JSON.stringify(cmd)}${hint ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}`;
+    if (output.json) printError('flotilla', 'usage', message);
+    else console.error(`flotilla: ${message}; run \`flotilla --help\` for the commands`);
     return 2;
   }
   let mod: { run: (argv: string[]) => Promise<number> };

@@ -11,7 +11,7 @@ import type { Dispatcher } from 'undici';
 import type { ErrorCode } from '../domain/errors.ts';
 import { hostForUrl } from '../domain/host.ts';
 import type { RoutingTable } from '../domain/routing.ts';
-import type { AdmissionLevel, Waiter } from './admission.ts';
+import { type AdmissionLevel, LEVEL_VALUE, type Waiter } from './admission.ts';
 import {
   buildResponseHeaders,
   type RequestHeaderScan,
@@ -54,6 +54,22 @@ export interface DeploymentLoadStatus {
   capacity: number;
 }
 
+/**
+ * The proxy's load as its `/health` reports it (the graceful-degradation "health stats"):
+ * the worst deployment level, totals over every deployment, and the busiest deployments.
+ */
+export interface ProxyHealthStats {
+  /** The most loaded deployment's level; `healthy` with no deployment. */
+  level: AdmissionLevel;
+  inflight: number;
+  queued: number;
+  capacity: number;
+  /** Up to 20 deployments with requests in flight or queued, busiest first. */
+  busiest: Array<DeploymentLoadStatus & { deployment: string }>;
+  /** False once close() began: no new request is taken. */
+  serving: boolean;
+}
+
 /** A running proxy. */
 export interface FlotillaProxy {
   port: number;
@@ -68,6 +84,8 @@ export interface FlotillaProxy {
   inflight(routeId: string): number;
   /** Load status of a deployment (by name or id); zeros and `healthy` for one not in the table. */
   status(deployment: string): DeploymentLoadStatus;
+  /** Load over every deployment, for /health. */
+  stats(): ProxyHealthStats;
   /** Outlier ejection and return events; returns the unsubscribe function. */
   onEvent(listener: (e: ProxyEvent) => void): () => void;
   /** `flotilla_proxy_*` metrics, in a registry of the proxy's own. */
@@ -694,6 +712,24 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     new Exchange(req, res, dep, endpoint, parsed.path, scan).admit();
   }
 
+  function stats(): ProxyHealthStats {
+    let level: AdmissionLevel = 'healthy';
+    let inflight = 0;
+    let queued = 0;
+    let capacity = 0;
+    const busy: Array<DeploymentLoadStatus & { deployment: string }> = [];
+    for (const d of state.allDeployments()) {
+      const s = d.status();
+      inflight += s.inflight;
+      queued += s.queued;
+      capacity += s.capacity;
+      if (LEVEL_VALUE[s.level] > LEVEL_VALUE[level]) level = s.level;
+      if (s.inflight > 0 || s.queued > 0) busy.push({ deployment: d.name, ...s });
+    }
+    busy.sort((a, b) => b.inflight + b.queued - (a.inflight + a.queued));
+    return { level, inflight, queued, capacity, busiest: busy.slice(0, 20), serving: !closing };
+  }
+
   function serveOwn(url: string, res: ServerResponse): void {
     if (url === '/metrics') {
       metrics.registry.metrics().then(
@@ -708,7 +744,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     const ready = url === '/health' || !closing;
     const body = JSON.stringify(
       url === '/health'
-        ? { status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000) }
+        ? { status: 'ok', uptime_s: Math.round((Date.now() - started) / 1000), load: stats() }
         : { status: ready ? 'ready' : 'closing', table_version: state.version },
     );
     res.writeHead(ready ? 200 : 503, {
@@ -785,6 +821,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       const d = state.deployment(deployment);
       return d ? d.status() : { level: 'healthy', inflight: 0, queued: 0, capacity: 0 };
     },
+    stats,
     onEvent(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

@@ -9,6 +9,8 @@ export function buildNodeApp(opts: {
   role: string;
   ready: () => Promise<{ ready: boolean; missing: string[] }>;
   registries: Registry[];
+  /** Liveness with detail; 500 when `ok` is false. Default: always ok. */
+  health?: (() => { ok: boolean } & Record<string, unknown>) | undefined;
 }): FastifyInstance {
   const own = new Registry();
   collectDefaultMetrics({ register: own, prefix: 'flotilla_' });
@@ -18,7 +20,11 @@ export function buildNodeApp(opts: {
   }
   const merged = Registry.merge([own, ...opts.registries]);
   const app = Fastify({ logger: false });
-  app.get('/health', async () => ({ status: 'ok', role: opts.role }));
+  app.get('/health', async (_req, reply) => {
+    if (!opts.health) return { status: 'ok', role: opts.role };
+    const { ok, ...report } = opts.health();
+    return reply.code(ok ? 200 : 500).send(report);
+  });
   app.get('/ready', async (_req, reply) => {
     const r = await opts.ready();
     return reply.code(r.ready ? 200 : 503).send({ ...r, role: opts.role });

@@ -1,5 +1,11 @@
 import type { TestProject } from 'vitest/node';
-import { MissingServiceError, type ServiceUrls, startServices } from './services.ts';
+import {
+  harnessProcessesAlive,
+  killHarnessProcesses,
+  MissingServiceError,
+  type ServiceUrls,
+  startServices,
+} from './services.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -25,5 +31,11 @@ export default async function setup(project: TestProject) {
   project.provide('services', urls);
   return async () => {
     await started.stop();
+    // Nothing the harness started may outlive the run: name each survivor, kill it, fail.
+    const alive = harnessProcessesAlive();
+    if (alive.length > 0) {
+      killHarnessProcesses();
+      throw new Error(`test harness left processes running after teardown: ${alive.join(', ')}`);
+    }
   };
 }

@@ -11,7 +11,7 @@
  * If none works the run fails with one line naming what is missing and how to install it.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,6 +83,95 @@ function postgresBinDirs(): string[] {
   } catch {
     return [];
   }
+}
+
+/** Every process the harness spawned, pid -> name: the end-of-run check looks for survivors. */
+const spawnedProcesses = new Map<number, string>();
+
+function track(pid: number | undefined, name: string): void {
+  if (pid) spawnedProcesses.set(pid, name);
+}
+
+/** Whether `pid` runs (a zombie waiting for its parent to reap it does not). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    // EPERM: it exists but belongs to someone we may not signal.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    // No /proc (not Linux) or it went away between the two checks: trust kill(0).
+    return existsSync(`/proc/${pid}`) || !existsSync('/proc');
+  }
+}
+
+async function waitForExit(pid: number, deadlineMs: number): Promise<boolean> {
+  const until = Date.now() + deadlineMs;
+  while (isAlive(pid)) {
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+/** The harness's processes still alive, as `name (pid N)`; forgets those that ended. */
+export function harnessProcessesAlive(): string[] {
+  const alive: string[] = [];
+  for (const [pid, name] of spawnedProcesses) {
+    if (isAlive(pid)) alive.push(`${name} (pid ${pid})`);
+    else spawnedProcesses.delete(pid);
+  }
+  return alive;
+}
+
+/** SIGKILLs every harness process still alive (after the check named them). */
+export function killHarnessProcesses(): void {
+  for (const pid of spawnedProcesses.keys()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/** The postmaster's pid: the first line of `postmaster.pid` in its data directory. */
+function postmasterPid(dataDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Stops PostgreSQL and waits until it is gone. As root `child` is `runuser`, which ignores
+ * SIGINT, so the fast-shutdown SIGINT goes to the postmaster itself (pid from postmaster.pid);
+ * `runuser` then exits with it. SIGKILL after 10 s.
+ */
+async function stopPostgres(child: ChildProcess, pid: number | undefined): Promise<void> {
+  if (pid !== undefined && isAlive(pid)) {
+    try {
+      process.kill(pid, 'SIGINT');
+    } catch {
+      // Gone already.
+    }
+    if (!(await waitForExit(pid, 10_000))) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone between the check and the kill.
+      }
+      await waitForExit(pid, 5_000);
+    }
+  }
+  // runuser forwards SIGTERM to its child (unlike SIGINT); without a postmaster pid this stops it.
+  await stopChild(child, 'SIGTERM');
 }
 
 function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -177,6 +266,7 @@ async function spawnPostgres(): Promise<Running> {
     'max_connections=300',
   ]);
   const child = spawn(srv.bin, srv.args, { stdio: 'ignore' });
+  track(child.pid, asUser.length > 0 ? 'runuser (postgres)' : 'postgres');
   await waitForPort(port, child, 'postgres');
   // The port answers before the server accepts queries; pg_isready waits for that.
   const isready = which('pg_isready', dirs);
@@ -194,11 +284,13 @@ async function spawnPostgres(): Promise<Running> {
       }
     }
   }
+  const pid = postmasterPid(data);
+  track(pid, `postgres server on :${port}`);
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     source: `ephemeral ${postgres} on :${port}`,
     stop: async () => {
-      await stopChild(child, 'SIGINT');
+      await stopPostgres(child, pid);
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -229,6 +321,7 @@ async function spawnRedis(): Promise<Running> {
     ],
     { stdio: 'ignore' },
   );
+  track(child.pid, `redis-server on :${port}`);
   await waitForPort(port, child, 'redis-server');
   return {
     url: `redis://127.0.0.1:${port}`,
@@ -269,6 +362,7 @@ async function spawnEtcd(): Promise<Running> {
     ],
     { stdio: 'ignore' },
   );
+  track(child.pid, `etcd on :${client}`);
   await waitForPort(client, child, 'etcd');
   return {
     url: `http://127.0.0.1:${client}`,

@@ -1,12 +1,11 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ConfigError, parseClientConfig } from '../../src/cli/client-config.ts';
 import { run as serve } from '../../src/cli/commands/serve.ts';
 import {
-  ConfigError,
   describeServeConfig,
   isLoopback,
-  parseClientConfig,
   parseServeConfig,
-} from '../../src/config.ts';
+} from '../../src/cli/commands/serve-config.ts';
 
 afterEach(() => {
   vi.unstubAllEnvs();

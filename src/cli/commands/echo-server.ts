@@ -2,9 +2,9 @@
  * `flotilla echo-server`: runs the OpenAI-compatible echo model server until SIGTERM/SIGINT.
  * Flags win over environment variables, which win over defaults.
  */
-import { parseArgs } from 'node:util';
 import { hostForUrl } from '../../domain/host.ts';
 import { startEchoServer } from '../../echo/server.ts';
+import { parseFlags } from '../flags.ts';
 
 const HELP = `usage: flotilla echo-server [options]
 
@@ -32,25 +32,23 @@ function nonNegativeInt(name: string, value: string | undefined, fallback: numbe
 }
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        port: { type: 'string' },
-        host: { type: 'string' },
-        'startup-delay-ms': { type: 'string' },
-        'token-latency-ms': { type: 'string' },
-        model: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    console.error(`flotilla echo-server: ${(err as Error).message}\n\n${HELP}`);
+  const r = parseFlags(
+    argv,
+    {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'startup-delay-ms': { type: 'string' },
+      'token-latency-ms': { type: 'string' },
+      model: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    { allowPositionals: false },
+  );
+  if (r.problem !== undefined) {
+    console.error(`flotilla echo-server: ${r.problem} (see \`flotilla echo-server --help\`)`);
     return 2;
   }
+  const values: Record<string, string | boolean | undefined> = r.parsed.values;
   if (values.help) {
     console.log(HELP);
     return 0;

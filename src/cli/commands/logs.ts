@@ -1,9 +1,12 @@
 /**
  * `flotilla logs NAME [--replica ID] [--tail BYTES] [--follow]`: the tail of the replicas'
- * output. --follow polls once a second and prints what is new until interrupted.
+ * output. --follow polls once a second and prints what is new until interrupted, following
+ * each replica's log on its own (a line of one replica never re-prints another's).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { DeploymentView } from '../../index.ts';
 import { COMMON_HELP, enc, intFlag, parseCommand, usageError, withClient } from '../args.ts';
+import { type ApiClient, ApiError } from '../http-client.ts';
 
 const HELP = `usage: flotilla logs <name or id> [options]
 
@@ -34,6 +37,79 @@ export function newOutput(prev: string, next: string): string {
   return next.slice(pi[s.length - 1]!);
 }
 
+/**
+ * Follows several replicas' logs, each on its own: `poll` fetches every replica's tail and
+ * returns only what each one added since the last poll, as whole lines prefixed `[replica id]`
+ * when `prefix` is on (a partial last line waits for its newline). A replica whose log cannot
+ * be read this time (it just left) is skipped and keeps what was shown of it.
+ */
+export class LogFollower {
+  private readonly shown = new Map<string, string>();
+  private readonly partial = new Map<string, string>();
+
+  constructor(
+    private readonly fetchLog: (replicaId: string) => Promise<string | null>,
+    public prefix: boolean,
+  ) {}
+
+  async poll(replicaIds: readonly string[]): Promise<string> {
+    const texts = await Promise.all(replicaIds.map((id) => this.fetchLog(id)));
+    let out = '';
+    replicaIds.forEach((id, i) => {
+      const next = texts[i];
+      if (next === null || next === undefined) return;
+      const added = newOutput(this.shown.get(id) ?? '', next);
+      this.shown.set(id, next);
+      if (!this.prefix) {
+        out += added;
+        return;
+      }
+      const lines = `${this.partial.get(id) ?? ''}${added}`.split('\n');
+      this.partial.set(id, lines.pop() ?? '');
+      for (const line of lines) if (line !== '') out += `[${id}] ${line}\n`;
+    });
+    return out;
+  }
+}
+
+/** The replicas whose logs `--follow` reads: all but TERMINATED ones, or the one asked for. */
+async function replicasOf(client: ApiClient, name: string, only: string | undefined) {
+  if (only) return [only];
+  const v = await client.get<DeploymentView>(`/v1/deployments/${enc(name)}`);
+  return v.replicas.filter((r) => r.state !== 'TERMINATED').map((r) => r.id);
+}
+
+async function follow(
+  client: ApiClient,
+  name: string,
+  only: string | undefined,
+  tail: number | undefined,
+  isStopped: () => boolean,
+): Promise<void> {
+  const fetchLog = async (id: string) => {
+    const q = new URLSearchParams({ replica: id });
+    if (tail !== undefined) q.set('tail_bytes', String(tail));
+    try {
+      return await client.text(`/v1/deployments/${enc(name)}/logs?${q}`);
+    } catch (err) {
+      // The replica left between listing and reading: nothing new from it this time.
+      if (err instanceof ApiError && err.code === 'not_found' && !only) return null;
+      throw err;
+    }
+  };
+  let ids = await replicasOf(client, name, only);
+  const follower = new LogFollower(fetchLog, !only && ids.length > 1);
+  for (;;) {
+    const added = await follower.poll(ids);
+    if (added) process.stdout.write(added);
+    await sleep(1000);
+    if (isStopped()) return;
+    ids = await replicasOf(client, name, only);
+    // Several replicas from now on: prefix lines so they can be told apart.
+    if (!only && ids.length > 1) follower.prefix = true;
+  }
+}
+
 export async function run(argv: string[]): Promise<number> {
   const parsed = parseCommand('logs', argv, {
     replica: { type: 'string' },
@@ -54,9 +130,11 @@ export async function run(argv: string[]): Promise<number> {
   if (tail !== undefined) q.set('tail_bytes', String(tail));
   const path = `/v1/deployments/${enc(positionals[0]!)}/logs${q.size ? `?${q}` : ''}`;
   return withClient('logs', values, async (client) => {
-    let shown = await client.text(path);
-    process.stdout.write(shown.endsWith('\n') || shown === '' ? shown : `${shown}\n`);
-    if (!values.follow) return 0;
+    if (!values.follow) {
+      const shown = await client.text(path);
+      process.stdout.write(shown.endsWith('\n') || shown === '' ? shown : `${shown}\n`);
+      return 0;
+    }
     let stop = false;
     const onSignal = () => {
       stop = true;
@@ -64,14 +142,7 @@ export async function run(argv: string[]): Promise<number> {
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     try {
-      while (!stop) {
-        await sleep(1000);
-        if (stop) break;
-        const next = await client.text(path);
-        const added = newOutput(shown, next);
-        if (added) process.stdout.write(added);
-        shown = next;
-      }
+      await follow(client, positionals[0]!, values.replica, tail, () => stop);
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

@@ -28,10 +28,12 @@ export function scaledVerdict(n: number) {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const parsed = parseCommand('scale', argv, {
-    wait: { type: 'boolean' },
-    timeout: { type: 'string' },
-  });
+  const parsed = parseCommand(
+    'scale',
+    argv,
+    { wait: { type: 'boolean' }, timeout: { type: 'string' } },
+    ['deployment', 'replicas'],
+  );
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
   if (values.help) {

@@ -1,28 +1,33 @@
 /**
- * `flotilla serve`: the composition root. Parses the configuration once (src/config.ts),
+ * `flotilla serve`: the composition root. Parses the configuration once (serve-config.ts),
  * creates the metrics registry, the embedded Flotilla (store, backend, health, runtime,
  * prober, proxy) and the HTTP API, prints one line per listener, and on SIGINT/SIGTERM closes
  * everything (replicas stopped unless --keep-replicas, so the next start adopts them).
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { pino } from 'pino';
 import { buildApp } from '../../api/build-app.ts';
 import { createMetrics } from '../../api/metrics.ts';
-import {
-  ConfigError,
-  describeServeConfig,
-  parseServeConfig,
-  type ServeConfig,
-} from '../../config.ts';
+import type { ReplicaBackend } from '../../backends/backend.ts';
+import { createDockerBackend } from '../../backends/docker-backend.ts';
 import { hostForUrl } from '../../domain/host.ts';
+import type { ResourceSlots } from '../../domain/session.ts';
 import { campaignForLeadership, type Leadership } from '../../etcd/leader-election.ts';
 import { createFlotilla, type Flotilla } from '../../index.ts';
 import { buildNodeApp } from '../../roles/node-app.ts';
 import { startProberNode } from '../../roles/prober-node.ts';
 import { startProxyNode } from '../../roles/proxy-node.ts';
+import { parseFlags } from '../flags.ts';
+import { detectGpuCount } from '../gpu-count.ts';
+import {
+  ConfigError,
+  describeServeConfig,
+  parseServeConfig,
+  type ServeConfig,
+} from './serve-config.ts';
+import { type HealthParts, healthReport } from './serve-health.ts';
 
 const HELP = `usage: flotilla serve [options]
 
@@ -53,9 +58,24 @@ options:
                             env FLOTILLA_MODEL_ROOTS, colon-separated; default: the current dir)
   --keep-replicas           leave replicas running on shutdown; the next start adopts them
                             (env FLOTILLA_KEEP_REPLICAS=1)
-  --health-interval <s>     route health classification tick (env HEALTH_CHECK_INTERVAL_SEC,
+  --health-interval <seconds>
+                            route health classification tick (env HEALTH_CHECK_INTERVAL_SEC,
                             default 5)
-  --eviction-interval <s>   route cleanup sweep (env EVICTION_INTERVAL_SEC, default 60)
+  --eviction-interval <seconds>
+                            route cleanup sweep (env EVICTION_INTERVAL_SEC, default 60)
+  --max-health-staleness <seconds>
+                            health data older than this classifies a route DEGRADED (env
+                            MAX_HEALTH_STALENESS_SEC, default 300)
+  --route-health-ttl <seconds>
+                            how long a health record lives in the health store; none left
+                            classifies a route DEGRADED (env ROUTE_HEALTH_TTL_SEC, default 120)
+  --capacity cpu=N,mem=SIZE,gpu=N
+                            what replicas may reserve on this node, any subset (env
+                            FLOTILLA_CAPACITY; mem in binary units: 32g = 32 GiB). Default: every
+                            CPU, all memory, and the GPUs "nvidia-smi -L" lists (0 without it)
+  --backend process|docker  how replicas run (env FLOTILLA_BACKEND, default process): local
+                            processes, or Docker containers (needs a Docker engine: DOCKER_HOST
+                            or the local socket)
   --role <role>             all (default), or one node of a cluster (env FLOTILLA_ROLE):
                             coordinator  API + actors, no proxy/prober (needs DATABASE_URL and
                                          REDIS_URL; run one, or several with ETCD_ENDPOINTS:
@@ -71,37 +91,37 @@ options:
 Prints "api <url>" and "proxy <url>" on stdout once both listen.`;
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | string[] | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        'database-url': { type: 'string' },
-        'redis-url': { type: 'string' },
-        'redis-prefix': { type: 'string' },
-        'etcd-endpoints': { type: 'string' },
-        'api-port': { type: 'string' },
-        'proxy-port': { type: 'string' },
-        host: { type: 'string' },
-        'data-dir': { type: 'string' },
-        'api-token': { type: 'string' },
-        'model-root': { type: 'string', multiple: true },
-        'keep-replicas': { type: 'boolean' },
-        'health-interval': { type: 'string' },
-        'eviction-interval': { type: 'string' },
-        role: { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    console.error(
-      `flotilla serve: ${(err as Error).message}\nRun \`flotilla serve --help\` for usage.`,
-    );
+  const r = parseFlags(
+    argv,
+    {
+      'database-url': { type: 'string' },
+      'redis-url': { type: 'string' },
+      'redis-prefix': { type: 'string' },
+      'etcd-endpoints': { type: 'string' },
+      'api-port': { type: 'string' },
+      'proxy-port': { type: 'string' },
+      host: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'api-token': { type: 'string' },
+      'model-root': { type: 'string', multiple: true },
+      'keep-replicas': { type: 'boolean' },
+      'health-interval': { type: 'string' },
+      'eviction-interval': { type: 'string' },
+      'max-health-staleness': { type: 'string' },
+      'route-health-ttl': { type: 'string' },
+      capacity: { type: 'string' },
+      backend: { type: 'string' },
+      role: { type: 'string' },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    { allowPositionals: false },
+  );
+  if (r.problem !== undefined) {
+    console.error(`flotilla serve: ${r.problem} (see \`flotilla serve --help\`)`);
     return 2;
   }
+  const values: Record<string, string | boolean | string[] | undefined> = r.parsed.values;
   if (values.help) {
     console.log(HELP);
     return 0;
@@ -183,6 +203,7 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
   let node: { close(): Promise<void> };
   let registries: import('prom-client').Registry[] = [];
   let proxyUrl: string | null = null;
+  const health: HealthParts = { role: config.role };
   try {
     if (config.role === 'proxy') {
       const p = await startProxyNode({
@@ -194,13 +215,17 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
       });
       registries = [p.proxy.metrics];
       proxyUrl = p.proxy.url;
+      health.proxy = p.proxy;
       node = p;
     } else {
-      node = await startProberNode({
+      const p = await startProberNode({
         redisUrl,
         keyPrefix: config.redisPrefix,
+        ttlS: config.routeHealthTtlS,
         logger: log.child({ component: 'prober' }),
       });
+      health.prober = p.prober;
+      node = p;
     }
   } catch (err) {
     console.error(
@@ -212,6 +237,7 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
     role: config.role,
     registries,
     ready: async () => ({ ready: true, missing: [] }),
+    health: () => healthReport(health),
   });
   try {
     await app.listen({ host: config.host, port: config.apiPort });
@@ -313,6 +339,29 @@ async function awaitLeadership(
   }
 }
 
+/**
+ * The node's capacity for replicas: as configured (`--capacity`), with the GPU count from
+ * `nvidia-smi -L` when the configuration does not give one. Undefined: every default applies.
+ */
+export async function nodeCapacity(
+  configured: Readonly<Partial<ResourceSlots>> | undefined,
+  detectGpus: () => Promise<number | undefined> = detectGpuCount,
+): Promise<Partial<ResourceSlots> | undefined> {
+  if (configured?.gpu !== undefined) return { ...configured };
+  const gpu = await detectGpus();
+  if (gpu === undefined) return configured ? { ...configured } : undefined;
+  return { ...configured, gpu };
+}
+
+/** `--backend docker`: the Docker backend; undefined lets createFlotilla use processes. */
+async function replicaBackend(
+  config: Readonly<ServeConfig>,
+  capacity: Partial<ResourceSlots> | undefined,
+): Promise<ReplicaBackend | undefined> {
+  if (config.backend !== 'docker') return undefined;
+  return createDockerBackend(capacity ? { capacity } : {});
+}
+
 /** Runs until SIGINT/SIGTERM; returns the exit code. */
 export async function serve(config: Readonly<ServeConfig>): Promise<number> {
   const log = logger(config);
@@ -339,7 +388,11 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
 
   const metrics = createMetrics();
   let flotilla: Flotilla;
+  let backend: ReplicaBackend | undefined;
   try {
+    const capacity = await nodeCapacity(config.capacity);
+    log.info({ capacity: capacity ?? 'machine', backend: config.backend ?? 'process' }, 'node');
+    backend = await replicaBackend(config, capacity);
     flotilla = await createFlotilla({
       databaseUrl: config.databaseUrl,
       redisUrl: config.redisUrl,
@@ -348,22 +401,32 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
       etcdFence: leadership?.fence,
       dataDir: config.dataDir,
       modelRoots: [...config.modelRoots],
+      capacity,
+      backend,
+      routeHealthTtlS: config.routeHealthTtlS,
       keepReplicas: config.keepReplicas,
       proxy: config.role === 'coordinator' ? false : { host: config.host, port: config.proxyPort },
       prober: config.role !== 'coordinator',
       runtime: {
         healthCheckIntervalS: config.healthIntervalS,
         evictionIntervalS: config.evictionIntervalS,
+        ...(config.maxHealthStalenessS !== undefined
+          ? { maxHealthStalenessS: config.maxHealthStalenessS }
+          : {}),
       },
       logger: log.child({ component: 'runtime' }),
       observeFlush: metrics.observeFlush,
       onHealthCheck: metrics.healthCheck,
     });
   } catch (err) {
-    log.error({ err: String(err) }, 'start failed');
+    log.error({ err }, 'start failed');
     console.error(
       `flotilla serve: cannot start: ${err instanceof Error ? err.message : String(err)}`,
     );
+    // A backend made here and not handed over yet (createFlotilla failed before its runtime).
+    await backend?.close({ stopReplicas: false }).catch((closeErr: unknown) => {
+      log.warn({ err: closeErr }, 'closing the replica backend after a failed start');
+    });
     await releaseEtcd();
     return 1;
   }
@@ -373,6 +436,12 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
     metrics,
     token: config.apiToken,
     logger: log.child({ component: 'api' }),
+    health: () =>
+      healthReport({
+        role: config.role,
+        runtimeFailure: () => flotilla.runtime.failure,
+        proxy: flotilla.proxy,
+      }),
   });
   let apiUrl: string;
   try {

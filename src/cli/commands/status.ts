@@ -22,21 +22,37 @@ interface StatusView extends DeploymentView {
   load?: { level: string; inflight: number; queued: number; capacity: number } | null;
 }
 
-/** The last `n` transitions: pages through the history (oldest first) keeping the tail. */
-async function recentEvents(client: ApiClient, id: string, n: number): Promise<TransitionRow[]> {
-  if (n === 0) return [];
+/**
+ * The last `n` transitions and how many there are in all: pages through the history (oldest
+ * first) keeping the tail.
+ */
+async function recentEvents(
+  client: ApiClient,
+  id: string,
+  n: number,
+): Promise<{ tail: TransitionRow[]; total: number }> {
+  if (n === 0) return { tail: [], total: 0 };
   let tail: TransitionRow[] = [];
+  let total = 0;
   let after: number | null = null;
   for (let page = 0; page < 1000; page++) {
     const q: string = after === null ? '?limit=1000' : `?limit=1000&after=${after}`;
     const res: { items: TransitionRow[]; next: number | null } = await client.get(
       `/v1/deployments/${enc(id)}/events${q}`,
     );
+    total += res.items.length;
     tail = [...tail, ...res.items].slice(-n);
     if (res.next === null) break;
     after = res.next;
   }
-  return tail;
+  return { tail, total };
+}
+
+/** The heading of the events table; says so when older transitions are left out. */
+export function eventsHeading(shown: number, total: number): string {
+  return shown < total
+    ? `recent events (last ${shown} of ${total}; --events N shows more):`
+    : 'recent events:';
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -57,7 +73,7 @@ export async function run(argv: string[]): Promise<number> {
       console.log(JSON.stringify(v, null, 2));
       return 0;
     }
-    const events = await recentEvents(client, v.id, nEvents);
+    const { tail: events, total: totalEvents } = await recentEvents(client, v.id, nEvents);
     const lines = [
       `name:      ${v.name}  (id ${v.id})`,
       `state:     ${v.state}${v.deleted_at ? `  (deleted ${age(v.deleted_at)} ago)` : ''}`,
@@ -104,7 +120,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     if (events.length > 0) {
       console.log(
-        `\nrecent events:\n${table(
+        `\n${eventsHeading(events.length, totalEvents)}\n${table(
           ['AGE', 'ACTOR', 'FROM', 'TO', 'REASON'],
           events.map((e) => [
             age(e.at),

@@ -5,10 +5,12 @@
  * `path: message` per line on stderr (exit 1). Usage mistakes exit 2.
  */
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { generateSession, runtimeVariants } from '../../definitions/index.ts';
 import { isFlotillaError } from '../../domain/errors.ts';
 import { generateRevision } from '../../revision/index.ts';
+import { usageError as commonUsageError } from '../args.ts';
+import { parseFlags } from '../flags.ts';
+import { output, printError, wantsJson } from '../output.ts';
 
 const HELP = `usage: flotilla validate <model folder or .toml file> --variant <variant> [options]
 
@@ -21,13 +23,14 @@ options:
                          JSON when it parses (4, true, ["a","b"], "quoted"), else as a string:
                          --set resource_slots.gpu=4 --set 'command=python -m http.server {port}'
   --model-root <dir>     a folder the model path must stay inside (repeatable; default: .)
+  --json                 the output is JSON already; with it, problems are JSON on stderr too:
+                         {"error":{"code","message","details":[{"path","message"}]}}
   -h, --help             this help
 
 exit status: 0 valid, 1 invalid (every problem printed as "path: message"), 2 usage error`;
 
 function usageError(message: string): number {
-  console.error(`flotilla validate: ${message}\nRun \`flotilla validate --help\` for usage.`);
-  return 2;
+  return commonUsageError('validate', message);
 }
 
 /** `resource_slots.gpu=4` -> sets request.resource_slots.gpu = 4. */
@@ -58,14 +61,19 @@ export function applySet(target: Record<string, unknown>, assignment: string): s
   return undefined;
 }
 
+const OPTIONS = {
+  variant: { type: 'string' },
+  set: { type: 'string', multiple: true },
+  'model-root': { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 export async function run(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (err) {
-    return usageError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
+  if (wantsJson(argv)) output.json = true;
+  const r = parseFlags(argv, OPTIONS);
+  if (r.problem !== undefined) return usageError(r.problem);
+  const { values, positionals } = r.parsed;
   if (values.help) {
     console.log(HELP.replace('%VARIANTS%', runtimeVariants.join(', ')));
     return 0;
@@ -84,31 +92,26 @@ export async function run(argv: string[]): Promise<number> {
       { runtime_variant: values.variant, model_path: path.resolve(positionals[0]!), request },
       { modelRoots: modelRoots.length > 0 ? modelRoots : [process.cwd()] },
     );
-    for (const w of warnings) console.error(`warning: ${w}`);
     const session = generateSession(revision);
+    if (output.json) {
+      // Scripts read one document: the warnings go with it instead of as lines on stderr.
+      console.log(JSON.stringify({ revision, session, warnings }, null, 2));
+      return 0;
+    }
+    for (const w of warnings) console.error(`warning: ${w}`);
     console.log(JSON.stringify({ revision, session }, null, 2));
     return 0;
   } catch (err) {
     if (isFlotillaError(err)) {
+      if (output.json) {
+        printError('flotilla validate', err.code, err.message, err.details);
+        return 1;
+      }
       if (err.details.length === 0) console.error(err.message);
       for (const d of err.details) console.error(`${d.path}: ${d.message}`);
       return 1;
     }
-    console.error(`flotilla validate: ${err instanceof Error ? err.message : String(err)}`);
+    printError('flotilla validate', 'internal', err instanceof Error ? err.message : String(err));
     return 1;
   }
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      variant: { type: 'string' },
-      set: { type: 'string', multiple: true },
-      'model-root': { type: 'string', multiple: true },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
 }

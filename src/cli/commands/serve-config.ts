@@ -1,13 +1,21 @@
 /**
- * Flotilla's configuration, parsed once with zod and frozen: `serve` flags with their
- * environment equivalents, and the CLI client's API address and token. Flags win over the
- * environment, which wins over defaults. Nothing else in Flotilla reads `process.env`.
+ * The configuration of `flotilla serve`, parsed once with zod and frozen: its flags with their
+ * environment equivalents. Flags win over the environment, which wins over defaults. Nothing
+ * else in Flotilla reads `process.env` (the CLI client's settings are in ../client-config.ts).
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseMemory } from '../../domain/revision.ts';
+import type { ResourceSlots } from '../../domain/session.ts';
+import { ConfigError, isUrlWithScheme } from '../client-config.ts';
+
+export { ConfigError } from '../client-config.ts';
 
 export const ServeRoles = ['all', 'coordinator', 'proxy', 'prober'] as const;
 export type ServeRole = (typeof ServeRoles)[number];
+
+export const ReplicaBackendKinds = ['process', 'docker'] as const;
+export type ReplicaBackendKind = (typeof ReplicaBackendKinds)[number];
 
 export const LogLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -29,6 +37,14 @@ export interface ServeConfig {
   keepReplicas: boolean;
   healthIntervalS: number;
   evictionIntervalS: number;
+  /** MAX_HEALTH_STALENESS_SEC; undefined: the runtime's default (300). */
+  maxHealthStalenessS: number | undefined;
+  /** ROUTE_HEALTH_TTL_SEC; undefined: the health store's default (120). */
+  routeHealthTtlS: number | undefined;
+  /** The node's capacity for replicas; a missing slot is detected (cpu, mem, gpu). */
+  capacity: Readonly<Partial<ResourceSlots>> | undefined;
+  /** Replica backend; undefined: the process backend. */
+  backend: ReplicaBackendKind | undefined;
   role: ServeRole;
   logLevel: (typeof LogLevels)[number];
 }
@@ -48,21 +64,18 @@ export const SERVE_SOURCES = {
   keepReplicas: { flag: '--keep-replicas', env: 'FLOTILLA_KEEP_REPLICAS' },
   healthIntervalS: { flag: '--health-interval', env: 'HEALTH_CHECK_INTERVAL_SEC' },
   evictionIntervalS: { flag: '--eviction-interval', env: 'EVICTION_INTERVAL_SEC' },
+  maxHealthStalenessS: { flag: '--max-health-staleness', env: 'MAX_HEALTH_STALENESS_SEC' },
+  routeHealthTtlS: { flag: '--route-health-ttl', env: 'ROUTE_HEALTH_TTL_SEC' },
+  capacity: { flag: '--capacity', env: 'FLOTILLA_CAPACITY' },
+  backend: { flag: '--backend', env: 'FLOTILLA_BACKEND' },
   role: { flag: '--role', env: 'FLOTILLA_ROLE' },
   logLevel: { flag: '--log-level', env: 'FLOTILLA_LOG_LEVEL' },
 } as const satisfies Record<keyof ServeConfig, { flag: string; env: string }>;
 
 const url = (schemes: string[]) =>
-  z.string().refine(
-    (s) => {
-      try {
-        return schemes.includes(new URL(s).protocol.replace(/:$/, ''));
-      } catch {
-        return false;
-      }
-    },
-    { error: `expected a ${schemes.map((s) => `${s}://`).join(' or ')} URL` },
-  );
+  z.string().refine((s) => isUrlWithScheme(s, schemes), {
+    error: `expected a ${schemes.map((s) => `${s}://`).join(' or ')} URL`,
+  });
 const port = z.coerce
   .number({ error: 'expected a port number' })
   .int({ error: 'expected a port number' })
@@ -72,6 +85,54 @@ const seconds = z.coerce.number({ error: 'expected seconds' }).positive().max(86
 const bool = z
   .union([z.boolean(), z.enum(['1', '0', 'true', 'false', 'yes', 'no', ''])])
   .transform((v) => v === true || v === '1' || v === 'true' || v === 'yes');
+
+const CAPACITY_SLOTS = ['cpu', 'mem', 'gpu'] as const;
+
+/**
+ * `cpu=8,mem=32g,gpu=2` (any subset, any order) -> slots; mem takes binary units as
+ * resource_slots.mem does (`32g` = 32 GiB). Returns the problem as a string instead.
+ */
+export function parseCapacity(text: string): Partial<ResourceSlots> | string {
+  const out: Partial<ResourceSlots> = {};
+  for (const part of text.split(',')) {
+    const item = part.trim();
+    if (item === '') continue;
+    const eq = item.indexOf('=');
+    const key = (eq < 0 ? item : item.slice(0, eq)).trim();
+    const value = eq < 0 ? '' : item.slice(eq + 1).trim();
+    if (!(CAPACITY_SLOTS as readonly string[]).includes(key)) {
+      return `unknown slot ${JSON.stringify(key)} (expected cpu=N,mem=SIZE,gpu=N)`;
+    }
+    const slot = key as (typeof CAPACITY_SLOTS)[number];
+    if (slot in out) return `${slot} given twice`;
+    if (slot === 'mem') {
+      const bytes = parseMemory(value);
+      if (bytes === null)
+        return `mem: expected a size like 32g or 512m, got ${JSON.stringify(value)}`;
+      out.mem = bytes;
+      continue;
+    }
+    const n = value === '' ? Number.NaN : Number(value);
+    if (!Number.isFinite(n) || n < 0) {
+      return `${slot}: must be a number ≥ 0, got ${JSON.stringify(value)}`;
+    }
+    if (slot === 'gpu' && !Number.isInteger(n)) {
+      return `gpu: must be a whole number ≥ 0, got ${JSON.stringify(value)}`;
+    }
+    out[slot] = n;
+  }
+  if (Object.keys(out).length === 0) return 'expected cpu=N,mem=SIZE,gpu=N (any of them)';
+  return out;
+}
+
+const capacity = z.string().transform((s, ctx) => {
+  const r = parseCapacity(s);
+  if (typeof r === 'string') {
+    ctx.addIssue({ code: 'custom', message: r });
+    return z.NEVER;
+  }
+  return Object.freeze(r);
+});
 
 const serveSchema = z.object({
   databaseUrl: url(['postgres', 'postgresql']).optional(),
@@ -96,17 +157,13 @@ const serveSchema = z.object({
   keepReplicas: bool.default(false),
   healthIntervalS: seconds.default(5),
   evictionIntervalS: seconds.default(60),
+  maxHealthStalenessS: seconds.optional(),
+  routeHealthTtlS: seconds.optional(),
+  capacity: capacity.optional(),
+  backend: z.enum(ReplicaBackendKinds).optional(),
   role: z.enum(ServeRoles).default('all'),
   logLevel: z.enum(LogLevels).default('info'),
 });
-
-/** A configuration mistake; `lines` holds one line per problem, naming the flag and variable. */
-export class ConfigError extends Error {
-  constructor(readonly lines: string[]) {
-    super(lines.join('\n'));
-    this.name = 'ConfigError';
-  }
-}
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
@@ -157,6 +214,10 @@ export function parseServeConfig(
     redisUrl: c.redisUrl,
     etcdEndpoints: c.etcdEndpoints ? Object.freeze([...c.etcdEndpoints]) : undefined,
     apiToken: c.apiToken,
+    maxHealthStalenessS: c.maxHealthStalenessS,
+    routeHealthTtlS: c.routeHealthTtlS,
+    capacity: c.capacity,
+    backend: c.backend,
     dataDir: resolve(cwd, c.dataDir),
     modelRoots: Object.freeze((c.modelRoots ?? [cwd]).map((p) => resolve(cwd, p))),
   });
@@ -180,28 +241,4 @@ export function describeServeConfig(c: Readonly<ServeConfig>): Record<string, un
     redisUrl: hide(c.redisUrl) ?? 'in-process',
     apiToken: c.apiToken ? '***' : undefined,
   };
-}
-
-export interface ClientConfig {
-  /** Base URL of the API, no trailing slash. */
-  api: string;
-  token: string | undefined;
-}
-
-export const DEFAULT_API_URL = 'http://127.0.0.1:8080';
-
-/** The CLI's API address (`--api`, FLOTILLA_API_URL) and token (`--token`, FLOTILLA_API_TOKEN). */
-export function parseClientConfig(
-  flags: { api?: string | undefined; token?: string | undefined },
-  env: NodeJS.ProcessEnv = process.env,
-): Readonly<ClientConfig> {
-  const api = flags.api ?? (env.FLOTILLA_API_URL || DEFAULT_API_URL);
-  const r = url(['http', 'https']).safeParse(api);
-  if (!r.success) {
-    throw new ConfigError([
-      `--api / FLOTILLA_API_URL: expected an http:// URL, got ${JSON.stringify(api)}`,
-    ]);
-  }
-  const token = flags.token ?? (env.FLOTILLA_API_TOKEN || undefined);
-  return Object.freeze({ api: api.replace(/\/+$/, ''), token });
 }
