@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { BalancingStrategies } from './routing.ts';
+import { parseOrThrow } from './validation.ts';
 
 export const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -13,6 +14,37 @@ export const deploymentNameSchema = z.string({ error: 'expected a string' }).reg
   error:
     'expected lower-case letters, digits and "-", 1 to 63 characters, not starting or ending with "-"',
 });
+
+/**
+ * Names a deployment or an endpoint cannot take: the proxy serves `/{name}/...`, and every
+ * process answers these paths itself.
+ */
+export const RESERVED_NAMES: readonly string[] = ['health', 'ready', 'metrics', 'inspector'];
+
+/** The name of a deployment or an endpoint: a {@link deploymentNameSchema} not reserved. */
+export const routableNameSchema = deploymentNameSchema.refine((n) => !RESERVED_NAMES.includes(n), {
+  error: (issue) =>
+    `"${String(issue.input)}" is reserved (${RESERVED_NAMES.join(', ')} are the processes' own paths)`,
+});
+
+/** The largest id or name a lookup accepts. */
+export const MAX_ID_LENGTH = 128;
+
+/**
+ * A deployment id or name as a lookup key (path parameter, embedded API argument): 1 to 128
+ * characters, no control characters (a NUL byte would otherwise reach PostgreSQL).
+ */
+export const idOrNameSchema = z
+  .string({ error: 'expected a string' })
+  .min(1, { error: 'expected a deployment id or name' })
+  .max(MAX_ID_LENGTH, { error: `expected at most ${MAX_ID_LENGTH} characters` })
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing them is the point
+  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), {
+    error: 'must not contain control characters',
+  });
+
+/** The largest replica count any field accepts. */
+export const MAX_REPLICAS = 1000;
 
 export const routingSchema = z.strictObject({
   strategy: z.enum(BalancingStrategies).optional(),
@@ -30,8 +62,8 @@ export const admissionSchema = z.strictObject({
 });
 
 export const scalingPolicySchema = z.strictObject({
-  min_replicas: z.int().min(0).optional(),
-  max_replicas: z.int().min(1).optional(),
+  min_replicas: z.int().min(0).max(MAX_REPLICAS).optional(),
+  max_replicas: z.int().min(1).max(MAX_REPLICAS).optional(),
   target_metric: z.enum(['inflight', 'requests', 'cpu', 'memory', 'latency']).optional(),
   target_value: z.number().positive().optional(),
   scale_up_threshold: z.number().positive().optional(),
@@ -55,14 +87,14 @@ export const REVISION_REQUEST_KEYS = [
 ] as const;
 
 export const deploymentRequestSchema = z.strictObject({
-  name: deploymentNameSchema,
+  name: routableNameSchema,
   runtime_variant: z.string({ error: 'expected a string' }).min(1).default('cmd'),
   model_path: z.string().min(1).optional(),
   /** Inline service-definition TOML text, or the same as a JSON object. */
   service_definition: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
-  replicas: z.int({ error: 'expected an integer' }).min(0).max(1000).default(1),
-  min_replicas: z.int().min(0).max(1000).optional(),
-  max_replicas: z.int().min(1).max(1000).optional(),
+  replicas: z.int({ error: 'expected an integer' }).min(0).max(MAX_REPLICAS).default(1),
+  min_replicas: z.int().min(0).max(MAX_REPLICAS).optional(),
+  max_replicas: z.int().min(1).max(MAX_REPLICAS).optional(),
   routing: routingSchema.optional(),
   admission: admissionSchema.optional(),
   scaling_policy: scalingPolicySchema.optional(),
@@ -91,7 +123,7 @@ export const deploymentUpdateSchema = deploymentRequestSchema
 export type DeploymentUpdate = z.input<typeof deploymentUpdateSchema>;
 
 export const scaleRequestSchema = z.strictObject({
-  replicas: z.int({ error: 'expected an integer' }).min(0).max(1000),
+  replicas: z.int({ error: 'expected an integer' }).min(0).max(MAX_REPLICAS),
 });
 
 export const scalingGroupSchema = z.strictObject({
@@ -103,9 +135,27 @@ export const scalingGroupSchema = z.strictObject({
 });
 
 export const endpointRequestSchema = z.strictObject({
-  name: deploymentNameSchema,
+  name: routableNameSchema,
   backends: z
-    .array(z.strictObject({ deployment: z.string().min(1), weight: z.number().min(0).max(1000) }))
+    .array(z.strictObject({ deployment: idOrNameSchema, weight: z.number().min(0).max(1000) }))
     .max(64)
     .default([]),
 });
+
+/** Path parameters and embedded-API arguments that look a deployment up by id or name. */
+export const idParamsSchema = z.object({
+  id: idOrNameSchema.describe('deployment id or name'),
+});
+
+/** Path parameters and embedded-API arguments that name an endpoint or a scaling group. */
+export const nameParamsSchema = z.object({ name: deploymentNameSchema });
+
+/** A deployment id or name checked as the HTTP API checks its `:id` (details at `id`). */
+export function parseIdOrName(idOrName: unknown): string {
+  return parseOrThrow(idParamsSchema, { id: idOrName }).id;
+}
+
+/** An endpoint or scaling-group name checked as the HTTP API checks `:name`. */
+export function parseName(name: unknown): string {
+  return parseOrThrow(nameParamsSchema, { name }).name;
+}
