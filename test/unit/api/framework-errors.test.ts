@@ -170,36 +170,34 @@ describe('while closing', () => {
       metrics: createMetrics({ defaultMetrics: false }),
       token: TOKEN,
     });
-    {
-      let release = () => {};
-      const gate = new Promise<void>((r) => {
-        release = r;
-      });
-      let entered = () => {};
-      const closingStarted = new Promise<void>((r) => {
-        entered = r;
-      });
-      // Holds close() in its preClose phase, after the API's own preClose hook has run.
-      app.addHook('preClose', async () => {
-        entered();
-        await gate;
-      });
-      const url = await app.listen({ host: '127.0.0.1', port: 0 });
-      const closed = app.close();
-      await closingStarted;
-      const res = await fetch(`${url}/v1/deployments`, { headers: auth });
-      const text = await res.text();
-      release();
-      await closed;
-      expectErrorShape(
-        {
-          statusCode: res.status,
-          headers: { 'content-type': res.headers.get('content-type') },
-          body: text,
-        },
-        { status: 503, code: 'dependency_unavailable', path: '(request)' },
-      );
-      expect(res.headers.get('retry-after')).toBe('1');
-    }
+    let release = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let entered = () => {};
+    const closingStarted = new Promise<void>((r) => {
+      entered = r;
+    });
+    // Holds close() in its preClose phase, after the API's own preClose hook has run.
+    app.addHook('preClose', async () => {
+      entered();
+      await gate;
+    });
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    const closed = app.close();
+    await closingStarted;
+    const res = await fetch(`${url}/v1/deployments`, { headers: auth });
+    const text = await res.text();
+    release();
+    await closed;
+    expectErrorShape(
+      {
+        statusCode: res.status,
+        headers: { 'content-type': res.headers.get('content-type') },
+        body: text,
+      },
+      { status: 503, code: 'dependency_unavailable', path: '(request)' },
+    );
+    expect(res.headers.get('retry-after')).toBe('1');
   });
 });
