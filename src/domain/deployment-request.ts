@@ -86,7 +86,34 @@ export const REVISION_REQUEST_KEYS = [
   'architecture',
 ] as const;
 
-export const deploymentRequestSchema = z.strictObject({
+/**
+ * Adds an issue at every string (or key) that holds a NUL byte: PostgreSQL's text and jsonb
+ * cannot store one, so it is refused here, at its field, instead of by the store.
+ */
+function refuseNulBytes(value: unknown, ctx: z.RefinementCtx): void {
+  const walk = (v: unknown, path: PropertyKey[]) => {
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) {
+        ctx.addIssue({ code: 'custom', path, message: 'must not contain a NUL byte' });
+      }
+    } else if (Array.isArray(v)) {
+      for (const [i, item] of v.entries()) walk(item, [...path, i]);
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, item] of Object.entries(v)) {
+        if (k.includes('\u0000')) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [...path, k],
+            message: 'name must not contain a NUL byte',
+          });
+        } else walk(item, [...path, k]);
+      }
+    }
+  };
+  walk(value, []);
+}
+
+const deploymentRequestObject = z.strictObject({
   name: routableNameSchema,
   runtime_variant: z.string({ error: 'expected a string' }).min(1).default('cmd'),
   model_path: z.string().min(1).optional(),
@@ -113,26 +140,31 @@ export const deploymentRequestSchema = z.strictObject({
   architecture: z.string().optional(),
 });
 
+export const deploymentRequestSchema = deploymentRequestObject.superRefine(refuseNulBytes);
+
 export type DeploymentRequest = z.input<typeof deploymentRequestSchema>;
 export type ParsedDeploymentRequest = z.output<typeof deploymentRequestSchema>;
 
 /** PATCH: a new revision; name and counts are not changed here (scale does counts). */
-export const deploymentUpdateSchema = deploymentRequestSchema
+export const deploymentUpdateSchema = deploymentRequestObject
   .omit({ name: true, replicas: true, min_replicas: true, max_replicas: true, scaling_group: true })
-  .partial();
+  .partial()
+  .superRefine(refuseNulBytes);
 export type DeploymentUpdate = z.input<typeof deploymentUpdateSchema>;
 
 export const scaleRequestSchema = z.strictObject({
   replicas: z.int({ error: 'expected an integer' }).min(0).max(MAX_REPLICAS),
 });
 
-export const scalingGroupSchema = z.strictObject({
-  route_cleanup_target_statuses: z
-    .array(z.enum(['healthy', 'unhealthy', 'degraded']))
-    .max(3)
-    .optional(),
-  settings: z.record(z.string(), z.unknown()).optional(),
-});
+export const scalingGroupSchema = z
+  .strictObject({
+    route_cleanup_target_statuses: z
+      .array(z.enum(['healthy', 'unhealthy', 'degraded']))
+      .max(3)
+      .optional(),
+    settings: z.record(z.string(), z.unknown()).optional(),
+  })
+  .superRefine(refuseNulBytes);
 
 export const endpointRequestSchema = z.strictObject({
   name: routableNameSchema,

@@ -91,6 +91,13 @@ const cases: ParityCase[] = [
     'validation',
     'scaling_policy.max_replicas',
   ),
+  deploy(
+    'a NUL byte in an environ value',
+    { ...ok, environ: { A: 'a\u0000b' } },
+    400,
+    'validation',
+    'environ.A',
+  ),
   deploy('reserved name health', { ...ok, name: 'health' }, 400, 'validation', 'name'),
   deploy('reserved name inspector', { ...ok, name: 'inspector' }, 400, 'validation', 'name'),
   deploy('a live name', { ...ok, name: 'taken' }, 409, 'conflict', 'name'),

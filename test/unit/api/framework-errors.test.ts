@@ -119,6 +119,22 @@ describe('input the API refuses by validation', () => {
     }
   });
 
+  it('a NUL byte in any string of a body is 400 at its field, before the store sees it', async () => {
+    const base = { name: 'nul', command: 'sleep 1000', replicas: 0 };
+    const bad: Array<[string, string, unknown, string]> = [
+      ['POST', '/v1/deployments', { ...base, environ: { A: 'a\u0000b' } }, 'environ.A'],
+      ['POST', '/v1/deployments', { ...base, command: ['sleep', '1\u0000'] }, 'command[1]'],
+      ['POST', '/v1/revisions/preview', { ...base, model_name: 'm\u0000' }, 'model_name'],
+      ['PUT', '/v1/scaling-groups/default', { settings: { note: 'x\u0000' } }, 'settings.note'],
+    ];
+    for (const [method, url, payload, path] of bad) {
+      const res = await send(api.app, { method: method as 'POST' | 'PUT', url, payload });
+      const body = expectErrorShape(res, { status: 400, code: 'validation', path });
+      expect(body.error.message).toContain('NUL byte');
+    }
+    expect(await api.flotilla.list()).toEqual([]);
+  });
+
   it.each(['health', 'ready', 'metrics', 'inspector'])(
     'the name %s is reserved for deployments and endpoints (400 at name)',
     async (name) => {
