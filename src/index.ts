@@ -18,9 +18,10 @@ import {
   deploymentRequestSchema,
   deploymentUpdateSchema,
   endpointRequestSchema,
+  mergeUpdateRequest,
   parseIdOrName,
   parseName,
-  REVISION_REQUEST_KEYS,
+  revisionSourceOf,
   scaleRequestSchema,
   scalingGroupSchema,
 } from './domain/deployment-request.ts';
@@ -319,22 +320,8 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       closers.push(() => p.stop());
     }
 
-    const toRevision = async (req: Record<string, unknown>, variant: string) => {
-      const revisionFields: Record<string, unknown> = {};
-      for (const k of REVISION_REQUEST_KEYS) if (req[k] !== undefined) revisionFields[k] = req[k];
-      return generateRevision(
-        {
-          runtime_variant: variant,
-          model_path: req.model_path as string | undefined,
-          service_definition: req.service_definition as
-            | string
-            | Record<string, unknown>
-            | undefined,
-          request: revisionFields,
-        },
-        { modelRoots },
-      );
-    };
+    const toRevision = (req: Record<string, unknown>, variant: string) =>
+      generateRevision(revisionSourceOf(req, variant), { modelRoots });
 
     const saveEndpoint = async (body: unknown, mode: 'create' | 'replace') => {
       const e = parseOrThrow(endpointRequestSchema, body);
@@ -383,12 +370,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         const prev =
           ((await store.getDeployment(current.id))?.spec as { request?: Record<string, unknown> })
             ?.request ?? {};
-        // Only the fields the caller sent: a zod default (runtime_variant) must not overwrite
-        // the stored value.
-        const sent = Object.fromEntries(
-          Object.entries(req).filter(([k]) => Object.hasOwn(update as object, k)),
-        );
-        const merged = { ...prev, ...sent } as Record<string, unknown>;
+        const merged = mergeUpdateRequest(prev, update as object, req);
         const { revision } = await toRevision(
           merged,
           (merged.runtime_variant as string) ?? current.runtime_variant,

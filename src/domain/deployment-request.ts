@@ -191,3 +191,39 @@ export function parseIdOrName(idOrName: unknown): string {
 export function parseName(name: unknown): string {
   return parseOrThrow(nameParamsSchema, { name }).name;
 }
+
+/**
+ * What revision generation reads from a request (src/revision): the variant, the model
+ * folder, an inline definition, and the revision fields as the highest-priority layer.
+ */
+export function revisionSourceOf(
+  req: Record<string, unknown>,
+  variant: string,
+): {
+  runtime_variant: string;
+  model_path: string | undefined;
+  service_definition: string | Record<string, unknown> | undefined;
+  request: Record<string, unknown>;
+} {
+  const request: Record<string, unknown> = {};
+  for (const k of REVISION_REQUEST_KEYS) if (req[k] !== undefined) request[k] = req[k];
+  return {
+    runtime_variant: variant,
+    model_path: req.model_path as string | undefined,
+    service_definition: req.service_definition as string | Record<string, unknown> | undefined,
+    request,
+  };
+}
+
+/**
+ * PATCH: the stored request with the fields the caller sent on top. Only fields present in
+ * `sent` count, so a zod default (runtime_variant) never overwrites the stored value.
+ */
+export function mergeUpdateRequest(
+  stored: Record<string, unknown>,
+  sent: object,
+  parsed: Record<string, unknown>,
+): Record<string, unknown> {
+  const given = Object.fromEntries(Object.entries(parsed).filter(([k]) => Object.hasOwn(sent, k)));
+  return { ...stored, ...given };
+}

@@ -3,6 +3,7 @@
  * default max_replicas, endpoint names, redaction, named errors and the error body.
  */
 import { describe, expect, it } from 'vitest';
+import { mergeUpdateRequest, revisionSourceOf } from '../../../src/domain/deployment-request.ts';
 import { assertEndpointNameFree } from '../../../src/domain/endpoint-names.ts';
 import {
   deploymentNotFound,
@@ -154,5 +155,32 @@ describe('named errors', () => {
     expect(errorBody(new FlotillaError('internal', 'boom')).error.details).toEqual([
       { path: '(request)', message: 'boom' },
     ]);
+  });
+});
+
+describe('request to revision', () => {
+  it('hands revision generation only the revision fields, as the highest layer', () => {
+    expect(
+      revisionSourceOf(
+        { name: 'x', replicas: 2, model_path: 'm', command: 'c', environ: { A: 'b' } },
+        'cmd',
+      ),
+    ).toEqual({
+      runtime_variant: 'cmd',
+      model_path: 'm',
+      service_definition: undefined,
+      request: { command: 'c', environ: { A: 'b' } },
+    });
+  });
+
+  it('an update keeps stored fields the caller did not send, zod defaults included', () => {
+    const stored = { runtime_variant: 'vllm', command: 'old', environ: { A: '1' } };
+    const sent = { environ: { A: '2' } };
+    const parsed = { runtime_variant: 'cmd', environ: { A: '2' } };
+    expect(mergeUpdateRequest(stored, sent, parsed)).toEqual({
+      runtime_variant: 'vllm',
+      command: 'old',
+      environ: { A: '2' },
+    });
   });
 });
