@@ -18,12 +18,18 @@ import {
   deploymentRequestSchema,
   deploymentUpdateSchema,
   endpointRequestSchema,
-  REVISION_REQUEST_KEYS,
+  mergeUpdateRequest,
+  parseIdOrName,
+  parseName,
+  revisionSourceOf,
   scaleRequestSchema,
   scalingGroupSchema,
 } from './domain/deployment-request.ts';
-import { FlotillaError } from './domain/errors.ts';
+import { assertEndpointNameFree } from './domain/endpoint-names.ts';
+import { endpointNotFound, replicaNotInDeployment } from './domain/errors.ts';
 import type { HealthRecord } from './domain/health.ts';
+import { redactRevisionAndSession } from './domain/redaction.ts';
+import { assertDeploymentReplicaBounds, requestedReplicaBounds } from './domain/replica-bounds.ts';
 import type { ModelRevisionSpec } from './domain/revision.ts';
 import { DEFAULT_ROUTING, type RoutingTable } from './domain/routing.ts';
 import type { ResourceSlots } from './domain/session.ts';
@@ -56,12 +62,25 @@ import {
 } from './store/store.ts';
 
 export type { DeploymentRequest, DeploymentUpdate } from './domain/deployment-request.ts';
-export { FlotillaError } from './domain/errors.ts';
+export {
+  deploymentNotFound,
+  endpointNotFound,
+  FlotillaError,
+  invalidState,
+  validationError,
+} from './domain/errors.ts';
+export { redactEnviron } from './domain/redaction.ts';
 export type { ChangeEvent, DeploymentView } from './runtime/runtime.ts';
 
 export interface FlotillaOptions {
   /** PostgreSQL; without it an embedded PGlite under `dataDir`. */
   databaseUrl?: string | undefined;
+  /**
+   * For tests and embedders: an open, migrated store of your own instead of `databaseUrl` or
+   * the embedded one (e.g. `createStore(await createEmbeddedExecutor(null))`, in memory).
+   * Closed by `close()`, like `backend`.
+   */
+  store?: Store | undefined;
   /** Redis for health data and the routing table; without it an in-process health store. */
   redisUrl?: string | undefined;
   /** Key prefix in Redis. Default `flotilla:`. */
@@ -128,6 +147,9 @@ export interface Flotilla {
   putScalingGroup(name: string, body: unknown): Promise<ScalingGroup>;
   listEndpoints(): Promise<EndpointRecord[]>;
   getEndpoint(name: string): Promise<EndpointRecord>;
+  /** A new endpoint: refuses a name an endpoint or a live deployment has (409). */
+  createEndpoint(body: unknown): Promise<EndpointRecord>;
+  /** Creates or replaces an endpoint: refuses a live deployment's name (409). */
   putEndpoint(body: unknown): Promise<EndpointRecord>;
   deleteEndpoint(name: string): Promise<void>;
   logs(idOrName: string, opts?: { replica?: string; tailBytes?: number }): Promise<string>;
@@ -147,10 +169,15 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
   const prefix = options.redisKeyPrefix ?? 'flotilla:';
   const closers: Array<() => Promise<void>> = [];
   const closeAll = async () => {
-    for (const c of closers.reverse()) await c().catch(() => {});
+    for (const c of closers.reverse()) {
+      // One part failing to close must not keep the others open; say which failed.
+      await c().catch((err: unknown) =>
+        options.logger?.warn({ err }, 'closing a part of flotilla failed'),
+      );
+    }
   };
   try {
-    const store = await openStore({ databaseUrl: options.databaseUrl, dataDir });
+    const store = options.store ?? (await openStore({ databaseUrl: options.databaseUrl, dataDir }));
     closers.push(() => store.close());
     const backend =
       options.backend ?? (await createProcessBackend({ dataDir, capacity: options.capacity }));
@@ -230,9 +257,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
               at: new Date(e.at),
             },
           ])
-          .catch((err) =>
-            options.logger?.warn({ err: String(err) }, 'recording a proxy event failed'),
-          );
+          .catch((err: unknown) => options.logger?.warn({ err }, 'recording a proxy event failed'));
       });
       closers.push(async () => {
         unsubEvents();
@@ -246,8 +271,8 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       const redis = new Redis(options.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
       await redis.connect();
       const publish = (t: RoutingTable) =>
-        publishRoutingTable(redis, prefix, t).catch((err) =>
-          options.logger?.warn({ err: String(err) }, 'routing table publish failed'),
+        publishRoutingTable(redis, prefix, t).catch((err: unknown) =>
+          options.logger?.warn({ err }, 'routing table publish failed'),
         );
       void publish(runtime.routingTable());
       const unsub = runtime.onRoutingTable((t) => void publish(t));
@@ -270,7 +295,9 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         logger: options.logger,
         fence: options.etcdFence,
       });
-      // Failures are logged and retried by the publisher itself.
+      // Safe to drop: the publisher logs a failed write and retries it in the background
+      // until it succeeds or close() (src/etcd/traefik-publisher.ts), and each later publish
+      // re-reads current(), so nothing is lost by not awaiting the failure here.
       const publish = (t: RoutingTable) => publisher.publish(t).catch(() => {});
       void publish(runtime.routingTable());
       const unsub = runtime.onRoutingTable((t) => void publish(t));
@@ -293,21 +320,19 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       closers.push(() => p.stop());
     }
 
-    const toRevision = async (req: Record<string, unknown>, variant: string) => {
-      const revisionFields: Record<string, unknown> = {};
-      for (const k of REVISION_REQUEST_KEYS) if (req[k] !== undefined) revisionFields[k] = req[k];
-      return generateRevision(
-        {
-          runtime_variant: variant,
-          model_path: req.model_path as string | undefined,
-          service_definition: req.service_definition as
-            | string
-            | Record<string, unknown>
-            | undefined,
-          request: revisionFields,
-        },
-        { modelRoots },
-      );
+    const toRevision = (req: Record<string, unknown>, variant: string) =>
+      generateRevision(revisionSourceOf(req, variant), { modelRoots });
+
+    const saveEndpoint = async (body: unknown, mode: 'create' | 'replace') => {
+      const e = parseOrThrow(endpointRequestSchema, body);
+      assertEndpointNameFree(e.name, {
+        liveDeployments: (await runtime.list()).map((d) => d.name),
+        endpoints: mode === 'create' ? (await store.listEndpoints()).map((x) => x.name) : [],
+        mode,
+      });
+      const rec = await store.putEndpoint({ name: e.name, backends: e.backends });
+      await runtime.reloadEndpoints();
+      return rec;
     };
 
     const flotilla: Flotilla = {
@@ -317,41 +342,18 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       store,
       async deploy(request) {
         const req = parseOrThrow(deploymentRequestSchema, request);
-        const minReplicas = req.min_replicas ?? req.scaling_policy?.min_replicas ?? 0;
-        const maxReplicas =
-          req.max_replicas ?? req.scaling_policy?.max_replicas ?? Math.max(req.replicas, 10);
-        const bounds: Array<{ path: string; message: string }> = [];
-        if (minReplicas > maxReplicas)
-          bounds.push({
-            path: 'min_replicas',
-            message: `must not exceed max_replicas (${maxReplicas})`,
-          });
-        if (req.replicas > maxReplicas)
-          bounds.push({
-            path: 'replicas',
-            message: `must not exceed max_replicas (${maxReplicas})`,
-          });
-        if (req.replicas < minReplicas)
-          bounds.push({
-            path: 'replicas',
-            message: `must be at least min_replicas (${minReplicas})`,
-          });
-        if (bounds.length)
-          throw new FlotillaError(
-            'validation',
-            bounds.map((b) => `${b.path}: ${b.message}`).join('; '),
-            { details: bounds },
-          );
+        const bounds = requestedReplicaBounds(req);
+        assertDeploymentReplicaBounds(bounds);
         const { revision } = await toRevision(req as Record<string, unknown>, req.runtime_variant);
-        return redactView(
+        return redactRevisionAndSession(
           await runtime.createDeployment({
             name: req.name,
             runtime_variant: revision.runtime_variant,
             request,
             revision,
-            replicas: req.replicas,
-            min_replicas: minReplicas,
-            max_replicas: maxReplicas,
+            replicas: bounds.replicas,
+            min_replicas: bounds.min_replicas,
+            max_replicas: bounds.max_replicas,
             routing: { ...DEFAULT_ROUTING, ...(req.routing ?? {}) },
             admission: req.admission,
             scaling_group: req.scaling_group,
@@ -359,26 +361,22 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
           }),
         );
       },
-      get: async (idOrName) => redactView(await runtime.get(idOrName)),
-      list: async (opts) => (await runtime.list(opts)).map(redactView),
+      get: async (idOrName) => redactRevisionAndSession(await runtime.get(parseIdOrName(idOrName))),
+      list: async (opts) => (await runtime.list(opts)).map(redactRevisionAndSession),
       async update(idOrName, update) {
+        const id = parseIdOrName(idOrName);
         const req = parseOrThrow(deploymentUpdateSchema, update);
-        const current = await runtime.get(idOrName);
+        const current = await runtime.get(id);
         const prev =
           ((await store.getDeployment(current.id))?.spec as { request?: Record<string, unknown> })
             ?.request ?? {};
-        // Only the fields the caller sent: a zod default (runtime_variant) must not overwrite
-        // the stored value.
-        const sent = Object.fromEntries(
-          Object.entries(req).filter(([k]) => Object.hasOwn(update as object, k)),
-        );
-        const merged = { ...prev, ...sent } as Record<string, unknown>;
+        const merged = mergeUpdateRequest(prev, update as object, req);
         const { revision } = await toRevision(
           merged,
           (merged.runtime_variant as string) ?? current.runtime_variant,
         );
-        return redactView(
-          await runtime.update(idOrName, {
+        return redactRevisionAndSession(
+          await runtime.update(id, {
             request: merged,
             revision,
             ...(req.routing ? { routing: { ...current.routing, ...req.routing } } : {}),
@@ -387,12 +385,15 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         );
       },
       async scale(idOrName, replicas) {
+        const id = parseIdOrName(idOrName);
         const body = parseOrThrow(scaleRequestSchema, { replicas });
-        return redactView(await runtime.scale(idOrName, body.replicas));
+        // The bounds (min_replicas..max_replicas) are the runtime's to check: it holds them.
+        return redactRevisionAndSession(await runtime.scale(id, body.replicas));
       },
-      destroy: async (idOrName) => redactView(await runtime.destroy(idOrName)),
+      destroy: async (idOrName) =>
+        redactRevisionAndSession(await runtime.destroy(parseIdOrName(idOrName))),
       async events(idOrName, page = {}) {
-        const d = await runtime.get(idOrName);
+        const d = await runtime.get(parseIdOrName(idOrName));
         return store.history({ deploymentId: d.id, after: page.after, limit: page.limit });
       },
       subscribe: (listener) => runtime.onChange(listener),
@@ -404,12 +405,13 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         );
         return { revision, session: generateSession(revision), warnings };
       },
-      getScalingGroup: (name) => store.getScalingGroup(name),
+      getScalingGroup: async (name) => store.getScalingGroup(parseName(name)),
       async putScalingGroup(name, body) {
+        const groupName = parseName(name);
         const g = parseOrThrow(scalingGroupSchema, body);
-        const current = await store.getScalingGroup(name);
+        const current = await store.getScalingGroup(groupName);
         return store.putScalingGroup({
-          name,
+          name: groupName,
           route_cleanup_target_statuses:
             g.route_cleanup_target_statuses ?? current.route_cleanup_target_statuses,
           settings: g.settings ?? current.settings,
@@ -417,36 +419,21 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       },
       listEndpoints: () => store.listEndpoints(),
       async getEndpoint(name) {
-        const e = await store.getEndpoint(name);
-        if (!e)
-          throw new FlotillaError('not_found', `endpoint "${name}" not found`, {
-            details: [{ path: 'name', message: 'no such endpoint' }],
-          });
+        const e = await store.getEndpoint(parseName(name));
+        if (!e) throw endpointNotFound(name);
         return e;
       },
-      async putEndpoint(body) {
-        const e = parseOrThrow(endpointRequestSchema, body);
-        const rec = await store.putEndpoint({ name: e.name, backends: e.backends });
-        await runtime.reloadEndpoints();
-        return rec;
-      },
+      createEndpoint: (body) => saveEndpoint(body, 'create'),
+      putEndpoint: (body) => saveEndpoint(body, 'replace'),
       async deleteEndpoint(name) {
-        if (!(await store.deleteEndpoint(name))) {
-          throw new FlotillaError('not_found', `endpoint "${name}" not found`, {
-            details: [{ path: 'name', message: 'no such endpoint' }],
-          });
-        }
+        if (!(await store.deleteEndpoint(parseName(name)))) throw endpointNotFound(name);
         await runtime.reloadEndpoints();
       },
       async logs(idOrName, opts = {}) {
-        const d = await runtime.get(idOrName);
+        const d = await runtime.get(parseIdOrName(idOrName));
         const ids = opts.replica ? [opts.replica] : d.replicas.map((r) => r.id);
         if (opts.replica && !d.replicas.some((r) => r.id === opts.replica)) {
-          throw new FlotillaError(
-            'not_found',
-            `replica "${opts.replica}" is not part of "${d.name}"`,
-            { details: [{ path: 'replica', message: 'no such replica in this deployment' }] },
-          );
+          throw replicaNotInDeployment(opts.replica, d.name);
         }
         const parts = await Promise.all(
           ids.map(async (id) => {
@@ -478,35 +465,4 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
     await closeAll();
     throw err;
   }
-}
-
-/**
- * A name looks secret when a `_`/`-` separated word is SECRET, PASSWORD or PASSWD anywhere, or
- * it ends in KEY, TOKEN, CREDENTIAL(S), AUTH or PAT (OPENAI_API_KEY, HF_TOKEN, SECRET_KEY_BASE);
- * ECHO_TOKEN_LATENCY_MS and TOKENIZER_PATH are not.
- */
-const SECRET_NAME =
-  /(^|[_-])(secret|secrets|password|passwd)([_-]|$)|(^|[_-])(key|token|credentials?|auth|pat|apikey)$/i;
-
-/** Environment values whose names look like keys, tokens or passwords, shown as `***`. */
-export function redactEnviron(
-  env: Record<string, string> | undefined,
-): Record<string, string> | undefined {
-  if (!env) return env;
-  return Object.fromEntries(
-    Object.entries(env).map(([k, v]) => [k, SECRET_NAME.test(k) ? '***' : v]),
-  );
-}
-
-/** A view safe to return or log: secret-looking environment values redacted. */
-export function redactView(view: DeploymentView): DeploymentView {
-  return {
-    ...view,
-    revision: view.revision
-      ? { ...view.revision, environ: redactEnviron(view.revision.environ) ?? {} }
-      : null,
-    session: view.session
-      ? { ...view.session, environ: redactEnviron(view.session.environ) ?? {} }
-      : null,
-  };
 }

@@ -3,7 +3,7 @@
  * digests, so neither the token's content nor its length leaks through timing.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { FlotillaError } from '../domain/errors.ts';
+import { missingToken, wrongToken } from '../domain/errors.ts';
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
@@ -12,15 +12,7 @@ export function bearerChecker(token: string): (authorization: string | undefined
   const expected = digest(token);
   return (authorization) => {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
-    if (!m) {
-      throw new FlotillaError('unauthorized', 'this API needs Authorization: Bearer <token>', {
-        details: [{ path: 'authorization', message: 'missing or not a Bearer token' }],
-      });
-    }
-    if (!timingSafeEqual(digest(m[1]!), expected)) {
-      throw new FlotillaError('forbidden', 'the token is not valid for this API', {
-        details: [{ path: 'authorization', message: 'wrong token' }],
-      });
-    }
+    if (!m) throw missingToken();
+    if (!timingSafeEqual(digest(m[1]!), expected)) throw wrongToken();
   };
 }

@@ -22,11 +22,20 @@ import {
   scaleRequestSchema,
   scalingGroupSchema,
 } from '../domain/deployment-request.ts';
-import { type ErrorDetail, FlotillaError } from '../domain/errors.ts';
+import {
+  errorBody,
+  FlotillaError,
+  notReady,
+  routeNotFound,
+  shuttingDown,
+  validationError,
+  validationErrors,
+} from '../domain/errors.ts';
+import { redactRevisionAndSession } from '../domain/redaction.ts';
 import { zodDetails } from '../domain/validation.ts';
-import { type Flotilla, redactEnviron } from '../index.ts';
+import type { Flotilla } from '../index.ts';
 import { bearerChecker } from './auth.ts';
-import { createErrorHandler, errorBody } from './error-handler.ts';
+import { createErrorHandler } from './error-handler.ts';
 import type { MetricsRegistry } from './metrics.ts';
 import {
   deploymentListSchema,
@@ -74,30 +83,8 @@ interface ZodRequestTypeProvider extends FastifyTypeProvider {
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
-/** zod issues as details, one per unknown field so each names its own path. */
-function issueDetails(error: z.ZodError, prefix: string): ErrorDetail[] {
-  const out: ErrorDetail[] = [];
-  const join = (parts: readonly PropertyKey[]) =>
-    parts
-      .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
-      .join('.')
-      .replace(/\.\[/g, '[');
-  for (const issue of error.issues) {
-    if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) {
-        out.push({ path: prefix + join([...issue.path, key]), message: 'unknown field' });
-      }
-      continue;
-    }
-    for (const d of zodDetails(new z.ZodError([issue]))) {
-      out.push({
-        path: d.path === '(root)' && prefix ? prefix.slice(0, -1) : prefix + d.path,
-        message: d.message,
-      });
-    }
-  }
-  return out;
-}
+/** Longest path parameter the router hands on (longer ones: 414 `uri_too_long`). */
+export const MAX_PARAM_LENGTH = 1024;
 
 const PART_PREFIX: Record<string, string> = {
   body: '',
@@ -116,35 +103,11 @@ function zodValidatorCompiler({ schema, httpPart }: { schema: unknown; httpPart?
   return (data: unknown) => {
     if (httpPart === 'body' && (data === null || data === undefined)) {
       const message = 'expected a JSON object body (Content-Type: application/json)';
-      return {
-        error: new FlotillaError('validation', message, {
-          details: [{ path: '(body)', message }],
-        }),
-      };
+      return { error: validationError('(body)', message, message) };
     }
     const r = s.safeParse(data, { reportInput: true });
     if (r.success) return { value: httpPart === 'body' ? data : r.data };
-    const details = issueDetails(r.error, prefix);
-    return {
-      error: new FlotillaError(
-        'validation',
-        details.map((d) => `${d.path}: ${d.message}`).join('; '),
-        { details },
-      ),
-    };
-  };
-}
-
-function redactPreview<
-  T extends {
-    revision: { environ?: Record<string, string> };
-    session: { environ?: Record<string, string> };
-  },
->(p: T): T {
-  return {
-    ...p,
-    revision: { ...p.revision, environ: redactEnviron(p.revision.environ) ?? {} },
-    session: { ...p.session, environ: redactEnviron(p.session.environ) ?? {} },
+    return { error: validationErrors(zodDetails(r.error, prefix)) };
   };
 }
 
@@ -154,27 +117,40 @@ const errors = (...codes: number[]) =>
 export function buildApp(deps: AppDeps): FastifyInstance {
   const { flotilla, metrics } = deps;
   const bodyLimit = deps.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const handleError = createErrorHandler(bodyLimit);
   const app = Fastify({
     bodyLimit,
+    // A parameter longer than any valid id reaches validation (400 at its field) instead of
+    // the router's own 414; past this the router answers, through `frameworkErrors`.
+    maxParamLength: MAX_PARAM_LENGTH,
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     // One line per request from the onResponse hook below instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
+    // Fastify's own 503 while closing has its own body; the onRequest hook below answers
+    // in the error shape instead.
+    return503OnClosing: false,
+    // The router's errors (bad percent-encoding, a parameter too long) would otherwise be
+    // written by Fastify in its own shape, bypassing the error handler.
+    frameworkErrors: (err, req, reply) => handleError(err, req, reply),
   }) as unknown as FastifyInstance;
 
   app.setValidatorCompiler(zodValidatorCompiler);
   // Responses are documented by zod schemas but serialized as they are.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
-  app.setErrorHandler(createErrorHandler(bodyLimit));
+  app.setErrorHandler(handleError);
   app.setNotFoundHandler((req, reply) => {
-    const message = `no route ${req.method} ${req.url.split('?')[0]}`;
-    reply
-      .status(404)
-      .send(
-        errorBody(
-          new FlotillaError('not_found', message, { details: [{ path: '(url)', message }] }),
-        ),
-      );
+    const err = routeNotFound(req.method, req.url.split('?')[0] ?? '/');
+    return reply.status(err.status).send(errorBody(err));
+  });
+
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_req, reply) => {
+    if (!closing) return;
+    reply.header('connection', 'close');
+    throw shuttingDown('the API');
   });
 
   // An empty JSON body (DELETE with a Content-Type) is no body, not a syntax error.
@@ -271,18 +247,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       async (_req, reply) => {
         const state = await flotilla.ready();
         if (state.ready) return state;
-        const message = `not ready: ${state.missing.join('; ')}`;
         return reply
           .status(503)
           .header('retry-after', '1')
-          .send({
-            ...state,
-            ...errorBody(
-              new FlotillaError('dependency_unavailable', message, {
-                details: state.missing.map((m) => ({ path: 'ready', message: m })),
-              }),
-            ),
-          });
+          .send({ ...state, ...errorBody(notReady(state.missing)) });
       },
     );
     r.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
@@ -445,13 +413,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         },
       },
       async (req) =>
-        redactPreview(
-          (await flotilla.previewRevision(req.body as DeploymentRequest)) as unknown as {
-            revision: { environ?: Record<string, string> };
-            session: { environ?: Record<string, string> };
-            warnings: string[];
-          },
-        ),
+        redactRevisionAndSession(await flotilla.previewRevision(req.body as DeploymentRequest)),
     );
 
     // ------------------------------------------------------------ scaling groups
@@ -483,14 +445,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
     // ------------------------------------------------------------ endpoints
     const etags = ['endpoints'];
-    const notADeployment = async (name: string) => {
-      const clash = (await flotilla.list()).some((d) => d.name === name);
-      if (clash) {
-        throw new FlotillaError('conflict', `"${name}" is the name of a live deployment`, {
-          details: [{ path: 'name', message: 'endpoint and deployment names share one namespace' }],
-        });
-      }
-    };
     r.post(
       '/v1/endpoints',
       {
@@ -502,18 +456,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         },
       },
       async (req, reply) => {
-        const { name } = req.body as { name: string };
-        const existing = await flotilla.listEndpoints();
-        if (existing.some((e) => e.name === name)) {
-          throw new FlotillaError('conflict', `endpoint "${name}" already exists`, {
-            details: [
-              { path: 'name', message: 'already exists; PUT /v1/endpoints/{name} replaces it' },
-            ],
-          });
-        }
-        await notADeployment(name);
-        const rec = await flotilla.putEndpoint(req.body);
-        return reply.status(201).header('location', `/v1/endpoints/${name}`).send(rec);
+        const rec = await flotilla.createEndpoint(req.body);
+        return reply.status(201).header('location', `/v1/endpoints/${rec.name}`).send(rec);
       },
     );
     r.get(
@@ -552,11 +496,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       async (req) => {
         const body = req.body as { name?: string };
         if (body.name !== undefined && body.name !== req.params.name) {
-          throw new FlotillaError('validation', 'name in the body differs from the path', {
-            details: [{ path: 'name', message: `expected "${req.params.name}" or no name` }],
-          });
+          throw validationError(
+            'name',
+            `expected "${req.params.name}" or no name`,
+            'name in the body differs from the path',
+          );
         }
-        await notADeployment(req.params.name);
         return flotilla.putEndpoint({ ...body, name: req.params.name });
       },
     );

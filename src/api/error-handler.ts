@@ -5,7 +5,16 @@
  * `{"error": {"code", "message", "details": [{"path", "message"}]}}`.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { type ErrorCode, ErrorCodes, type ErrorDetail, FlotillaError } from '../domain/errors.ts';
+import {
+  type ErrorCode,
+  ErrorCodes,
+  errorBody,
+  FlotillaError,
+  internalError,
+} from '../domain/errors.ts';
+
+/** The body shape lives in the domain (the proxy and the single-role processes use it too). */
+export { errorBody };
 
 /** Fastify error codes with a Flotilla meaning. */
 const FASTIFY_CODES: Record<string, { code: ErrorCode; path: string }> = {
@@ -16,6 +25,8 @@ const FASTIFY_CODES: Record<string, { code: ErrorCode; path: string }> = {
   FST_ERR_CTP_INVALID_JSON_BODY: { code: 'validation', path: '(body)' },
   FST_ERR_NOT_FOUND: { code: 'not_found', path: '(url)' },
   FST_ERR_BAD_URL: { code: 'validation', path: '(url)' },
+  FST_ERR_MAX_PARAM_LENGTH: { code: 'uri_too_long', path: '(url)' },
+  FST_ERR_CTP_INVALID_CONTENT_TYPE: { code: 'unsupported_media_type', path: 'content-type' },
 };
 
 /** Status -> code for the rest of Fastify's 4xx errors. */
@@ -26,6 +37,7 @@ const BY_STATUS: Record<number, ErrorCode> = {
   404: 'not_found',
   409: 'conflict',
   413: 'payload_too_large',
+  414: 'uri_too_long',
   415: 'unsupported_media_type',
   503: 'dependency_unavailable',
 };
@@ -41,7 +53,9 @@ export function toFlotillaError(err: unknown, bodyLimit: number): FlotillaError 
         ? `request body larger than ${bodyLimit} bytes`
         : known.code === 'unsupported_media_type'
           ? 'expected Content-Type: application/json'
-          : (e.message ?? known.code);
+          : known.code === 'uri_too_long'
+            ? 'a path segment is too long'
+            : (e.message ?? known.code);
     return new FlotillaError(known.code, message, {
       details: [{ path: known.path, message }],
     });
@@ -60,15 +74,7 @@ export function toFlotillaError(err: unknown, bodyLimit: number): FlotillaError 
       details: [{ path: '(request)', message }],
     });
   }
-  return new FlotillaError('internal', 'internal error', { cause: err });
-}
-
-export function errorBody(err: FlotillaError): {
-  error: { code: string; message: string; details: ErrorDetail[] };
-} {
-  const details =
-    err.details.length > 0 ? err.details : [{ path: '(request)', message: err.message }];
-  return { error: { code: err.code, message: err.message, details } };
+  return internalError(err);
 }
 
 export function createErrorHandler(bodyLimit: number) {
@@ -77,7 +83,7 @@ export function createErrorHandler(bodyLimit: number) {
     if (fe.status >= 500 && fe.code === 'internal') {
       request.log.error({ err }, 'request failed');
     } else if (fe.status >= 500) {
-      request.log.warn({ code: fe.code, msg: fe.message }, 'dependency error');
+      request.log.warn({ err: fe }, 'dependency error');
     }
     const status = fe.status || ErrorCodes[fe.code] || 500;
     if (fe.retryable || status === 503) reply.header('retry-after', '1');

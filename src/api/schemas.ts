@@ -5,7 +5,14 @@
  * JSON.stringify, and a unit test parses real views with them so they cannot drift.
  */
 import { z } from 'zod';
-import { deploymentNameSchema, endpointRequestSchema } from '../domain/deployment-request.ts';
+import {
+  endpointRequestSchema,
+  idParamsSchema,
+  nameParamsSchema,
+} from '../domain/deployment-request.ts';
+
+/** The path parameters are the embedded API's lookup arguments, checked the same way. */
+export { idParamsSchema, nameParamsSchema };
 
 export const errorSchema = z
   .object({
@@ -16,12 +23,6 @@ export const errorSchema = z
     }),
   })
   .meta({ id: 'Error' });
-
-export const idParamsSchema = z.object({
-  id: z.string().min(1).max(128).describe('deployment id or name'),
-});
-
-export const nameParamsSchema = z.object({ name: deploymentNameSchema });
 
 const flag = z
   .enum(['true', 'false', '1', '0'])

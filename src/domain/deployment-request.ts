@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { BalancingStrategies } from './routing.ts';
+import { parseOrThrow } from './validation.ts';
 
 export const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -13,6 +14,37 @@ export const deploymentNameSchema = z.string({ error: 'expected a string' }).reg
   error:
     'expected lower-case letters, digits and "-", 1 to 63 characters, not starting or ending with "-"',
 });
+
+/**
+ * Names a deployment or an endpoint cannot take: the proxy serves `/{name}/...`, and every
+ * process answers these paths itself.
+ */
+export const RESERVED_NAMES: readonly string[] = ['health', 'ready', 'metrics', 'inspector'];
+
+/** The name of a deployment or an endpoint: a {@link deploymentNameSchema} not reserved. */
+export const routableNameSchema = deploymentNameSchema.refine((n) => !RESERVED_NAMES.includes(n), {
+  error: (issue) =>
+    `"${String(issue.input)}" is reserved (${RESERVED_NAMES.join(', ')} are the processes' own paths)`,
+});
+
+/** The largest id or name a lookup accepts. */
+export const MAX_ID_LENGTH = 128;
+
+/**
+ * A deployment id or name as a lookup key (path parameter, embedded API argument): 1 to 128
+ * characters, no control characters (a NUL byte would otherwise reach PostgreSQL).
+ */
+export const idOrNameSchema = z
+  .string({ error: 'expected a string' })
+  .min(1, { error: 'expected a deployment id or name' })
+  .max(MAX_ID_LENGTH, { error: `expected at most ${MAX_ID_LENGTH} characters` })
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing them is the point
+  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), {
+    error: 'must not contain control characters',
+  });
+
+/** The largest replica count any field accepts. */
+export const MAX_REPLICAS = 1000;
 
 export const routingSchema = z.strictObject({
   strategy: z.enum(BalancingStrategies).optional(),
@@ -30,8 +62,8 @@ export const admissionSchema = z.strictObject({
 });
 
 export const scalingPolicySchema = z.strictObject({
-  min_replicas: z.int().min(0).optional(),
-  max_replicas: z.int().min(1).optional(),
+  min_replicas: z.int().min(0).max(MAX_REPLICAS).optional(),
+  max_replicas: z.int().min(1).max(MAX_REPLICAS).optional(),
   target_metric: z.enum(['inflight', 'requests', 'cpu', 'memory', 'latency']).optional(),
   target_value: z.number().positive().optional(),
   scale_up_threshold: z.number().positive().optional(),
@@ -54,15 +86,42 @@ export const REVISION_REQUEST_KEYS = [
   'architecture',
 ] as const;
 
-export const deploymentRequestSchema = z.strictObject({
-  name: deploymentNameSchema,
+/**
+ * Adds an issue at every string (or key) that holds a NUL byte: PostgreSQL's text and jsonb
+ * cannot store one, so it is refused here, at its field, instead of by the store.
+ */
+function refuseNulBytes(value: unknown, ctx: z.RefinementCtx): void {
+  const walk = (v: unknown, path: PropertyKey[]) => {
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) {
+        ctx.addIssue({ code: 'custom', path, message: 'must not contain a NUL byte' });
+      }
+    } else if (Array.isArray(v)) {
+      for (const [i, item] of v.entries()) walk(item, [...path, i]);
+    } else if (v !== null && typeof v === 'object') {
+      for (const [k, item] of Object.entries(v)) {
+        if (k.includes('\u0000')) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [...path, k],
+            message: 'name must not contain a NUL byte',
+          });
+        } else walk(item, [...path, k]);
+      }
+    }
+  };
+  walk(value, []);
+}
+
+const deploymentRequestObject = z.strictObject({
+  name: routableNameSchema,
   runtime_variant: z.string({ error: 'expected a string' }).min(1).default('cmd'),
   model_path: z.string().min(1).optional(),
   /** Inline service-definition TOML text, or the same as a JSON object. */
   service_definition: z.union([z.string(), z.record(z.string(), z.unknown())]).optional(),
-  replicas: z.int({ error: 'expected an integer' }).min(0).max(1000).default(1),
-  min_replicas: z.int().min(0).max(1000).optional(),
-  max_replicas: z.int().min(1).max(1000).optional(),
+  replicas: z.int({ error: 'expected an integer' }).min(0).max(MAX_REPLICAS).default(1),
+  min_replicas: z.int().min(0).max(MAX_REPLICAS).optional(),
+  max_replicas: z.int().min(1).max(MAX_REPLICAS).optional(),
   routing: routingSchema.optional(),
   admission: admissionSchema.optional(),
   scaling_policy: scalingPolicySchema.optional(),
@@ -81,31 +140,90 @@ export const deploymentRequestSchema = z.strictObject({
   architecture: z.string().optional(),
 });
 
+export const deploymentRequestSchema = deploymentRequestObject.superRefine(refuseNulBytes);
+
 export type DeploymentRequest = z.input<typeof deploymentRequestSchema>;
 export type ParsedDeploymentRequest = z.output<typeof deploymentRequestSchema>;
 
 /** PATCH: a new revision; name and counts are not changed here (scale does counts). */
-export const deploymentUpdateSchema = deploymentRequestSchema
+export const deploymentUpdateSchema = deploymentRequestObject
   .omit({ name: true, replicas: true, min_replicas: true, max_replicas: true, scaling_group: true })
-  .partial();
+  .partial()
+  .superRefine(refuseNulBytes);
 export type DeploymentUpdate = z.input<typeof deploymentUpdateSchema>;
 
 export const scaleRequestSchema = z.strictObject({
-  replicas: z.int({ error: 'expected an integer' }).min(0).max(1000),
+  replicas: z.int({ error: 'expected an integer' }).min(0).max(MAX_REPLICAS),
 });
 
-export const scalingGroupSchema = z.strictObject({
-  route_cleanup_target_statuses: z
-    .array(z.enum(['healthy', 'unhealthy', 'degraded']))
-    .max(3)
-    .optional(),
-  settings: z.record(z.string(), z.unknown()).optional(),
-});
+export const scalingGroupSchema = z
+  .strictObject({
+    route_cleanup_target_statuses: z
+      .array(z.enum(['healthy', 'unhealthy', 'degraded']))
+      .max(3)
+      .optional(),
+    settings: z.record(z.string(), z.unknown()).optional(),
+  })
+  .superRefine(refuseNulBytes);
 
 export const endpointRequestSchema = z.strictObject({
-  name: deploymentNameSchema,
+  name: routableNameSchema,
   backends: z
-    .array(z.strictObject({ deployment: z.string().min(1), weight: z.number().min(0).max(1000) }))
+    .array(z.strictObject({ deployment: idOrNameSchema, weight: z.number().min(0).max(1000) }))
     .max(64)
     .default([]),
 });
+
+/** Path parameters and embedded-API arguments that look a deployment up by id or name. */
+export const idParamsSchema = z.object({
+  id: idOrNameSchema.describe('deployment id or name'),
+});
+
+/** Path parameters and embedded-API arguments that name an endpoint or a scaling group. */
+export const nameParamsSchema = z.object({ name: deploymentNameSchema });
+
+/** A deployment id or name checked as the HTTP API checks its `:id` (details at `id`). */
+export function parseIdOrName(idOrName: unknown): string {
+  return parseOrThrow(idParamsSchema, { id: idOrName }).id;
+}
+
+/** An endpoint or scaling-group name checked as the HTTP API checks `:name`. */
+export function parseName(name: unknown): string {
+  return parseOrThrow(nameParamsSchema, { name }).name;
+}
+
+/**
+ * What revision generation reads from a request (src/revision): the variant, the model
+ * folder, an inline definition, and the revision fields as the highest-priority layer.
+ */
+export function revisionSourceOf(
+  req: Record<string, unknown>,
+  variant: string,
+): {
+  runtime_variant: string;
+  model_path: string | undefined;
+  service_definition: string | Record<string, unknown> | undefined;
+  request: Record<string, unknown>;
+} {
+  const request: Record<string, unknown> = {};
+  for (const k of REVISION_REQUEST_KEYS) if (req[k] !== undefined) request[k] = req[k];
+  return {
+    runtime_variant: variant,
+    model_path: req.model_path as string | undefined,
+    service_definition: req.service_definition as string | Record<string, unknown> | undefined,
+    request,
+  };
+}
+
+/**
+ * PATCH: the stored request with the fields the caller sent on top. Only fields present in
+ * `sent` count, so a zod default (runtime_variant) never overwrites the stored value.
+ */
+export function mergeUpdateRequest(
+  stored: Record<string, unknown>,
+  sent: object,
+  parsed: Record<string, unknown>,
+): Record<string, unknown> {
+  const given = Object.fromEntries(Object.entries(parsed).filter(([k]) => Object.hasOwn(sent, k)));
+  return { ...stored, ...given };
+}

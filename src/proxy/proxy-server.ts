@@ -8,7 +8,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Dispatcher } from 'undici';
-import type { ErrorCode } from '../domain/errors.ts';
+import { type ErrorCode, errorBody as errorShape, FlotillaError } from '../domain/errors.ts';
 import { hostForUrl } from '../domain/host.ts';
 import type { RoutingTable } from '../domain/routing.ts';
 import { type AdmissionLevel, LEVEL_VALUE, type Waiter } from './admission.ts';
@@ -131,8 +131,15 @@ function attemptTimeoutMs(dep: DeploymentState): number {
   return typeof s === 'number' && s > 0 ? s * 1000 : 60_000;
 }
 
+/** Where the proxy's own errors point: the request path, or the request as a whole. */
+const DETAIL_PATH: Partial<Record<ErrorCode, string>> = { not_found: '(url)', validation: '(url)' };
+
+/** The API's error shape, `{"error": {"code", "message", "details"}}`, with one detail. */
 function errorBody(code: ErrorCode, message: string): string {
-  return JSON.stringify({ error: { code, message, details: [] } });
+  const path = DETAIL_PATH[code] ?? '(request)';
+  return JSON.stringify(
+    errorShape(new FlotillaError(code, message, { details: [{ path, message }] })),
+  );
 }
 
 function sendError(
@@ -737,7 +744,10 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
           res.writeHead(200, { 'content-type': metrics.registry.contentType });
           res.end(text);
         },
-        (err: unknown) => sendError(res, 500, 'internal', String(err)),
+        (err: unknown) => {
+          log.error({ err }, 'metrics collection failed');
+          sendError(res, 500, 'internal', 'metrics collection failed');
+        },
       );
       return;
     }

@@ -1,9 +1,12 @@
 /**
  * The small HTTP face of a single-role process (proxy or prober): `/health`, `/ready` and
- * `/metrics`, which every Flotilla process answers.
+ * `/metrics`, which every Flotilla process answers. Its errors (a 503 `/ready` included) have
+ * the API's shape, `{"error": {"code", "message", "details"}}`.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { createErrorHandler } from '../api/error-handler.ts';
+import { errorBody, notReady, routeNotFound } from '../domain/errors.ts';
 
 export function buildNodeApp(opts: {
   role: string;
@@ -19,7 +22,16 @@ export function buildNodeApp(opts: {
     own.removeSingleMetric(`flotilla_nodejs_active_${kind}_total`);
   }
   const merged = Registry.merge([own, ...opts.registries]);
-  const app = Fastify({ logger: false });
+  const handleError = createErrorHandler(1024 * 1024);
+  const app = Fastify({
+    logger: false,
+    frameworkErrors: (err, req, reply) => handleError(err, req, reply),
+  });
+  app.setErrorHandler(handleError);
+  app.setNotFoundHandler((req, reply) => {
+    const err = routeNotFound(req.method, req.url.split('?')[0] ?? '/');
+    return reply.status(err.status).send(errorBody(err));
+  });
   app.get('/health', async (_req, reply) => {
     if (!opts.health) return { status: 'ok', role: opts.role };
     const { ok, ...report } = opts.health();
@@ -27,7 +39,11 @@ export function buildNodeApp(opts: {
   });
   app.get('/ready', async (_req, reply) => {
     const r = await opts.ready();
-    return reply.code(r.ready ? 200 : 503).send({ ...r, role: opts.role });
+    if (r.ready) return { ...r, role: opts.role };
+    return reply
+      .code(503)
+      .header('retry-after', '1')
+      .send({ ...r, role: opts.role, ...errorBody(notReady(r.missing)) });
   });
   app.get('/metrics', async (_req, reply) =>
     reply.header('content-type', merged.contentType).send(await merged.metrics()),

@@ -139,7 +139,11 @@ describe('proxy routing', () => {
     const r = await c.get(`${proxy.url}/nope/x`);
     expect(r.status).toBe(404);
     expect(JSON.parse(r.text)).toEqual({
-      error: { code: 'not_found', message: expect.any(String), details: [] },
+      error: {
+        code: 'not_found',
+        message: expect.any(String),
+        details: [{ path: '(url)', message: expect.any(String) }],
+      },
     });
   });
 
