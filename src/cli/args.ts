@@ -24,12 +24,22 @@ export function usageError(cmd: string, message: string): number {
   return 2;
 }
 
+/** What `parseCommand` returns for options `O` (named, so declarations can be emitted). */
+export type ParsedCommand<O extends NonNullable<ParseArgsConfig['options']>> = ReturnType<
+  typeof parseArgs<{
+    args: string[];
+    options: typeof COMMON_OPTIONS & O;
+    allowPositionals: true;
+    strict: true;
+  }>
+>;
+
 /** Parses argv with the common options added; a usage mistake prints and returns exit 2. */
 export function parseCommand<O extends NonNullable<ParseArgsConfig['options']>>(
   cmd: string,
   argv: string[],
   options: O,
-) {
+): ParsedCommand<O> | number {
   try {
     return parseArgs({
       args: argv,

@@ -2,7 +2,7 @@
  * The `flotilla` command. Each subcommand lives in src/cli/commands/<name>.ts and exports
  * `run(argv: string[]): Promise<number>` (the exit code). Loaded lazily so `--help` is instant.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 export const COMMANDS: Record<string, string> = {
   serve: 'run every Flotilla role (API, coordinator, prober, proxy) in this process',
@@ -17,8 +17,14 @@ export const COMMANDS: Record<string, string> = {
 };
 
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
-  return String(pkg.version);
+  // The package root is two folders up from src/cli/, three from the compiled dist/src/cli/.
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    const url = new URL(rel, import.meta.url);
+    if (!existsSync(url)) continue;
+    const pkg = JSON.parse(readFileSync(url, 'utf8'));
+    if (pkg.name === 'flotilla') return String(pkg.version);
+  }
+  throw new Error('flotilla: package.json not found above src/cli/');
 }
 
 export function usage(): string {
