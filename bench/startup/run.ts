@@ -59,8 +59,8 @@ function startUntil(
   return new Promise((res, rej) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      rej(new Error(`${way} ${args[0]} not ready in 60 s:\n${out}\n${err}`));
-    }, 60_000);
+      rej(new Error(`${way} ${args[0]} not ready in 180 s:\n${out}\n${err}`));
+    }, 180_000);
     child.stderr!.on('data', (d) => {
       err += d;
     });
