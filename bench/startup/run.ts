@@ -195,7 +195,7 @@ async function measure(what: string, once: (way: Way) => Promise<Sample>) {
     `  tsx, warm cache    start ${tsx.ms.toFixed(0).padStart(5)} ms  [${tsx.all}]  RSS ${tsx.rss.toFixed(1)} MiB  processes ${tsx.procs}`,
   );
   console.log(
-    `  tsx, cold cache     start ${cold.ms.toFixed(0).padStart(5)} ms  [${cold.all}]  RSS ${cold.rss.toFixed(1)} MiB  processes ${cold.procs}`,
+    `  tsx, cold cache    start ${cold.ms.toFixed(0).padStart(5)} ms  [${cold.all}]  RSS ${cold.rss.toFixed(1)} MiB  processes ${cold.procs}`,
   );
   console.log(
     `  compiled (after)   start ${compiled.ms.toFixed(0).padStart(5)} ms  [${compiled.all}]  RSS ${compiled.rss.toFixed(1)} MiB  processes ${compiled.procs}`,
