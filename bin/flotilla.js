@@ -1,9 +1,14 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources through tsx: one way to run Flotilla, no stale build to forget.
-import { register } from 'tsx/esm/api';
+// Runs the compiled JavaScript in dist/ (`npm run build`; `npm ci` and `npm install` build it
+// through the `prepare` script). No TypeScript loader at run time: tsx is for development only.
+import { existsSync } from 'node:fs';
 
-register();
-const { main } = await import('../src/cli/main.ts');
+const entry = new URL('../dist/src/cli/main.js', import.meta.url);
+if (!existsSync(entry)) {
+  console.error('flotilla: dist/ is not built; run `npm run build` in the Flotilla folder');
+  process.exit(1);
+}
+const { main } = await import(entry.href);
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

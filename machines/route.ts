@@ -58,7 +58,7 @@ export interface RouteContext {
   deadline: number | null;
 }
 
-interface HealthEventBody {
+export interface HealthEventBody {
   reason: string;
   at: number;
 }
