@@ -60,6 +60,7 @@ export async function campaignForLeadership(opts: LeadershipOptions): Promise<Le
   let resigned = false;
   const giveUp = () => {
     resigned = true;
+    // Safe to ignore: a lease we fail to revoke expires by itself within its TTL.
     return campaign.resign().catch(() => {});
   };
 
@@ -102,6 +103,7 @@ export async function campaignForLeadership(opts: LeadershipOptions): Promise<Le
     });
     elected = true;
   } finally {
+    // Safe to ignore: the observer only reported who leads; its watch dies with the client.
     await observer?.cancel().catch(() => {});
   }
 
@@ -123,6 +125,7 @@ export async function campaignForLeadership(opts: LeadershipOptions): Promise<Le
   const stop = () => {
     stopped = true;
     if (timer) clearInterval(timer);
+    // Safe to ignore: we stop listening either way; the watch dies with the client.
     void watcher?.cancel().catch(() => {});
   };
   /** onLost is only called once the caller has been told it leads. */

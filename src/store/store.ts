@@ -602,6 +602,7 @@ export async function openStore(opts: { databaseUrl?: string; dataDir: string })
   try {
     await migrate(exec);
   } catch (err) {
+    // Safe to ignore: the migration error is the one to report; closing is best effort.
     await exec.close().catch(() => {});
     throw err;
   }

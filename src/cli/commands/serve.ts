@@ -185,7 +185,7 @@ function untilSignal(log: ReturnType<typeof logger>, close: () => Promise<void>)
       close().then(
         () => done(0),
         (err) => {
-          log.error({ err: String(err) }, 'close failed');
+          log.error({ err }, 'close failed');
           done(1);
         },
       );
@@ -327,7 +327,7 @@ async function awaitLeadership(
     return { leadership, apiPort };
   } catch (err) {
     if (abort.signal.aborted) return { exit: 0 };
-    log.error({ err: String(err) }, 'leader election failed');
+    log.error({ err }, 'leader election failed');
     console.error(
       `flotilla serve: leader election failed: ${err instanceof Error ? err.message : String(err)}`,
     );
@@ -335,6 +335,7 @@ async function awaitLeadership(
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    // Safe to ignore: the standby app only answered /health and /ready; the process goes on or exits.
     await standby.close().catch(() => {});
   }
 }
@@ -372,6 +373,7 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
   let leadership: Leadership | null = null;
   let apiPort = config.apiPort;
   const releaseEtcd = async () => {
+    // Safe to ignore: an unresigned lease expires by itself within its TTL.
     await leadership?.resign().catch(() => {});
     etcd?.close();
   };
@@ -453,6 +455,7 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
     console.error(
       `flotilla serve: cannot listen on ${config.host}:${apiPort}: ${err instanceof Error ? err.message : String(err)}`,
     );
+    // Safe to ignore: it never listened; the listen error above is what the operator sees.
     await app.close().catch(() => {});
     await flotilla.close();
     await releaseEtcd();
