@@ -27,6 +27,7 @@ import { zodDetails } from '../domain/validation.ts';
 import { type Flotilla, redactEnviron } from '../index.ts';
 import { bearerChecker } from './auth.ts';
 import { createErrorHandler, errorBody } from './error-handler.ts';
+import { inspectorRoutes } from './inspector-routes.ts';
 import type { MetricsRegistry } from './metrics.ts';
 import {
   deploymentListSchema,
@@ -553,6 +554,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       },
     );
   });
+  void app.register(inspectorRoutes, { flotilla });
 
   return app;
 }
