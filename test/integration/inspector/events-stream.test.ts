@@ -73,7 +73,7 @@ describe('GET /v1/events/stream', () => {
 
     const denied = await fetch(`${fx.url}/v1/events/stream?deployment=flip`);
     expect(denied.status).toBe(401);
-    expect((await denied.json()).error.code).toBe('unauthorized');
+    expect(((await denied.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
 
     const first = openStream(`${fx.url}/v1/events/stream?deployment=flip`, auth);
     expect(await first.status).toBe(200);
