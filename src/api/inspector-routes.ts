@@ -66,7 +66,11 @@ export async function inspectorRoutes(
     const d = await flotilla.get(id);
     const rows = await readHistory(flotilla.store, d.id);
     const routes = await flotilla.store.listRoutes(d.id);
-    const replicaOfRoute = new Map(routes.map((r) => [`route:${r.id}`, `replica:${r.replica_id}`]));
+    const prefixed = (kind: string, id: string) =>
+      id.startsWith(`${kind}:`) ? id : `${kind}:${id}`;
+    const replicaOfRoute = new Map(
+      routes.map((r) => [prefixed('route', r.id), prefixed('replica', r.replica_id)]),
+    );
     const actors = statesAt(rows, at).map((a) => ({
       ...a,
       parent:

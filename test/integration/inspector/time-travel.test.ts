@@ -105,6 +105,19 @@ describe('GET /v1/deployments/{id}/state?at=', () => {
       for (const e of mine) if (Date.parse(e.at) <= t) expected.set(e.actor_id, e.to);
       expect(await stateAt(t), `at ${new Date(t).toISOString()}`).toEqual(expected);
     }
+    // The tree: replicas under the deployment, each route under its replica.
+    const now = (await fx.app.inject({ url: `/v1/deployments/${d.id}/state` })).json() as StateAt;
+    const view = await fx.flotilla.get('tt');
+    for (const r of view.routes) {
+      expect(now.actors.find((a) => a.actor_id === `route:${r.id}`)?.parent).toBe(
+        `replica:${r.replica_id}`,
+      );
+    }
+    expect(
+      now.actors
+        .filter((a) => a.kind === 'replica')
+        .every((a) => a.parent === `deployment:${d.id}`),
+    ).toBe(true);
     // Before the first event nothing existed.
     expect((await stateAt(instants[0]! - 1)).size).toBe(0);
     // Quiet moments: the actors themselves (finished actors are gone from the tree).
