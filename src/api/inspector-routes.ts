@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import type { FastifyInstance } from 'fastify';
 import { FlotillaError } from '../domain/errors.ts';
-import type { Flotilla } from '../index.ts';
+import type { DeploymentView, Flotilla } from '../index.ts';
 import { readHistory, statesAt } from '../inspector/history.ts';
 import { MACHINE_NAMES, statechart } from '../inspector/statechart.ts';
 import { type EventStreamOptions, registerEventStream } from './events-stream.ts';
@@ -53,12 +53,46 @@ const ASSETS: Record<string, { file: () => string; type: string }> = {
   },
 };
 
+/** What the fleet view shows of a deployment (the full views of 1,000 are ≈2.5 MB). */
+export interface FleetEntry {
+  id: string;
+  name: string;
+  state: string;
+  reason: string | null;
+  healthy_replicas: number;
+  target_replicas: number;
+  created_at: string;
+  /** Route states, and the reasons of replicas that have one (trouble detection). */
+  route_states: string[];
+  replica_reasons: string[];
+}
+
+export function fleetEntry(v: DeploymentView): FleetEntry {
+  return {
+    id: v.id,
+    name: v.name,
+    state: v.state,
+    reason: v.reason,
+    healthy_replicas: v.healthy_replicas,
+    target_replicas: v.target_replicas,
+    created_at: v.created_at,
+    route_states: v.routes.map((r) => r.state),
+    replica_reasons: v.replicas.flatMap((r) => (r.reason ? [r.reason] : [])),
+  };
+}
+
 export async function inspectorRoutes(
   app: FastifyInstance,
   opts: InspectorRoutesOptions,
 ): Promise<void> {
   const { flotilla } = opts;
   registerEventStream(app, { flotilla, ...(opts.stream ?? {}) });
+
+  app.get('/v1/inspector/fleet', { schema: { hide: true } }, async (req) => {
+    const q = req.query as { id?: string };
+    const views = q.id ? [await flotilla.get(q.id)] : await flotilla.list();
+    return { items: views.map(fleetEntry) };
+  });
 
   app.get('/v1/deployments/:id/state', { schema: { hide: true } }, async (req) => {
     const { id } = req.params as { id: string };

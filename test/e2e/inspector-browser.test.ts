@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FleetEntry } from '../../src/api/inspector-routes.ts';
 import { flatStates, MACHINE_NAMES, statechart } from '../../src/inspector/statechart.ts';
 import { stopChildren } from '../harness/child-processes.ts';
 import { replicaPids } from '../harness/replica-processes.ts';
@@ -132,7 +133,6 @@ describe('inspector in chromium', () => {
       },
       { timeout: 60_000 },
     );
-    await shot(page, 'inspector-fleet.png');
 
     // Deployment view.
     await page.goto(`${api}/inspector/deployments/echo`);
@@ -248,8 +248,22 @@ describe('inspector in chromium', () => {
   it('renders a fleet of 1,000 deployments and reports its first-render time', async () => {
     const page = await browser!.newPage();
     await page.setViewport({ width: 1500, height: 1000 });
-    const base = await call<{ items: Array<Record<string, unknown>> }>('GET', '/v1/deployments');
-    const template = base.items[0]!;
+    const template: FleetEntry = {
+      id: '',
+      name: '',
+      state: 'RUNNING',
+      reason: null,
+      healthy_replicas: 2,
+      target_replicas: 2,
+      created_at: new Date().toISOString(),
+      route_states: ['HEALTHY', 'HEALTHY'],
+      replica_reasons: [],
+    };
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
     const states = ['RUNNING', 'RUNNING', 'RUNNING', 'PROVISIONING', 'ERROR', 'PENDING'];
     const items = Array.from({ length: 1000 }, (_, i) => ({
       ...template,
@@ -257,13 +271,14 @@ describe('inspector in chromium', () => {
       name: `model-${String(i).padStart(4, '0')}`,
       state: states[i % states.length],
       reason: i % 6 === 4 ? 'definition generator failed: no such model' : null,
+      route_states: i % 10 === 7 ? ['HEALTHY', 'DEGRADED'] : template.route_states,
     }));
-    // A front server answers GET /v1/deployments with 1,000 deployment views of the real
-    // shape (copies of echo's) and passes everything else to `serve`: the page, its assets,
-    // the feed and the token check are the real ones.
-    const body = JSON.stringify({ items });
+    // A front server answers GET /v1/inspector/fleet with 1,000 entries of the real shape
+    // (copies of echo's) and passes everything else to `serve`: the page, its assets, the
+    // feed and the token check are the real ones.
+    let body = JSON.stringify({ items });
     const front = createServer(async (req, res) => {
-      if (req.url === '/v1/deployments') {
+      if (req.url === '/v1/inspector/fleet') {
         if (req.headers.authorization !== `Bearer ${TOKEN}`) {
           res.writeHead(401).end();
           return;
@@ -285,23 +300,44 @@ describe('inspector in chromium', () => {
     });
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
     const frontUrl = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
-    const timings: number[] = [];
-    await page.goto(`${frontUrl}/inspector`);
-    await page.evaluate((t) => sessionStorage.setItem('flotilla.inspector.token', t), TOKEN);
-    for (let i = 0; i < 3; i++) {
+    const measure = async (n: number) => {
+      body = JSON.stringify({ items: items.slice(0, n) });
       await page.reload();
-      const h = await page.waitForFunction(
-        () =>
-          (window as unknown as { __inspector: { fleetRenderMs: number | null } }).__inspector
-            .fleetRenderMs,
-        { timeout: 20_000 },
-      );
-      timings.push((await h.jsonValue()) as number);
+      const h = await page
+        .waitForFunction(
+          () => {
+            const p = (
+              window as unknown as {
+                __inspector: { fleetRenderMs: number | null; fetchedMs: number };
+              }
+            ).__inspector;
+            return p.fleetRenderMs ? { render: p.fleetRenderMs, fetched: p.fetchedMs } : null;
+          },
+          { timeout: 20_000 },
+        )
+        .catch((err) => {
+          throw new Error(`${String(err)}; page errors: ${errors.join(' | ')}`);
+        });
+      return (await h.jsonValue()) as { render: number; fetched: number };
+    };
+    await page.goto(`${frontUrl}/inspector`);
+    await page.waitForSelector('#login:not([hidden])');
+    await page.evaluate((t) => sessionStorage.setItem('flotilla.inspector.token', t), TOKEN);
+    // Same run, same page: 1 deployment (baseline) and 1,000, alternately, three times each.
+    const one: number[] = [];
+    const thousand: Array<{ render: number; fetched: number }> = [];
+    for (let i = 0; i < 3; i++) {
+      one.push((await measure(1)).render);
+      thousand.push(await measure(1000));
     }
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const m1000 = med(thousand.map((t) => t.render));
+    const m1 = med(one);
     expect(await page.$$eval('table.fleet tbody tr', (r) => r.length)).toBe(1000);
     expect(await page.$$eval('table.fleet tbody tr.trouble', (r) => r.length)).toBeGreaterThan(100);
+    await shot(page, 'inspector-fleet.png');
     console.log(
-      `[inspector] first render of 1,000 deployments (${(body.length / 1e6).toFixed(1)} MB of JSON), from navigation start: ${timings.join(', ')} ms (cold, warm, warm)`,
+      `[inspector] first render from navigation start: 1,000 deployments (${(body.length / 1e3).toFixed(0)} kB of JSON) median ${m1000} ms [${thousand.map((t) => `${t.render} (data in at ${t.fetched})`).join(', ')}]; 1 deployment (baseline, same run) median ${m1} ms [${one.join(', ')}]; ratio ${(m1000 / m1).toFixed(2)}`,
     );
     front.close();
     await page.close();

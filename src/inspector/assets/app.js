@@ -15,12 +15,19 @@
   window.__inspector = probe;
 
   // ------------------------------------------------------------------ API
-  class AuthError extends Error {}
+  /** `sent`: the token the refused request carried (null when it had none). */
+  class AuthError extends Error {
+    constructor(status, sent) {
+      super(`HTTP ${status}`);
+      this.sent = sent;
+    }
+  }
   const token = () => sessionStorage.getItem(TOKEN_KEY);
   const headers = () => (token() ? { authorization: `Bearer ${token()}` } : {});
   async function api(path) {
+    const sent = token();
     const res = await fetch(path, { headers: headers(), cache: 'no-store' });
-    if (res.status === 401 || res.status === 403) throw new AuthError(res.status);
+    if (res.status === 401 || res.status === 403) throw new AuthError(res.status, sent);
     const body = await res.json();
     if (!res.ok) throw new Error(body?.error?.message ?? `HTTP ${res.status}`);
     return body;
@@ -50,9 +57,9 @@
       await fn();
     } catch (err) {
       if (err instanceof AuthError) {
-        const had = token();
-        if (had) sessionStorage.removeItem(TOKEN_KEY);
-        showLogin(had ? 'That token was refused.' : '');
+        // Forget the token only if it is the one that was refused.
+        if (err.sent && err.sent === token()) sessionStorage.removeItem(TOKEN_KEY);
+        showLogin(err.sent ? 'That token was refused.' : '');
       } else {
         app.replaceChildren(el('p', { class: 'error' }, String(err.message ?? err)));
       }
@@ -118,7 +125,7 @@
           const h = { ...headers(), accept: 'text/event-stream' };
           if (lastId !== null) h['last-event-id'] = lastId;
           const res = await fetch(`/v1/events/stream${query}`, { headers: h, signal: ctl.signal });
-          if (res.status === 401 || res.status === 403) throw new AuthError(res.status);
+          if (res.status === 401 || res.status === 403) throw new AuthError(res.status, h.authorization ?? null);
           if (!res.ok || !res.body) throw new Error(`feed HTTP ${res.status}`);
           liveBadge.className = 'live on';
           liveBadge.textContent = 'live';
@@ -169,8 +176,8 @@
   // ------------------------------------------------------------------ fleet view
   function trouble(d) {
     if (d.state === 'ERROR') return 'error';
-    if (d.routes?.some((r) => r.state === 'DEGRADED')) return 'degraded routes';
-    const why = `${d.reason ?? ''} ${(d.replicas ?? []).map((r) => r.reason ?? '').join(' ')}`;
+    if (d.route_states.includes('DEGRADED')) return 'degraded routes';
+    const why = `${d.reason ?? ''} ${d.replica_reasons.join(' ')}`;
     if (/crash|backoff|recovery failed/i.test(why)) return 'crash loop';
     if (/capacity|insufficient|does not fit/i.test(why)) return 'waiting for capacity';
     if (d.state === 'RUNNING' && d.healthy_replicas < d.target_replicas) return 'under target';
@@ -194,7 +201,7 @@
   }
   async function fleetView() {
     crumb.textContent = 'fleet';
-    const { items } = await api('/v1/deployments');
+    const { items } = await api('/v1/inspector/fleet');
     probe.fetchedMs = Math.round(performance.now());
     const nameFilter = el('input', { type: 'search', placeholder: 'filter by name', id: 'filter' });
     const states = ['PENDING', 'PROVISIONING', 'RUNNING', 'ERROR', 'DESTROYING', 'TERMINATED'];
@@ -258,7 +265,7 @@
             setTimeout(async () => {
               pending.delete(e.deployment_id);
               try {
-                const d = await api(`/v1/deployments/${e.deployment_id}`);
+                const [d] = (await api(`/v1/inspector/fleet?id=${e.deployment_id}`)).items;
                 const tr = fleetRow(d);
                 tr.classList.add('flash');
                 const old = rows.get(d.id);
