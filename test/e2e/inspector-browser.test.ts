@@ -5,7 +5,7 @@
  * the echo server is deployed with 2 replicas; one replica's process is killed with SIGKILL
  * while the page is open. Screenshots go to docs/.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, realpathSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -116,6 +116,15 @@ describe('inspector in chromium', () => {
       model_path: 'examples/echo',
       replicas: 2,
     });
+
+    // `flotilla inspect NAME` prints the page's URL (no token in it).
+    const inspect = spawnSync(
+      process.execPath,
+      ['bin/flotilla.js', 'inspect', 'echo', '--api', api, '--token', TOKEN],
+      { cwd: REPO, encoding: 'utf8' },
+    );
+    expect(inspect.status).toBe(0);
+    expect(inspect.stdout.trim()).toBe(`${api}/inspector/deployments/echo`);
 
     // Without the token: the login form and no data.
     await page.goto(`${api}/inspector`);
