@@ -183,7 +183,6 @@ describe('inspector in chromium', () => {
     await page.evaluate(() => {
       (window as unknown as { __noReload: boolean }).__noReload = true;
     });
-    await shot(page, 'inspector-deployment.png');
 
     const killedAt = Date.now();
     for (const pid of pids) process.kill(pid, 'SIGKILL');
@@ -217,6 +216,10 @@ describe('inspector in chromium', () => {
     ).toBe(true);
     const timeline = await page.$$eval('#timeline li', (li) => li.map((l) => l.textContent ?? ''));
     expect(timeline.some((t) => /HEALTHY → UNHEALTHY/.test(t))).toBe(true);
+    // The recovered replica selected: its statechart marks UNHEALTHY -> HEALTHY, its events listed.
+    await page.click(`.tree [data-actor="replica:${victim.id}"]`);
+    await page.waitForSelector(`.chart[data-actor="replica:${victim.id}"] .edge.last`);
+    await shot(page, 'inspector-deployment.png');
 
     // Time travel: the scrubber set to before the kill shows both original replicas HEALTHY.
     await page.evaluate((t) => {

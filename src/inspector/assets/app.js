@@ -125,7 +125,8 @@
           const h = { ...headers(), accept: 'text/event-stream' };
           if (lastId !== null) h['last-event-id'] = lastId;
           const res = await fetch(`/v1/events/stream${query}`, { headers: h, signal: ctl.signal });
-          if (res.status === 401 || res.status === 403) throw new AuthError(res.status, h.authorization ?? null);
+          if (res.status === 401 || res.status === 403)
+            throw new AuthError(res.status, h.authorization ?? null);
           if (!res.ok || !res.body) throw new Error(`feed HTTP ${res.status}`);
           liveBadge.className = 'live on';
           liveBadge.textContent = 'live';
@@ -190,7 +191,7 @@
       `<td><a href="/inspector/deployments/${encodeURIComponent(d.name)}" data-nav>${esc(d.name)}</a></td>` +
       `<td><span class="badge s-${esc(d.state)}">${esc(d.state)}</span></td>` +
       `<td class="ready">${d.healthy_replicas}/${d.target_replicas}</td>` +
-      `<td class="reason">${esc(t ? `${t}: ${d.reason ?? ''}` : (d.reason ?? ''))}</td>` +
+      `<td class="reason">${esc([t, d.reason].filter(Boolean).join(': '))}</td>` +
       `<td title="${esc(d.created_at)}">${age(d.created_at)}</td></tr>`
     );
   }
@@ -637,7 +638,8 @@
         const { replicas, routes, ...rest } = model.view;
         context = rest;
       } else {
-        context = actor;
+        const { raw, parent, ...rest } = actor;
+        context = rest;
       }
       const evs = model.events
         .filter((e) => e.actor_id === actor.id)
