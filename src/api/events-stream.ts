@@ -6,7 +6,8 @@
  * How it stays exact: a stream keeps a cursor (a row id). A change event from the runtime (or,
  * as a safety net for rows written by other processes, a timer) makes it wait for the snapshot
  * writer's barrier, so what the runtime announced is durable, and then page
- * `history({ after: cursor })`. A reconnect with `Last-Event-ID: N` starts at N, so nothing is
+ * `history({ after: cursor })`, twice (see `pump`) so a row whose id was taken before a
+ * visible one but committed after it is not skipped. A reconnect with `Last-Event-ID: N` starts at N, so nothing is
  * lost or sent twice. Without it the stream starts after the newest row.
  *
  * How it stays bounded: the stream writes only while the socket's unsent bytes
@@ -130,12 +131,22 @@ export function registerEventStream(app: FastifyInstance, opts: EventStreamOptio
           again = false;
           // What the runtime announced is durable once the barrier resolves.
           await flotilla.runtime.writer.barrier().catch(() => {});
-          while (!closed) {
-            const page = await flotilla.store.history({
+          const read = () =>
+            flotilla.store.history({
               ...(deploymentId !== undefined ? { deploymentId } : {}),
               after: cursor,
               limit: pageSize,
             });
+          while (!closed) {
+            let page = await read();
+            // Row ids are taken at insert, rows become visible at commit: a flush that took
+            // lower ids may still be committing while a later single-row insert (an outlier
+            // ejection) is visible. Reading again after the writer's barrier picks it up
+            // before the cursor moves past it.
+            if (page.items.length > 0) {
+              await flotilla.runtime.writer.barrier().catch(() => {});
+              page = await read();
+            }
             let frames = '';
             for (const r of page.items) {
               frames += `id: ${r.id}\ndata: ${JSON.stringify(streamEventOf(r))}\n\n`;
