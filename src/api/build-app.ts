@@ -36,6 +36,7 @@ import { zodDetails } from '../domain/validation.ts';
 import type { Flotilla } from '../index.ts';
 import { bearerChecker } from './auth.ts';
 import { createErrorHandler } from './error-handler.ts';
+import { inspectorRoutes } from './inspector-routes.ts';
 import type { MetricsRegistry } from './metrics.ts';
 import {
   deploymentListSchema,
@@ -520,6 +521,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       },
     );
   });
+  void app.register(inspectorRoutes, { flotilla });
 
   return app;
 }

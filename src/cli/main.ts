@@ -15,6 +15,8 @@ export const COMMANDS: Record<string, string> = {
   rm: 'delete a deployment',
   validate: 'merge and validate a service definition; print the revision and session spec',
   logs: 'show a replica\u2019s logs',
+  machines: 'export the deployment/replica/route statecharts (mermaid, scxml, json)',
+  inspect: 'print the URL of the inspector (the live statechart view) for a deployment',
   'echo-server': 'run the OpenAI-compatible echo model server (demos and tests)',
 };
 
