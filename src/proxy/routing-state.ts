@@ -6,7 +6,6 @@
  * counted when the table changes under it.
  */
 import { Pool } from 'undici';
-import { changeOf, type RoutingTableChange } from '../domain/routing-change.ts';
 import type {
   BalancingStrategy,
   DeploymentRoutes,
@@ -16,6 +15,7 @@ import type {
   RoutingConfig,
   RoutingTable,
 } from '../domain/routing.ts';
+import { changeOf, type RoutingTableChange } from '../domain/routing-change.ts';
 import {
   type AdmissionConfig,
   AdmissionController,
