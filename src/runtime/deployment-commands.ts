@@ -2,7 +2,7 @@
  * The commands that change a deployment (create, update, scale, destroy): each validates what
  * it is asked against the stored row and the live actor, writes the row, then tells the actor.
  */
-import type { DeploymentSettings } from '../../machines/deployment.ts';
+import type { DeploymentInput, DeploymentSettings } from '../../machines/deployment.ts';
 import { generateSession } from '../definitions/index.ts';
 import { FlotillaError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
@@ -62,6 +62,24 @@ export function healthSettings(s: SessionSpec): DeploymentSettings['health'] {
     healthy_threshold: s.health.healthy_threshold,
     unhealthy_threshold: s.health.unhealthy_threshold,
     startup_timeout_s: s.health.startup_timeout_s,
+  };
+}
+
+/** The deployment actor's input for a stored row. */
+export function deploymentInput(
+  record: DeploymentRecord,
+  options: DeploymentOptions,
+  session: SessionSpec | undefined,
+  defaults: Partial<DeploymentSettings>,
+): DeploymentInput {
+  return {
+    deploymentId: record.id,
+    name: record.name,
+    revisionId: record.revision_id ?? '',
+    replicas: record.target_replicas,
+    min_replicas: options.min_replicas,
+    max_replicas: options.max_replicas,
+    settings: { ...defaults, ...(session ? { health: healthSettings(session) } : {}) },
   };
 }
 

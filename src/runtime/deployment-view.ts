@@ -19,8 +19,10 @@ import type {
   ReplicaRecord,
   RevisionRecord,
   RouteRecord,
+  Store,
 } from '../store/store.ts';
-import type { DeploymentOptions } from './deployment-options.ts';
+import { type DeploymentRef, deploymentSnapshotOf } from './actor-refs.ts';
+import { type DeploymentOptions, optionsOf } from './deployment-options.ts';
 import { topState } from './snapshot-writer.ts';
 
 export interface ReplicaView {
@@ -251,4 +253,29 @@ function explain(
   }
   parts.push(...problems, ...routeProblems);
   return parts.length ? parts.join('; ') : null;
+}
+
+/** What building a view reads besides the stored deployment row. */
+export interface ViewSources {
+  store: Pick<Store, 'listReplicas' | 'listRoutes'>;
+  revision(revisionId: string): Promise<RevisionRecord | null>;
+  /** The live deployment actor, when it runs here. */
+  live: DeploymentRef | undefined;
+  child: (systemId: string) => ChildSnapshot;
+  now: number;
+}
+
+/** The view of a deployment: from its live actors when it runs here, else from the rows. */
+export async function deploymentView(
+  record: DeploymentRecord,
+  src: ViewSources,
+): Promise<DeploymentView> {
+  const revision = record.revision_id ? await src.revision(record.revision_id) : null;
+  const base = viewBase(record, optionsOf(record), revision);
+  if (src.live) return liveView(base, deploymentSnapshotOf(src.live), src.child, src.now);
+  const [replicas, routes] = await Promise.all([
+    src.store.listReplicas(record.id),
+    src.store.listRoutes(record.id),
+  ]);
+  return storedView(base, record.state, record.reason, replicas, routes);
 }

@@ -171,6 +171,15 @@ export async function reconcileSessions(deps: SessionReconcileDeps): Promise<voi
   }
 }
 
+/** Top-level deployment states the runtime runs an actor for. */
+const LIVE_DEPLOYMENT_STATES: readonly string[] = [
+  'PENDING',
+  'PROVISIONING',
+  'RUNNING',
+  'ERROR',
+  'DESTROYING',
+];
+
 /** What `start` restores: the live rows, the restorable snapshots, the coordinator snapshot. */
 export interface RestorePlan {
   records: Map<string, DeploymentRecord>;
@@ -190,12 +199,11 @@ export async function loadRestorePlan(deps: {
   tracked: TrackedDeployments;
   sessions: SessionCache;
   shards: number;
-  liveStates: readonly string[];
 }): Promise<RestorePlan> {
   const { store, tracked, sessions } = deps;
   const records = new Map<string, DeploymentRecord>();
   for (const r of await store.listDeployments()) {
-    if (!deps.liveStates.includes(r.state)) continue;
+    if (!LIVE_DEPLOYMENT_STATES.includes(r.state)) continue;
     records.set(r.id, r);
     tracked.track(r);
   }

@@ -1,6 +1,8 @@
 /**
  * The effects the machines invoke (provide-effects.ts), implemented over the runtime: sessions
  * on the backend, drains against the proxy's in-flight counts, and every transition recorded.
+ * Also how the runtime's parts (health feed, autoscaler, commands, snapshot writer) are wired
+ * to it.
  */
 import {
   type DeploymentContext,
@@ -12,8 +14,13 @@ import {
 import type { ReplicaContext, ReplicaState } from '../../machines/replica.ts';
 import type { RouteContext, RouteState } from '../../machines/route.ts';
 import { FlotillaError } from '../domain/errors.ts';
+import { Autoscaler } from '../scaling/autoscaler.ts';
+import { deploymentSnapshotOf } from './actor-refs.ts';
+import { DeploymentCommands } from './deployment-commands.ts';
+import { HealthFeed } from './health-feed.ts';
 import type { EffectPorts } from './provide-effects.ts';
 import type { Runtime } from './runtime.ts';
+import { SnapshotWriter, topState } from './snapshot-writer.ts';
 import type { TransitionRecord } from './transition-recorder.ts';
 
 export function deploymentTransition(
@@ -123,4 +130,72 @@ export function runtimeEffects(rt: Runtime): EffectPorts {
     childError: (where, event) =>
       rt.log.error({ where, err: (event as { error?: unknown }).error }, 'actor failed'),
   };
+}
+
+export function healthFeedOf(rt: Runtime): HealthFeed | null {
+  const health = rt.deps.health;
+  if (!health) return null;
+  return new HealthFeed({
+    health,
+    maxStalenessS: rt.config.maxHealthStalenessS,
+    now: rt.now,
+    targets: () => rt.routing.probeTargets(),
+    targetOf: (routeId) => rt.routing.probeTarget(routeId),
+    send: (id, e) => rt.sendTo(id, e),
+  });
+}
+
+export function autoscalerOf(rt: Runtime): Autoscaler {
+  return new Autoscaler({
+    deployments: () =>
+      Array.from(rt.tracked.all(), (t) => ({
+        id: t.id,
+        name: t.name,
+        min_replicas: t.options.min_replicas,
+        max_replicas: t.options.max_replicas,
+        policy: t.options.scaling_policy,
+      })),
+    stateOf: (id) => {
+      const ref = rt.deploymentRef(id);
+      if (!ref) return null;
+      const snap = deploymentSnapshotOf(ref);
+      const replicas = Object.values(snap.context.replicas);
+      const healthy = replicas.filter((r) => r.state === 'HEALTHY' && !r.leaving).length;
+      return { state: topState(snap.value), target: snap.context.target, healthy };
+    },
+    metric: (d, m) => rt.deps.scalingMetric?.(d, m) ?? null,
+    scale: (id, replicas) => rt.scale(id, replicas),
+    now: rt.now,
+    log: rt.log,
+  });
+}
+
+export function commandsOf(rt: Runtime): DeploymentCommands {
+  return new DeploymentCommands({
+    store: rt.deps.store,
+    tracked: rt.tracked,
+    sessions: rt.sessions,
+    ref: (id) => rt.deploymentRef(id),
+    spawn: (record, session) => rt.spawnDeployment(record, session),
+    barrier: () => rt.writer.barrier(),
+    routingChanged: (id) => rt.routing.markDirty(id),
+  });
+}
+
+export function snapshotWriterOf(rt: Runtime): SnapshotWriter {
+  const { deps, log } = rt;
+  return new SnapshotWriter(
+    deps.store,
+    { persisted: (id) => rt.persistedSubtree(id) },
+    {
+      flushDelayMs: rt.config.flushDelayMs,
+      ...(deps.observeFlush ? { onFlush: deps.observeFlush } : {}),
+      onError: (err) => log.error({ err }, 'persisting transitions failed; retrying in 1 s'),
+      onConflict: (ids) =>
+        log.error(
+          { actors: ids },
+          'snapshot version conflict: another coordinator wrote these actors',
+        ),
+    },
+  );
 }

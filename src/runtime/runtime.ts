@@ -14,8 +14,9 @@ import { type Actor, createActor } from 'xstate';
 import { deploymentActorId, replicaActorId } from '../../machines/deployment.ts';
 import type { CleanupStatus } from '../../machines/route.ts';
 import type { RoutingTable } from '../domain/routing.ts';
+import type { SessionSpec } from '../domain/session.ts';
 import type { ProbeTarget } from '../health/prober.ts';
-import { Autoscaler, type ScalingEvent } from '../scaling/autoscaler.ts';
+import type { Autoscaler, ScalingEvent } from '../scaling/autoscaler.ts';
 import type { DeploymentRecord } from '../store/store.ts';
 import {
   actorIn,
@@ -29,21 +30,27 @@ import {
 import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
 import {
   type CreateDeploymentCommand,
-  DeploymentCommands,
-  healthSettings,
+  type DeploymentCommands,
+  deploymentInput,
   type UpdateDeploymentCommand,
 } from './deployment-commands.ts';
 import { optionsOf } from './deployment-options.ts';
-import { type DeploymentView, liveView, storedView, viewBase } from './deployment-view.ts';
-import { HealthFeed } from './health-feed.ts';
+import { type DeploymentView, deploymentView } from './deployment-view.ts';
+import type { HealthFeed } from './health-feed.ts';
 import { type ProvidedCoordinator, provideEffects } from './provide-effects.ts';
 import { loadRestorePlan, reconcileSessions, SNAPSHOT_SCHEMA_VERSION } from './restore.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
 import { buildDeploymentRouting } from './routing-table-builder.ts';
 import type { RuntimeDeps, RuntimeLogger } from './runtime-deps.ts';
-import { runtimeEffects } from './runtime-effects.ts';
+import {
+  autoscalerOf,
+  commandsOf,
+  healthFeedOf,
+  runtimeEffects,
+  snapshotWriterOf,
+} from './runtime-effects.ts';
 import { SessionCache } from './session-cache.ts';
-import { type PersistedSubtree, SnapshotWriter, topState } from './snapshot-writer.ts';
+import type { PersistedSubtree, SnapshotWriter } from './snapshot-writer.ts';
 import { TrackedDeployments } from './tracked-deployments.ts';
 import { type ChangeEvent, TransitionRecorder } from './transition-recorder.ts';
 
@@ -53,15 +60,6 @@ export { type DeploymentOptions, optionsOf } from './deployment-options.ts';
 export type { DeploymentView, ReplicaView, RouteView } from './deployment-view.ts';
 export type { RuntimeDeps, RuntimeLogger } from './runtime-deps.ts';
 export type { ChangeEvent, TransitionRecord } from './transition-recorder.ts';
-
-/** Top-level deployment states the runtime runs an actor for. */
-const LIVE_STATES: readonly string[] = [
-  'PENDING',
-  'PROVISIONING',
-  'RUNNING',
-  'ERROR',
-  'DESTROYING',
-];
 
 const silentLogger: RuntimeLogger = { info() {}, warn() {}, error() {} };
 
@@ -99,62 +97,10 @@ export class Runtime {
       now: this.now,
       warn: (obj, msg) => this.log.warn(obj, msg),
     });
-    const health = deps.health;
-    this.healthFeed = health
-      ? new HealthFeed({
-          health,
-          maxStalenessS: this.config.maxHealthStalenessS,
-          now: this.now,
-          targets: () => this.routing.probeTargets(),
-          targetOf: (routeId) => this.routing.probeTarget(routeId),
-          send: (id, e) => this.sendTo(id, e),
-        })
-      : null;
-    this.autoscaler = new Autoscaler({
-      deployments: () =>
-        Array.from(this.tracked.all(), (t) => ({
-          id: t.id,
-          name: t.name,
-          min_replicas: t.options.min_replicas,
-          max_replicas: t.options.max_replicas,
-          policy: t.options.scaling_policy,
-        })),
-      stateOf: (id) => {
-        const ref = this.deploymentRef(id);
-        if (!ref) return null;
-        const snap = deploymentSnapshotOf(ref);
-        const replicas = Object.values(snap.context.replicas);
-        const healthy = replicas.filter((r) => r.state === 'HEALTHY' && !r.leaving).length;
-        return { state: topState(snap.value), target: snap.context.target, healthy };
-      },
-      metric: (d, m) => deps.scalingMetric?.(d, m) ?? null,
-      scale: (id, replicas) => this.scale(id, replicas),
-      now: this.now,
-      log: this.log,
-    });
-    this.commands = new DeploymentCommands({
-      store: deps.store,
-      tracked: this.tracked,
-      sessions: this.sessions,
-      ref: (id) => this.deploymentRef(id),
-      spawn: (record, session) => this.spawnDeployment(record, session),
-      barrier: () => this.writer.barrier(),
-      routingChanged: (id) => this.routing.markDirty(id),
-    });
-    this.writer = new SnapshotWriter(
-      deps.store,
-      { persisted: (id) => this.persistedSubtree(id) },
-      {
-        flushDelayMs: this.config.flushDelayMs,
-        ...(deps.observeFlush ? { onFlush: deps.observeFlush } : {}),
-        onError: (err) => this.log.error({ err }, 'persisting transitions failed; retrying in 1 s'),
-        onConflict: (ids) =>
-          this.log.error(
-            { actors: ids },
-            'snapshot version conflict: another coordinator wrote these actors',
-          ),
-      },
-    );
+    this.healthFeed = healthFeedOf(this);
+    this.autoscaler = autoscalerOf(this);
+    this.commands = commandsOf(this);
+    this.writer = snapshotWriterOf(this);
     this.transitions = new TransitionRecorder({
       writer: this.writer,
       now: this.now,
@@ -174,11 +120,13 @@ export class Runtime {
       tracked: this.tracked,
       sessions: this.sessions,
       shards: this.config.shards,
-      liveStates: LIVE_STATES,
     });
     this.writer.seed(plan.rows);
     for (const { deploymentId, err } of plan.rejected) {
-      this.log.error({ deployment: deploymentId, err }, 'snapshot not restorable; left as stored');
+      this.log.error(
+        { deployment: deploymentId, err },
+        'snapshot not restorable; deployment left as stored',
+      );
     }
     const { records, restorable } = plan;
     const actor = createActor(this.machine, {
@@ -398,32 +346,17 @@ export class Runtime {
     );
   }
 
-  private persistedSubtree(deploymentId: string): PersistedSubtree | undefined {
+  persistedSubtree(deploymentId: string): PersistedSubtree | undefined {
     const ref = this.deploymentRef(deploymentId);
     if (!ref) return undefined;
     return persistedSubtreeOf(ref, SNAPSHOT_SCHEMA_VERSION);
   }
 
-  private spawnDeployment(
-    record: DeploymentRecord,
-    session = this.sessions.cached(record.revision_id ?? ''),
-  ): void {
+  spawnDeployment(record: DeploymentRecord, session?: SessionSpec): void {
     const options = this.tracked.get(record.id)?.options ?? optionsOf(record);
-    this.actor?.send({
-      type: 'coordinator.deployment.add',
-      input: {
-        deploymentId: record.id,
-        name: record.name,
-        revisionId: record.revision_id ?? '',
-        replicas: record.target_replicas,
-        min_replicas: options.min_replicas,
-        max_replicas: options.max_replicas,
-        settings: {
-          ...this.config.deploymentDefaults,
-          ...(session ? { health: healthSettings(session) } : {}),
-        },
-      },
-    });
+    const s = session ?? this.sessions.cached(record.revision_id ?? '');
+    const input = deploymentInput(record, options, s, this.config.deploymentDefaults);
+    this.actor?.send({ type: 'coordinator.deployment.add', input });
   }
 
   deploymentRef(deploymentId: string): DeploymentRef | undefined {
@@ -445,22 +378,13 @@ export class Runtime {
 
   private async view(id: string, given?: DeploymentRecord): Promise<DeploymentView> {
     const record = given ?? (await this.commands.record(id));
-    const revision = record.revision_id ? await this.sessions.revision(record.revision_id) : null;
-    const base = viewBase(record, optionsOf(record), revision);
-    const ref = this.deploymentRef(record.id);
-    if (!ref) {
-      const [replicas, routes] = await Promise.all([
-        this.deps.store.listReplicas(record.id),
-        this.deps.store.listRoutes(record.id),
-      ]);
-      return storedView(base, record.state, record.reason, replicas, routes);
-    }
     const system = this.actor?.system;
-    return liveView(
-      base,
-      deploymentSnapshotOf(ref),
-      (sid) => actorIn(system, sid)?.getSnapshot(),
-      this.now(),
-    );
+    return deploymentView(record, {
+      store: this.deps.store,
+      revision: (revisionId) => this.sessions.revision(revisionId),
+      live: this.deploymentRef(record.id),
+      child: (sid) => actorIn(system, sid)?.getSnapshot(),
+      now: this.now(),
+    });
   }
 }
