@@ -15,8 +15,8 @@ export interface RoutingTableChange {
   base: number;
   /** Deployments whose entry is new or changed, each complete. */
   upserted: readonly DeploymentRoutes[];
-  /** Ids of deployments gone from the table. */
-  removed: readonly string[];
+  /** Deployments gone from the table (with the name they had). */
+  removed: readonly { deploymentId: string; name: string }[];
   /** Whether the endpoint list changed (it is then the table's `endpoints`). */
   endpointsChanged: boolean;
 }

@@ -353,8 +353,8 @@ export class RoutingState {
       touched.push(ds);
     }
     const removed: DeploymentState[] = [];
-    for (const id of change.removed) {
-      const ds = this.deployments.get(id);
+    for (const { deploymentId } of change.removed) {
+      const ds = this.deployments.get(deploymentId);
       if (!ds) continue;
       for (const u of ds.routes) if (!u.retired) this.retire(u);
       this.unname(ds, ds.name);

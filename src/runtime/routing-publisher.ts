@@ -62,7 +62,7 @@ export class RoutingPublisher {
   /** Rebuilds the dirty entries and publishes a new version now. */
   publishNow(): RoutingTable {
     const upserted: DeploymentRoutes[] = [];
-    const removed: string[] = [];
+    const removed: RoutingTableChange['removed'][number][] = [];
     for (const id of this.dirty) {
       const built = this.deps.build(id);
       const old = this.entries.get(id);
@@ -73,7 +73,7 @@ export class RoutingPublisher {
         upserted.push(built.entry);
       } else if (old) {
         this.entries.delete(id);
-        removed.push(id);
+        removed.push({ deploymentId: id, name: old.entry.name });
       }
       if (old || built) this.targetList = null;
     }
