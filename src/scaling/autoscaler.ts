@@ -77,13 +77,14 @@ export class Autoscaler {
         now: this.deps.now(),
       });
       if (!decision) continue;
+      const from = live.target;
       await this.deps.scale(d.id, decision.replicas);
       const at = this.deps.now();
       this.lastScaledAt.set(d.id, at);
       const e: ScalingEvent = {
         deployment_id: d.id,
         name: d.name,
-        from: live.target,
+        from,
         to: decision.replicas,
         reason: decision.reason,
         at: new Date(at).toISOString(),
