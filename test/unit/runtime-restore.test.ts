@@ -76,7 +76,7 @@ describe('restore: reconciling sessions with the backend', () => {
         { replicaId: 'r3', state: 'STARTING' },
       ],
       backend: {
-        status: async (id) => (id === 'r1' ? 'running' : 'stopped'),
+        status: async (id) => (id === 'r1' ? 'running' : 'exited'),
         list: async () => [{ replicaId: 'r1' }, { replicaId: 'orphan' }] as never,
         stop: async (id) => {
           stopped.push(id);
