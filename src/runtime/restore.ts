@@ -6,7 +6,7 @@
  * stored rows can be restored, and which backend sessions the restored actors own.
  */
 
-import { shardActorId, shardOf } from '../../machines/coordinator.ts';
+import { shardActorId, shardCountFor, shardOf } from '../../machines/coordinator.ts';
 import {
   type DeploymentState,
   DeploymentStates,
@@ -187,6 +187,8 @@ export interface RestorePlan {
   rejected: RejectedSnapshot[];
   rows: ActorSnapshotRow[];
   coordinator: unknown;
+  /** Shards of the restored coordinator (the configured count, or ≈√N when larger). */
+  shards: number;
 }
 
 /**
@@ -198,6 +200,7 @@ export async function loadRestorePlan(deps: {
   store: Pick<Store, 'listDeployments' | 'loadSnapshots'>;
   tracked: TrackedDeployments;
   sessions: SessionCache;
+  /** Configured shard count (a minimum). */
   shards: number;
 }): Promise<RestorePlan> {
   const { store, tracked, sessions } = deps;
@@ -216,6 +219,9 @@ export async function loadRestorePlan(deps: {
       if (revisionId) await sessions.sessionFor(revisionId);
     }),
   );
-  const coordinator = assembleCoordinatorSnapshot(deps.shards, restorable);
-  return { records, restorable, rejected, rows, coordinator };
+  // At least ≈√N shards for the N deployments restored: each parent's child list stays short,
+  // and XState copies it on every spawn and stop (stopping a shard of k deployments costs k²).
+  const shards = Math.max(deps.shards, shardCountFor(tracked.size));
+  const coordinator = assembleCoordinatorSnapshot(shards, restorable);
+  return { records, restorable, rejected, rows, coordinator, shards };
 }

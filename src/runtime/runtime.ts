@@ -130,7 +130,7 @@ export class Runtime {
     }
     const { records, restorable } = plan;
     const actor = createActor(this.machine, {
-      input: { shards: this.config.shards },
+      input: { shards: plan.shards },
       snapshot: plan.coordinator as never,
     });
     actor.subscribe({
