@@ -55,7 +55,8 @@ export class RoutingPublisher {
     this.scheduled = true;
     (this.deps.defer ?? setImmediate)(() => {
       this.scheduled = false;
-      this.publishNow();
+      // Nothing left when a reader already published it.
+      if (this.dirty.size > 0 || this.endpointsChanged) this.publishNow();
     });
   }
 
@@ -105,13 +106,19 @@ export class RoutingPublisher {
     return this.table;
   }
 
-  /** The newest table (its deployment list is built on first read). */
+  /**
+   * The newest table (its deployment list is built on first read). Never behind a change
+   * already marked: a pending publish runs now, so a reader right after a transition (before
+   * the event loop reaches the deferred publish) sees it.
+   */
   current(): RoutingTable {
+    if (this.dirty.size > 0 || this.endpointsChanged) this.publishNow();
     return this.table;
   }
 
   /** Every route the prober should check (rebuilt only after a change). */
   probeTargets(): ProbeTarget[] {
+    if (this.dirty.size > 0) this.publishNow();
     this.targetList ??= Array.from(this.entries.values()).flatMap((e) => e.targets);
     return this.targetList;
   }

@@ -19,7 +19,6 @@ import {
   createStaticTableSource,
   publishRoutingTable,
   type RoutingTableSource,
-  routingTableKey,
 } from '../../../src/proxy/routing-table-source.ts';
 import { RoutingPublisher } from '../../../src/runtime/routing-publisher.ts';
 import { isolatedPrefix, services } from '../../harness/isolation.ts';
