@@ -12,7 +12,9 @@
  * workload): it is printed in the header, since the old implementation is not in this tree.
  *
  *   npx tsx --expose-gc bench/scale/run.ts                 (DATABASE_URL, default local postgres)
- *   BENCH_SCALE_SIZES=200,500,1000 npx tsx bench/scale/run.ts   (smaller checkpoints)
+ *   BENCH_SCALE_SIZES=200,500,1000 BENCH_SCALE_LATENCY_AT=100,1000 npm run bench:scale  (smaller)
+ * The same file runs unchanged in a checkout of main (same Runtime API): run it there for a
+ * same-machine baseline.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,7 +35,10 @@ const SIZES = (process.env.BENCH_SCALE_SIZES ?? '1000,5000,10000')
   .filter((n) => n > 0)
   .sort((a, b) => a - b);
 const REPLICAS = 4;
-const LATENCY_AT = [100, 1000, 5000].filter((n) => n <= (SIZES.at(-1) ?? 0));
+const LATENCY_AT = (process.env.BENCH_SCALE_LATENCY_AT ?? '100,1000,5000')
+  .split(',')
+  .map((s) => Number(s.trim()))
+  .filter((n) => n > 0 && n <= (SIZES.at(-1) ?? 0));
 /** Creates averaged around each latency point (the n-WINDOW+1th .. nth). */
 const WINDOW = 20;
 const baseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -159,6 +164,7 @@ async function main() {
       console.log(
         `create #${lastAt} / #${first}: ${(at(lastAt) / at(first)).toFixed(2)}x (flat = 1, aim <= 2; main ~60x for #4,500 / #100)`,
       );
+      for (const n of LATENCY_AT) console.log(`  create #${n}: ${at(n).toFixed(2)} ms`);
     }
     const small = checkpoints[0];
     const big = checkpoints.at(-1);
