@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import { type Etcd3, type IKeyValue, Range } from 'etcd3';
 import { FlotillaError } from '../domain/errors.ts';
 import type { RoutingTable } from '../domain/routing.ts';
+import { changeOf } from '../domain/routing-change.ts';
 import {
   groupId,
   groupKeys,
@@ -70,7 +71,8 @@ export interface TraefikPublisherOptions {
  *
  * Invariants: after `publish(t)` resolves, every group in `t`, in `current()` or previously
  * written has the keys `current()` (as read during that call) gives it, or keys from a newer
- * table; a group's keys never go back to an older table's; publishing the same table twice
+ * table; when `t` comes with its change (`changeOf`) and a whole table was written before, only
+ * the groups that change touches (its deployments, and the endpoints) are written; a group's keys never go back to an older table's; publishing the same table twice
  * leaves the same keys. A failed write is retried in the background until it succeeds or
  * `close()`. `close` waits for writes in flight and is idempotent; the client stays open.
  */
@@ -157,6 +159,9 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
   let closed = false;
   let retryTimer: ReturnType<typeof setTimeout> | null = null;
   let retryDelay = baseRetryMs;
+  /** A publish of a whole table succeeded: from then on a table's change says what to write. */
+  let synced = false;
+  const dGroup = (name: string): TraefikGroup => ({ kind: 'deployment', name });
 
   /** Once: groups an earlier process left keys for (deleted while no coordinator ran). */
   function discover(): Promise<void> {
@@ -273,6 +278,8 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
     if (closed || retryTimer) return;
     retryTimer = setTimeout(() => {
       retryTimer = null;
+      // A whole pass: what failed may be any group.
+      synced = false;
       publisher.publish(current()).catch(() => {});
     }, retryDelay);
     retryTimer.unref?.();
@@ -289,15 +296,37 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
         throw toError(err);
       }
       const groups = new Map<string, TraefikGroup>();
-      for (const g of [...tableGroups(table), ...tableGroups(current())]) groups.set(groupId(g), g);
-      for (const id of present) {
-        const g = parseGroupId(id);
-        if (g) groups.set(id, g);
+      const change = changeOf(table);
+      const partial = change !== undefined && synced;
+      if (partial && change) {
+        // Only what the change touched: its deployments, and every endpoint (an endpoint's
+        // keys follow the deployments it splits over). `synced`: a full pass has run.
+        for (const d of change.upserted) groups.set(groupId(dGroup(d.name)), dGroup(d.name));
+        for (const d of change.removed) groups.set(groupId(dGroup(d.name)), dGroup(d.name));
+        for (const e of current().endpoints) {
+          groups.set(groupId({ kind: 'endpoint', name: e.name }), {
+            kind: 'endpoint',
+            name: e.name,
+          });
+        }
+        for (const id of present) {
+          const g = parseGroupId(id);
+          if (g?.kind === 'endpoint') groups.set(id, g);
+        }
+      } else {
+        for (const g of [...tableGroups(table), ...tableGroups(current())]) {
+          groups.set(groupId(g), g);
+        }
+        for (const id of present) {
+          const g = parseGroupId(id);
+          if (g) groups.set(id, g);
+        }
       }
       const results = await Promise.allSettled([...groups.values()].map((g) => schedule(g)));
       const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed.length === 0) {
         retryDelay = baseRetryMs;
+        if (!partial) synced = true;
         return;
       }
       const first = toError(failed[0]?.reason);

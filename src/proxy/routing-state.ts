@@ -9,11 +9,13 @@ import { Pool } from 'undici';
 import type {
   BalancingStrategy,
   DeploymentRoutes,
+  EndpointRoutes,
   RouteEntry,
   RouteState,
   RoutingConfig,
   RoutingTable,
 } from '../domain/routing.ts';
+import { changeOf, type RoutingTableChange } from '../domain/routing-change.ts';
 import {
   type AdmissionConfig,
   AdmissionController,
@@ -267,7 +269,9 @@ export interface RoutingStateDeps {
 /**
  * The applied routing table plus the state that outlives tables. Invariants: a route id maps
  * to one Upstream while it is in the table; an Upstream that left keeps counting its in-flight
- * requests until they end, then its pool closes; older tables are ignored.
+ * requests until they end, then its pool closes; older tables are ignored. A table that comes
+ * with its change (`changeOf`) on top of the applied version is applied per deployment, at a
+ * cost independent of the table's size; any other table is a full replace.
  */
 export class RoutingState {
   version = -1;
@@ -276,79 +280,167 @@ export class RoutingState {
   /** Routes that left the table and still have requests in flight. */
   private readonly retiring = new Set<Upstream>();
   private readonly deployments = new Map<string, DeploymentState>();
+  /** Deployments by name, in table order; the last one with a name gets it. */
+  private byName = new Map<string, DeploymentState[]>();
   private readonly endpoints = new Map<string, EndpointState>();
-  private names = new Map<string, NamedTarget>();
 
   constructor(private readonly deps: RoutingStateDeps) {}
 
   /** What `/{name}/…` routes to: a deployment (by name, or id) or else an endpoint. */
   lookup(name: string): NamedTarget | undefined {
-    return this.names.get(name);
+    return this.deploymentNamed(name) ?? this.endpoints.get(name);
   }
 
-  /** Applies a routing table (a full replace). Tables older than the current one are ignored. */
+  /** Applies a routing table. Tables older than the current one are ignored. */
   apply(table: RoutingTable): void {
     if (table.version < this.version) return;
+    const change = changeOf(table);
+    if (change && change.base === this.version && change.version === table.version) {
+      this.applyChange(change, table);
+      return;
+    }
+    this.applyFull(table);
+  }
+
+  /** A full replace: every deployment and endpoint of `table`, nothing else. */
+  private applyFull(table: RoutingTable): void {
     this.version = table.version;
-    const { random, metrics } = this.deps;
     const seenDeployments = new Set<string>();
     const seenRoutes = new Set<string>();
+    const byName = new Map<string, DeploymentState[]>();
     for (const d of table.deployments) {
       if (seenDeployments.has(d.deploymentId)) continue;
       seenDeployments.add(d.deploymentId);
-      let ds = this.deployments.get(d.deploymentId);
-      if (!ds) {
-        ds = new DeploymentState(d, random, metrics);
-        this.deployments.set(d.deploymentId, ds);
-      } else {
-        ds.update(d, metrics);
-      }
-      const routes: Upstream[] = [];
-      for (const r of d.routes) {
-        if (r.state === 'TERMINATED' || seenRoutes.has(r.routeId)) continue;
-        let u = this.upstreams.get(r.routeId);
-        if (u && (u.url !== r.url || u.deployment !== ds)) {
-          this.retire(u);
-          u = undefined;
-        }
-        if (!u) {
-          try {
-            u = new Upstream(r, ds, (idle) => this.closeRetired(idle));
-          } catch {
-            this.deps.warn('route with an invalid url ignored', { routeId: r.routeId, url: r.url });
-            continue;
-          }
-          this.upstreams.set(r.routeId, u);
-        }
-        u.replicaId = r.replicaId;
-        u.weight = Number.isFinite(r.weight) ? r.weight : 1;
-        u.state = r.state;
-        seenRoutes.add(r.routeId);
-        routes.push(u);
-      }
-      const healthy = routes.filter((u) => u.state === 'HEALTHY');
-      const degraded = healthy.length === 0 ? routes.filter((u) => u.state === 'DEGRADED') : [];
-      ds.routes = routes;
-      ds.targets = healthy.length > 0 ? healthy : degraded;
-      ds.failStatic = healthy.length === 0 && degraded.length > 0;
+      const ds = this.upsertDeployment(d, seenRoutes);
+      const list = byName.get(ds.name);
+      if (list) list.push(ds);
+      else byName.set(ds.name, [ds]);
     }
     for (const u of [...this.upstreams.values()]) if (!seenRoutes.has(u.routeId)) this.retire(u);
-
     const removed: DeploymentState[] = [];
     for (const ds of [...this.deployments.values()]) {
-      if (seenDeployments.has(ds.id)) continue;
-      this.deployments.delete(ds.id);
-      ds.removed = true;
-      ds.routes = [];
-      ds.targets = [];
-      removed.push(ds);
+      if (!seenDeployments.has(ds.id)) removed.push(this.dropDeployment(ds));
     }
+    this.byName = byName;
+    this.applyEndpoints(table.endpoints ?? []);
+    this.deps.metrics.setTableVersion(table.version);
+    // Last, so queued requests evicted from a deployment can be rerouted by the new table.
+    for (const ds of this.deployments.values()) this.refresh(ds);
+    this.forgetRemoved(removed);
+  }
 
-    const names = new Map<string, NamedTarget>();
-    for (const ds of this.deployments.values()) names.set(ds.id, ds);
-    for (const ds of this.deployments.values()) names.set(ds.name, ds);
+  /** Applies one change on top of the current version: only the deployments it names. */
+  private applyChange(change: RoutingTableChange, table: RoutingTable): void {
+    this.version = change.version;
+    let namesMoved = false;
+    const touched: DeploymentState[] = [];
+    for (const d of change.upserted) {
+      const before = this.deployments.get(d.deploymentId);
+      const oldName = before?.name;
+      const previous = before ? new Set(before.routes) : null;
+      const ds = this.upsertDeployment(d, new Set());
+      if (previous) {
+        for (const u of ds.routes) previous.delete(u);
+        for (const u of previous) if (!u.retired) this.retire(u);
+      }
+      if (oldName !== ds.name) {
+        if (oldName !== undefined) this.unname(ds, oldName);
+        const list = this.byName.get(ds.name);
+        if (list) list.push(ds);
+        else this.byName.set(ds.name, [ds]);
+        namesMoved = true;
+      }
+      touched.push(ds);
+    }
+    const removed: DeploymentState[] = [];
+    for (const { deploymentId } of change.removed) {
+      const ds = this.deployments.get(deploymentId);
+      if (!ds) continue;
+      for (const u of ds.routes) if (!u.retired) this.retire(u);
+      this.unname(ds, ds.name);
+      removed.push(this.dropDeployment(ds));
+      namesMoved = true;
+    }
+    if (change.endpointsChanged) this.applyEndpoints(table.endpoints ?? []);
+    else if (namesMoved) this.resolveEndpointTargets();
+    this.deps.metrics.setTableVersion(change.version);
+    for (const ds of touched) if (!ds.removed) this.refresh(ds);
+    this.forgetRemoved(removed);
+  }
+
+  /** Creates or updates one deployment and its routes (route ids in `seenRoutes` are skipped). */
+  private upsertDeployment(d: DeploymentRoutes, seenRoutes: Set<string>): DeploymentState {
+    const { random, metrics } = this.deps;
+    let ds = this.deployments.get(d.deploymentId);
+    if (!ds) {
+      ds = new DeploymentState(d, random, metrics);
+      this.deployments.set(d.deploymentId, ds);
+    } else {
+      ds.update(d, metrics);
+    }
+    const routes: Upstream[] = [];
+    for (const r of d.routes) {
+      if (r.state === 'TERMINATED' || seenRoutes.has(r.routeId)) continue;
+      let u = this.upstreams.get(r.routeId);
+      if (u && (u.url !== r.url || u.deployment !== ds)) {
+        this.retire(u);
+        u = undefined;
+      }
+      if (!u) {
+        try {
+          u = new Upstream(r, ds, (idle) => this.closeRetired(idle));
+        } catch {
+          this.deps.warn('route with an invalid url ignored', { routeId: r.routeId, url: r.url });
+          continue;
+        }
+        this.upstreams.set(r.routeId, u);
+      }
+      u.replicaId = r.replicaId;
+      u.weight = Number.isFinite(r.weight) ? r.weight : 1;
+      u.state = r.state;
+      seenRoutes.add(r.routeId);
+      routes.push(u);
+    }
+    const healthy = routes.filter((u) => u.state === 'HEALTHY');
+    const degraded = healthy.length === 0 ? routes.filter((u) => u.state === 'DEGRADED') : [];
+    ds.routes = routes;
+    ds.targets = healthy.length > 0 ? healthy : degraded;
+    ds.failStatic = healthy.length === 0 && degraded.length > 0;
+    return ds;
+  }
+
+  private dropDeployment(ds: DeploymentState): DeploymentState {
+    this.deployments.delete(ds.id);
+    ds.removed = true;
+    ds.routes = [];
+    ds.targets = [];
+    return ds;
+  }
+
+  private forgetRemoved(removed: DeploymentState[]): void {
+    for (const ds of removed) {
+      ds.recomputeCapacity();
+      this.deps.metrics.forget(ds.name);
+    }
+  }
+
+  private unname(ds: DeploymentState, name: string): void {
+    const list = this.byName.get(name);
+    if (!list) return;
+    const rest = list.filter((x) => x !== ds);
+    if (rest.length > 0) this.byName.set(name, rest);
+    else this.byName.delete(name);
+  }
+
+  /** A deployment by name (the last one with it), else by id. */
+  private deploymentNamed(name: string): DeploymentState | undefined {
+    const list = this.byName.get(name);
+    return list?.[list.length - 1] ?? this.deployments.get(name);
+  }
+
+  private applyEndpoints(list: readonly EndpointRoutes[]): void {
     const seenEndpoints = new Set<string>();
-    for (const e of table.endpoints ?? []) {
+    for (const e of list) {
       if (seenEndpoints.has(e.name)) continue;
       seenEndpoints.add(e.name);
       let es = this.endpoints.get(e.name);
@@ -360,29 +452,24 @@ export class RoutingState {
       es.backends = (e.backends ?? []).map((b) => {
         const kept = previous.get(b.deployment) ?? new EndpointBackendState(b.deployment, b.weight);
         kept.weight = Number.isFinite(b.weight) ? b.weight : 0;
-        const t = names.get(b.deployment);
-        kept.target = t?.kind === 'deployment' ? t : undefined;
         return kept;
       });
-      if (names.has(e.name)) {
+      if (this.deploymentNamed(e.name)) {
         this.deps.warn('endpoint name shadowed by a deployment; the deployment wins', {
           endpoint: e.name,
         });
-        continue;
       }
-      names.set(e.name, es);
     }
     for (const name of [...this.endpoints.keys()]) {
       if (!seenEndpoints.has(name)) this.endpoints.delete(name);
     }
-    this.names = names;
-    this.deps.metrics.setTableVersion(table.version);
+    this.resolveEndpointTargets();
+  }
 
-    // Last, so queued requests evicted from a deployment can be rerouted by the new table.
-    for (const ds of this.deployments.values()) this.refresh(ds);
-    for (const ds of removed) {
-      ds.recomputeCapacity();
-      metrics.forget(ds.name);
+  /** Points every endpoint backend at the deployment its name resolves to now. */
+  private resolveEndpointTargets(): void {
+    for (const es of this.endpoints.values()) {
+      for (const b of es.backends) b.target = this.deploymentNamed(b.deployment);
     }
   }
 
@@ -420,8 +507,7 @@ export class RoutingState {
 
   /** The deployment named (or with id) `name`, if it is in the table. */
   deployment(name: string): DeploymentState | undefined {
-    const t = this.names.get(name);
-    return t?.kind === 'deployment' ? t : undefined;
+    return this.deploymentNamed(name);
   }
 
   allDeployments(): IterableIterator<DeploymentState> {

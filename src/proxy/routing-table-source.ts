@@ -1,14 +1,26 @@
 /**
  * Where a proxy gets its routing table. In-process the coordinator hands tables over
  * directly (static source); a proxy in its own process follows Redis, where the coordinator
- * publishes each table as a full replace of one key plus a pub/sub notification, so any number
- * of proxies route by the same table.
+ * writes one hash field per deployment plus a pub/sub notification naming what changed, so any
+ * number of proxies route by the same table and a change costs the same whatever the fleet.
  */
 import { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { z } from 'zod';
 import { FlotillaError } from '../domain/errors.ts';
-import { BalancingStrategies, RouteStates, type RoutingTable } from '../domain/routing.ts';
+import {
+  BalancingStrategies,
+  type DeploymentRoutes,
+  type EndpointRoutes,
+  RouteStates,
+  type RoutingTable,
+} from '../domain/routing.ts';
+import {
+  changeOf,
+  lazyRoutingTable,
+  type RoutingTableChange,
+  withChange,
+} from '../domain/routing-change.ts';
 
 /**
  * A routing table feed.
@@ -95,45 +107,147 @@ export function createStaticTableSource(
 // ---------------------------------------------------------------------------------------
 // Redis
 
-/** Hash holding the current table: fields `version` and `table` (JSON). */
+/**
+ * Hash holding the current table: field `version`, field `endpoints` (JSON) and one field per
+ * deployment, `d:<deploymentId>` (its entry as JSON), so a change writes only the deployments
+ * it touches.
+ */
 export function routingTableKey(keyPrefix: string): string {
   return `${keyPrefix}routing:table`;
 }
 
-/** Channel announcing a new table; the message is its version. */
+/**
+ * Channel announcing a new table. The message is its version after a full replace, or a
+ * change (`{"v":version,"b":base,"u":[ids upserted],"r":[ids removed],"e":endpoints changed}`)
+ * after a per-deployment write.
+ */
 export function routingTableChannel(keyPrefix: string): string {
   return `${keyPrefix}routing:changed`;
 }
 
+const DEPLOYMENT_FIELD = 'd:';
+/** Field-value pairs per HSET call in the scripts (Lua's unpack has a stack limit). */
+const HSET_CHUNK = 500;
+
 // Compare-and-set on the version, write, notify: atomic, so two publishers cannot make the
 // stored table go back in version, and a notification always follows the write it announces.
 // The channel is an argument, not a key (pub/sub channels are not keys in a cluster).
-const PUBLISH_SCRIPT = `
+// ARGV: version, channel, endpoints JSON, then field/value pairs of every deployment.
+const PUBLISH_FULL_SCRIPT = `
 local cur = redis.call('HGET', KEYS[1], 'version')
 if cur and tonumber(cur) > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'table', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[1])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'endpoints', ARGV[3])
+local i = 4
+while i <= #ARGV do
+  local last = math.min(i + ${HSET_CHUNK * 2 - 1}, #ARGV)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
+  i = last + 1
+end
+redis.call('PUBLISH', ARGV[2], ARGV[1])
 return 1
 `;
 
+// The same guarantees for one change; it applies only on top of the version it was built on
+// (else -1: the caller writes the whole table instead).
+// ARGV: version, base, channel, message, endpoints JSON or '', upsert count n, n field/value
+// pairs, then the fields to delete.
+const PUBLISH_CHANGE_SCRIPT = `
+local cur = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if cur > tonumber(ARGV[1]) then return 0 end
+if cur ~= tonumber(ARGV[2]) then return -1 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'endpoints', ARGV[5]) end
+local n = tonumber(ARGV[6])
+local i = 7
+local stop = 6 + 2 * n
+while i <= stop do
+  local last = math.min(i + ${HSET_CHUNK * 2 - 1}, stop)
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, last))
+  i = last + 1
+end
+if stop < #ARGV then redis.call('HDEL', KEYS[1], unpack(ARGV, stop + 1, #ARGV)) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+`;
+
+/** A change as announced on the channel. */
+interface ChangeMessage {
+  v: number;
+  b: number;
+  u: string[];
+  r: string[];
+  e: boolean;
+}
+
+const changeMessageSchema = z.object({
+  v: z.number(),
+  b: z.number(),
+  u: z.array(z.string()),
+  r: z.array(z.string()),
+  e: z.boolean(),
+});
+
+/** A change message, or null for a plain version (a full replace). */
+function parseChangeMessage(message: string): ChangeMessage | null {
+  if (!message.startsWith('{')) return null;
+  try {
+    const r = changeMessageSchema.safeParse(JSON.parse(message));
+    return r.success ? r.data : null;
+  } catch {
+    // Not JSON: treated as a version, re-read in full.
+    return null;
+  }
+}
+
+async function publishFull(redis: Redis, keyPrefix: string, table: RoutingTable): Promise<boolean> {
+  const args: string[] = [
+    String(table.version),
+    routingTableChannel(keyPrefix),
+    JSON.stringify(table.endpoints ?? []),
+  ];
+  for (const d of table.deployments) {
+    args.push(`${DEPLOYMENT_FIELD}${d.deploymentId}`, JSON.stringify(d));
+  }
+  const applied = await redis.eval(PUBLISH_FULL_SCRIPT, 1, routingTableKey(keyPrefix), ...args);
+  return applied === 1;
+}
+
 /**
- * Publishes `table` for every proxy following `keyPrefix`: a full replace of one key plus a
- * notification. Returns false (and changes nothing) when a newer table is already stored;
- * republishing the same version replaces it and notifies again.
+ * Publishes `table` for every proxy following `keyPrefix`, plus a notification. A table that
+ * comes with its change (`changeOf`) writes only the deployments the change names when the
+ * stored table is the change's base, and the whole table otherwise. Returns false (and
+ * changes nothing) when a newer table is already stored; republishing the same version
+ * replaces it and notifies again.
  */
 export async function publishRoutingTable(
   redis: Redis,
   keyPrefix: string,
   table: RoutingTable,
 ): Promise<boolean> {
-  const applied = await redis.eval(
-    PUBLISH_SCRIPT,
-    1,
-    routingTableKey(keyPrefix),
-    String(table.version),
-    JSON.stringify(table),
+  const change = changeOf(table);
+  if (!change || change.version !== table.version) return publishFull(redis, keyPrefix, table);
+  const message: ChangeMessage = {
+    v: change.version,
+    b: change.base,
+    u: change.upserted.map((d) => d.deploymentId),
+    r: change.removed.map((d) => d.deploymentId),
+    e: change.endpointsChanged,
+  };
+  const args: string[] = [
+    String(change.version),
+    String(change.base),
     routingTableChannel(keyPrefix),
-  );
+    JSON.stringify(message),
+    change.endpointsChanged ? JSON.stringify(table.endpoints ?? []) : '',
+    String(change.upserted.length),
+  ];
+  for (const d of change.upserted) {
+    args.push(`${DEPLOYMENT_FIELD}${d.deploymentId}`, JSON.stringify(d));
+  }
+  for (const d of change.removed) args.push(`${DEPLOYMENT_FIELD}${d.deploymentId}`);
+  const applied = await redis.eval(PUBLISH_CHANGE_SCRIPT, 1, routingTableKey(keyPrefix), ...args);
+  if (applied === -1) return publishFull(redis, keyPrefix, table);
   return applied === 1;
 }
 
@@ -145,30 +259,70 @@ const routeSchema = z.looseObject({
   weight: z.number(),
 });
 
+// Loose: a deployment may carry fields this proxy reads defensively (admission).
+const deploymentSchema = z.looseObject({
+  deploymentId: z.string(),
+  name: z.string(),
+  routing: z.object({
+    strategy: z.enum(BalancingStrategies),
+    request_timeout_s: z.number().positive(),
+    retries: z.number().int().min(0),
+  }),
+  routes: z.array(routeSchema),
+});
+
+const endpointsSchema = z.array(
+  z.object({
+    name: z.string(),
+    backends: z.array(z.object({ deployment: z.string(), weight: z.number() })),
+  }),
+);
+
 const tableSchema = z.object({
   version: z.number(),
-  // Loose: a deployment may carry fields this proxy reads defensively (admission).
-  deployments: z.array(
-    z.looseObject({
-      deploymentId: z.string(),
-      name: z.string(),
-      routing: z.object({
-        strategy: z.enum(BalancingStrategies),
-        request_timeout_s: z.number().positive(),
-        retries: z.number().int().min(0),
-      }),
-      routes: z.array(routeSchema),
-    }),
-  ),
-  endpoints: z
-    .array(
-      z.object({
-        name: z.string(),
-        backends: z.array(z.object({ deployment: z.string(), weight: z.number() })),
-      }),
-    )
-    .default([]),
+  deployments: z.array(deploymentSchema),
+  endpoints: endpointsSchema.default([]),
 });
+
+function parseJson<T>(what: string, json: string, schema: z.ZodType<T>): T {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (cause) {
+    throw new FlotillaError('validation', `stored ${what} is not JSON`, { cause });
+  }
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    throw new FlotillaError('validation', `stored ${what} is malformed`, {
+      details: r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+    });
+  }
+  return r.data;
+}
+
+function parseDeployment(json: string): DeploymentRoutes {
+  return parseJson('routing table entry', json, deploymentSchema) as DeploymentRoutes;
+}
+
+function parseEndpoints(json: string | null | undefined): EndpointRoutes[] {
+  return json ? parseJson('endpoint list', json, endpointsSchema) : [];
+}
+
+/** The table a stored hash (HGETALL of `routingTableKey`) holds; null when none is stored. */
+export function parseStoredTable(hash: Record<string, string>): {
+  version: number;
+  entries: Map<string, DeploymentRoutes>;
+  endpoints: EndpointRoutes[];
+} | null {
+  if (hash.version === undefined) return null;
+  const entries = new Map<string, DeploymentRoutes>();
+  for (const [field, json] of Object.entries(hash)) {
+    if (!field.startsWith(DEPLOYMENT_FIELD)) continue;
+    const d = parseDeployment(json);
+    entries.set(d.deploymentId, d);
+  }
+  return { version: Number(hash.version), entries, endpoints: parseEndpoints(hash.endpoints) };
+}
 
 /** Parses a stored table; a FlotillaError naming what is wrong when it is not one. */
 export function parseRoutingTable(json: string): RoutingTable {
@@ -232,41 +386,88 @@ export async function createRedisTableSource(
   client.on('error', (err) => log.debug({ err }, 'redis (commands) error'));
   sub.on('error', (err) => log.debug({ err }, 'redis (subscriber) error'));
   let closed = false;
-  let loading: Promise<void> | undefined;
-  let again = false;
+  /** The entries of the current table, by deployment id (what a change applies to). */
+  let entries = new Map<string, DeploymentRoutes>();
+  let endpoints: EndpointRoutes[] = [];
 
-  async function loadOnce(): Promise<void> {
+  /** Takes a whole stored table (a full replace). */
+  function takeFull(stored: NonNullable<ReturnType<typeof parseStoredTable>>): void {
+    if (stored.version < holder.table.version) return;
+    entries = stored.entries;
+    endpoints = stored.endpoints;
+    holder.offer({ version: stored.version, deployments: [...entries.values()], endpoints });
+  }
+
+  /** Reads the stored table when its version moved past ours. */
+  async function loadFull(): Promise<void> {
     // The version first: the common re-read finds nothing new and skips the table itself.
     const stored = await client.hget(key, 'version');
     if (stored === null || closed || Number(stored) <= holder.table.version) return;
-    const json = await client.hget(key, 'table');
-    if (json === null || closed) return;
-    const table = parseRoutingTable(json);
-    if (table.version > holder.table.version) holder.offer(table);
+    const parsed = parseStoredTable(await client.hgetall(key));
+    if (parsed && !closed && parsed.version > holder.table.version) takeFull(parsed);
   }
 
-  /** Serialised re-read: concurrent triggers collapse into one more read after the current. */
-  function reload(): Promise<void> {
-    if (loading) {
-      again = true;
-      return loading;
+  /**
+   * Applies an announced change by reading only the deployments it names; falls back to a full
+   * read when we do not hold its base or the stored table moved on meanwhile.
+   */
+  async function applyChange(m: ChangeMessage): Promise<void> {
+    if (m.v <= holder.table.version) return;
+    if (m.b !== holder.table.version) return loadFull();
+    const fields = ['version', 'endpoints', ...m.u.map((id) => `${DEPLOYMENT_FIELD}${id}`)];
+    const values = await client.hmget(key, ...fields);
+    if (closed) return;
+    if (Number(values[0]) !== m.v) return loadFull();
+    const upserted: DeploymentRoutes[] = [];
+    for (const json of values.slice(2)) {
+      if (json === null) return loadFull();
+      upserted.push(parseDeployment(json));
     }
-    loading = (async () => {
-      do {
-        again = false;
-        try {
-          await loadOnce();
-        } catch (err) {
-          log.warn({ err }, 'routing table re-read failed; keeping the current one');
-        }
-      } while (again && !closed);
-      loading = undefined;
-    })();
-    return loading;
+    if (m.e) endpoints = parseEndpoints(values[1]);
+    const removed: RoutingTableChange['removed'][number][] = [];
+    for (const id of m.r) {
+      const old = entries.get(id);
+      if (old && entries.delete(id)) removed.push({ deploymentId: id, name: old.name });
+    }
+    for (const d of upserted) entries.set(d.deploymentId, d);
+    const current = entries;
+    const table = lazyRoutingTable(m.v, endpoints, () => [...current.values()]);
+    holder.offer(
+      withChange(table, { version: m.v, base: m.b, upserted, removed, endpointsChanged: m.e }),
+    );
+  }
+
+  // Every read runs in one queue, in the order its trigger arrived, so changes apply in order.
+  let queue: Promise<void> = Promise.resolve();
+  function enqueue(work: () => Promise<void>): Promise<void> {
+    queue = queue.then(async () => {
+      if (closed) return;
+      try {
+        await work();
+      } catch (err) {
+        log.warn({ err }, 'routing table re-read failed; keeping the current one');
+      }
+    });
+    return queue;
+  }
+  /** A full re-read, unless one is already waiting in the queue. */
+  let fullQueued = false;
+  function reload(): Promise<void> {
+    if (fullQueued) return queue;
+    fullQueued = true;
+    return enqueue(async () => {
+      fullQueued = false;
+      await loadFull();
+    });
   }
 
   sub.on('message', (ch: string, message: string) => {
     if (ch !== channel || closed) return;
+    const m = parseChangeMessage(message);
+    if (m) {
+      void enqueue(() => applyChange(m));
+      return;
+    }
     if (Number(message) <= holder.table.version) return;
     void reload();
   });
@@ -285,8 +486,8 @@ export async function createRedisTableSource(
         await Promise.all([client.connect(), sub.connect()]);
         // Subscribe before the first read: a table published in between is not missed.
         await sub.subscribe(channel);
-        const json = await client.hget(key, 'table');
-        if (json !== null) holder.offer(parseRoutingTable(json));
+        const parsed = parseStoredTable(await client.hgetall(key));
+        if (parsed) takeFull(parsed);
       })(),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
@@ -325,7 +526,8 @@ export async function createRedisTableSource(
         closed = true;
         clearInterval(resync);
         holder.clear();
-        await loading?.catch(() => {});
+        // Reads in the queue log their own failures; waited for so none runs after quit.
+        await queue;
         await Promise.all([
           client.quit().catch(() => client.disconnect()),
           sub.quit().catch(() => sub.disconnect()),

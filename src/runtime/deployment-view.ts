@@ -14,7 +14,15 @@ import type { RouteContext } from '../../machines/route.ts';
 import type { ModelRevisionSpec } from '../domain/revision.ts';
 import type { AdmissionSettings, RoutingConfig } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
-import type { ReplicaRecord, RouteRecord } from '../store/store.ts';
+import type {
+  DeploymentRecord,
+  ReplicaRecord,
+  RevisionRecord,
+  RouteRecord,
+  Store,
+} from '../store/store.ts';
+import { type DeploymentRef, deploymentSnapshotOf } from './actor-refs.ts';
+import { type DeploymentOptions, optionsOf } from './deployment-options.ts';
 import { topState } from './snapshot-writer.ts';
 
 export interface ReplicaView {
@@ -74,6 +82,31 @@ export type ViewBase = Omit<
 
 type ChildSnapshot = { value: unknown; context: unknown } | undefined;
 
+/** The fields of a view that come from the stored rows. */
+export function viewBase(
+  record: DeploymentRecord,
+  options: DeploymentOptions,
+  revision: RevisionRecord | null,
+): ViewBase {
+  return {
+    id: record.id,
+    name: record.name,
+    runtime_variant: record.runtime_variant,
+    target_replicas: record.target_replicas,
+    min_replicas: options.min_replicas,
+    max_replicas: options.max_replicas,
+    revision_id: record.revision_id,
+    revision: (revision?.spec as ModelRevisionSpec) ?? null,
+    session: revision?.session ?? null,
+    routing: options.routing,
+    admission: options.admission ?? {},
+    scaling_group: options.scaling_group,
+    created_at: record.created_at,
+    updated_at: record.updated_at,
+    deleted_at: record.deleted_at,
+  };
+}
+
 export function storedView(
   base: ViewBase,
   state: string,
@@ -114,6 +147,7 @@ export function liveView(
   base: ViewBase,
   snap: { value: unknown; context: DeploymentContext },
   child: (systemId: string) => ChildSnapshot,
+  now: number = Date.now(),
 ): DeploymentView {
   const ctx = snap.context;
   const state = topState(snap.value);
@@ -133,7 +167,7 @@ export function liveView(
       phase: rep ? phaseOf(rep.value) : r.state,
       deadline_at: rc?.deadline
         ? new Date(rc.deadline).toISOString()
-        : rc?.startNotBefore && rc.startNotBefore > Date.now()
+        : rc?.startNotBefore && rc.startNotBefore > now
           ? new Date(rc.startNotBefore).toISOString()
           : null,
     });
@@ -219,4 +253,29 @@ function explain(
   }
   parts.push(...problems, ...routeProblems);
   return parts.length ? parts.join('; ') : null;
+}
+
+/** What building a view reads besides the stored deployment row. */
+export interface ViewSources {
+  store: Pick<Store, 'listReplicas' | 'listRoutes'>;
+  revision(revisionId: string): Promise<RevisionRecord | null>;
+  /** The live deployment actor, when it runs here. */
+  live: DeploymentRef | undefined;
+  child: (systemId: string) => ChildSnapshot;
+  now: number;
+}
+
+/** The view of a deployment: from its live actors when it runs here, else from the rows. */
+export async function deploymentView(
+  record: DeploymentRecord,
+  src: ViewSources,
+): Promise<DeploymentView> {
+  const revision = record.revision_id ? await src.revision(record.revision_id) : null;
+  const base = viewBase(record, optionsOf(record), revision);
+  if (src.live) return liveView(base, deploymentSnapshotOf(src.live), src.child, src.now);
+  const [replicas, routes] = await Promise.all([
+    src.store.listReplicas(record.id),
+    src.store.listRoutes(record.id),
+  ]);
+  return storedView(base, record.state, record.reason, replicas, routes);
 }

@@ -45,7 +45,8 @@ export interface EffectPorts {
   deploymentChanged(ctx: DeploymentContext): void;
   replicaTransition(ctx: ReplicaContext, state: ReplicaState): void;
   routeTransition(ctx: RouteContext, state: RouteState): void;
-  publishRoutes(): void;
+  /** A route's entry in the routing table changed. */
+  publishRoutes(ctx: RouteContext): void;
   childError(where: string, event: unknown): void;
 }
 
@@ -71,7 +72,7 @@ export function provideEffects(ports: EffectPorts, clock: MachineClock = systemC
   const route = routeMachineWithClock(clock).provide({
     actions: {
       recordTransition: ({ context }, params) => ports.routeTransition(context, params.state),
-      publishRoutes: () => ports.publishRoutes(),
+      publishRoutes: ({ context }) => ports.publishRoutes(context),
     },
     actors: {
       drainRoute: fromPromise<void, DrainInput>(({ input, signal }) =>

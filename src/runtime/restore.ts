@@ -2,15 +2,20 @@
  * Rebuilds the coordinator's persisted snapshot from per-deployment rows, so the whole tree is
  * created and started once (XState has no API to restore one deployment into a running tree;
  * xstate-notes rule 9). Deployments are placed by the current shard count, so changing it
- * between restarts only moves deployments between shards.
+ * between restarts only moves deployments between shards. Also what restore checks: which
+ * stored rows can be restored, and which backend sessions the restored actors own.
  */
 
-import { shardActorId, shardOf } from '../../machines/coordinator.ts';
+import { shardActorId, shardCountFor, shardOf } from '../../machines/coordinator.ts';
 import {
   type DeploymentState,
   DeploymentStates,
   deploymentActorId,
 } from '../../machines/deployment.ts';
+import type { ReplicaBackend } from '../backends/backend.ts';
+import type { ActorSnapshotRow, DeploymentRecord, Store } from '../store/store.ts';
+import type { SessionCache } from './session-cache.ts';
+import type { TrackedDeployments } from './tracked-deployments.ts';
 
 /** Bumped when a machine changes in a way old snapshots cannot be read by (rule 7). */
 export const SNAPSHOT_SCHEMA_VERSION = 1;
@@ -92,4 +97,131 @@ export function assembleCoordinatorSnapshot(
     context: { shards },
     children,
   };
+}
+
+/** A stored deployment row that cannot be restored, and why. */
+export interface RejectedSnapshot {
+  deploymentId: string;
+  err: unknown;
+}
+
+/**
+ * The deployment rows that can be restored: of a tracked deployment, of this build's schema
+ * version, naming a known state (rule 7). The others are returned as rejected (the caller
+ * leaves those deployments as stored).
+ */
+export function restorableDeploymentRows(
+  rows: readonly ActorSnapshotRow[],
+  isTracked: (deploymentId: string) => boolean,
+): { restorable: DeploymentSnapshotRow[]; rejected: RejectedSnapshot[] } {
+  const restorable: DeploymentSnapshotRow[] = [];
+  const rejected: RejectedSnapshot[] = [];
+  for (const row of rows) {
+    if (row.kind !== 'deployment' || !isTracked(row.deployment_id)) continue;
+    try {
+      if (!row.snapshot || typeof row.snapshot !== 'object') {
+        throw new SnapshotRejected('snapshot is not an object');
+      }
+      const { _v, ...snapshot } = row.snapshot as { _v?: unknown };
+      if (_v !== SNAPSHOT_SCHEMA_VERSION) {
+        throw new SnapshotRejected(
+          `snapshot schema ${String(_v)}, this build reads ${SNAPSHOT_SCHEMA_VERSION}`,
+        );
+      }
+      validateDeploymentSnapshot(snapshot);
+      restorable.push({ deploymentId: row.deployment_id, snapshot });
+    } catch (err) {
+      rejected.push({ deploymentId: row.deployment_id, err });
+    }
+  }
+  return { restorable, rejected };
+}
+
+/** What reconciling sessions needs: the replicas the actors believe in, and the backend. */
+export interface SessionReconcileDeps {
+  /** Every replica a live deployment actor knows, with its state. */
+  replicas(): Iterable<{ replicaId: string; state: string }>;
+  backend: Pick<ReplicaBackend, 'status' | 'list' | 'stop'>;
+  /** Tells a replica actor its session is gone. */
+  sessionExited(replicaId: string, detail: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+/**
+ * After a restore: a replica that believes its session runs but the backend has none is told
+ * its session exited (it then recovers); a backend session no actor owns is stopped, so no
+ * orphan survives a crash.
+ */
+export async function reconcileSessions(deps: SessionReconcileDeps): Promise<void> {
+  const known = new Set<string>();
+  for (const { replicaId, state } of deps.replicas()) {
+    known.add(replicaId);
+    if (state === 'HEALTHY' || state === 'UNHEALTHY') {
+      const status = await deps.backend.status(replicaId);
+      if (status !== 'running') {
+        deps.sessionExited(replicaId, 'session not found after coordinator restart');
+      }
+    }
+  }
+  for (const handle of await deps.backend.list()) {
+    if (!known.has(handle.replicaId)) {
+      deps.warn({ replica: handle.replicaId }, 'stopping a session no replica actor owns');
+      await deps.backend.stop(handle.replicaId, 5_000);
+    }
+  }
+}
+
+/** Top-level deployment states the runtime runs an actor for. */
+const LIVE_DEPLOYMENT_STATES: readonly string[] = [
+  'PENDING',
+  'PROVISIONING',
+  'RUNNING',
+  'ERROR',
+  'DESTROYING',
+];
+
+/** What `start` restores: the live rows, the restorable snapshots, the coordinator snapshot. */
+export interface RestorePlan {
+  records: Map<string, DeploymentRecord>;
+  restorable: DeploymentSnapshotRow[];
+  rejected: RejectedSnapshot[];
+  rows: ActorSnapshotRow[];
+  coordinator: unknown;
+  /** Shards of the restored coordinator (the configured count, or ≈√N when larger). */
+  shards: number;
+}
+
+/**
+ * Reads the rows to restore: every deployment in a live state is tracked; its snapshot is
+ * restored when valid, else the deployment is untracked (left as stored). Sessions of the
+ * tracked deployments' revisions are generated before any actor starts.
+ */
+export async function loadRestorePlan(deps: {
+  store: Pick<Store, 'listDeployments' | 'loadSnapshots'>;
+  tracked: TrackedDeployments;
+  sessions: SessionCache;
+  /** Configured shard count (a minimum). */
+  shards: number;
+}): Promise<RestorePlan> {
+  const { store, tracked, sessions } = deps;
+  const records = new Map<string, DeploymentRecord>();
+  for (const r of await store.listDeployments()) {
+    if (!LIVE_DEPLOYMENT_STATES.includes(r.state)) continue;
+    records.set(r.id, r);
+    tracked.track(r);
+  }
+  const rows = await store.loadSnapshots({ excludeStates: ['TERMINATED'] });
+  const { restorable, rejected } = restorableDeploymentRows(rows, (id) => tracked.has(id));
+  for (const r of rejected) tracked.untrack(r.deploymentId);
+  await Promise.all(
+    Array.from(tracked.ids(), async (id) => {
+      const revisionId = records.get(id)?.revision_id;
+      if (revisionId) await sessions.sessionFor(revisionId);
+    }),
+  );
+  // At least ≈√N shards for the N deployments restored: each parent's child list stays short,
+  // and XState copies it on every spawn and stop (stopping a shard of k deployments costs k²).
+  const shards = Math.max(deps.shards, shardCountFor(tracked.size));
+  const coordinator = assembleCoordinatorSnapshot(shards, restorable);
+  return { records, restorable, rejected, rows, coordinator, shards };
 }

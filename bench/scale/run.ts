@@ -1,0 +1,187 @@
+/**
+ * bench/scale: what one change costs as the fleet grows, on real PostgreSQL with the fake
+ * backend (no process starts). Creates deployments one at a time (4 replicas each) with the
+ * in-process proxy's routing state following every published table, as `createFlotilla` does,
+ * and prints:
+ *   - create latency around the 100th, 1,000th and 5,000th deployment, and the ratio
+ *     5,000th / 100th (flat is 1; the aim is <= 2);
+ *   - restore (start from the rows) and close of the whole runtime at 1,000, 5,000 and 10,000
+ *     deployments, with close(10k)/close(1k) against the linear ideal (10);
+ *   - heap per actor after restore (run with --expose-gc).
+ * The baseline is main before this change, measured earlier on this machine kind (same
+ * workload): it is printed in the header, since the old implementation is not in this tree.
+ *
+ *   npx tsx --expose-gc bench/scale/run.ts                 (DATABASE_URL, default local postgres)
+ *   BENCH_SCALE_SIZES=200,500,1000 BENCH_SCALE_LATENCY_AT=100,1000 npm run bench:scale  (smaller)
+ * The same file runs unchanged in a checkout of main (same Runtime API): run it there for a
+ * same-machine baseline.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { createMemoryHealthStore } from '../../src/health/memory-health-store.ts';
+import { OutlierDetector } from '../../src/proxy/outlier-detector.ts';
+import { createProxyMetrics } from '../../src/proxy/proxy-metrics.ts';
+import { RoutingState, type Upstream } from '../../src/proxy/routing-state.ts';
+import { Runtime } from '../../src/runtime/runtime.ts';
+import { openStore, type Store } from '../../src/store/store.ts';
+import { FakeBackend } from '../../test/harness/fake-backend.ts';
+import { echoCommand } from '../../test/harness/runtime-fixture.ts';
+
+const SIZES = (process.env.BENCH_SCALE_SIZES ?? '1000,5000,10000')
+  .split(',')
+  .map((s) => Number(s.trim()))
+  .filter((n) => n > 0)
+  .sort((a, b) => a - b);
+const REPLICAS = 4;
+const LATENCY_AT = (process.env.BENCH_SCALE_LATENCY_AT ?? '100,1000,5000')
+  .split(',')
+  .map((s) => Number(s.trim()))
+  .filter((n) => n > 0 && n <= (SIZES.at(-1) ?? 0));
+/** Creates averaged around each latency point (the n-WINDOW+1th .. nth). */
+const WINDOW = 20;
+const baseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const gc = (globalThis as { gc?: () => void }).gc;
+
+function heapMb(): number {
+  gc?.();
+  gc?.();
+  return process.memoryUsage().heapUsed / 2 ** 20;
+}
+
+async function withSchema<T>(name: string, fn: (url: string) => Promise<T>): Promise<T> {
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  await admin.query(`DROP SCHEMA IF EXISTS ${name} CASCADE; CREATE SCHEMA ${name}`);
+  const url = new URL(baseUrl);
+  url.searchParams.set('options', `-c search_path=${name}`);
+  try {
+    return await fn(url.toString());
+  } finally {
+    await admin.query(`DROP SCHEMA IF EXISTS ${name} CASCADE`);
+    await admin.end();
+  }
+}
+
+/** A runtime with the in-process proxy's routing state following its tables. */
+function runtimeOn(store: Store, backend: FakeBackend, expected: number) {
+  const runtime = new Runtime({
+    store,
+    backend,
+    health: createMemoryHealthStore(),
+    config: {
+      shards: Math.ceil(Math.sqrt(expected)),
+      healthCheckIntervalS: 3600,
+      evictionIntervalS: 3600,
+    },
+  });
+  const outliers = new OutlierDetector<Upstream>(undefined, {
+    peers: (u) => u.deployment.targets,
+    ejected: () => {},
+    returned: () => {},
+  });
+  const proxy = new RoutingState({
+    random: Math.random,
+    metrics: createProxyMetrics(() => []),
+    outliers,
+    warn: () => {},
+  });
+  runtime.onRoutingTable((t) => proxy.apply(t));
+  return { runtime, proxy };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? Number.NaN;
+};
+
+async function main() {
+  console.log(
+    `bench/scale: deployments x ${REPLICAS} replicas, fake backend, PostgreSQL ${baseUrl.replace(/\/\/.*@/, '//')}; checkpoints ${SIZES.join(', ')}`,
+  );
+  console.log(
+    'main (measured earlier, same workload on PostgreSQL): create ~7 ms at 100 deployments, 430-470 ms at 4,500 (ratio ~60x); ' +
+      'restore of 10,000 x 4: 5.7 s; close of 10,000 x 4: 2.5 s, 18x the 1,000 figure; heap 3.8 KB per actor',
+  );
+  if (!gc) console.log('(run with --expose-gc for stable memory figures)');
+  await withSchema(`bench_scale_${process.pid}`, async (url) => {
+    const store = await openStore({
+      databaseUrl: url,
+      dataDir: mkdtempSync(join(tmpdir(), 'flotilla-scale-')),
+    });
+    const backend = new FakeBackend();
+    const last = SIZES.at(-1) ?? 0;
+    let { runtime, proxy } = runtimeOn(store, backend, last);
+    await runtime.start();
+    const latencies: number[] = [];
+    const checkpoints: Array<{
+      n: number;
+      closeMs: number;
+      restoreMs: number;
+      actors: number;
+      kbPerActor: number;
+    }> = [];
+    let created = 0;
+    for (const size of SIZES) {
+      while (created < size) {
+        const t0 = performance.now();
+        await runtime.createDeployment({ ...echoCommand(`s-${created}`, REPLICAS) });
+        latencies.push(performance.now() - t0);
+        created++;
+        if (LATENCY_AT.includes(created)) {
+          const ms = median(latencies.slice(-WINDOW));
+          console.log(`create #${created}: ${ms.toFixed(2)} ms (median of the last ${WINDOW})`);
+        }
+      }
+      await runtime.writer.flush();
+      // Let the burst of transitions of the last creates settle before measuring the tree.
+      await new Promise((r) => setTimeout(r, 200));
+      await runtime.writer.flush();
+      const deployments = proxy.version > 0 ? [...proxy.allDeployments()].length : 0;
+      const c0 = performance.now();
+      await runtime.close();
+      const closeMs = performance.now() - c0;
+      const before = heapMb();
+      ({ runtime, proxy } = runtimeOn(store, backend, last));
+      const r0 = performance.now();
+      await runtime.start();
+      const restoreMs = performance.now() - r0;
+      const actors = runtime.actorCount();
+      const kbPerActor = ((heapMb() - before) * 1024) / Math.max(1, actors);
+      checkpoints.push({ n: size, closeMs, restoreMs, actors, kbPerActor });
+      console.log(
+        `${size} deployments (${actors} actors; proxy had ${deployments}): close ${closeMs.toFixed(0)} ms, restore ${restoreMs.toFixed(0)} ms, heap ${kbPerActor.toFixed(2)} KB/actor`,
+      );
+    }
+    await runtime.close();
+
+    console.log('\nsummary');
+    const at = (n: number) => median(latencies.slice(Math.max(0, n - WINDOW), n));
+    if (LATENCY_AT.length >= 2) {
+      const first = LATENCY_AT[0] as number;
+      const lastAt = LATENCY_AT.at(-1) as number;
+      console.log(
+        `create #${lastAt} / #${first}: ${(at(lastAt) / at(first)).toFixed(2)}x (flat = 1, aim <= 2; main ~60x for #4,500 / #100)`,
+      );
+      for (const n of LATENCY_AT) console.log(`  create #${n}: ${at(n).toFixed(2)} ms`);
+    }
+    const small = checkpoints[0];
+    const big = checkpoints.at(-1);
+    if (small && big && big !== small) {
+      const ideal = big.n / small.n;
+      console.log(
+        `close ${big.n} / ${small.n}: ${(big.closeMs / small.closeMs).toFixed(1)}x (linear = ${ideal}x; main 18x for 10x)`,
+      );
+      console.log(
+        `restore ${big.n} / ${small.n}: ${(big.restoreMs / small.restoreMs).toFixed(1)}x (linear = ${ideal}x); restore of ${big.n}: ${(big.restoreMs / 1000).toFixed(2)} s (aim for 10,000: <= 3 s; main 5.7 s)`,
+      );
+    }
+    await store.close();
+  });
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

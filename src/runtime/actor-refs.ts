@@ -1,0 +1,85 @@
+/**
+ * Typed access to the actors of the running tree, so no caller casts a snapshot: a deployment
+ * ref and its snapshot typed from the machine, replica and route snapshots likewise.
+ */
+import type { ActorRefFrom, ActorSystem, AnyActorRef, SnapshotFrom } from 'xstate';
+import { type PersistedSubtree, topState } from './snapshot-writer.ts';
+
+// biome-ignore lint/suspicious/noExplicitAny: the system of any tree (XState's own default).
+type AnyActorSystem = ActorSystem<any>;
+
+import {
+  deploymentActorId,
+  type deploymentMachine,
+  replicaActorId,
+  routeActorId,
+} from '../../machines/deployment.ts';
+import type { replicaMachine } from '../../machines/replica.ts';
+import type { routeMachine } from '../../machines/route.ts';
+
+export type DeploymentRef = ActorRefFrom<typeof deploymentMachine>;
+export type DeploymentSnapshot = SnapshotFrom<typeof deploymentMachine>;
+export type ReplicaSnapshot = SnapshotFrom<typeof replicaMachine>;
+export type RouteSnapshot = SnapshotFrom<typeof routeMachine>;
+
+/** The deployment actor of `deploymentId`, if it runs in `system`. */
+export function deploymentRefIn(
+  system: AnyActorSystem | undefined,
+  deploymentId: string,
+): DeploymentRef | undefined {
+  // The system registry is untyped; every `deployment:<id>` is spawned from deploymentMachine.
+  return system?.get(deploymentActorId(deploymentId)) as DeploymentRef | undefined;
+}
+
+/** Any actor of the tree by system id (replica:…, route:…); undefined when gone. */
+export function actorIn(
+  system: AnyActorSystem | undefined,
+  systemId: string,
+): AnyActorRef | undefined {
+  return system?.get(systemId) as AnyActorRef | undefined;
+}
+
+/** A deployment actor's current snapshot (state value and context). */
+export function deploymentSnapshotOf(ref: DeploymentRef): DeploymentSnapshot {
+  return ref.getSnapshot();
+}
+
+/**
+ * A deployment's persisted snapshot with its children (its row in PostgreSQL), stamped with
+ * the snapshot schema version.
+ */
+export function persistedSubtreeOf(ref: DeploymentRef, schemaVersion: number): PersistedSubtree {
+  // XState types a persisted snapshot as Snapshot<unknown>; a machine actor's carries its state
+  // value and children, which is the PersistedSubtree shape.
+  const snap = ref.getPersistedSnapshot() as Partial<PersistedSubtree>;
+  return { ...snap, value: snap.value, children: snap.children ?? {}, _v: schemaVersion };
+}
+
+/** The snapshots of the deployments in `ids` that have a live actor. */
+export function* liveDeploymentSnapshots(
+  system: AnyActorSystem | undefined,
+  ids: Iterable<string>,
+): Generator<DeploymentSnapshot> {
+  for (const id of ids) {
+    const ref = deploymentRefIn(system, id);
+    if (ref) yield ref.getSnapshot();
+  }
+}
+
+/** The top-level state of every live actor of these deployments, by actor id. */
+export function actorStatesIn(
+  system: AnyActorSystem | undefined,
+  ids: Iterable<string>,
+): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const d of liveDeploymentSnapshots(system, ids)) {
+    out.set(deploymentActorId(d.context.deploymentId), topState(d.value));
+    for (const [id, r] of Object.entries(d.context.replicas)) {
+      const rep = actorIn(system, replicaActorId(id));
+      if (rep) out.set(replicaActorId(id), topState(rep.getSnapshot().value));
+      const route = actorIn(system, routeActorId(r.routeId));
+      if (route) out.set(routeActorId(r.routeId), topState(route.getSnapshot().value));
+    }
+  }
+  return out;
+}

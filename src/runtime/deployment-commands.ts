@@ -1,0 +1,211 @@
+/**
+ * The commands that change a deployment (create, update, scale, destroy): each validates what
+ * it is asked against the stored row and the live actor, writes the row, then tells the actor.
+ */
+import type { DeploymentInput, DeploymentSettings } from '../../machines/deployment.ts';
+import { generateSession } from '../definitions/index.ts';
+import { FlotillaError } from '../domain/errors.ts';
+import { newId } from '../domain/ids.ts';
+import { assertReplicaBounds } from '../domain/replica-bounds.ts';
+import type { ModelRevisionSpec } from '../domain/revision.ts';
+import type { AdmissionSettings, RoutingConfig } from '../domain/routing.ts';
+import type { SessionSpec } from '../domain/session.ts';
+import type { DeploymentRecord, Store } from '../store/store.ts';
+import { type DeploymentRef, deploymentSnapshotOf } from './actor-refs.ts';
+import type { DeploymentOptions } from './deployment-options.ts';
+import type { SessionCache } from './session-cache.ts';
+import { topState } from './snapshot-writer.ts';
+import type { TrackedDeployments } from './tracked-deployments.ts';
+
+export interface CreateDeploymentCommand extends DeploymentOptions {
+  name: string;
+  runtime_variant: string;
+  /** The request as the user sent it (secrets already redacted by the caller if wanted). */
+  request: unknown;
+  revision: ModelRevisionSpec;
+}
+
+export interface UpdateDeploymentCommand {
+  request: unknown;
+  revision: ModelRevisionSpec;
+  routing?: RoutingConfig;
+  admission?: AdmissionSettings;
+}
+
+/** What the commands need from the runtime around them. */
+export interface DeploymentCommandDeps {
+  store: Store;
+  tracked: TrackedDeployments;
+  sessions: SessionCache;
+  /** The live actor of a deployment, if it runs here. */
+  ref(deploymentId: string): DeploymentRef | undefined;
+  /** Asks the coordinator to spawn the deployment's actor. */
+  spawn(record: DeploymentRecord, session?: SessionSpec): void;
+  /** Resolves when the transitions recorded so far are durable. */
+  barrier(): Promise<void>;
+  /** The deployment's entry in the routing table changed. */
+  routingChanged(deploymentId: string): void;
+}
+
+/** States in which a deployment takes update and scale. */
+const ACCEPTS_CHANGES = ['PENDING', 'PROVISIONING', 'RUNNING'];
+
+export function notFound(idOrName: string): FlotillaError {
+  return new FlotillaError('not_found', `deployment "${idOrName}" not found`, {
+    details: [{ path: 'id', message: `no deployment with id or name "${idOrName}"` }],
+  });
+}
+
+/** The machine's health settings from a session's readiness check. */
+export function healthSettings(s: SessionSpec): DeploymentSettings['health'] {
+  return {
+    healthy_threshold: s.health.healthy_threshold,
+    unhealthy_threshold: s.health.unhealthy_threshold,
+    startup_timeout_s: s.health.startup_timeout_s,
+  };
+}
+
+/** The deployment actor's input for a stored row. */
+export function deploymentInput(
+  record: DeploymentRecord,
+  options: DeploymentOptions,
+  session: SessionSpec | undefined,
+  defaults: Partial<DeploymentSettings>,
+): DeploymentInput {
+  return {
+    deploymentId: record.id,
+    name: record.name,
+    revisionId: record.revision_id ?? '',
+    replicas: record.target_replicas,
+    min_replicas: options.min_replicas,
+    max_replicas: options.max_replicas,
+    settings: { ...defaults, ...(session ? { health: healthSettings(session) } : {}) },
+  };
+}
+
+export class DeploymentCommands {
+  constructor(private readonly deps: DeploymentCommandDeps) {}
+
+  /** Writes the deployment and its first revision, then spawns its actor; returns its id. */
+  async create(cmd: CreateDeploymentCommand): Promise<string> {
+    assertReplicaBounds(cmd);
+    const session = generateSession(cmd.revision);
+    const id = newId();
+    const revisionId = newId();
+    const record = await this.deps.store.createDeployment({
+      id,
+      name: cmd.name,
+      runtime_variant: cmd.runtime_variant,
+      spec: {
+        request: cmd.request,
+        min_replicas: cmd.min_replicas,
+        max_replicas: cmd.max_replicas,
+        routing: cmd.routing,
+        admission: cmd.admission,
+        scaling_group: cmd.scaling_group,
+        scaling_policy: cmd.scaling_policy,
+      },
+      target_replicas: cmd.replicas,
+      revision: { id: revisionId, number: 1, spec: cmd.revision, session },
+    });
+    this.deps.sessions.set(revisionId, session);
+    this.deps.tracked.track(record);
+    this.deps.spawn(record, session);
+    await this.deps.barrier();
+    return id;
+  }
+
+  async scale(idOrName: string, replicas: number): Promise<string> {
+    const { record, ref } = await this.liveDeployment(idOrName, 'scale');
+    const tracked = this.deps.tracked.get(record.id) ?? this.deps.tracked.track(record);
+    assertReplicaBounds({
+      replicas,
+      min_replicas: tracked.options.min_replicas,
+      max_replicas: tracked.options.max_replicas,
+    });
+    ref.send({ type: 'deployment.scale', replicas });
+    await this.deps.store.updateDeployment(record.id, { target_replicas: replicas });
+    tracked.options.replicas = replicas;
+    await this.deps.barrier();
+    return record.id;
+  }
+
+  async update(idOrName: string, cmd: UpdateDeploymentCommand): Promise<string> {
+    const { record, ref } = await this.liveDeployment(idOrName, 'update');
+    const session = generateSession(cmd.revision);
+    const revisions = await this.deps.store.listRevisions(record.id);
+    const number = Math.max(0, ...revisions.map((r) => r.number)) + 1;
+    const revisionId = newId();
+    await this.deps.store.addRevision({
+      id: revisionId,
+      deployment_id: record.id,
+      number,
+      spec: cmd.revision,
+      session,
+    });
+    this.deps.sessions.set(revisionId, session);
+    const spec = {
+      ...(typeof record.spec === 'object' && record.spec !== null ? record.spec : {}),
+      request: cmd.request,
+      ...(cmd.routing ? { routing: cmd.routing } : {}),
+      ...(cmd.admission ? { admission: cmd.admission } : {}),
+    };
+    const updated = await this.deps.store.updateDeployment(record.id, {
+      revision_id: revisionId,
+      spec,
+    });
+    this.deps.tracked.track(updated);
+    const settings: Partial<DeploymentSettings> = { health: healthSettings(session) };
+    ref.send({ type: 'deployment.update', revisionId, settings });
+    await this.deps.barrier();
+    this.deps.routingChanged(record.id);
+    return record.id;
+  }
+
+  async destroy(idOrName: string): Promise<string> {
+    const record = await this.record(idOrName);
+    if (record.state === 'TERMINATED') {
+      throw new FlotillaError(
+        'invalid_state',
+        `deployment "${record.name}" is already TERMINATED`,
+        {
+          details: [{ path: 'state', message: 'a TERMINATED deployment cannot be deleted again' }],
+        },
+      );
+    }
+    const ref = this.deps.ref(record.id);
+    if (ref && topState(deploymentSnapshotOf(ref).value) !== 'DESTROYING') {
+      ref.send({ type: 'deployment.delete' });
+      await this.deps.barrier();
+    }
+    return record.id;
+  }
+
+  /** The stored row of a deployment, by id or name; `not_found` when there is none. */
+  async record(idOrName: string): Promise<DeploymentRecord> {
+    const r = await this.deps.store.getDeployment(idOrName);
+    if (!r) throw notFound(idOrName);
+    return r;
+  }
+
+  private async liveDeployment(idOrName: string, action: string) {
+    const record = await this.record(idOrName);
+    const ref = this.deps.ref(record.id);
+    const state = ref ? topState(deploymentSnapshotOf(ref).value) : record.state;
+    if (!ref || !ACCEPTS_CHANGES.includes(state)) {
+      throw new FlotillaError(
+        'invalid_state',
+        `cannot ${action} deployment "${record.name}" in state ${state}`,
+        {
+          details: [
+            {
+              path: 'state',
+              message: `${action} is accepted in ${ACCEPTS_CHANGES.join(', ')}; the deployment is ${state}`,
+            },
+          ],
+        },
+      );
+    }
+    return { record, ref };
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * The effects the machines invoke (provide-effects.ts), implemented over the runtime: sessions
+ * on the backend, drains against the proxy's in-flight counts, and every transition recorded.
+ * Also how the runtime's parts (health feed, autoscaler, commands, snapshot writer) are wired
+ * to it.
+ */
+import {
+  type DeploymentContext,
+  type DeploymentState,
+  deploymentActorId,
+  replicaActorId,
+  routeActorId,
+} from '../../machines/deployment.ts';
+import type { ReplicaContext, ReplicaState } from '../../machines/replica.ts';
+import type { RouteContext, RouteState } from '../../machines/route.ts';
+import { FlotillaError } from '../domain/errors.ts';
+import { Autoscaler } from '../scaling/autoscaler.ts';
+import { deploymentSnapshotOf } from './actor-refs.ts';
+import { DeploymentCommands } from './deployment-commands.ts';
+import { HealthFeed } from './health-feed.ts';
+import type { EffectPorts } from './provide-effects.ts';
+import type { Runtime } from './runtime.ts';
+import { SnapshotWriter, topState } from './snapshot-writer.ts';
+import type { TransitionRecord } from './transition-recorder.ts';
+
+export function deploymentTransition(
+  ctx: DeploymentContext,
+  state: DeploymentState,
+): TransitionRecord {
+  return {
+    actorId: deploymentActorId(ctx.deploymentId),
+    kind: 'deployment',
+    deploymentId: ctx.deploymentId,
+    to: state,
+    reason: ctx.reason,
+  };
+}
+
+export function replicaTransition(ctx: ReplicaContext, state: ReplicaState): TransitionRecord {
+  return {
+    actorId: replicaActorId(ctx.replicaId),
+    kind: 'replica',
+    deploymentId: ctx.deploymentId,
+    to: state,
+    reason: ctx.reason,
+    replica: {
+      revisionId: ctx.revisionId,
+      endpoint: ctx.endpoint,
+      info: { restarts: ctx.restarts, termination_cause: ctx.terminationCause },
+    },
+  };
+}
+
+export function routeTransition(ctx: RouteContext, state: RouteState): TransitionRecord {
+  return {
+    actorId: routeActorId(ctx.routeId),
+    kind: 'route',
+    deploymentId: ctx.deploymentId,
+    to: state,
+    reason: ctx.reason,
+    route: {
+      replicaId: ctx.replicaId,
+      weight: ctx.weight,
+      lastHealth: ctx.lastHealth,
+      reason: ctx.reason,
+    },
+  };
+}
+
+export function runtimeEffects(rt: Runtime): EffectPorts {
+  const { backend } = rt.deps;
+  return {
+    generateDefinition: async ({ revisionId }) => {
+      const session = await rt.sessions.sessionFor(revisionId, { regenerate: true });
+      const cap = backend.capacity().total;
+      const r = session.resources;
+      for (const k of ['cpu', 'mem', 'gpu'] as const) {
+        if (r[k] > cap[k]) {
+          throw new FlotillaError(
+            'generator_failed',
+            `insufficient ${k}: requested ${r[k]}, the node has ${cap[k]} in total`,
+          );
+        }
+      }
+      await rt.writer.barrier();
+    },
+    startSession: async ({ replicaId, deploymentId, revisionId }) => {
+      const spec = await rt.sessions.sessionFor(revisionId);
+      const handle = await backend.start(replicaId, spec);
+      await rt.writer.barrier();
+      rt.routing.markDirty(deploymentId);
+      return { endpoint: handle.url };
+    },
+    restartSession: async ({ replicaId, deploymentId, revisionId }) => {
+      const spec = await rt.sessions.sessionFor(revisionId);
+      await backend.stop(replicaId, 5_000);
+      const handle = await backend.start(replicaId, spec);
+      await rt.writer.barrier();
+      // The endpoint may have changed: republish (after the machine takes it in) so the
+      // prober and the proxy follow the new port.
+      rt.routing.markDirty(deploymentId);
+      return { endpoint: handle.url };
+    },
+    stopSession: async ({ replicaId, graceMs }) => {
+      await backend.stop(replicaId, graceMs);
+      rt.healthFeed?.forgetReplica(replicaId);
+      await rt.writer.barrier();
+    },
+    drainRoute: async ({ routeId }, signal) => {
+      const inflight = rt.deps.inflight;
+      if (inflight) {
+        while (inflight(routeId) > 0 && !signal.aborted) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      await rt.writer.barrier();
+    },
+    deploymentTransition: (ctx, state) => {
+      rt.transitions.record(deploymentTransition(ctx, state));
+      // The TERMINATED row must be durable before the actor (and its subtree) goes away.
+      if (state === 'TERMINATED') rt.finishDeletion(ctx.deploymentId);
+    },
+    deploymentChanged: (ctx) => {
+      rt.writer.touch(ctx.deploymentId);
+      rt.routing.markDirty(ctx.deploymentId);
+    },
+    replicaTransition: (ctx, state) => rt.transitions.record(replicaTransition(ctx, state)),
+    routeTransition: (ctx, state) => rt.transitions.record(routeTransition(ctx, state)),
+    publishRoutes: (ctx) => rt.routing.markDirty(ctx.deploymentId),
+    childError: (where, event) =>
+      rt.log.error({ where, err: (event as { error?: unknown }).error }, 'actor failed'),
+  };
+}
+
+export function healthFeedOf(rt: Runtime): HealthFeed | null {
+  const health = rt.deps.health;
+  if (!health) return null;
+  return new HealthFeed({
+    health,
+    maxStalenessS: rt.config.maxHealthStalenessS,
+    now: rt.now,
+    targets: () => rt.routing.probeTargets(),
+    targetOf: (routeId) => rt.routing.probeTarget(routeId),
+    send: (id, e) => rt.sendTo(id, e),
+  });
+}
+
+export function autoscalerOf(rt: Runtime): Autoscaler {
+  return new Autoscaler({
+    deployments: () =>
+      Array.from(rt.tracked.all(), (t) => ({
+        id: t.id,
+        name: t.name,
+        min_replicas: t.options.min_replicas,
+        max_replicas: t.options.max_replicas,
+        policy: t.options.scaling_policy,
+      })),
+    stateOf: (id) => {
+      const ref = rt.deploymentRef(id);
+      if (!ref) return null;
+      const snap = deploymentSnapshotOf(ref);
+      const replicas = Object.values(snap.context.replicas);
+      const healthy = replicas.filter((r) => r.state === 'HEALTHY' && !r.leaving).length;
+      return { state: topState(snap.value), target: snap.context.target, healthy };
+    },
+    metric: (d, m) => rt.deps.scalingMetric?.(d, m) ?? null,
+    scale: (id, replicas) => rt.scale(id, replicas),
+    now: rt.now,
+    log: rt.log,
+  });
+}
+
+export function commandsOf(rt: Runtime): DeploymentCommands {
+  return new DeploymentCommands({
+    store: rt.deps.store,
+    tracked: rt.tracked,
+    sessions: rt.sessions,
+    ref: (id) => rt.deploymentRef(id),
+    spawn: (record, session) => rt.spawnDeployment(record, session),
+    barrier: () => rt.writer.barrier(),
+    routingChanged: (id) => rt.routing.markDirty(id),
+  });
+}
+
+export function snapshotWriterOf(rt: Runtime): SnapshotWriter {
+  const { deps, log } = rt;
+  return new SnapshotWriter(
+    deps.store,
+    { persisted: (id) => rt.persistedSubtree(id) },
+    {
+      flushDelayMs: rt.config.flushDelayMs,
+      clock: rt.clock,
+      ...(deps.observeFlush ? { onFlush: deps.observeFlush } : {}),
+      onError: (err) => log.error({ err }, 'persisting transitions failed; retrying in 1 s'),
+      onConflict: (ids) =>
+        log.error(
+          { actors: ids },
+          'snapshot version conflict: another coordinator wrote these actors',
+        ),
+    },
+  );
+}

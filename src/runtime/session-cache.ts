@@ -1,0 +1,44 @@
+/**
+ * Session specs by revision id, generated from the stored revision; revisions never change
+ * once written, so each is read from the store once.
+ */
+import { generateSession } from '../definitions/index.ts';
+import { FlotillaError } from '../domain/errors.ts';
+import type { ModelRevisionSpec } from '../domain/revision.ts';
+import type { SessionSpec } from '../domain/session.ts';
+import type { RevisionRecord, Store } from '../store/store.ts';
+
+export class SessionCache {
+  private readonly sessions = new Map<string, SessionSpec>();
+  private readonly revisions = new Map<string, RevisionRecord>();
+
+  constructor(private readonly store: Pick<Store, 'getRevision'>) {}
+
+  /** The cached session of a revision, if generated already. */
+  cached(revisionId: string): SessionSpec | undefined {
+    return this.sessions.get(revisionId);
+  }
+
+  set(revisionId: string, session: SessionSpec): void {
+    this.sessions.set(revisionId, session);
+  }
+
+  /** The session of a revision, generated from the stored revision when not cached. */
+  async sessionFor(revisionId: string, opts: { regenerate?: boolean } = {}): Promise<SessionSpec> {
+    const cached = this.sessions.get(revisionId);
+    if (cached && !opts.regenerate) return cached;
+    const rev = await this.revision(revisionId);
+    if (!rev) throw new FlotillaError('not_found', `revision ${revisionId} not found`);
+    const session = generateSession(rev.spec as ModelRevisionSpec);
+    this.sessions.set(revisionId, session);
+    return session;
+  }
+
+  async revision(id: string): Promise<RevisionRecord | null> {
+    const cached = this.revisions.get(id);
+    if (cached) return cached;
+    const rev = await this.store.getRevision(id);
+    if (rev) this.revisions.set(id, rev);
+    return rev;
+  }
+}
