@@ -20,6 +20,12 @@
  * - A termination request is also accepted in STARTING (scale-down or delete while loading);
  *   it is the documented "termination request" edge, taken from the one state the table
  *   leaves out. Marked here as an addition.
+ * - A session refused for lack of node capacity (error code `insufficient_resources`) is not a
+ *   failure: the replica stays STARTING (substate `capacity`, reason `waiting for capacity:
+ *   ...`) until the runtime sends `replica.capacity.freed` (a replica ended, capacity raised),
+ *   re-checking on its own every CAPACITY_RECHECK_S. No restart is counted; no edge added.
+ * - `replica.session.resumed` (the runtime restarted a session Flotilla itself stopped at
+ *   shutdown) takes the new endpoint without a transition and without counting a restart.
  *
  * Every deadline is absolute (epoch ms) in context and served by the invoked deadline timer,
  * so it survives persist/restore (statelyai/xstate#5331).
@@ -78,10 +84,19 @@ export interface ReplicaContext {
   terminationCause: string | null;
   /** epoch ms before which the session is not started, or null. */
   startNotBefore: number | null;
+  /** The session exited or could not be started at least once (a crash, not a timeout). */
+  crashed?: boolean;
 }
+
+/** Reason prefix of a replica waiting for node capacity (the deployment view shows it). */
+export const CAPACITY_WAIT_REASON = 'waiting for capacity';
+/** Seconds between capacity re-checks of a waiting replica, besides the runtime's wake-ups. */
+export const CAPACITY_RECHECK_S = 30;
 
 export type ReplicaEvent =
   | { type: 'replica.health.passed'; detail?: string }
+  | { type: 'replica.capacity.freed' }
+  | { type: 'replica.session.resumed'; endpoint: string }
   | { type: 'replica.health.failed'; detail?: string }
   | { type: 'replica.session.exited'; detail?: string }
   | { type: 'replica.terminate'; cause: string }
@@ -96,6 +111,8 @@ export interface ReplicaStateEvent {
   reason: string | null;
   /** Why it is ending, once it is: 'scale-down', 'recovery-failed', ... */
   cause: string | null;
+  /** Its session exited or failed to start at least once (the deployment's crash-loop limit). */
+  crashed?: boolean;
 }
 
 export interface SessionInput {
@@ -154,6 +171,7 @@ export const replicaMachine = setup({
         endpoint: context.endpoint,
         reason: context.reason,
         cause: context.terminationCause,
+        crashed: context.crashed ?? false,
       }),
     ),
     countSuccess: assign({
@@ -178,6 +196,10 @@ export const replicaMachine = setup({
     }),
     clearDeadline: assign({ deadline: null }),
     countRestart: assign({ restarts: ({ context }) => context.restarts + 1 }),
+    takeResumedEndpoint: assign({
+      endpoint: ({ context, event }) =>
+        event.type === 'replica.session.resumed' ? event.endpoint : context.endpoint,
+    }),
   },
   guards: {
     isHealthyStreakReached: ({ context }) =>
@@ -185,6 +207,8 @@ export const replicaMachine = setup({
     isUnhealthyStreakReached: ({ context }) =>
       context.failures + 1 >= context.health.unhealthy_threshold,
     isRestartBudgetLeft: ({ context }) => context.restarts < context.maxRestarts,
+    isCapacityShortage: ({ event }) =>
+      (event as { error?: { code?: unknown } }).error?.code === 'insufficient_resources',
     isStartDelayed: ({ context }) =>
       context.startNotBefore !== null && context.startNotBefore > Date.now(),
   },
@@ -251,14 +275,43 @@ export const replicaMachine = setup({
                   { type: 'notifyParent', params: { state: 'STARTING' } },
                 ],
               },
-              onError: {
-                target: '#replica.UNHEALTHY',
-                actions: assign({
-                  reason: ({ event }) => `session failed to start: ${errorText(event.error)}`,
-                }),
-              },
+              onError: [
+                {
+                  guard: 'isCapacityShortage',
+                  target: 'capacity',
+                  actions: assign({
+                    reason: ({ event }) => `${CAPACITY_WAIT_REASON}: ${errorText(event.error)}`,
+                  }),
+                },
+                {
+                  target: '#replica.UNHEALTHY',
+                  actions: assign({
+                    reason: ({ event }) => `session failed to start: ${errorText(event.error)}`,
+                    crashed: true,
+                  }),
+                },
+              ],
             },
           ],
+        },
+        /** Refused for node capacity: wait for a wake-up (or the re-check), then launch again. */
+        capacity: {
+          entry: [
+            assign({ deadline: () => Date.now() + CAPACITY_RECHECK_S * 1000 }),
+            { type: 'notifyParent', params: { state: 'STARTING' } },
+          ],
+          exit: assign({ reason: null }),
+          invoke: {
+            id: 'capacity-recheck',
+            src: 'deadlineTimer',
+            input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'capacity' }),
+          },
+          on: {
+            'replica.capacity.freed': { target: 'launching' },
+            'deadline.reached': { target: 'launching' },
+            // No session runs while waiting; an exit report is about an earlier one.
+            'replica.session.exited': {},
+          },
         },
       },
       on: {
@@ -275,6 +328,7 @@ export const replicaMachine = setup({
           target: 'UNHEALTHY',
           actions: assign({
             reason: ({ event }) => `session exited during startup${detail(event.detail)}`,
+            crashed: true,
           }),
         },
         'deadline.reached': {
@@ -312,7 +366,13 @@ export const replicaMachine = setup({
         ],
         'replica.session.exited': {
           target: 'UNHEALTHY',
-          actions: assign({ reason: ({ event }) => `session exited${detail(event.detail)}` }),
+          actions: assign({
+            reason: ({ event }) => `session exited${detail(event.detail)}`,
+            crashed: true,
+          }),
+        },
+        'replica.session.resumed': {
+          actions: ['takeResumedEndpoint', { type: 'notifyParent', params: { state: 'HEALTHY' } }],
         },
         'replica.terminate': {
           target: 'TERMINATING',
@@ -337,6 +397,9 @@ export const replicaMachine = setup({
           { actions: 'countSuccess' },
         ],
         'replica.health.failed': { actions: 'countFailure' },
+        'replica.session.resumed': {
+          actions: ['takeResumedEndpoint', { type: 'notifyParent', params: { state: 'UNHEALTHY' } }],
+        },
         'replica.terminate': {
           target: 'TERMINATING',
           actions: assign({ terminationCause: ({ event }) => event.cause }),
@@ -404,6 +467,7 @@ export const replicaMachine = setup({
               target: 'backoff',
               actions: assign({
                 reason: ({ event }) => `session exited after restart${detail(event.detail)}`,
+                crashed: true,
               }),
             },
           },
