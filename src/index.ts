@@ -342,13 +342,17 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
             bounds.map((b) => `${b.path}: ${b.message}`).join('; '),
             { details: bounds },
           );
-        const { revision } = await toRevision(req as Record<string, unknown>, req.runtime_variant);
+        const { revision, declared } = await toRevision(
+          req as Record<string, unknown>,
+          req.runtime_variant,
+        );
         return redactView(
           await runtime.createDeployment({
             name: req.name,
             runtime_variant: revision.runtime_variant,
             request,
             revision,
+            declared_resources: declared,
             replicas: req.replicas,
             min_replicas: minReplicas,
             max_replicas: maxReplicas,
@@ -373,7 +377,9 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
           Object.entries(req).filter(([k]) => Object.hasOwn(update as object, k)),
         );
         const merged = { ...prev, ...sent } as Record<string, unknown>;
-        const { revision } = await toRevision(
+        const minPatch = req.min_replicas ?? req.scaling_policy?.min_replicas;
+        const maxPatch = req.max_replicas ?? req.scaling_policy?.max_replicas;
+        const { revision, declared } = await toRevision(
           merged,
           (merged.runtime_variant as string) ?? current.runtime_variant,
         );
@@ -381,6 +387,11 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
           await runtime.update(idOrName, {
             request: merged,
             revision,
+            declared_resources: declared,
+            // As at create: the policy's bounds stand in for absent top-level ones.
+            ...(minPatch !== undefined ? { min_replicas: minPatch } : {}),
+            ...(maxPatch !== undefined ? { max_replicas: maxPatch } : {}),
+            ...(req.scaling_policy !== undefined ? { scaling_policy: req.scaling_policy } : {}),
             ...(req.routing ? { routing: { ...current.routing, ...req.routing } } : {}),
             ...(req.admission ? { admission: { ...current.admission, ...req.admission } } : {}),
           }),

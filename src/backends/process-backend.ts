@@ -35,7 +35,7 @@ import {
   type ReplicaStatus,
   substitutePort,
 } from './backend.ts';
-import { CapacityLedger, resolveCapacity } from './capacity.ts';
+import { CapacityLedger, reservedSlots, resolveCapacity } from './capacity.ts';
 import { ExitNotifier } from './exit-notifier.ts';
 import { endpointUrl, freePortAvoiding } from './free-port.ts';
 import {
@@ -217,7 +217,7 @@ class ProcessBackend implements ReplicaBackend {
         { details: [{ path: 'workdir', message: 'not a directory' }] },
       );
     }
-    this.ledger.reserve(replicaId, spec.resources);
+    this.ledger.reserve(replicaId, reservedSlots(spec));
     try {
       return await this.spawnReplica(replicaId, spec);
     } catch (err) {
@@ -278,7 +278,7 @@ class ProcessBackend implements ReplicaBackend {
       startedAt,
       command: argv,
       workdir: spec.workdir ?? null,
-      resources: { ...spec.resources },
+      resources: reservedSlots(spec),
     };
     this.persist(record);
     const tracked: Tracked = { record, child, state: 'running' };

@@ -9,7 +9,7 @@ import {
   replicaActorId,
   routeActorId,
 } from '../../machines/deployment.ts';
-import type { ReplicaContext } from '../../machines/replica.ts';
+import { CAPACITY_WAIT_REASON, type ReplicaContext } from '../../machines/replica.ts';
 import type { RouteContext } from '../../machines/route.ts';
 import type { ModelRevisionSpec } from '../domain/revision.ts';
 import type { AdmissionSettings, RoutingConfig } from '../domain/routing.ts';
@@ -151,7 +151,7 @@ export function liveView(
     }
   }
   const crashLoop =
-    ctx.crashLoops > 0
+    ctx.crashLoops > 0 && state !== 'ERROR'
       ? `crash loop: ${ctx.crashLoops} replica(s) in a row failed recovery; new replicas start after a ${crashLoopDelayS(ctx.crashLoops, ctx.settings)} s backoff`
       : null;
   return {
@@ -198,18 +198,26 @@ function explain(
   target: number,
 ): string | null {
   const healthy = replicas.filter((r) => r.state === 'HEALTHY').length;
+  // A capacity wait leads: it is why the deployment is short, and it is not a failure.
+  const waits = replicas.filter((r) => r.reason?.startsWith(CAPACITY_WAIT_REASON));
   const problems = replicas
-    .filter((r) => r.reason && r.state !== 'HEALTHY')
+    .filter((r) => r.reason && r.state !== 'HEALTHY' && !waits.includes(r))
     .map((r) => `${r.id}: ${r.reason}`);
   const routeProblems = routes
     .filter((t) => t.state === 'DEGRADED' || t.state === 'UNHEALTHY')
     .map((t) => `${t.id} ${t.state}: ${t.last_health?.reason ?? t.reason ?? 'unknown'}`);
   const parts: string[] = [];
+  if (waits[0]) {
+    parts.push(
+      `${waits[0].reason}${waits.length > 1 ? ` (${waits.length} replicas waiting)` : ''}`,
+    );
+  }
   if (reason) parts.push(reason);
   if (
     state === 'RUNNING' &&
     healthy >= target &&
     problems.length === 0 &&
+    waits.length === 0 &&
     routeProblems.length === 0
   ) {
     return null;

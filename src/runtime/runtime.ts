@@ -46,6 +46,10 @@ import {
   validateDeploymentSnapshot,
 } from './restore.ts';
 import { type PersistedSubtree, SnapshotWriter, topState } from './snapshot-writer.ts';
+import { capacityRefusal, wakeCapacityWaiters } from './capacity-wait.ts';
+import { describeExit } from './crash-loop.ts';
+import { nextBounds, sameRevision } from './update-plan.ts';
+import { reservedSlots } from '../backends/capacity.ts';
 
 export type { DeploymentView, ReplicaView, RouteView } from './deployment-view.ts';
 
@@ -91,6 +95,8 @@ export interface DeploymentOptions {
   admission?: AdmissionSettings | undefined;
   scaling_group: string;
   scaling_policy?: unknown;
+  /** resource_slots the operator declared (SessionSpec.declared); absent: all reserved. */
+  declared_resources?: SessionSpec['declared'];
 }
 
 export interface CreateDeploymentCommand extends DeploymentOptions {
@@ -104,8 +110,12 @@ export interface CreateDeploymentCommand extends DeploymentOptions {
 export interface UpdateDeploymentCommand {
   request: unknown;
   revision: ModelRevisionSpec;
+  declared_resources?: SessionSpec['declared'];
   routing?: RoutingConfig;
   admission?: AdmissionSettings;
+  min_replicas?: number;
+  max_replicas?: number;
+  scaling_policy?: unknown;
 }
 
 export interface ChangeEvent {
@@ -279,8 +289,11 @@ export class Runtime {
     // Exits noticed while the coordinator was down are delivered to the first listener.
     this.cleanups.push(
       backend.onExit((exit) => {
-        const detail = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
-        this.sendTo(replicaActorId(exit.replicaId), { type: 'replica.session.exited', detail });
+        // The exit with the replica's last output, so a crash loop's ERROR says why.
+        void describeExit(backend, exit).then((detail) => {
+          this.sendTo(replicaActorId(exit.replicaId), { type: 'replica.session.exited', detail });
+          this.wakeCapacityWaiters();
+        });
       }),
     );
     actor.start();
@@ -301,6 +314,7 @@ export class Runtime {
     }));
     this.publishNow();
     this.startTickers();
+    this.wakeCapacityWaiters();
     this.ready = true;
     return { restoredDeployments: deploymentRows.length };
   }
@@ -427,7 +441,7 @@ export class Runtime {
   // ---------------------------------------------------------------- commands
 
   async createDeployment(cmd: CreateDeploymentCommand): Promise<DeploymentView> {
-    const session = generateSession(cmd.revision);
+    const session = withDeclared(generateSession(cmd.revision), cmd.declared_resources);
     const id = newId();
     const revisionId = newId();
     const record = await this.deps.store.createDeployment({
@@ -481,36 +495,67 @@ export class Runtime {
     return this.view(record.id);
   }
 
+  /**
+   * A new revision only when what the replicas run changed; bounds and the scaling policy are
+   * applied (validated) without one. Accepted in PENDING, PROVISIONING, RUNNING and ERROR (a
+   * retry), so PostgreSQL and the actor never disagree; refused (409) otherwise.
+   */
   async update(idOrName: string, cmd: UpdateDeploymentCommand): Promise<DeploymentView> {
-    const { record, ref } = await this.liveDeployment(idOrName, 'update');
-    const session = generateSession(cmd.revision);
-    const revisions = await this.deps.store.listRevisions(record.id);
-    const number = Math.max(0, ...revisions.map((r) => r.number)) + 1;
-    const revisionId = newId();
-    await this.deps.store.addRevision({
-      id: revisionId,
-      deployment_id: record.id,
-      number,
-      spec: cmd.revision,
-      session,
-    });
-    this.sessions.set(revisionId, session);
+    const { record, ref } = await this.liveDeployment(idOrName, 'update', ['ERROR']);
+    const options = optionsOf(record);
+    const bounds = nextBounds(
+      options,
+      cmd,
+      cmd.scaling_policy as { min_replicas?: number; max_replicas?: number } | undefined,
+    );
+    const session = withDeclared(generateSession(cmd.revision), cmd.declared_resources);
+    const current = record.revision_id ? await this.revision(record.revision_id) : null;
+    const changed =
+      !current ||
+      !sameRevision(
+        { spec: current.spec, declared: (current.session as SessionSpec | null)?.declared },
+        { spec: cmd.revision, declared: session.declared },
+      );
+    let revisionId = record.revision_id ?? '';
+    if (changed) {
+      const revisions = await this.deps.store.listRevisions(record.id);
+      const number = Math.max(0, ...revisions.map((r) => r.number)) + 1;
+      revisionId = newId();
+      await this.deps.store.addRevision({
+        id: revisionId,
+        deployment_id: record.id,
+        number,
+        spec: cmd.revision,
+        session,
+      });
+      this.sessions.set(revisionId, session);
+    }
     const spec = {
       ...(record.spec as object),
       request: cmd.request,
       ...(cmd.routing ? { routing: cmd.routing } : {}),
       ...(cmd.admission ? { admission: cmd.admission } : {}),
+      ...(cmd.scaling_policy !== undefined ? { scaling_policy: cmd.scaling_policy } : {}),
+      ...bounds,
     };
     const updated = await this.deps.store.updateDeployment(record.id, {
-      revision_id: revisionId,
+      ...(changed ? { revision_id: revisionId } : {}),
       spec,
     });
     this.remember(updated);
-    ref.send({
-      type: 'deployment.update',
-      revisionId,
-      settings: { health: healthSettings(session) } as Partial<DeploymentSettings>,
-    });
+    if (
+      bounds.min_replicas !== options.min_replicas ||
+      bounds.max_replicas !== options.max_replicas
+    ) {
+      ref.send({ type: 'deployment.configure', ...bounds });
+    }
+    if (changed) {
+      ref.send({
+        type: 'deployment.update',
+        revisionId,
+        settings: { health: healthSettings(session) } as Partial<DeploymentSettings>,
+      });
+    }
     await this.writer.barrier();
     this.schedulePublish();
     return this.view(record.id);
@@ -673,7 +718,7 @@ export class Runtime {
       generateDefinition: async ({ revisionId }) => {
         const session = await this.sessionFor(revisionId, { regenerate: true });
         const cap = backend.capacity().total;
-        const r = session.resources;
+        const r = reservedSlots(session);
         for (const k of ['cpu', 'mem', 'gpu'] as const) {
           if (r[k] > cap[k]) {
             throw new FlotillaError(
@@ -686,7 +731,9 @@ export class Runtime {
       },
       startSession: async ({ replicaId, revisionId }) => {
         const spec = await this.sessionFor(revisionId);
-        const handle = await backend.start(replicaId, spec);
+        const handle = await backend.start(replicaId, spec).catch((err: unknown) => {
+          throw capacityRefusal(err, backend.capacity().total);
+        });
         await this.writer.barrier();
         this.schedulePublish();
         return { endpoint: handle.url };
@@ -704,6 +751,7 @@ export class Runtime {
       stopSession: async ({ replicaId, graceMs }) => {
         await backend.stop(replicaId, graceMs);
         this.lastFedCheck.delete(replicaId);
+        this.wakeCapacityWaiters();
         await this.writer.barrier();
       },
       drainRoute: async ({ routeId }, signal) => {
@@ -865,7 +913,9 @@ export class Runtime {
     if (cached && !opts.regenerate) return cached;
     const rev = await this.revision(revisionId);
     if (!rev) throw new FlotillaError('not_found', `revision ${revisionId} not found`);
-    const session = generateSession(rev.spec as ModelRevisionSpec);
+    // `declared` comes from the request, not the revision spec: keep what was stored.
+    const stored = rev.session as SessionSpec | null | undefined;
+    const session = withDeclared(generateSession(rev.spec as ModelRevisionSpec), stored?.declared);
     this.sessions.set(revisionId, session);
     return session;
   }
@@ -877,6 +927,14 @@ export class Runtime {
     const rev = await this.deps.store.getRevision(id);
     if (rev) this.revisions.set(id, rev);
     return rev;
+  }
+
+  /** Capacity may have freed (a replica stopped or exited, the runtime started). */
+  private wakeCapacityWaiters(): void {
+    wakeCapacityWaiters(
+      this.liveDeployments(),
+      (id) => this.actor?.system.get(id) as AnyActorRef | undefined,
+    );
   }
 
   private deploymentRef(deploymentId: string): AnyActorRef | undefined {
@@ -902,11 +960,11 @@ export class Runtime {
     return r;
   }
 
-  private async liveDeployment(idOrName: string, action: string) {
+  private async liveDeployment(idOrName: string, action: string, also: string[] = []) {
     const record = await this.record(idOrName);
     const ref = this.deploymentRef(record.id);
     const state = ref ? topState(ref.getSnapshot().value) : record.state;
-    const accepts = ['PENDING', 'PROVISIONING', 'RUNNING'];
+    const accepts = ['PENDING', 'PROVISIONING', 'RUNNING', ...also];
     if (!ref || !accepts.includes(state)) {
       throw new FlotillaError(
         'invalid_state',
@@ -1019,6 +1077,10 @@ export class Runtime {
       (id) => (this.actor?.system.get(id) as AnyActorRef | undefined)?.getSnapshot(),
     );
   }
+}
+
+function withDeclared(s: SessionSpec, declared: SessionSpec['declared']): SessionSpec {
+  return declared ? { ...s, declared } : s;
 }
 
 function healthSettings(s: SessionSpec): DeploymentSettings['health'] {

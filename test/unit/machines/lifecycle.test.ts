@@ -168,9 +168,11 @@ function crashingDeployment(input: DeploymentInput = depInput) {
       route: routeMachine.provide({ actors: { drainRoute: fromPromise(async () => {}) } }),
     },
   });
-  actor = createActor(machine, { input });
+  const created = createActor(machine, { input });
+  actor = created;
   return {
-    actor,
+    actor: created,
+    machine,
     started,
     stopped,
     heal: () => {
@@ -239,9 +241,9 @@ describe('deployment: no stuck states', () => {
 
   it('applies an update received in PENDING (the replicas run the new revision)', async () => {
     let release: () => void = () => {};
-    const { actor, heal } = crashingDeployment();
+    const { machine: base, heal } = crashingDeployment();
     heal();
-    const machine = (actor.logic as typeof deploymentMachine).provide({
+    const machine = base.provide({
       actors: {
         generateDefinition: fromPromise(
           () =>
