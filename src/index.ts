@@ -103,6 +103,11 @@ export interface ReadyState {
   ready: boolean;
   /** What is not ready yet, one line each. */
   missing: string[];
+  /**
+   * What needs an operator without making the process unready, one line each: deployments
+   * quarantined at restore (their snapshot was rejected; everything else is served).
+   */
+  warnings?: string[];
 }
 
 export interface Flotilla {
@@ -480,7 +485,8 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         else if (!runtime.ready) missing.push('actors not restored yet');
         if (!(await store.ping())) missing.push(`database (${store.kind}) not answering`);
         if (!(await health.ping())) missing.push('health store not answering');
-        return { ready: missing.length === 0, missing };
+        const warnings = runtime.quarantine.warnings();
+        return { ready: missing.length === 0, missing, ...(warnings.length ? { warnings } : {}) };
       },
       close: closeAll,
     };

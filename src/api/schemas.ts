@@ -161,4 +161,5 @@ export const endpointListSchema = z.object({ items: z.array(endpointViewSchema) 
 export const readySchema = z.object({
   ready: z.boolean(),
   missing: z.array(z.string()),
+  warnings: z.array(z.string()).optional(),
 });

@@ -70,6 +70,12 @@ export interface ReplicaBackend {
    * lost between creating the backend and subscribing. Returns an unsubscribe function.
    */
   onExit(listener: (exit: ReplicaExit) => void): () => void;
+  /**
+   * Whether the replica's last session was stopped by `close({ stopReplicas: true })` (a clean
+   * shutdown) and not started since: the next coordinator starts it again as a planned event.
+   * Optional; a backend without it has every such replica treated as exited.
+   */
+  stoppedAtShutdown?(replicaId: string): Promise<boolean>;
   /** Current capacity accounting, for status/diagnosis. `used` may exceed `total` after adoption. */
   capacity(): { total: ResourceSlots; used: ResourceSlots };
   /**

@@ -97,6 +97,8 @@ interface ReplicaRecord {
   exitSignal?: string | null;
   /** Set by stop(); a stopped replica is never reported through onExit. */
   stoppedAt?: number;
+  /** Set when close({ stopReplicas: true }) stopped it: a planned stop, not a failure. */
+  stoppedBy?: 'shutdown';
 }
 
 interface Tracked {
@@ -137,6 +139,7 @@ class ProcessBackend implements ReplicaBackend {
   private polls = 0;
   private trimming = false;
   private closed = false;
+  private shuttingDown = false;
 
   constructor(private readonly opts: ProcessBackendOptions) {
     this.replicasDir = path.join(opts.dataDir, 'replicas');
@@ -338,6 +341,7 @@ class ProcessBackend implements ReplicaBackend {
     t.state = 'exited';
     record.exitedAt ??= Date.now();
     record.stoppedAt = Date.now();
+    if (this.shuttingDown) record.stoppedBy = 'shutdown';
     this.ledger.release(replicaId);
     this.persist(record);
   }
@@ -369,6 +373,11 @@ class ProcessBackend implements ReplicaBackend {
     return this.exits.subscribe(listener);
   }
 
+  async stoppedAtShutdown(replicaId: string): Promise<boolean> {
+    const t = this.replicas.get(replicaId);
+    return t?.state === 'exited' && t.record.stoppedBy === 'shutdown';
+  }
+
   capacity(): { total: ResourceSlots; used: ResourceSlots } {
     return this.ledger.snapshot();
   }
@@ -377,6 +386,7 @@ class ProcessBackend implements ReplicaBackend {
     if (this.closed) return;
     if (opts.stopReplicas) {
       const grace = opts.graceMs ?? DEFAULT_STOP_GRACE_MS;
+      this.shuttingDown = true;
       // Replicas being started are in `ops` before they are in `replicas`; stop() waits for them.
       const ids = new Set(this.ops.keys());
       for (const [id, t] of this.replicas) if (t.state !== 'exited') ids.add(id);

@@ -85,7 +85,7 @@ export function storedView(
   return {
     ...base,
     state,
-    reason: state === 'RUNNING' ? null : reason,
+    reason: state === 'RUNNING' && !reason?.startsWith('quarantined:') ? null : reason,
     current_replicas: live.length,
     healthy_replicas: live.filter((r) => r.state === 'HEALTHY').length,
     replicas: replicas.map((r) => ({

@@ -49,6 +49,12 @@ import { type PersistedSubtree, SnapshotWriter, topState } from './snapshot-writ
 import { capacityRefusal, wakeCapacityWaiters } from './capacity-wait.ts';
 import { describeExit } from './crash-loop.ts';
 import { nextBounds, sameRevision } from './update-plan.ts';
+import { Quarantine } from './quarantine.ts';
+import {
+  recordShutdownStops,
+  resumeAfterShutdown,
+  type ShutdownReplica,
+} from './shutdown-restart.ts';
 import { reservedSlots } from '../backends/capacity.ts';
 
 export type { DeploymentView, ReplicaView, RouteView } from './deployment-view.ts';
@@ -212,6 +218,8 @@ export class Runtime {
   failure: string | null = null;
   /** Every actor's state right after restore, before any effect ran. */
   restoredStates = new Map<string, string>();
+  /** Deployments whose snapshot was rejected at restore (listed, deletable, on /ready). */
+  readonly quarantine = new Quarantine();
 
   constructor(private readonly deps: RuntimeDeps) {
     this.config = { ...DEFAULT_RUNTIME_CONFIG, ...(deps.config ?? {}) };
@@ -260,8 +268,14 @@ export class Runtime {
       } catch (err) {
         this.log.error(
           { deployment: row.deployment_id, err: String(err) },
-          'snapshot not restorable; deployment left as stored',
+          'snapshot not restorable; deployment quarantined',
         );
+        this.quarantine.add({
+          id: row.deployment_id,
+          name: this.meta.get(row.deployment_id)?.name ?? row.deployment_id,
+          reason: `snapshot not restorable: ${err instanceof Error ? err.message : String(err)}`,
+          rows: rows.filter((r) => r.deployment_id === row.deployment_id),
+        });
         this.meta.delete(row.deployment_id);
       }
     }
@@ -332,7 +346,19 @@ export class Runtime {
         known.add(replicaId);
         if (r.state === 'HEALTHY' || r.state === 'UNHEALTHY') {
           const status = await backend.status(replicaId);
-          if (status !== 'running') {
+          const resumed =
+            status !== 'running' &&
+            (await resumeAfterShutdown(
+              { backend, store: this.deps.store },
+              { replicaId, deploymentId: d.context.deploymentId, state: r.state },
+              () => this.sessionFor(r.revisionId),
+            ));
+          if (resumed) {
+            this.sendTo(replicaActorId(replicaId), {
+              type: 'replica.session.resumed',
+              endpoint: resumed,
+            });
+          } else if (status !== 'running') {
             this.sendTo(replicaActorId(replicaId), {
               type: 'replica.session.exited',
               detail: 'session not found after coordinator restart',
@@ -430,6 +456,18 @@ export class Runtime {
     this.ready = false;
     for (const t of this.tickers) clearInterval(t);
     for (const c of this.cleanups) await c();
+    const stopping: ShutdownReplica[] = [];
+    if (opts.stopReplicas) {
+      for (const d of this.liveDeployments()) {
+        for (const [replicaId, r] of Object.entries(d.context.replicas)) {
+          if (r.state === 'TERMINATED') continue;
+          stopping.push({ replicaId, deploymentId: d.context.deploymentId, state: r.state });
+        }
+      }
+    }
+    await recordShutdownStops(this.deps.store, stopping).catch((err) =>
+      this.log.error({ err: String(err) }, 'recording the shutdown stops failed'),
+    );
     await this.writer
       .flush()
       .catch((err) => this.log.error({ err: String(err) }, 'final flush failed'));
@@ -571,6 +609,10 @@ export class Runtime {
           details: [{ path: 'state', message: 'a TERMINATED deployment cannot be deleted again' }],
         },
       );
+    }
+    if (this.quarantine.get(record.id)) {
+      await this.quarantine.remove(record.id, this.deps);
+      return this.view(record.id);
     }
     const ref = this.deploymentRef(record.id);
     if (ref && topState(ref.getSnapshot().value) !== 'DESTROYING') {
@@ -965,6 +1007,14 @@ export class Runtime {
     const ref = this.deploymentRef(record.id);
     const state = ref ? topState(ref.getSnapshot().value) : record.state;
     const accepts = ['PENDING', 'PROVISIONING', 'RUNNING', ...also];
+    const quarantined = this.quarantine.get(record.id);
+    if (quarantined) {
+      throw new FlotillaError(
+        'invalid_state',
+        `cannot ${action} deployment "${record.name}": it is quarantined (${quarantined.reason}); delete it`,
+        { details: [{ path: 'state', message: quarantined.reason }] },
+      );
+    }
     if (!ref || !accepts.includes(state)) {
       throw new FlotillaError(
         'invalid_state',
@@ -1069,7 +1119,9 @@ export class Runtime {
         this.deps.store.listReplicas(record.id),
         this.deps.store.listRoutes(record.id),
       ]);
-      return storedView(base, record.state, record.reason, replicas, routes);
+      const q = this.quarantine.get(record.id);
+      const reason = q ? `quarantined: ${q.reason}` : record.reason;
+      return storedView(base, record.state, reason, replicas, routes);
     }
     return liveView(
       base,
