@@ -636,7 +636,11 @@ export const deploymentMachine = setup({
     },
     ERROR: {
       // A crash loop's replicas are stopped: ERROR runs nothing until an update or a delete.
-      entry: ['clearDeadline', { type: 'recordTransition', params: { state: 'ERROR' } }, 'terminateAll'],
+      entry: [
+        'clearDeadline',
+        { type: 'recordTransition', params: { state: 'ERROR' } },
+        'terminateAll',
+      ],
       on: {
         'deployment.delete': { target: 'DESTROYING' },
         'deployment.update': {

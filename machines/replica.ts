@@ -398,7 +398,10 @@ export const replicaMachine = setup({
         ],
         'replica.health.failed': { actions: 'countFailure' },
         'replica.session.resumed': {
-          actions: ['takeResumedEndpoint', { type: 'notifyParent', params: { state: 'UNHEALTHY' } }],
+          actions: [
+            'takeResumedEndpoint',
+            { type: 'notifyParent', params: { state: 'UNHEALTHY' } },
+          ],
         },
         'replica.terminate': {
           target: 'TERMINATING',

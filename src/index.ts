@@ -135,7 +135,11 @@ export interface Flotilla {
   getEndpoint(name: string): Promise<EndpointRecord>;
   putEndpoint(body: unknown): Promise<EndpointRecord>;
   deleteEndpoint(name: string): Promise<void>;
-  logs(idOrName: string, opts?: { replica?: string; tailBytes?: number }): Promise<string>;
+  /** `previous`: the output of replicas that have exited (PREVIOUS_LOGS_KEPT per deployment). */
+  logs(
+    idOrName: string,
+    opts?: { replica?: string; tailBytes?: number; previous?: boolean },
+  ): Promise<string>;
   routingTable(): RoutingTable;
   ready(): Promise<ReadyState>;
   /** The data plane's base URL, when it runs in this process. */
@@ -456,8 +460,11 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       },
       async logs(idOrName, opts = {}) {
         const d = await runtime.get(idOrName);
-        const ids = opts.replica ? [opts.replica] : d.replicas.map((r) => r.id);
-        if (opts.replica && !d.replicas.some((r) => r.id === opts.replica)) {
+        const pool = opts.previous
+          ? await runtime.previousReplicas(d.id)
+          : d.replicas.map((r) => r.id);
+        const ids = opts.replica ? [opts.replica] : pool;
+        if (opts.replica && !pool.includes(opts.replica)) {
           throw new FlotillaError(
             'not_found',
             `replica "${opts.replica}" is not part of "${d.name}"`,

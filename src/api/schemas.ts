@@ -39,6 +39,8 @@ export const eventsQuerySchema = z.object({
 
 export const logsQuerySchema = z.object({
   replica: z.string().min(1).max(128).optional(),
+  /** `true`: the output of replicas that have exited (kept for the last few per deployment). */
+  previous: z.enum(['true', 'false']).optional(),
   tail_bytes: z.coerce
     .number()
     .int()

@@ -76,6 +76,11 @@ export interface ReplicaBackend {
    * Optional; a backend without it has every such replica treated as exited.
    */
   stoppedAtShutdown?(replicaId: string): Promise<boolean>;
+  /**
+   * Drops what is kept of an exited replica (its output and record); a running or unknown
+   * replica is left alone. Optional: keeps `logs --previous` bounded per deployment.
+   */
+  forget?(replicaId: string): Promise<void>;
   /** Current capacity accounting, for status/diagnosis. `used` may exceed `total` after adoption. */
   capacity(): { total: ResourceSlots; used: ResourceSlots };
   /**

@@ -373,6 +373,14 @@ class ProcessBackend implements ReplicaBackend {
     return this.exits.subscribe(listener);
   }
 
+  forget(replicaId: string): Promise<void> {
+    return this.serialize(replicaId, async () => {
+      if (this.replicas.get(replicaId)?.state !== 'exited') return;
+      this.replicas.delete(replicaId);
+      await fsp.rm(path.join(this.replicasDir, replicaId), { recursive: true, force: true });
+    });
+  }
+
   async stoppedAtShutdown(replicaId: string): Promise<boolean> {
     const t = this.replicas.get(replicaId);
     return t?.state === 'exited' && t.record.stoppedBy === 'shutdown';

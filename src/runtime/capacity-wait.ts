@@ -8,8 +8,8 @@
 import type { AnyActorRef } from 'xstate';
 import type { DeploymentContext } from '../../machines/deployment.ts';
 import { replicaActorId } from '../../machines/deployment.ts';
-import type { ResourceSlots } from '../domain/session.ts';
 import { FlotillaError, isFlotillaError } from '../domain/errors.ts';
+import type { ResourceSlots } from '../domain/session.ts';
 
 const SLOTS = ['cpu', 'mem', 'gpu'] as const;
 
@@ -49,7 +49,11 @@ export function wakeCapacityWaiters(
       if (r.state !== 'STARTING') continue;
       const ref = get(replicaActorId(replicaId));
       const value = ref?.getSnapshot().value as unknown;
-      if (value && typeof value === 'object' && (value as { STARTING?: string }).STARTING === 'capacity') {
+      if (
+        value &&
+        typeof value === 'object' &&
+        (value as { STARTING?: string }).STARTING === 'capacity'
+      ) {
         ref?.send({ type: 'replica.capacity.freed' });
         n++;
       }

@@ -4,6 +4,7 @@
  * ends (machines/deployment.ts, max_failed_starts), say why it died.
  */
 import type { ReplicaBackend, ReplicaExit } from '../backends/backend.ts';
+import type { Store } from '../store/store.ts';
 
 /** Lines of output quoted, and at most this many characters of them. */
 export const QUOTED_LINES = 5;
@@ -31,4 +32,34 @@ export async function lastOutput(
     .filter((l) => l && !l.startsWith('[flotilla]'));
   const quoted = lines.slice(-QUOTED_LINES).join(' | ');
   return quoted.length > QUOTED_CHARS ? `…${quoted.slice(-QUOTED_CHARS)}` : quoted;
+}
+
+/** Exited replicas whose output `logs --previous` shows (and the backend keeps), per deployment. */
+export const PREVIOUS_LOGS_KEPT = 5;
+
+/** The deployment's exited replicas, oldest first, the newest PREVIOUS_LOGS_KEPT of them. */
+export async function previousReplicaIds(
+  store: Pick<Store, 'listReplicas'>,
+  deploymentId: string,
+  keep = PREVIOUS_LOGS_KEPT,
+): Promise<{ kept: string[]; dropped: string[] }> {
+  const exited = (await store.listReplicas(deploymentId))
+    .filter((r) => r.state === 'TERMINATED')
+    .sort((a, b) => a.updated_at.localeCompare(b.updated_at) || a.id.localeCompare(b.id));
+  const cut = Math.max(0, exited.length - keep);
+  return {
+    kept: exited.slice(cut).map((r) => r.id),
+    dropped: exited.slice(0, cut).map((r) => r.id),
+  };
+}
+
+/** Forgets the output of all but the newest exited replicas of a deployment (bounded disk). */
+export async function prunePreviousLogs(
+  store: Pick<Store, 'listReplicas'>,
+  backend: Pick<ReplicaBackend, 'forget'>,
+  deploymentId: string,
+): Promise<void> {
+  if (!backend.forget) return;
+  const { dropped } = await previousReplicaIds(store, deploymentId);
+  for (const id of dropped) await backend.forget(id);
 }

@@ -34,7 +34,8 @@ export class Quarantine {
   /** One line per quarantined deployment, for `/ready`. */
   warnings(): string[] {
     return this.list().map(
-      (q) => `deployment "${q.name}" (${q.id}) is quarantined: ${q.reason}; delete it or restore it with a matching build`,
+      (q) =>
+        `deployment "${q.name}" (${q.id}) is quarantined: ${q.reason}; delete it or restore it with a matching build`,
     );
   }
 

@@ -19,6 +19,7 @@ import { deploymentActorId, replicaActorId, routeActorId } from '../../machines/
 import type { ReplicaContext, ReplicaState } from '../../machines/replica.ts';
 import type { CleanupStatus, RouteContext, RouteState } from '../../machines/route.ts';
 import type { ReplicaBackend } from '../backends/backend.ts';
+import { reservedSlots } from '../backends/capacity.ts';
 import { generateSession } from '../definitions/index.ts';
 import { FlotillaError, isFlotillaError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
@@ -36,26 +37,25 @@ import type { HealthStore } from '../health/health-store.ts';
 import type { ProbeTarget } from '../health/prober.ts';
 import { decideScale, type ScalingPolicy } from '../scaling/policy.ts';
 import type { DeploymentRecord, RevisionRecord, Store } from '../store/store.ts';
+import { capacityRefusal, wakeCapacityWaiters } from './capacity-wait.ts';
 import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
+import { describeExit, previousReplicaIds, prunePreviousLogs } from './crash-loop.ts';
 import { type DeploymentView, liveView, storedView, type ViewBase } from './deployment-view.ts';
 import { type EffectPorts, type ProvidedCoordinator, provideEffects } from './provide-effects.ts';
+import { Quarantine } from './quarantine.ts';
 import {
   assembleCoordinatorSnapshot,
   SNAPSHOT_SCHEMA_VERSION,
   SnapshotRejected,
   validateDeploymentSnapshot,
 } from './restore.ts';
-import { type PersistedSubtree, SnapshotWriter, topState } from './snapshot-writer.ts';
-import { capacityRefusal, wakeCapacityWaiters } from './capacity-wait.ts';
-import { describeExit } from './crash-loop.ts';
-import { nextBounds, sameRevision } from './update-plan.ts';
-import { Quarantine } from './quarantine.ts';
 import {
   recordShutdownStops,
   resumeAfterShutdown,
   type ShutdownReplica,
 } from './shutdown-restart.ts';
-import { reservedSlots } from '../backends/capacity.ts';
+import { type PersistedSubtree, SnapshotWriter, topState } from './snapshot-writer.ts';
+import { nextBounds, sameRevision } from './update-plan.ts';
 
 export type { DeploymentView, ReplicaView, RouteView } from './deployment-view.ts';
 
@@ -846,7 +846,18 @@ export class Runtime {
     }
   }
 
+  /** Exited replicas whose output `logs --previous` shows, oldest first. */
+  async previousReplicas(deploymentId: string): Promise<string[]> {
+    return (await previousReplicaIds(this.deps.store, deploymentId)).kept;
+  }
+
   private onReplicaTransition(ctx: ReplicaContext, state: ReplicaState): void {
+    if (state === 'TERMINATED') {
+      void this.writer
+        .barrier()
+        .then(() => prunePreviousLogs(this.deps.store, this.deps.backend, ctx.deploymentId))
+        .catch((err) => this.log.warn({ err: String(err) }, 'pruning previous logs failed'));
+    }
     this.note({
       actorId: replicaActorId(ctx.replicaId),
       kind: 'replica',

@@ -60,7 +60,9 @@ describe('replica: a capacity refusal is a wait, not a failure', () => {
     const a = createActor(machine, { input }).start();
     await flush();
     expect(a.getSnapshot().value).toEqual({ STARTING: 'capacity' });
-    expect(a.getSnapshot().context.reason).toBe('waiting for capacity: cpu requested 1, free 0 of 2');
+    expect(a.getSnapshot().context.reason).toBe(
+      'waiting for capacity: cpu requested 1, free 0 of 2',
+    );
     expect(notified.at(-1)?.reason).toMatch(/^waiting for capacity/);
     // Long past the startup timeout: still waiting, never UNHEALTHY.
     await vi.advanceTimersByTimeAsync(400_000);
