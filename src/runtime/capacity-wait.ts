@@ -15,7 +15,7 @@ const SLOTS = ['cpu', 'mem', 'gpu'] as const;
 
 /**
  * `insufficient cpu: requested 1, free 0` from the ledger becomes
- * `cpu requested 1, free 0 of 2` (code kept), which the replica quotes after
+ * `cpu requested 1, free 0 of 2 (insufficient cpu)` (code kept), which the replica quotes after
  * `waiting for capacity: `. Any other error is returned unchanged.
  */
 export function capacityRefusal(err: unknown, total: ResourceSlots): unknown {
@@ -27,7 +27,7 @@ export function capacityRefusal(err: unknown, total: ResourceSlots): unknown {
   const show = (n: number) => formatSlot(slot, n);
   return new FlotillaError(
     'insufficient_resources',
-    `${slot} requested ${show(Number(m[1]))}, free ${show(Number(m[2]))} of ${show(total[slot])}`,
+    `${slot} requested ${show(Number(m[1]))}, free ${show(Number(m[2]))} of ${show(total[slot])} (insufficient ${slot})`,
     { retryable: true, details: err.details, cause: err },
   );
 }
