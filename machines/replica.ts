@@ -86,6 +86,11 @@ export interface ReplicaContext {
   startNotBefore: number | null;
   /** The session exited or could not be started at least once (a crash, not a timeout). */
   crashed?: boolean;
+  /**
+   * epoch ms: a session resumed after a planned shutdown is loading until its first passed
+   * check or this deadline (the startup timeout); failed checks meanwhile are not counted.
+   */
+  resumeUntil?: number | null;
 }
 
 /** Reason prefix of a replica waiting for node capacity (the deployment view shows it). */
@@ -199,7 +204,10 @@ export const replicaMachine = setup({
     takeResumedEndpoint: assign({
       endpoint: ({ context, event }) =>
         event.type === 'replica.session.resumed' ? event.endpoint : context.endpoint,
+      resumeUntil: ({ context }) => Date.now() + context.health.startup_timeout_s * 1000,
+      failures: 0,
     }),
+    endResume: assign({ resumeUntil: null }),
   },
   guards: {
     isHealthyStreakReached: ({ context }) =>
@@ -209,6 +217,7 @@ export const replicaMachine = setup({
     isRestartBudgetLeft: ({ context }) => context.restarts < context.maxRestarts,
     isCapacityShortage: ({ event }) =>
       (event as { error?: { code?: unknown } }).error?.code === 'insufficient_resources',
+    isResuming: ({ context }) => (context.resumeUntil ?? 0) > Date.now(),
     isStartDelayed: ({ context }) =>
       context.startNotBefore !== null && context.startNotBefore > Date.now(),
   },
@@ -352,8 +361,10 @@ export const replicaMachine = setup({
         { type: 'notifyParent', params: { state: 'HEALTHY' } },
       ],
       on: {
-        'replica.health.passed': { actions: 'countSuccess' },
+        'replica.health.passed': { actions: ['countSuccess', 'endResume'] },
         'replica.health.failed': [
+          // A resumed session still loading: not a failure (see resumeUntil).
+          { guard: 'isResuming' },
           {
             guard: 'isUnhealthyStreakReached',
             target: 'UNHEALTHY',

@@ -37,7 +37,7 @@ import {
 } from './backend.ts';
 import { CapacityLedger, reservedSlots, resolveCapacity } from './capacity.ts';
 import { ExitNotifier } from './exit-notifier.ts';
-import { endpointUrl, freePortAvoiding } from './free-port.ts';
+import { endpointUrl, freePortAvoiding, isPortFree } from './free-port.ts';
 import {
   bootId,
   groupMembers,
@@ -230,7 +230,14 @@ class ProcessBackend implements ReplicaBackend {
   }
 
   private async spawnReplica(replicaId: string, spec: SessionSpec): Promise<ReplicaHandle> {
-    const port = await freePortAvoiding(this.host, this.portsInUse());
+    // A replica a clean shutdown stopped comes back on its port, so its endpoint stays.
+    const previous = this.replicas.get(replicaId)?.record;
+    const port =
+      previous?.stoppedBy === 'shutdown' &&
+      !this.portsInUse().has(previous.port) &&
+      (await isPortFree(this.host, previous.port))
+        ? previous.port
+        : await freePortAvoiding(this.host, this.portsInUse());
     const dir = path.join(this.replicasDir, replicaId);
     await fsp.mkdir(dir, { recursive: true });
     const argv = substitutePort(spec.command, port);

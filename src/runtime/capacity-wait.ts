@@ -22,7 +22,7 @@ export function capacityRefusal(err: unknown, total: ResourceSlots): unknown {
   if (!isFlotillaError(err) || err.code !== 'insufficient_resources') return err;
   const d = err.details.find((x) => x.path.startsWith('resources.'));
   const slot = d?.path.slice('resources.'.length) as keyof ResourceSlots | undefined;
-  const m = d?.message.match(/requested (\S+), free (\S+)/);
+  const m = d?.message.match(/requested ([\d.e+-]+), free ([\d.e+-]+)/);
   if (!slot || !m || !SLOTS.includes(slot)) return err;
   const show = (n: number) => formatSlot(slot, n);
   return new FlotillaError(

@@ -45,7 +45,7 @@ export async function previousReplicaIds(
 ): Promise<{ kept: string[]; dropped: string[] }> {
   const exited = (await store.listReplicas(deploymentId))
     .filter((r) => r.state === 'TERMINATED')
-    .sort((a, b) => a.updated_at.localeCompare(b.updated_at) || a.id.localeCompare(b.id));
+    .sort((a, b) => time(a.updated_at) - time(b.updated_at) || a.id.localeCompare(b.id));
   const cut = Math.max(0, exited.length - keep);
   return {
     kept: exited.slice(cut).map((r) => r.id),
@@ -62,4 +62,8 @@ export async function prunePreviousLogs(
   if (!backend.forget) return;
   const { dropped } = await previousReplicaIds(store, deploymentId);
   for (const id of dropped) await backend.forget(id);
+}
+
+function time(v: unknown): number {
+  return new Date(v as string).getTime() || 0;
 }

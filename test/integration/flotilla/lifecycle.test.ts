@@ -159,7 +159,11 @@ describe('a restart is not a failure', () => {
     expect(v.replicas.map((r) => r.id).sort()).toEqual(before.replicas.map((r) => r.id).sort());
     expect(v.replicas.map((r) => r.restarts)).toEqual([0, 0]);
     const events = (await f.events('echo', { limit: 1000 })).items;
-    expect(events.some((e) => e.to_state === 'UNHEALTHY')).toBe(false);
+    const replicaEvents = events.filter((e) => e.actor_id.startsWith('replica:'));
+    expect(replicaEvents.some((e) => e.to_state === 'UNHEALTHY')).toBe(false);
+    expect(v.replicas.map((r) => r.endpoint).sort()).toEqual(
+      before.replicas.map((r) => r.endpoint).sort(),
+    );
     expect(events.filter((e) => e.reason?.includes('planned shutdown')).length).toBeGreaterThan(0);
   });
 });
