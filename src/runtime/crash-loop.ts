@@ -47,10 +47,9 @@ export async function previousReplicaIds(
     .filter((r) => r.state === 'TERMINATED')
     .sort((a, b) => time(a.updated_at) - time(b.updated_at) || a.id.localeCompare(b.id));
   const cut = Math.max(0, exited.length - keep);
-  return {
-    kept: exited.slice(cut).map((r) => r.id),
-    dropped: exited.slice(0, cut).map((r) => r.id),
-  };
+  // Projection rows are keyed by actor id (`replica:<id>`); the backend knows the replica id.
+  const ids = exited.map((r) => r.id.replace(/^replica:/, ''));
+  return { kept: ids.slice(cut), dropped: ids.slice(0, cut) };
 }
 
 /** Forgets the output of all but the newest exited replicas of a deployment (bounded disk). */

@@ -50,7 +50,7 @@ export class Quarantine {
       q.rows.filter((r) => r.kind === 'replica').map((r) => r.actor_id.replace(/^replica:/, '')),
     );
     for (const r of await deps.store.listReplicas(id)) {
-      if (r.state !== 'TERMINATED') replicaIds.add(r.id);
+      if (r.state !== 'TERMINATED') replicaIds.add(r.id.replace(/^replica:/, ''));
     }
     await Promise.all([...replicaIds].map((rid) => deps.backend.stop(rid, 10_000)));
     const at = new Date();

@@ -77,7 +77,10 @@ function startServe(): Promise<void> {
     serverLog += d;
   });
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not listen:\n${serverLog}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`serve did not listen:\n${serverLog}`)),
+      60_000,
+    );
     child.stdout!.on('data', (d) => {
       out += d;
       if (/^api \S+$/m.test(out)) {
