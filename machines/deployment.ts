@@ -19,6 +19,8 @@
  *
  * A deployment whose target is 0 replicas reaches RUNNING with nothing to serve (the
  * documented PROVISIONING -> RUNNING edge; "at least one HEALTHY" is min(minimum, target)).
+ * Replicas waiting for node capacity do not make the provisioning timeout a failed attempt:
+ * PROVISIONING is re-entered (a self-edge) and waits another period.
  * An update is accepted in PENDING, PROVISIONING, RUNNING and ERROR, so the stored revision
  * and the actor's never disagree; DESTROYING refuses it (the runtime answers 409).
  *
@@ -32,6 +34,7 @@
 import { assign, enqueueActions, fromPromise, setup } from 'xstate';
 import { type DeadlineReachedEvent, deadlineTimer } from './deadline-timer.ts';
 import {
+  CAPACITY_WAIT_REASON,
   type ReplicaHealthSettings,
   type ReplicaState,
   type ReplicaStateEvent,
@@ -106,6 +109,8 @@ export interface ReplicaEntry {
   leaving: boolean;
   /** The replica actor finished and was stopped. */
   gone?: boolean;
+  /** The replica is waiting for node capacity (not a failure; see replica.ts). */
+  waitingForCapacity?: boolean;
   seq: number;
 }
 
@@ -271,7 +276,12 @@ export const deploymentMachine = setup({
         if (!r) return context.replicas;
         return {
           ...context.replicas,
-          [event.replicaId]: { ...r, state: event.state as ReplicaState, endpoint: event.endpoint },
+          [event.replicaId]: {
+            ...r,
+            state: event.state as ReplicaState,
+            endpoint: event.endpoint,
+            waitingForCapacity: event.reason?.startsWith(CAPACITY_WAIT_REASON) ?? false,
+          },
         };
       },
     }),
@@ -476,6 +486,8 @@ export const deploymentMachine = setup({
     isFailedStartLimitReached: ({ context }) =>
       failedStarts(context) >= (context.settings.max_failed_starts ?? Number.POSITIVE_INFINITY),
     isRetry: ({ context }) => context.retries > 0,
+    isWaitingForCapacity: ({ context }) =>
+      Object.values(context.replicas).some((r) => r.waitingForCapacity && isLive(r)),
     isEverythingTerminated: ({ context }) => Object.keys(context.replicas).length === 0,
     isValidScale: ({ context, event }) =>
       event.type === 'deployment.scale' &&
@@ -593,14 +605,18 @@ export const deploymentMachine = setup({
         'deployment.update': { actions: ['setRevision', 'reconcile', 'recordChange'] },
         'deployment.evict': { actions: 'evictRoutes' },
         'deployment.delete': { target: 'DESTROYING' },
-        'deadline.reached': {
-          target: 'PENDING',
-          actions: assign({
-            retries: ({ context }) => context.retries + 1,
-            reason: ({ context }) =>
-              `no replica became HEALTHY within ${context.settings.provision_timeout_s} s; retrying`,
-          }),
-        },
+        // Replicas waiting for capacity are not a failed provisioning: wait another period.
+        'deadline.reached': [
+          { guard: 'isWaitingForCapacity', target: 'PROVISIONING', reenter: true },
+          {
+            target: 'PENDING',
+            actions: assign({
+              retries: ({ context }) => context.retries + 1,
+              reason: ({ context }) =>
+                `no replica became HEALTHY within ${context.settings.provision_timeout_s} s; retrying`,
+            }),
+          },
+        ],
       },
     },
     RUNNING: {

@@ -279,3 +279,31 @@ describe('deployment: no stuck states', () => {
     expect(actor.getSnapshot().context.target).toBe(12);
   });
 });
+
+describe('deployment: a capacity wait is not a failed provisioning', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('re-arms the provisioning timeout instead of retrying from PENDING while a replica waits for capacity', async () => {
+    const machine = deploymentMachine.provide({
+      actors: {
+        generateDefinition: fromPromise(async () => {}),
+        replica: replicaMachine.provide({
+          actors: {
+            startSession: fromPromise<SessionStarted, SessionInput>(async () => {
+              throw capacityError();
+            }),
+          },
+        }),
+        route: routeMachine.provide({ actors: { drainRoute: fromPromise(async () => {}) } }),
+      },
+    });
+    const a = createActor(machine, { input: depInput }).start();
+    await flush();
+    expect(Object.values(a.getSnapshot().context.replicas)[0]?.waitingForCapacity).toBe(true);
+    await vi.advanceTimersByTimeAsync(3 * 900_000 + 10);
+    expect(top(a.getSnapshot().value)).toBe('PROVISIONING');
+    expect(a.getSnapshot().context.retries).toBe(0);
+    a.stop();
+  });
+});
