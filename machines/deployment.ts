@@ -11,6 +11,18 @@
  *
  * Additions, so an operator can remove a stuck deployment:
  *   PENDING | PROVISIONING | ERROR -> DESTROYING   delete request
+ * Additions (issue 12, "crash loops end"):
+ *   PROVISIONING -> ERROR     max_failed_starts replicas in a row failed to start and recover
+ *                             (provisioning retries count too); the reason quotes the last one
+ *   PENDING      -> ERROR     (documented edge) the same limit reached by provisioning retries
+ *   ERROR        -> PENDING   update (PATCH, a new revision): retry from the start
+ *
+ * A deployment whose target is 0 replicas reaches RUNNING with nothing to serve (the
+ * documented PROVISIONING -> RUNNING edge; "at least one HEALTHY" is min(minimum, target)).
+ * Replicas waiting for node capacity do not make the provisioning timeout a failed attempt:
+ * PROVISIONING is re-entered (a self-edge) and waits another period.
+ * An update is accepted in PENDING, PROVISIONING, RUNNING and ERROR, so the stored revision
+ * and the actor's never disagree; DESTROYING refuses it (the runtime answers 409).
  *
  * Rules: the replica count may change in RUNNING (and is accepted in PENDING/PROVISIONING);
  * no replica is created once DESTROYING has started. A replica leaves by draining its route
@@ -24,6 +36,7 @@ import { backoffDelayS } from './backoff.ts';
 import { type MachineClock, unprovidedClock } from './clock.ts';
 import { type DeadlineReachedEvent, deadlineTimer, deadlineTimerOn } from './deadline-timer.ts';
 import {
+  CAPACITY_WAIT_REASON,
   type ReplicaHealthSettings,
   type ReplicaState,
   type ReplicaStateEvent,
@@ -61,6 +74,13 @@ export interface DeploymentSettings {
   backoff_cap_s: number;
   /** Seconds PROVISIONING waits for a HEALTHY replica before retrying from PENDING. */
   provision_timeout_s: number;
+  /**
+   * Failed starts in a row before the deployment goes to ERROR: replicas whose session crashed
+   * (exited, or could not be started) and that then failed recovery, with no HEALTHY replica
+   * between them, plus PROVISIONING -> PENDING retries. A slow start (startup timeout) alone
+   * is left to the provisioning timeout.
+   */
+  max_failed_starts: number;
 }
 
 export const DEFAULT_DEPLOYMENT_SETTINGS: DeploymentSettings = {
@@ -71,6 +91,7 @@ export const DEFAULT_DEPLOYMENT_SETTINGS: DeploymentSettings = {
   backoff_base_s: 1,
   backoff_cap_s: 60,
   provision_timeout_s: 900,
+  max_failed_starts: 3,
 };
 
 export interface DeploymentInput {
@@ -93,6 +114,8 @@ export interface ReplicaEntry {
   leaving: boolean;
   /** The replica actor finished and was stopped. */
   gone?: boolean;
+  /** The replica is waiting for node capacity (not a failure; see replica.ts). */
+  waitingForCapacity?: boolean;
   seq: number;
 }
 
@@ -111,6 +134,10 @@ export interface DeploymentContext {
   crashLoops: number;
   deadline: number | null;
   reason: string | null;
+  /** The reason of the last replica that failed recovery (quoted when the crash loop ends). */
+  lastFailure?: string | null;
+  /** Replicas in a row whose session crashed (exit or start error) and failed recovery. */
+  failedStarts?: number;
 }
 
 /** Delay before a new replica starts after `crashLoops` failed ones (./backoff.ts; 0 if none). */
@@ -130,6 +157,7 @@ export type DeploymentEvent =
       settings?: Partial<DeploymentSettings>;
     }
   | { type: 'deployment.delete' }
+  | { type: 'deployment.configure'; min_replicas: number; max_replicas: number }
   | { type: 'deployment.evict'; statuses: readonly CleanupStatus[] }
   | ReplicaStateEvent
   | RouteStateEvent
@@ -192,6 +220,11 @@ function rank(r: ReplicaEntry): number {
   return r.state === 'STARTING' ? 0 : r.state === 'UNHEALTHY' ? 1 : 2;
 }
 
+/** Failed starts in a row: crashed replicas that failed recovery plus provisioning retries. */
+export function failedStarts(ctx: Pick<DeploymentContext, 'failedStarts' | 'retries'>): number {
+  return (ctx.failedStarts ?? 0) + ctx.retries;
+}
+
 function healthyCount(ctx: DeploymentContext): number {
   return Object.values(ctx.replicas).filter((r) => r.state === 'HEALTHY' && !r.leaving).length;
 }
@@ -240,13 +273,32 @@ export const deploymentMachine = setup({
         }
         return context.crashLoops;
       },
+      failedStarts: ({ context, event }) => {
+        if (event.type !== 'replica.state') return context.failedStarts ?? 0;
+        if (event.state === 'HEALTHY') return 0;
+        if (event.state === 'TERMINATING' && event.cause === 'recovery-failed' && event.crashed) {
+          return (context.failedStarts ?? 0) + 1;
+        }
+        return context.failedStarts ?? 0;
+      },
+      lastFailure: ({ context, event }) =>
+        event.type === 'replica.state' &&
+        event.state === 'TERMINATING' &&
+        event.cause === 'recovery-failed'
+          ? event.reason
+          : (context.lastFailure ?? null),
       replicas: ({ context, event }) => {
         if (event.type !== 'replica.state') return context.replicas;
         const r = context.replicas[event.replicaId];
         if (!r) return context.replicas;
         return {
           ...context.replicas,
-          [event.replicaId]: { ...r, state: event.state, endpoint: event.endpoint },
+          [event.replicaId]: {
+            ...r,
+            state: event.state,
+            endpoint: event.endpoint,
+            waitingForCapacity: event.reason?.startsWith(CAPACITY_WAIT_REASON) ?? false,
+          },
         };
       },
     }),
@@ -421,11 +473,26 @@ export const deploymentMachine = setup({
     setRetryDeadline: assign({ deadline: unprovided.retry }),
     clearDeadline: assign({ deadline: null }),
     clearReason: assign({ reason: null }),
+    setBounds: assign(({ event }) =>
+      event.type === 'deployment.configure'
+        ? { minReplicas: event.min_replicas, maxReplicas: event.max_replicas }
+        : {},
+    ),
+    resetFailures: assign({ crashLoops: 0, failedStarts: 0, retries: 0, lastFailure: null }),
+    setCrashLoopReason: assign({
+      reason: ({ context }) =>
+        `crash loop: ${failedStarts(context)} failed start(s) in a row (max_failed_starts ${context.settings.max_failed_starts}); last: ${context.lastFailure ?? context.reason ?? 'no replica became HEALTHY'}`,
+    }),
   },
   guards: {
     isMinimumHealthy: ({ context }) =>
+      context.target === 0 ||
       healthyCount(context) >= Math.max(1, Math.min(context.minReplicas, context.target)),
+    isFailedStartLimitReached: ({ context }) =>
+      failedStarts(context) >= (context.settings.max_failed_starts ?? Number.POSITIVE_INFINITY),
     isRetry: ({ context }) => context.retries > 0,
+    isWaitingForCapacity: ({ context }) =>
+      Object.values(context.replicas).some((r) => r.waitingForCapacity && isLive(r)),
     isEverythingTerminated: ({ context }) => Object.keys(context.replicas).length === 0,
     isValidScale: ({ context, event }) =>
       event.type === 'deployment.scale' &&
@@ -454,6 +521,8 @@ export const deploymentMachine = setup({
       crashLoops: 0,
       deadline: null,
       reason: null,
+      lastFailure: null,
+      failedStarts: 0,
     };
   },
   initial: 'PENDING',
@@ -462,6 +531,7 @@ export const deploymentMachine = setup({
     'route.state': { actions: ['applyRouteState', 'settleChildren'] },
     'xstate.error.actor.*': { actions: 'reportChildError' },
     'xstate.done.actor.*': { actions: 'dropFinishedChild' },
+    'deployment.configure': { actions: ['setBounds', 'recordChange'] },
   },
   states: {
     PENDING: {
@@ -470,10 +540,20 @@ export const deploymentMachine = setup({
       on: {
         'deployment.delete': { target: 'DESTROYING' },
         'deployment.scale': { guard: 'isValidScale', actions: ['setTarget', 'recordChange'] },
+        // The generation under way may be of the old revision; PROVISIONING spawns the new one.
+        'deployment.update': { actions: ['setRevision', 'recordChange'] },
       },
       states: {
         deciding: {
-          always: [{ guard: 'isRetry', target: 'backoff' }, { target: 'generating' }],
+          always: [
+            {
+              guard: 'isFailedStartLimitReached',
+              target: '#deployment.ERROR',
+              actions: 'setCrashLoopReason',
+            },
+            { guard: 'isRetry', target: 'backoff' },
+            { target: 'generating' },
+          ],
         },
         backoff: {
           entry: 'setRetryDeadline',
@@ -511,7 +591,10 @@ export const deploymentMachine = setup({
         { type: 'recordTransition', params: { state: 'PROVISIONING' } },
         'reconcile',
       ],
-      always: { guard: 'isMinimumHealthy', target: 'RUNNING' },
+      always: [
+        { guard: 'isMinimumHealthy', target: 'RUNNING' },
+        { guard: 'isFailedStartLimitReached', target: 'ERROR', actions: 'setCrashLoopReason' },
+      ],
       invoke: {
         id: 'provision-deadline',
         src: 'deadlineTimer',
@@ -527,14 +610,18 @@ export const deploymentMachine = setup({
         'deployment.update': { actions: ['setRevision', 'reconcile', 'recordChange'] },
         'deployment.evict': { actions: 'evictRoutes' },
         'deployment.delete': { target: 'DESTROYING' },
-        'deadline.reached': {
-          target: 'PENDING',
-          actions: assign({
-            retries: ({ context }) => context.retries + 1,
-            reason: ({ context }) =>
-              `no replica became HEALTHY within ${context.settings.provision_timeout_s} s; retrying`,
-          }),
-        },
+        // Replicas waiting for capacity are not a failed provisioning: wait another period.
+        'deadline.reached': [
+          { guard: 'isWaitingForCapacity', target: 'PROVISIONING', reenter: true },
+          {
+            target: 'PENDING',
+            actions: assign({
+              retries: ({ context }) => context.retries + 1,
+              reason: ({ context }) =>
+                `no replica became HEALTHY within ${context.settings.provision_timeout_s} s; retrying`,
+            }),
+          },
+        ],
       },
     },
     RUNNING: {
@@ -569,8 +656,19 @@ export const deploymentMachine = setup({
       entry: { type: 'recordTransition', params: { state: 'TERMINATED' } },
     },
     ERROR: {
-      entry: { type: 'recordTransition', params: { state: 'ERROR' } },
-      on: { 'deployment.delete': { target: 'DESTROYING' } },
+      // A crash loop's replicas are stopped: ERROR runs nothing until an update or a delete.
+      entry: [
+        'clearDeadline',
+        { type: 'recordTransition', params: { state: 'ERROR' } },
+        'terminateAll',
+      ],
+      on: {
+        'deployment.delete': { target: 'DESTROYING' },
+        'deployment.update': {
+          target: 'PENDING',
+          actions: ['setRevision', 'resetFailures', 'clearReason', 'recordChange'],
+        },
+      },
     },
   },
 });

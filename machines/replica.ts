@@ -20,6 +20,12 @@
  * - A termination request is also accepted in STARTING (scale-down or delete while loading);
  *   it is the documented "termination request" edge, taken from the one state the table
  *   leaves out. Marked here as an addition.
+ * - A session refused for lack of node capacity (error code `insufficient_resources`) is not a
+ *   failure: the replica stays STARTING (substate `capacity`, reason `waiting for capacity:
+ *   ...`) until the runtime sends `replica.capacity.freed` (a replica ended, capacity raised),
+ *   re-checking on its own every CAPACITY_RECHECK_S. No restart is counted; no edge added.
+ * - `replica.session.resumed` (the runtime restarted a session Flotilla itself stopped at
+ *   shutdown) takes the new endpoint without a transition and without counting a restart.
  *
  * Every deadline is absolute (epoch ms) in context and served by the invoked deadline timer,
  * so it survives persist/restore (statelyai/xstate#5331).
@@ -86,10 +92,24 @@ export interface ReplicaContext {
   startNotBefore: number | null;
   /** Seconds the start is delayed by (from input); 0 or absent: start at once. */
   startDelayS?: number;
+  /** The session exited or could not be started at least once (a crash, not a timeout). */
+  crashed?: boolean;
+  /**
+   * epoch ms: a session resumed after a planned shutdown is loading until its first passed
+   * check or this deadline (the startup timeout); failed checks meanwhile are not counted.
+   */
+  resumeUntil?: number | null;
 }
+
+/** Reason prefix of a replica waiting for node capacity (the deployment view shows it). */
+export const CAPACITY_WAIT_REASON = 'waiting for capacity';
+/** Seconds between capacity re-checks of a waiting replica, besides the runtime's wake-ups. */
+export const CAPACITY_RECHECK_S = 30;
 
 export type ReplicaEvent =
   | { type: 'replica.health.passed'; detail?: string }
+  | { type: 'replica.capacity.freed' }
+  | { type: 'replica.session.resumed'; endpoint: string }
   | { type: 'replica.health.failed'; detail?: string }
   | { type: 'replica.session.exited'; detail?: string }
   | { type: 'replica.terminate'; cause: string }
@@ -104,6 +124,8 @@ export interface ReplicaStateEvent {
   reason: string | null;
   /** Why it is ending, once it is: 'scale-down', 'recovery-failed', ... */
   cause: string | null;
+  /** Its session exited or failed to start at least once (the deployment's crash-loop limit). */
+  crashed?: boolean;
 }
 
 export interface SessionInput {
@@ -145,6 +167,12 @@ const deadlines = (clock: MachineClock) => ({
   /** The crash-loop delay chosen by the deployment, as an absolute time a restore keeps. */
   startNotBefore: ({ context }: { context: ReplicaContext }) =>
     clock.now() + (context.startDelayS ?? 0) * 1000,
+  /** A resumed session loads until its first passed check or the startup timeout. */
+  capacityRecheck: () => clock.now() + CAPACITY_RECHECK_S * 1000,
+  resume: ({ context }: { context: ReplicaContext }) =>
+    clock.now() + context.health.startup_timeout_s * 1000,
+  isResuming: ({ context }: { context: ReplicaContext }) =>
+    (context.resumeUntil ?? 0) > clock.now(),
 });
 const unprovided = deadlines(unprovidedClock);
 
@@ -174,6 +202,7 @@ export const replicaMachine = setup({
         endpoint: context.endpoint,
         reason: context.reason,
         cause: context.terminationCause,
+        crashed: context.crashed ?? false,
       }),
     ),
     countSuccess: assign({
@@ -193,6 +222,14 @@ export const replicaMachine = setup({
 
     clearDeadline: assign({ deadline: null }),
     countRestart: assign({ restarts: ({ context }) => context.restarts + 1 }),
+    takeResumedEndpoint: assign({
+      endpoint: ({ context, event }) =>
+        event.type === 'replica.session.resumed' ? event.endpoint : context.endpoint,
+      failures: 0,
+    }),
+    setResumeDeadline: assign({ resumeUntil: unprovided.resume }),
+    setCapacityRecheckDeadline: assign({ deadline: unprovided.capacityRecheck }),
+    endResume: assign({ resumeUntil: null }),
   },
   guards: {
     isHealthyStreakReached: ({ context }) =>
@@ -201,6 +238,10 @@ export const replicaMachine = setup({
       context.failures + 1 >= context.health.unhealthy_threshold,
     isRestartBudgetLeft: ({ context }) => context.restarts < context.maxRestarts,
     isStartDelayed: ({ context }) => (context.startDelayS ?? 0) > 0,
+    isCapacityShortage: ({ event }) =>
+      (event as { error?: { code?: unknown } }).error?.code === 'insufficient_resources',
+    // Time-dependent: provided with the clock (replicaMachineWithClock).
+    isResuming: unprovided.isResuming,
   },
 }).createMachine({
   id: 'replica',
@@ -267,14 +308,43 @@ export const replicaMachine = setup({
                   { type: 'notifyParent', params: { state: 'STARTING' } },
                 ],
               },
-              onError: {
-                target: '#replica.UNHEALTHY',
-                actions: assign({
-                  reason: ({ event }) => `session failed to start: ${errorText(event.error)}`,
-                }),
-              },
+              onError: [
+                {
+                  guard: 'isCapacityShortage',
+                  target: 'capacity',
+                  actions: assign({
+                    reason: ({ event }) => `${CAPACITY_WAIT_REASON}: ${errorText(event.error)}`,
+                  }),
+                },
+                {
+                  target: '#replica.UNHEALTHY',
+                  actions: assign({
+                    reason: ({ event }) => `session failed to start: ${errorText(event.error)}`,
+                    crashed: true,
+                  }),
+                },
+              ],
             },
           ],
+        },
+        /** Refused for node capacity: wait for a wake-up (or the re-check), then launch again. */
+        capacity: {
+          entry: [
+            'setCapacityRecheckDeadline',
+            { type: 'notifyParent', params: { state: 'STARTING' } },
+          ],
+          exit: assign({ reason: null }),
+          invoke: {
+            id: 'capacity-recheck',
+            src: 'deadlineTimer',
+            input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'capacity' }),
+          },
+          on: {
+            'replica.capacity.freed': { target: 'launching' },
+            'deadline.reached': { target: 'launching' },
+            // No session runs while waiting; an exit report is about an earlier one.
+            'replica.session.exited': {},
+          },
         },
       },
       on: {
@@ -291,6 +361,7 @@ export const replicaMachine = setup({
           target: 'UNHEALTHY',
           actions: assign({
             reason: ({ event }) => `session exited during startup${detail(event.detail)}`,
+            crashed: true,
           }),
         },
         'deadline.reached': {
@@ -314,8 +385,10 @@ export const replicaMachine = setup({
         { type: 'notifyParent', params: { state: 'HEALTHY' } },
       ],
       on: {
-        'replica.health.passed': { actions: 'countSuccess' },
+        'replica.health.passed': { actions: ['countSuccess', 'endResume'] },
         'replica.health.failed': [
+          // A resumed session still loading: not a failure (see resumeUntil).
+          { guard: 'isResuming' },
           {
             guard: 'isUnhealthyStreakReached',
             target: 'UNHEALTHY',
@@ -328,7 +401,17 @@ export const replicaMachine = setup({
         ],
         'replica.session.exited': {
           target: 'UNHEALTHY',
-          actions: assign({ reason: ({ event }) => `session exited${detail(event.detail)}` }),
+          actions: assign({
+            reason: ({ event }) => `session exited${detail(event.detail)}`,
+            crashed: true,
+          }),
+        },
+        'replica.session.resumed': {
+          actions: [
+            'takeResumedEndpoint',
+            'setResumeDeadline',
+            { type: 'notifyParent', params: { state: 'HEALTHY' } },
+          ],
         },
         'replica.terminate': {
           target: 'TERMINATING',
@@ -353,6 +436,13 @@ export const replicaMachine = setup({
           { actions: 'countSuccess' },
         ],
         'replica.health.failed': { actions: 'countFailure' },
+        'replica.session.resumed': {
+          actions: [
+            'takeResumedEndpoint',
+            'setResumeDeadline',
+            { type: 'notifyParent', params: { state: 'UNHEALTHY' } },
+          ],
+        },
         'replica.terminate': {
           target: 'TERMINATING',
           actions: assign({ terminationCause: ({ event }) => event.cause }),
@@ -420,6 +510,7 @@ export const replicaMachine = setup({
               target: 'backoff',
               actions: assign({
                 reason: ({ event }) => `session exited after restart${detail(event.detail)}`,
+                crashed: true,
               }),
             },
           },
@@ -511,7 +602,10 @@ export function replicaMachineWithClock(clock: MachineClock) {
       setBackoffDeadline: assign({ deadline: at.backoff }),
       setTerminateDeadline: assign({ deadline: at.terminate }),
       setStartNotBefore: assign({ startNotBefore: at.startNotBefore }),
+      setResumeDeadline: assign({ resumeUntil: at.resume }),
+      setCapacityRecheckDeadline: assign({ deadline: at.capacityRecheck }),
     },
+    guards: { isResuming: at.isResuming },
     actors: { deadlineTimer: deadlineTimerOn(clock) },
   });
 }

@@ -122,6 +122,11 @@ export interface ReadyState {
   ready: boolean;
   /** What is not ready yet, one line each. */
   missing: string[];
+  /**
+   * What needs an operator without making the process unready, one line each: deployments
+   * quarantined at restore (their snapshot was rejected; everything else is served).
+   */
+  warnings?: string[];
 }
 
 export interface Flotilla {
@@ -152,7 +157,11 @@ export interface Flotilla {
   /** Creates or replaces an endpoint: refuses a live deployment's name (409). */
   putEndpoint(body: unknown): Promise<EndpointRecord>;
   deleteEndpoint(name: string): Promise<void>;
-  logs(idOrName: string, opts?: { replica?: string; tailBytes?: number }): Promise<string>;
+  /** `previous`: the output of replicas that have exited (PREVIOUS_LOGS_KEPT per deployment). */
+  logs(
+    idOrName: string,
+    opts?: { replica?: string; tailBytes?: number; previous?: boolean },
+  ): Promise<string>;
   routingTable(): RoutingTable;
   ready(): Promise<ReadyState>;
   /** The data plane's base URL, when it runs in this process. */
@@ -344,13 +353,17 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         const req = parseOrThrow(deploymentRequestSchema, request);
         const bounds = requestedReplicaBounds(req);
         assertDeploymentReplicaBounds(bounds);
-        const { revision } = await toRevision(req as Record<string, unknown>, req.runtime_variant);
+        const { revision, declared } = await toRevision(
+          req as Record<string, unknown>,
+          req.runtime_variant,
+        );
         return redactRevisionAndSession(
           await runtime.createDeployment({
             name: req.name,
             runtime_variant: revision.runtime_variant,
             request,
             revision,
+            declared_resources: declared,
             replicas: bounds.replicas,
             min_replicas: bounds.min_replicas,
             max_replicas: bounds.max_replicas,
@@ -371,7 +384,9 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
           ((await store.getDeployment(current.id))?.spec as { request?: Record<string, unknown> })
             ?.request ?? {};
         const merged = mergeUpdateRequest(prev, update as object, req);
-        const { revision } = await toRevision(
+        const minPatch = req.min_replicas ?? req.scaling_policy?.min_replicas;
+        const maxPatch = req.max_replicas ?? req.scaling_policy?.max_replicas;
+        const { revision, declared } = await toRevision(
           merged,
           (merged.runtime_variant as string) ?? current.runtime_variant,
         );
@@ -379,6 +394,11 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
           await runtime.update(id, {
             request: merged,
             revision,
+            declared_resources: declared,
+            // As at create: the policy's bounds stand in for absent top-level ones.
+            ...(minPatch !== undefined ? { min_replicas: minPatch } : {}),
+            ...(maxPatch !== undefined ? { max_replicas: maxPatch } : {}),
+            ...(req.scaling_policy !== undefined ? { scaling_policy: req.scaling_policy } : {}),
             ...(req.routing ? { routing: { ...current.routing, ...req.routing } } : {}),
             ...(req.admission ? { admission: { ...current.admission, ...req.admission } } : {}),
           }),
@@ -431,8 +451,11 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       },
       async logs(idOrName, opts = {}) {
         const d = await runtime.get(parseIdOrName(idOrName));
-        const ids = opts.replica ? [opts.replica] : d.replicas.map((r) => r.id);
-        if (opts.replica && !d.replicas.some((r) => r.id === opts.replica)) {
+        const pool = opts.previous
+          ? await runtime.previousReplicas(d.id)
+          : d.replicas.map((r) => r.id);
+        const ids = opts.replica ? [opts.replica] : pool;
+        if (opts.replica && !pool.includes(opts.replica)) {
           throw replicaNotInDeployment(opts.replica, d.name);
         }
         const parts = await Promise.all(
@@ -456,7 +479,8 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         else if (!runtime.ready) missing.push('actors not restored yet');
         if (!(await store.ping())) missing.push(`database (${store.kind}) not answering`);
         if (!(await health.ping())) missing.push('health store not answering');
-        return { ready: missing.length === 0, missing };
+        const warnings = runtime.quarantine.warnings();
+        return { ready: missing.length === 0, missing, ...(warnings.length ? { warnings } : {}) };
       },
       close: closeAll,
     };

@@ -395,6 +395,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       async (req, reply) => {
         const text = await flotilla.logs(req.params.id, {
           ...(req.query.replica ? { replica: req.query.replica } : {}),
+          ...(req.query.previous === 'true' ? { previous: true } : {}),
           ...(req.query.tail_bytes ? { tailBytes: req.query.tail_bytes } : {}),
         });
         return reply

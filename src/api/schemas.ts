@@ -40,6 +40,8 @@ export const eventsQuerySchema = z.object({
 
 export const logsQuerySchema = z.object({
   replica: z.string().min(1).max(128).optional(),
+  /** `true`: the output of replicas that have exited (kept for the last few per deployment). */
+  previous: z.enum(['true', 'false']).optional(),
   tail_bytes: z.coerce
     .number()
     .int()
@@ -162,4 +164,5 @@ export const endpointListSchema = z.object({ items: z.array(endpointViewSchema) 
 export const readySchema = z.object({
   ready: z.boolean(),
   missing: z.array(z.string()),
+  warnings: z.array(z.string()).optional(),
 });

@@ -70,6 +70,17 @@ export interface ReplicaBackend {
    * lost between creating the backend and subscribing. Returns an unsubscribe function.
    */
   onExit(listener: (exit: ReplicaExit) => void): () => void;
+  /**
+   * Whether the replica's last session was stopped by `close({ stopReplicas: true })` (a clean
+   * shutdown) and not started since: the next coordinator starts it again as a planned event.
+   * Optional; a backend without it has every such replica treated as exited.
+   */
+  stoppedAtShutdown?(replicaId: string): Promise<boolean>;
+  /**
+   * Drops what is kept of an exited replica (its output and record); a running or unknown
+   * replica is left alone. Optional: keeps `logs --previous` bounded per deployment.
+   */
+  forget?(replicaId: string): Promise<void>;
   /** Current capacity accounting, for status/diagnosis. `used` may exceed `total` after adoption. */
   capacity(): { total: ResourceSlots; used: ResourceSlots };
   /**

@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import { FlotillaError } from '../domain/errors.ts';
-import type { ResourceSlots } from '../domain/session.ts';
+import type { ResourceSlots, SessionSpec } from '../domain/session.ts';
 
 const SLOT_ORDER = ['gpu', 'cpu', 'mem'] as const;
 type Slot = (typeof SLOT_ORDER)[number];
@@ -116,6 +116,21 @@ export class CapacityLedger {
   snapshot(): { total: ResourceSlots; used: ResourceSlots } {
     return { total: { ...this.total }, used: this.used() };
   }
+}
+
+/**
+ * What the node must reserve for a session: the slots the operator declared (cpu, mem), and
+ * GPUs always. A session without `declared` (stored before issue 12, or built by hand) reserves
+ * everything, as before.
+ */
+export function reservedSlots(spec: Pick<SessionSpec, 'resources' | 'declared'>): ResourceSlots {
+  if (!spec.declared) return spec.resources;
+  const d = new Set(spec.declared);
+  return {
+    cpu: d.has('cpu') ? spec.resources.cpu : 0,
+    mem: d.has('mem') ? spec.resources.mem : 0,
+    gpu: spec.resources.gpu,
+  };
 }
 
 function normalize(slots: ResourceSlots): ResourceSlots {

@@ -22,3 +22,13 @@ export async function freePortAvoiding(host: string, avoid: ReadonlySet<number>)
   }
   throw new Error(`no free port on ${host} after 20 attempts`);
 }
+
+/** Whether `port` can be bound on `host` right now. */
+export function isPortFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.unref();
+    server.once('error', () => resolve(false));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}

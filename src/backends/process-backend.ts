@@ -36,9 +36,9 @@ import {
   type ReplicaStatus,
   substitutePort,
 } from './backend.ts';
-import { CapacityLedger, resolveCapacity } from './capacity.ts';
+import { CapacityLedger, reservedSlots, resolveCapacity } from './capacity.ts';
 import { ExitNotifier } from './exit-notifier.ts';
-import { freePortAvoiding } from './free-port.ts';
+import { freePortAvoiding, isPortFree } from './free-port.ts';
 import { KeyedQueue } from './keyed-queue.ts';
 import {
   bootId,
@@ -99,6 +99,8 @@ interface ReplicaRecord {
   exitSignal?: string | null;
   /** Set by stop(); a stopped replica is never reported through onExit. */
   stoppedAt?: number;
+  /** Set when close({ stopReplicas: true }) stopped it: a planned stop, not a failure. */
+  stoppedBy?: 'shutdown';
 }
 
 interface Tracked {
@@ -139,6 +141,7 @@ class ProcessBackend implements ReplicaBackend {
   private polls = 0;
   private trimming = false;
   private closed = false;
+  private shuttingDown = false;
 
   constructor(private readonly opts: ProcessBackendOptions) {
     this.replicasDir = path.join(opts.dataDir, 'replicas');
@@ -219,7 +222,7 @@ class ProcessBackend implements ReplicaBackend {
         { details: [{ path: 'workdir', message: 'not a directory' }] },
       );
     }
-    this.ledger.reserve(replicaId, spec.resources);
+    this.ledger.reserve(replicaId, reservedSlots(spec));
     try {
       return await this.spawnReplica(replicaId, spec);
     } catch (err) {
@@ -229,7 +232,14 @@ class ProcessBackend implements ReplicaBackend {
   }
 
   private async spawnReplica(replicaId: string, spec: SessionSpec): Promise<ReplicaHandle> {
-    const port = await freePortAvoiding(this.host, this.portsInUse());
+    // A replica a clean shutdown stopped comes back on its port, so its endpoint stays.
+    const previous = this.replicas.get(replicaId)?.record;
+    const port =
+      previous?.stoppedBy === 'shutdown' &&
+      !this.portsInUse().has(previous.port) &&
+      (await isPortFree(this.host, previous.port))
+        ? previous.port
+        : await freePortAvoiding(this.host, this.portsInUse());
     const dir = path.join(this.replicasDir, replicaId);
     await fsp.mkdir(dir, { recursive: true });
     const argv = substitutePort(spec.command, port);
@@ -280,7 +290,7 @@ class ProcessBackend implements ReplicaBackend {
       startedAt,
       command: argv,
       workdir: spec.workdir ?? null,
-      resources: { ...spec.resources },
+      resources: reservedSlots(spec),
     };
     this.persist(record);
     const tracked: Tracked = { record, child, state: 'running' };
@@ -340,6 +350,7 @@ class ProcessBackend implements ReplicaBackend {
     t.state = 'exited';
     record.exitedAt ??= Date.now();
     record.stoppedAt = Date.now();
+    if (this.shuttingDown) record.stoppedBy = 'shutdown';
     this.ledger.release(replicaId);
     this.persist(record);
   }
@@ -371,6 +382,19 @@ class ProcessBackend implements ReplicaBackend {
     return this.exits.subscribe(listener);
   }
 
+  forget(replicaId: string): Promise<void> {
+    return this.ops.run(replicaId, async () => {
+      if (this.replicas.get(replicaId)?.state !== 'exited') return;
+      this.replicas.delete(replicaId);
+      await fsp.rm(path.join(this.replicasDir, replicaId), { recursive: true, force: true });
+    });
+  }
+
+  async stoppedAtShutdown(replicaId: string): Promise<boolean> {
+    const t = this.replicas.get(replicaId);
+    return t?.state === 'exited' && t.record.stoppedBy === 'shutdown';
+  }
+
   capacity(): { total: ResourceSlots; used: ResourceSlots } {
     return this.ledger.snapshot();
   }
@@ -379,6 +403,7 @@ class ProcessBackend implements ReplicaBackend {
     if (this.closed) return;
     if (opts.stopReplicas) {
       const grace = opts.graceMs ?? DEFAULT_STOP_GRACE_MS;
+      this.shuttingDown = true;
       // Replicas being started are in `ops` before they are in `replicas`; stop() waits for them.
       const ids = new Set(this.ops.keys());
       for (const [id, t] of this.replicas) if (t.state !== 'exited') ids.add(id);

@@ -145,9 +145,13 @@ export const deploymentRequestSchema = deploymentRequestObject.superRefine(refus
 export type DeploymentRequest = z.input<typeof deploymentRequestSchema>;
 export type ParsedDeploymentRequest = z.output<typeof deploymentRequestSchema>;
 
-/** PATCH: a new revision; name and counts are not changed here (scale does counts). */
+/**
+ * PATCH: a new revision when what the replicas run changes; `min_replicas`, `max_replicas`
+ * and `scaling_policy` are applied without one. Name and scaling group are fixed; the replica
+ * count changes through scale.
+ */
 export const deploymentUpdateSchema = deploymentRequestObject
-  .omit({ name: true, replicas: true, min_replicas: true, max_replicas: true, scaling_group: true })
+  .omit({ name: true, replicas: true, scaling_group: true })
   .partial()
   .superRefine(refuseNulBytes);
 export type DeploymentUpdate = z.input<typeof deploymentUpdateSchema>;

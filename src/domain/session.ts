@@ -35,6 +35,12 @@ export interface SessionSpec {
   workdir?: string | undefined;
   health: HealthCheckSpec;
   resources: ResourceSlots;
+  /**
+   * The slots the operator declared (request or service definition). The process backend
+   * reserves only these and GPUs (undeclared cpu/mem are best effort, as for a container
+   * without requests). Absent: every slot is reserved (sessions stored before this field).
+   */
+  declared?: Array<keyof ResourceSlots> | undefined;
 }
 
 export const DEFAULT_HEALTH_CHECK: HealthCheckSpec = {

@@ -44,6 +44,8 @@ export interface RevisionOptions {
 export interface RevisionResult {
   revision: ModelRevisionSpec;
   warnings: string[];
+  /** resource_slots keys some layer gave (the rest are defaults); see SessionSpec.declared. */
+  declared: Array<'cpu' | 'mem' | 'gpu'>;
 }
 
 const INLINE_LABEL = 'service definition';
@@ -182,7 +184,10 @@ export async function generateRevision(
   }
 
   warnings.push(...revisionWarnings(revision));
-  return { revision, warnings };
+  const declared = (['cpu', 'mem', 'gpu'] as const).filter((k) =>
+    [root, section, request].some((l) => isPlainObject(l.resource_slots) && k in l.resource_slots),
+  );
+  return { revision, warnings, declared };
 }
 
 function revisionWarnings(revision: ModelRevisionSpec): string[] {

@@ -3,6 +3,7 @@
  * it is asked against the stored row and the live actor, writes the row, then tells the actor.
  */
 import type { DeploymentInput, DeploymentSettings } from '../../machines/deployment.ts';
+import type { ReplicaBackend } from '../backends/backend.ts';
 import { generateSession } from '../definitions/index.ts';
 import { FlotillaError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
@@ -12,10 +13,12 @@ import type { AdmissionSettings, RoutingConfig } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { DeploymentRecord, Store } from '../store/store.ts';
 import { type DeploymentRef, deploymentSnapshotOf } from './actor-refs.ts';
-import type { DeploymentOptions } from './deployment-options.ts';
-import type { SessionCache } from './session-cache.ts';
+import { type DeploymentOptions, optionsOf } from './deployment-options.ts';
+import type { Quarantine } from './quarantine.ts';
+import { type SessionCache, withDeclared } from './session-cache.ts';
 import { topState } from './snapshot-writer.ts';
 import type { TrackedDeployments } from './tracked-deployments.ts';
+import { nextBounds, sameRevision } from './update-plan.ts';
 
 export interface CreateDeploymentCommand extends DeploymentOptions {
   name: string;
@@ -23,18 +26,27 @@ export interface CreateDeploymentCommand extends DeploymentOptions {
   /** The request as the user sent it (secrets already redacted by the caller if wanted). */
   request: unknown;
   revision: ModelRevisionSpec;
+  /** resource_slots the operator declared (SessionSpec.declared); absent: all reserved. */
+  declared_resources?: SessionSpec['declared'];
 }
 
 export interface UpdateDeploymentCommand {
   request: unknown;
   revision: ModelRevisionSpec;
+  declared_resources?: SessionSpec['declared'];
   routing?: RoutingConfig;
   admission?: AdmissionSettings;
+  min_replicas?: number;
+  max_replicas?: number;
+  scaling_policy?: unknown;
 }
 
 /** What the commands need from the runtime around them. */
 export interface DeploymentCommandDeps {
   store: Store;
+  backend: Pick<ReplicaBackend, 'stop'>;
+  /** Deployments whose snapshot was not restorable: refused changes, deletable. */
+  quarantine: Quarantine;
   tracked: TrackedDeployments;
   sessions: SessionCache;
   /** The live actor of a deployment, if it runs here. */
@@ -89,7 +101,7 @@ export class DeploymentCommands {
   /** Writes the deployment and its first revision, then spawns its actor; returns its id. */
   async create(cmd: CreateDeploymentCommand): Promise<string> {
     assertReplicaBounds(cmd);
-    const session = generateSession(cmd.revision);
+    const session = withDeclared(generateSession(cmd.revision), cmd.declared_resources);
     const id = newId();
     const revisionId = newId();
     const record = await this.deps.store.createDeployment({
@@ -130,33 +142,66 @@ export class DeploymentCommands {
     return record.id;
   }
 
+  /**
+   * A new revision only when what the replicas run changed; bounds and the scaling policy are
+   * applied (validated) without one. Accepted in PENDING, PROVISIONING, RUNNING and ERROR (a
+   * retry), so PostgreSQL and the actor never disagree; refused (409) otherwise.
+   */
   async update(idOrName: string, cmd: UpdateDeploymentCommand): Promise<string> {
-    const { record, ref } = await this.liveDeployment(idOrName, 'update');
-    const session = generateSession(cmd.revision);
-    const revisions = await this.deps.store.listRevisions(record.id);
-    const number = Math.max(0, ...revisions.map((r) => r.number)) + 1;
-    const revisionId = newId();
-    await this.deps.store.addRevision({
-      id: revisionId,
-      deployment_id: record.id,
-      number,
-      spec: cmd.revision,
-      session,
-    });
-    this.deps.sessions.set(revisionId, session);
+    const { record, ref } = await this.liveDeployment(idOrName, 'update', ['ERROR']);
+    const options = optionsOf(record);
+    const bounds = nextBounds(
+      options,
+      cmd,
+      cmd.scaling_policy as { min_replicas?: number; max_replicas?: number } | undefined,
+    );
+    const session = withDeclared(generateSession(cmd.revision), cmd.declared_resources);
+    const current = record.revision_id
+      ? await this.deps.sessions.revision(record.revision_id)
+      : null;
+    const changed =
+      !current ||
+      !sameRevision(
+        { spec: current.spec, declared: (current.session as SessionSpec | null)?.declared },
+        { spec: cmd.revision, declared: session.declared },
+      );
+    let revisionId = record.revision_id ?? '';
+    if (changed) {
+      const revisions = await this.deps.store.listRevisions(record.id);
+      const number = Math.max(0, ...revisions.map((r) => r.number)) + 1;
+      revisionId = newId();
+      await this.deps.store.addRevision({
+        id: revisionId,
+        deployment_id: record.id,
+        number,
+        spec: cmd.revision,
+        session,
+      });
+      this.deps.sessions.set(revisionId, session);
+    }
     const spec = {
       ...(typeof record.spec === 'object' && record.spec !== null ? record.spec : {}),
       request: cmd.request,
       ...(cmd.routing ? { routing: cmd.routing } : {}),
       ...(cmd.admission ? { admission: cmd.admission } : {}),
+      ...(cmd.scaling_policy !== undefined ? { scaling_policy: cmd.scaling_policy } : {}),
+      ...bounds,
     };
     const updated = await this.deps.store.updateDeployment(record.id, {
-      revision_id: revisionId,
+      ...(changed ? { revision_id: revisionId } : {}),
       spec,
     });
     this.deps.tracked.track(updated);
-    const settings: Partial<DeploymentSettings> = { health: healthSettings(session) };
-    ref.send({ type: 'deployment.update', revisionId, settings });
+    if (
+      bounds.min_replicas !== options.min_replicas ||
+      bounds.max_replicas !== options.max_replicas
+    ) {
+      ref.send({ type: 'deployment.configure', ...bounds });
+    }
+    if (changed) {
+      const settings: Partial<DeploymentSettings> = { health: healthSettings(session) };
+      ref.send({ type: 'deployment.update', revisionId, settings });
+    }
     await this.deps.barrier();
     this.deps.routingChanged(record.id);
     return record.id;
@@ -173,6 +218,10 @@ export class DeploymentCommands {
         },
       );
     }
+    if (this.deps.quarantine.get(record.id)) {
+      await this.deps.quarantine.remove(record.id, this.deps);
+      return record.id;
+    }
     const ref = this.deps.ref(record.id);
     if (ref && topState(deploymentSnapshotOf(ref).value) !== 'DESTROYING') {
       ref.send({ type: 'deployment.delete' });
@@ -188,11 +237,20 @@ export class DeploymentCommands {
     return r;
   }
 
-  private async liveDeployment(idOrName: string, action: string) {
+  private async liveDeployment(idOrName: string, action: string, also: string[] = []) {
     const record = await this.record(idOrName);
+    const quarantined = this.deps.quarantine.get(record.id);
+    if (quarantined) {
+      throw new FlotillaError(
+        'invalid_state',
+        `cannot ${action} deployment "${record.name}": it is quarantined (${quarantined.reason}); delete it`,
+        { details: [{ path: 'state', message: quarantined.reason }] },
+      );
+    }
     const ref = this.deps.ref(record.id);
     const state = ref ? topState(deploymentSnapshotOf(ref).value) : record.state;
-    if (!ref || !ACCEPTS_CHANGES.includes(state)) {
+    const accepts = [...ACCEPTS_CHANGES, ...also];
+    if (!ref || !accepts.includes(state)) {
       throw new FlotillaError(
         'invalid_state',
         `cannot ${action} deployment "${record.name}" in state ${state}`,
@@ -200,7 +258,7 @@ export class DeploymentCommands {
           details: [
             {
               path: 'state',
-              message: `${action} is accepted in ${ACCEPTS_CHANGES.join(', ')}; the deployment is ${state}`,
+              message: `${action} is accepted in ${accepts.join(', ')}; the deployment is ${state}`,
             },
           ],
         },

@@ -9,7 +9,7 @@ import {
   replicaActorId,
   routeActorId,
 } from '../../machines/deployment.ts';
-import type { ReplicaContext } from '../../machines/replica.ts';
+import { CAPACITY_WAIT_REASON, type ReplicaContext } from '../../machines/replica.ts';
 import type { RouteContext } from '../../machines/route.ts';
 import type { ModelRevisionSpec } from '../domain/revision.ts';
 import type { AdmissionSettings, RoutingConfig } from '../domain/routing.ts';
@@ -118,7 +118,7 @@ export function storedView(
   return {
     ...base,
     state,
-    reason: state === 'RUNNING' ? null : reason,
+    reason: state === 'RUNNING' && !reason?.startsWith('quarantined:') ? null : reason,
     current_replicas: live.length,
     healthy_replicas: live.filter((r) => r.state === 'HEALTHY').length,
     replicas: replicas.map((r) => ({
@@ -185,7 +185,7 @@ export function liveView(
     }
   }
   const crashLoop =
-    ctx.crashLoops > 0
+    ctx.crashLoops > 0 && state !== 'ERROR'
       ? `crash loop: ${ctx.crashLoops} replica(s) in a row failed recovery; new replicas start after a ${crashLoopDelayS(ctx.crashLoops, ctx.settings)} s backoff`
       : null;
   return {
@@ -232,18 +232,26 @@ function explain(
   target: number,
 ): string | null {
   const healthy = replicas.filter((r) => r.state === 'HEALTHY').length;
+  // A capacity wait leads: it is why the deployment is short, and it is not a failure.
+  const waits = replicas.filter((r) => r.reason?.startsWith(CAPACITY_WAIT_REASON));
   const problems = replicas
-    .filter((r) => r.reason && r.state !== 'HEALTHY')
+    .filter((r) => r.reason && r.state !== 'HEALTHY' && !waits.includes(r))
     .map((r) => `${r.id}: ${r.reason}`);
   const routeProblems = routes
     .filter((t) => t.state === 'DEGRADED' || t.state === 'UNHEALTHY')
     .map((t) => `${t.id} ${t.state}: ${t.last_health?.reason ?? t.reason ?? 'unknown'}`);
   const parts: string[] = [];
+  if (waits[0]) {
+    parts.push(
+      `${waits[0].reason}${waits.length > 1 ? ` (${waits.length} replicas waiting)` : ''}`,
+    );
+  }
   if (reason) parts.push(reason);
   if (
     state === 'RUNNING' &&
     healthy >= target &&
     problems.length === 0 &&
+    waits.length === 0 &&
     routeProblems.length === 0
   ) {
     return null;
@@ -263,6 +271,8 @@ export interface ViewSources {
   live: DeploymentRef | undefined;
   child: (systemId: string) => ChildSnapshot;
   now: number;
+  /** Why the deployment is quarantined (its snapshot was not restorable), if it is. */
+  quarantined?: string | undefined;
 }
 
 /** The view of a deployment: from its live actors when it runs here, else from the rows. */
@@ -277,5 +287,6 @@ export async function deploymentView(
     src.store.listReplicas(record.id),
     src.store.listRoutes(record.id),
   ]);
-  return storedView(base, record.state, record.reason, replicas, routes);
+  const reason = src.quarantined ? `quarantined: ${src.quarantined}` : record.reason;
+  return storedView(base, record.state, reason, replicas, routes);
 }

@@ -144,13 +144,21 @@ export interface SessionReconcileDeps {
   backend: Pick<ReplicaBackend, 'status' | 'list' | 'stop'>;
   /** Tells a replica actor its session is gone. */
   sessionExited(replicaId: string, detail: string): void;
+  /**
+   * Starts again a session that the last clean shutdown stopped (a planned event, not a
+   * failure); resolves to its endpoint, or null when it was not stopped that way.
+   */
+  resume(replicaId: string, state: string): Promise<string | null>;
+  /** Tells a replica actor its session runs again at `endpoint`. */
+  sessionResumed(replicaId: string, endpoint: string): void;
   warn(obj: object, msg: string): void;
 }
 
 /**
- * After a restore: a replica that believes its session runs but the backend has none is told
- * its session exited (it then recovers); a backend session no actor owns is stopped, so no
- * orphan survives a crash.
+ * After a restore: a replica that believes its session runs but the backend has none is either
+ * started again (the last clean shutdown stopped it: planned, no failure counted) or told its
+ * session exited (it then recovers); a backend session no actor owns is stopped, so no orphan
+ * survives a crash.
  */
 export async function reconcileSessions(deps: SessionReconcileDeps): Promise<void> {
   const known = new Set<string>();
@@ -158,9 +166,10 @@ export async function reconcileSessions(deps: SessionReconcileDeps): Promise<voi
     known.add(replicaId);
     if (state === 'HEALTHY' || state === 'UNHEALTHY') {
       const status = await deps.backend.status(replicaId);
-      if (status !== 'running') {
-        deps.sessionExited(replicaId, 'session not found after coordinator restart');
-      }
+      if (status === 'running') continue;
+      const endpoint = await deps.resume(replicaId, state);
+      if (endpoint) deps.sessionResumed(replicaId, endpoint);
+      else deps.sessionExited(replicaId, 'session not found after coordinator restart');
     }
   }
   for (const handle of await deps.backend.list()) {

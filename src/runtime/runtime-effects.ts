@@ -13,9 +13,12 @@ import {
 } from '../../machines/deployment.ts';
 import type { ReplicaContext, ReplicaState } from '../../machines/replica.ts';
 import type { RouteContext, RouteState } from '../../machines/route.ts';
+import { reservedSlots } from '../backends/capacity.ts';
 import { FlotillaError } from '../domain/errors.ts';
 import { Autoscaler } from '../scaling/autoscaler.ts';
 import { deploymentSnapshotOf } from './actor-refs.ts';
+import { capacityRefusal } from './capacity-wait.ts';
+import { prunePreviousLogs } from './crash-loop.ts';
 import { DeploymentCommands } from './deployment-commands.ts';
 import { HealthFeed } from './health-feed.ts';
 import type { EffectPorts } from './provide-effects.ts';
@@ -73,7 +76,7 @@ export function runtimeEffects(rt: Runtime): EffectPorts {
     generateDefinition: async ({ revisionId }) => {
       const session = await rt.sessions.sessionFor(revisionId, { regenerate: true });
       const cap = backend.capacity().total;
-      const r = session.resources;
+      const r = reservedSlots(session);
       for (const k of ['cpu', 'mem', 'gpu'] as const) {
         if (r[k] > cap[k]) {
           throw new FlotillaError(
@@ -86,7 +89,10 @@ export function runtimeEffects(rt: Runtime): EffectPorts {
     },
     startSession: async ({ replicaId, deploymentId, revisionId }) => {
       const spec = await rt.sessions.sessionFor(revisionId);
-      const handle = await backend.start(replicaId, spec);
+      // A refusal for capacity becomes a wait (the replica's STARTING.capacity), not a failure.
+      const handle = await backend.start(replicaId, spec).catch((err: unknown) => {
+        throw capacityRefusal(err, backend.capacity().total);
+      });
       await rt.writer.barrier();
       rt.routing.markDirty(deploymentId);
       return { endpoint: handle.url };
@@ -104,6 +110,7 @@ export function runtimeEffects(rt: Runtime): EffectPorts {
     stopSession: async ({ replicaId, graceMs }) => {
       await backend.stop(replicaId, graceMs);
       rt.healthFeed?.forgetReplica(replicaId);
+      rt.wakeCapacityWaiters();
       await rt.writer.barrier();
     },
     drainRoute: async ({ routeId }, signal) => {
@@ -124,7 +131,16 @@ export function runtimeEffects(rt: Runtime): EffectPorts {
       rt.writer.touch(ctx.deploymentId);
       rt.routing.markDirty(ctx.deploymentId);
     },
-    replicaTransition: (ctx, state) => rt.transitions.record(replicaTransition(ctx, state)),
+    replicaTransition: (ctx, state) => {
+      rt.transitions.record(replicaTransition(ctx, state));
+      if (state === 'TERMINATED') {
+        // Keep the output of the newest exited replicas for `logs --previous`, forget older.
+        void rt.writer
+          .barrier()
+          .then(() => prunePreviousLogs(rt.deps.store, rt.deps.backend, ctx.deploymentId))
+          .catch((err) => rt.log.warn({ err }, 'pruning previous logs failed'));
+      }
+    },
     routeTransition: (ctx, state) => rt.transitions.record(routeTransition(ctx, state)),
     publishRoutes: (ctx) => rt.routing.markDirty(ctx.deploymentId),
     childError: (where, event) =>
@@ -173,6 +189,8 @@ export function autoscalerOf(rt: Runtime): Autoscaler {
 export function commandsOf(rt: Runtime): DeploymentCommands {
   return new DeploymentCommands({
     store: rt.deps.store,
+    backend: rt.deps.backend,
+    quarantine: rt.quarantine,
     tracked: rt.tracked,
     sessions: rt.sessions,
     ref: (id) => rt.deploymentRef(id),

@@ -27,7 +27,9 @@ import {
   liveDeploymentSnapshots,
   persistedSubtreeOf,
 } from './actor-refs.ts';
+import { wakeCapacityWaiters } from './capacity-wait.ts';
 import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
+import { describeExit, previousReplicaIds } from './crash-loop.ts';
 import {
   type CreateDeploymentCommand,
   type DeploymentCommands,
@@ -38,6 +40,7 @@ import { optionsOf } from './deployment-options.ts';
 import { type DeploymentView, deploymentView } from './deployment-view.ts';
 import type { HealthFeed } from './health-feed.ts';
 import { type ProvidedCoordinator, provideEffects } from './provide-effects.ts';
+import { Quarantine } from './quarantine.ts';
 import { loadRestorePlan, reconcileSessions, SNAPSHOT_SCHEMA_VERSION } from './restore.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
 import { buildDeploymentRouting } from './routing-table-builder.ts';
@@ -50,6 +53,11 @@ import {
   snapshotWriterOf,
 } from './runtime-effects.ts';
 import { SessionCache } from './session-cache.ts';
+import {
+  recordShutdownStops,
+  resumeAfterShutdown,
+  type ShutdownReplica,
+} from './shutdown-restart.ts';
 import type { PersistedSubtree, SnapshotWriter } from './snapshot-writer.ts';
 import { type Clock, systemClock } from './system-clock.ts';
 import { TrackedDeployments } from './tracked-deployments.ts';
@@ -88,6 +96,8 @@ export class Runtime {
   failure: string | null = null;
   /** Every actor's state right after restore, before any effect ran. */
   restoredStates = new Map<string, string>();
+  /** Deployments whose snapshot was rejected at restore (listed, deletable, on /ready). */
+  readonly quarantine = new Quarantine();
 
   constructor(readonly deps: RuntimeDeps) {
     this.config = { ...DEFAULT_RUNTIME_CONFIG, ...(deps.config ?? {}) };
@@ -126,10 +136,13 @@ export class Runtime {
     });
     this.writer.seed(plan.rows);
     for (const { deploymentId, err } of plan.rejected) {
-      this.log.error(
-        { deployment: deploymentId, err },
-        'snapshot not restorable; deployment left as stored',
-      );
+      this.log.error({ deployment: deploymentId, err }, 'snapshot not restorable; quarantined');
+      this.quarantine.add({
+        id: deploymentId,
+        name: plan.records.get(deploymentId)?.name ?? deploymentId,
+        reason: `snapshot not restorable: ${err instanceof Error ? err.message : String(err)}`,
+        rows: plan.rows.filter((r) => r.deployment_id === deploymentId),
+      });
     }
     const { records, restorable } = plan;
     const actor = createActor(this.machine, {
@@ -149,8 +162,11 @@ export class Runtime {
     // Exits noticed while the coordinator was down are delivered to the first listener.
     this.cleanups.push(
       backend.onExit((exit) => {
-        const detail = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`;
-        this.sendTo(replicaActorId(exit.replicaId), { type: 'replica.session.exited', detail });
+        // The exit with the replica's last output, so a crash loop's ERROR says why.
+        void describeExit(backend, exit).then((detail) => {
+          this.sendTo(replicaActorId(exit.replicaId), { type: 'replica.session.exited', detail });
+          this.wakeCapacityWaiters();
+        });
       }),
     );
     actor.start();
@@ -168,12 +184,16 @@ export class Runtime {
       backend,
       sessionExited: (replicaId, detail) =>
         this.sendTo(replicaActorId(replicaId), { type: 'replica.session.exited', detail }),
+      resume: (replicaId, state) => this.resumeAfterShutdown(replicaId, state),
+      sessionResumed: (replicaId, endpoint) =>
+        this.sendTo(replicaActorId(replicaId), { type: 'replica.session.resumed', endpoint }),
       warn: (obj, msg) => this.log.warn(obj, msg),
     });
     await this.reloadEndpoints();
     for (const id of this.tracked.ids()) this.routing.markDirty(id);
     this.routing.publishNow();
     this.startTickers();
+    this.wakeCapacityWaiters();
     this.ready = true;
     return { restoredDeployments: restorable.length };
   }
@@ -210,6 +230,20 @@ export class Runtime {
     this.ready = false;
     for (const t of this.tickers) clearInterval(t);
     for (const c of this.cleanups) await c();
+    if (opts.stopReplicas) {
+      // The next start starts these again as a planned event (restore.ts, reconcileSessions).
+      const stopping: ShutdownReplica[] = [];
+      for (const d of liveDeploymentSnapshots(this.actor?.system, this.tracked.ids())) {
+        for (const [replicaId, r] of Object.entries(d.context.replicas)) {
+          if (r.state !== 'TERMINATED') {
+            stopping.push({ replicaId, deploymentId: d.context.deploymentId, state: r.state });
+          }
+        }
+      }
+      await recordShutdownStops(this.deps.store, stopping).catch((err) =>
+        this.log.error({ err }, 'recording the shutdown stops failed'),
+      );
+    }
     await this.writer.flush().catch((err) => this.log.error({ err }, 'final flush failed'));
     this.actor?.stop();
     this.actor = null;
@@ -335,7 +369,33 @@ export class Runtime {
       .catch((err) => this.log.error({ deployment: id, err }, 'finishing deletion failed'));
   }
 
+  /** Exited replicas whose output `logs --previous` shows, oldest first. */
+  async previousReplicas(deploymentId: string): Promise<string[]> {
+    return (await previousReplicaIds(this.deps.store, deploymentId)).kept;
+  }
+
+  /** Capacity may have freed (a replica stopped or exited, the runtime started). */
+  wakeCapacityWaiters(): void {
+    wakeCapacityWaiters(liveDeploymentSnapshots(this.actor?.system, this.tracked.ids()), (id) =>
+      actorIn(this.actor?.system, id),
+    );
+  }
+
   // ---------------------------------------------------------------- internals
+
+  private async resumeAfterShutdown(replicaId: string, state: string): Promise<string | null> {
+    const d = liveDeploymentSnapshots(this.actor?.system, this.tracked.ids());
+    for (const snap of d) {
+      const r = snap.context.replicas[replicaId];
+      if (!r) continue;
+      return resumeAfterShutdown(
+        { backend: this.deps.backend, store: this.deps.store },
+        { replicaId, deploymentId: snap.context.deploymentId, state },
+        () => this.sessions.sessionFor(r.revisionId),
+      );
+    }
+    return null;
+  }
 
   private routingOf(id: string) {
     const d = this.tracked.get(id);
@@ -388,6 +448,7 @@ export class Runtime {
       live: this.deploymentRef(record.id),
       child: (sid) => actorIn(system, sid)?.getSnapshot(),
       now: this.now(),
+      quarantined: this.quarantine.get(record.id)?.reason,
     });
   }
 }

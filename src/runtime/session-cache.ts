@@ -29,7 +29,9 @@ export class SessionCache {
     if (cached && !opts.regenerate) return cached;
     const rev = await this.revision(revisionId);
     if (!rev) throw new FlotillaError('not_found', `revision ${revisionId} not found`);
-    const session = generateSession(rev.spec as ModelRevisionSpec);
+    // `declared` comes from the request, not the revision spec: keep what was stored.
+    const stored = rev.session as SessionSpec | null | undefined;
+    const session = withDeclared(generateSession(rev.spec as ModelRevisionSpec), stored?.declared);
     this.sessions.set(revisionId, session);
     return session;
   }
@@ -41,4 +43,9 @@ export class SessionCache {
     if (rev) this.revisions.set(id, rev);
     return rev;
   }
+}
+
+/** A session with the resource slots the operator declared (the rest are best effort). */
+export function withDeclared(s: SessionSpec, declared: SessionSpec['declared']): SessionSpec {
+  return declared ? { ...s, declared } : s;
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { FlotillaError } from '../../src/domain/errors.ts';
 import type { DeploymentRef } from '../../src/runtime/actor-refs.ts';
 import { DeploymentCommands } from '../../src/runtime/deployment-commands.ts';
+import { Quarantine } from '../../src/runtime/quarantine.ts';
 import { SessionCache } from '../../src/runtime/session-cache.ts';
 import { TrackedDeployments } from '../../src/runtime/tracked-deployments.ts';
 import type { DeploymentRecord, RevisionRecord, Store } from '../../src/store/store.ts';
@@ -72,6 +73,8 @@ function setup(state = 'RUNNING') {
   const dirty: string[] = [];
   const commands = new DeploymentCommands({
     store,
+    backend: { stop: async () => {} },
+    quarantine: new Quarantine(),
     tracked,
     sessions: new SessionCache(store),
     ref: (id) => (spawned.includes(id) ? actor.ref : undefined),

@@ -75,6 +75,8 @@ describe('restore: reconciling sessions with the backend', () => {
         { replicaId: 'r2', state: 'UNHEALTHY' },
         { replicaId: 'r3', state: 'STARTING' },
       ],
+      resume: async () => null,
+      sessionResumed: () => {},
       backend: {
         status: async (id) => (id === 'r1' ? 'running' : 'exited'),
         list: async () => [{ replicaId: 'r1' }, { replicaId: 'orphan' }] as never,

@@ -15,6 +15,7 @@ with its replica id when there are several).
 
 options:
   --replica <id>   one replica only
+  -p, --previous   the output of replicas that have exited (the last few per deployment)
   --tail <bytes>   how much of each replica's log (default 65536)
   -f, --follow     keep printing new output (polls every second) until Ctrl-C
 
@@ -115,6 +116,7 @@ export async function run(argv: string[]): Promise<number> {
     replica: { type: 'string' },
     tail: { type: 'string' },
     follow: { type: 'boolean', short: 'f' },
+    previous: { type: 'boolean', short: 'p' },
   });
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
@@ -127,6 +129,7 @@ export async function run(argv: string[]): Promise<number> {
   if (typeof tail === 'string') return usageError('logs', tail);
   const q = new URLSearchParams();
   if (values.replica) q.set('replica', values.replica);
+  if (values.previous) q.set('previous', 'true');
   if (tail !== undefined) q.set('tail_bytes', String(tail));
   const path = `/v1/deployments/${enc(positionals[0]!)}/logs${q.size ? `?${q}` : ''}`;
   return withClient('logs', values, async (client) => {

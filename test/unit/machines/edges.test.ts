@@ -17,6 +17,10 @@ const DEPLOYMENT_TABLE = [
   ['PENDING', 'DESTROYING'],
   ['PROVISIONING', 'DESTROYING'],
   ['ERROR', 'DESTROYING'],
+  // Additions (machines/deployment.ts header, issue 12): a crash loop ends in ERROR; an update
+  // retries an ERROR deployment from PENDING.
+  ['PROVISIONING', 'ERROR'],
+  ['ERROR', 'PENDING'],
 ] as const;
 
 /** "Replica State Transitions", plus the termination request accepted while STARTING. */
