@@ -7,17 +7,23 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { type AnyActorRef, createActor, fromPromise } from 'xstate';
 import {
   type DeploymentInput,
-  deploymentMachine,
+  deploymentMachineWithClock,
   replicaActorId,
 } from '../../../machines/deployment.ts';
 import {
   type ReplicaInput,
-  replicaMachine,
+  replicaMachineWithClock,
   type SessionInput,
   type SessionStarted,
   type StopInput,
 } from '../../../machines/replica.ts';
-import { routeMachine } from '../../../machines/route.ts';
+import { routeMachineWithClock } from '../../../machines/route.ts';
+import { systemClock } from '../../../src/runtime/provide-effects.ts';
+
+// The runtime's clock; under vi.useFakeTimers() its time and timers are the fake ones.
+const deploymentMachine = deploymentMachineWithClock(systemClock);
+const replicaMachine = replicaMachineWithClock(systemClock);
+const routeMachine = routeMachineWithClock(systemClock);
 
 const flush = () => vi.advanceTimersByTimeAsync(1);
 const top = (v: unknown) => (typeof v === 'string' ? v : Object.keys(v as object)[0]!);
