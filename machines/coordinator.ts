@@ -2,7 +2,7 @@
  * Coordinator -> shards -> deployments.
  *
  * Shards keep every parent's child list short: XState copies a parent's children on each
- * spawn and stop, which turns quadratic past a few hundred children (xstate-notes rule 2).
+ * spawn and stop, which turns quadratic past a few hundred children (docs/xstate-rules.md rule 2).
  * The shard count is fixed when the coordinator is created and persisted with it, so a
  * deployment always restores under the same shard. Events for one deployment, replica or
  * route are sent straight to it (`system.get`), never routed through here.

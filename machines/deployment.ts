@@ -1,7 +1,7 @@
 /**
  * Deployment: one declared model service and its replicas and routes (spawned children).
  *
- * Documented table (shared/reference/deployment-system.md, "Deployment State Transitions"):
+ * Documented table (docs/state-machines.md, "Deployment"):
  *   PENDING      -> PROVISIONING  initial replica creation started (definition generated)
  *   PENDING      -> ERROR         definition generator failure
  *   PROVISIONING -> RUNNING       minimum replica count achieved (at least one HEALTHY replica)
@@ -27,7 +27,7 @@
  * Rules: the replica count may change in RUNNING (and is accepted in PENDING/PROVISIONING);
  * no replica is created once DESTROYING has started. A replica leaves by draining its route
  * first (route TERMINATING -> TERMINATED), then stopping its session. Terminated children are
- * stopped and dropped from context (xstate-notes rule 8). Replica ids are derived from the
+ * stopped and dropped from context (docs/xstate-rules.md rule 8). Replica ids are derived from the
  * deployment id and a sequence kept in context, so a replay after a crash re-creates the same
  * ids and the backend adopts the running sessions instead of starting duplicates.
  */
@@ -99,8 +99,8 @@ export interface DeploymentInput {
   name: string;
   revisionId: string;
   replicas: number;
-  min_replicas?: number;
-  max_replicas?: number;
+  min_replicas: number;
+  max_replicas: number;
   settings?: Partial<DeploymentSettings>;
 }
 
@@ -171,6 +171,8 @@ export interface GenerateInput {
 export const replicaActorId = (replicaId: string) => `replica:${replicaId}`;
 export const routeActorId = (routeId: string) => `route:${routeId}`;
 export const deploymentActorId = (deploymentId: string) => `deployment:${deploymentId}`;
+/** The replica id inside a replica actor id (the inverse of replicaActorId). */
+export const replicaIdOf = (actorId: string) => actorId.replace(/^replica:/, '');
 
 /** A replica counts toward the target while it is neither leaving nor ending. */
 export function isLive(r: ReplicaEntry): boolean {
@@ -252,8 +254,8 @@ export const deploymentMachine = setup({
     route: routeMachine,
     deadlineTimer,
     /** Turn the revision into a session spec (runtime-provided). Fails -> ERROR. */
-    generateDefinition: fromPromise<void, GenerateInput>(async () => {
-      throw new Error('generateDefinition: no implementation provided; the runtime supplies it');
+    prepareSession: fromPromise<void, GenerateInput>(async () => {
+      throw new Error('prepareSession: no implementation provided; the runtime supplies it');
     }),
   },
   actions: {
@@ -509,8 +511,9 @@ export const deploymentMachine = setup({
       name: input.name,
       revisionId: input.revisionId,
       target: input.replicas,
-      minReplicas: input.min_replicas ?? 0,
-      maxReplicas: input.max_replicas ?? Math.max(input.replicas, 10),
+      // The bounds are the runtime's (src/domain/replica-bounds.ts owns their defaults).
+      minReplicas: input.min_replicas,
+      maxReplicas: input.max_replicas,
       settings: {
         ...settings,
         health: { ...DEFAULT_DEPLOYMENT_SETTINGS.health, ...settings.health },
@@ -567,7 +570,7 @@ export const deploymentMachine = setup({
         generating: {
           invoke: {
             id: 'generate',
-            src: 'generateDefinition',
+            src: 'prepareSession',
             input: ({ context }) => ({
               deploymentId: context.deploymentId,
               revisionId: context.revisionId,

@@ -1,7 +1,7 @@
 /**
  * Replica: one running session of a deployment's revision.
  *
- * Documented table (shared/reference/deployment-system.md, "Replica State Transitions"):
+ * Documented table (docs/state-machines.md, "Replica"):
  *   STARTING    -> HEALTHY      healthy_threshold consecutive health successes
  *   STARTING    -> UNHEALTHY    startup timeout, or the session failed (start error or exit)
  *   HEALTHY     -> UNHEALTHY    unhealthy_threshold consecutive failures, or the session exited

@@ -1,7 +1,7 @@
 /**
  * Route: the traffic path to one replica.
  *
- * Documented table (shared/reference/deployment-system.md, "Route State Transitions"):
+ * Documented table (docs/state-machines.md, "Route"):
  *   PENDING      -> PROVISIONING  route creation started (the replica's session has an endpoint)
  *   PROVISIONING -> HEALTHY       session ready and health check passes
  *   HEALTHY      -> HEALTHY       readiness passes, data fresh (stays; last health updated)

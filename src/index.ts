@@ -11,7 +11,6 @@ import { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
 import type { ReplicaBackend } from './backends/backend.ts';
 import { createProcessBackend } from './backends/process-backend.ts';
-import { generateSession } from './definitions/index.ts';
 import {
   type DeploymentRequest,
   type DeploymentUpdate,
@@ -53,6 +52,7 @@ import {
   Runtime,
   type RuntimeLogger,
 } from './runtime/runtime.ts';
+import { generateSession } from './session-generators/index.ts';
 import {
   type EndpointRecord,
   openStore,

@@ -1,7 +1,7 @@
 /**
  * Model revisions: what a deployment runs, after service-definition.toml and the API request
  * have been merged (src/revision) and before a definition generator turns it into a
- * SessionSpec (src/definitions).
+ * SessionSpec (src/session-generators).
  *
  * Two schemas live here:
  * - `revisionLayerSchema`: one layer as written by a user, every field optional and unknown

@@ -41,7 +41,7 @@ export interface RouteEntry {
 }
 
 /**
- * Per-deployment admission control (graceful-degradation.md); absent fields take the proxy's
+ * Per-deployment admission control (docs/health-and-degradation.md); absent fields take the proxy's
  * defaults (src/proxy/admission.ts: 60 s, queue 50, 3 per replica, 0.8, 0.7, queue 30 s).
  */
 export interface AdmissionSettings {

@@ -1,6 +1,6 @@
 /**
  * What a backend needs to run one replica. Produced by a definition generator
- * (src/definitions) from a ModelRevisionSpec.
+ * (src/session-generators) from a ModelRevisionSpec.
  */
 export interface HealthCheckSpec {
   /** HTTP path probed for readiness, e.g. `/health`. */

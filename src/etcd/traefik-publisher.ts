@@ -2,7 +2,7 @@
  * Publishes the routing table to etcd in Traefik's KV layout (traefik-layout.ts), so a
  * Traefik with the etcd provider routes like Flotilla's proxy.
  *
- * The race this prevents (reference/stale-route-keys-fix.md): a late update for a deployment
+ * The race this prevents (docs/routing-table-consistency.md): a late update for a deployment
  * re-creating the keys of a deployment that was deleted meanwhile. Three guards:
  *  1. Updates for one deployment (or endpoint) are serialized: one promise chain per group,
  *     and a queued update absorbs any later ones (it reads the newest state when it runs).
@@ -258,6 +258,8 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
     }
     if (lane.queued) return lane.queued;
     const l = lane;
+    // The previous write's failure was reported to its own caller (and retried); here it only
+    // must not stop this lane.
     const run = l.tail
       .catch(() => {})
       .then(() => {
@@ -266,6 +268,7 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
       });
     l.queued = run;
     l.tail = run;
+    // Reported to the caller that awaited `run`; this chain only tidies the lane.
     void run
       .catch(() => {})
       .then(() => {
@@ -280,6 +283,7 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
       retryTimer = null;
       // A whole pass: what failed may be any group.
       synced = false;
+      // A failure schedules the next retry inside publish (retryLater): nothing is lost.
       publisher.publish(current()).catch(() => {});
     }, retryDelay);
     retryTimer.unref?.();

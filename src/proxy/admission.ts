@@ -1,6 +1,6 @@
 /**
  * Admission control for one deployment: bounded concurrency, a bounded priority queue with a
- * queue timeout, and graduated probabilistic rejection (graceful-degradation.md).
+ * queue timeout, and graduated probabilistic rejection (docs/health-and-degradation.md).
  *
  * Load is the share of the deployment's admission room that is taken:
  *   load = (in flight + queued) / (capacity + max_queue_size),
@@ -35,7 +35,7 @@ export interface AdmissionConfig {
   queue_timeout_s: number;
 }
 
-/** The documented defaults (graceful-degradation.md); queue timeout is ours: half the request budget. */
+/** The documented defaults (docs/health-and-degradation.md); queue timeout is ours: half the request budget. */
 export const ADMISSION_DEFAULTS: Readonly<AdmissionConfig> = Object.freeze({
   request_timeout_s: 60,
   max_queue_size: 50,
@@ -87,7 +87,7 @@ export function rejectionProbability(load: number, threshold: number): number {
   return (load - threshold) / (1 - threshold);
 }
 
-/** Load level shown per deployment (graceful-degradation.md "Status Levels"). */
+/** Load level shown per deployment (docs/health-and-degradation.md "Status Levels"). */
 export type AdmissionLevel = 'healthy' | 'stressed' | 'degraded' | 'critical';
 
 /** A request waiting in the queue. The controller calls exactly one of grant/expire/evict. */

@@ -22,8 +22,8 @@ import type { ProxyEvent, ProxyEventListener } from './proxy-events.ts';
 import { createProxyMetrics } from './proxy-metrics.ts';
 import { parseProxyPath } from './request-path.ts';
 import {
-  type DeploymentState,
   type EndpointState,
+  type ProxiedDeployment,
   RoutingState,
   type Upstream,
 } from './routing-state.ts';
@@ -126,7 +126,7 @@ function errorCodeOf(err: unknown): string {
 }
 
 /** The routing config's per-attempt timeout, 60 s when it is missing or not positive. */
-function attemptTimeoutMs(dep: DeploymentState): number {
+function attemptTimeoutMs(dep: ProxiedDeployment): number {
   const s = dep.routing.request_timeout_s;
   return typeof s === 'number' && s > 0 ? s * 1000 : 60_000;
 }
@@ -267,9 +267,9 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     readonly deadline: number;
     priority: number;
     timer: NodeJS.Timeout | undefined = undefined;
-    dep: DeploymentState;
+    dep: ProxiedDeployment;
     /** Deployments of the endpoint this request gave up on (evicted from their queue). */
-    skipped: DeploymentState[] | null = null;
+    skipped: ProxiedDeployment[] | null = null;
     body: Buffer | IncomingMessage | null = null;
     replayable = true;
     tried: Upstream[] | null = null;
@@ -283,7 +283,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     constructor(
       readonly req: IncomingMessage,
       readonly res: ServerResponse,
-      dep: DeploymentState,
+      dep: ProxiedDeployment,
       readonly endpoint: EndpointState | null,
       readonly path: string,
       readonly scan: RequestHeaderScan,
@@ -689,7 +689,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       sendError(res, 404, 'not_found', `no deployment or endpoint named ${parsed.name}`);
       return;
     }
-    let dep: DeploymentState | undefined;
+    let dep: ProxiedDeployment | undefined;
     let endpoint: EndpointState | null = null;
     if (target.kind === 'endpoint') {
       endpoint = target;

@@ -58,7 +58,7 @@ export class Upstream implements BalancerTarget, OutlierSubject {
 
   constructor(
     entry: RouteEntry,
-    readonly deployment: DeploymentState,
+    readonly deployment: ProxiedDeployment,
     private readonly onIdle: (u: Upstream) => void,
   ) {
     this.routeId = entry.routeId;
@@ -88,6 +88,8 @@ export class Upstream implements BalancerTarget, OutlierSubject {
     const pool = this.pool;
     this.pool = undefined;
     if (!pool) return;
+    // Closing connections to a replica that is going away: an error here has no one to tell
+    // and nothing to retry (the pool is dropped either way).
     if (graceMs <= 0) {
       await pool.destroy().catch(() => {});
       return;
@@ -105,7 +107,7 @@ export class Upstream implements BalancerTarget, OutlierSubject {
 }
 
 /** A deployment as the proxy routes it. */
-export class DeploymentState {
+export class ProxiedDeployment {
   readonly kind = 'deployment' as const;
   readonly id: string;
   name: string;
@@ -220,7 +222,7 @@ export class DeploymentState {
 export class EndpointBackendState implements BalancerTarget {
   readonly inflight = 0;
   weight: number;
-  target: DeploymentState | undefined;
+  target: ProxiedDeployment | undefined;
 
   constructor(
     readonly deployment: string,
@@ -243,7 +245,7 @@ export class EndpointState {
    * deployment exists and has a servable replica; one that has none drops out and the others
    * take its share. `exclude` skips deployments this request already gave up on.
    */
-  pick(exclude: readonly DeploymentState[] | null): DeploymentState | undefined {
+  pick(exclude: readonly ProxiedDeployment[] | null): ProxiedDeployment | undefined {
     return this.balancer.pick(
       this.backends,
       (b) =>
@@ -256,7 +258,7 @@ export class EndpointState {
 }
 
 /** What a first path segment resolves to. */
-export type NamedTarget = DeploymentState | EndpointState;
+export type NamedTarget = ProxiedDeployment | EndpointState;
 
 /** Hooks the state needs from the proxy around it. */
 export interface RoutingStateDeps {
@@ -279,9 +281,9 @@ export class RoutingState {
   private readonly upstreams = new Map<string, Upstream>();
   /** Routes that left the table and still have requests in flight. */
   private readonly retiring = new Set<Upstream>();
-  private readonly deployments = new Map<string, DeploymentState>();
+  private readonly deployments = new Map<string, ProxiedDeployment>();
   /** Deployments by name, in table order; the last one with a name gets it. */
-  private byName = new Map<string, DeploymentState[]>();
+  private byName = new Map<string, ProxiedDeployment[]>();
   private readonly endpoints = new Map<string, EndpointState>();
 
   constructor(private readonly deps: RoutingStateDeps) {}
@@ -307,7 +309,7 @@ export class RoutingState {
     this.version = table.version;
     const seenDeployments = new Set<string>();
     const seenRoutes = new Set<string>();
-    const byName = new Map<string, DeploymentState[]>();
+    const byName = new Map<string, ProxiedDeployment[]>();
     for (const d of table.deployments) {
       if (seenDeployments.has(d.deploymentId)) continue;
       seenDeployments.add(d.deploymentId);
@@ -317,7 +319,7 @@ export class RoutingState {
       else byName.set(ds.name, [ds]);
     }
     for (const u of [...this.upstreams.values()]) if (!seenRoutes.has(u.routeId)) this.retire(u);
-    const removed: DeploymentState[] = [];
+    const removed: ProxiedDeployment[] = [];
     for (const ds of [...this.deployments.values()]) {
       if (!seenDeployments.has(ds.id)) removed.push(this.dropDeployment(ds));
     }
@@ -333,7 +335,7 @@ export class RoutingState {
   private applyChange(change: RoutingTableChange, table: RoutingTable): void {
     this.version = change.version;
     let namesMoved = false;
-    const touched: DeploymentState[] = [];
+    const touched: ProxiedDeployment[] = [];
     for (const d of change.upserted) {
       const before = this.deployments.get(d.deploymentId);
       const oldName = before?.name;
@@ -352,7 +354,7 @@ export class RoutingState {
       }
       touched.push(ds);
     }
-    const removed: DeploymentState[] = [];
+    const removed: ProxiedDeployment[] = [];
     for (const { deploymentId } of change.removed) {
       const ds = this.deployments.get(deploymentId);
       if (!ds) continue;
@@ -369,11 +371,11 @@ export class RoutingState {
   }
 
   /** Creates or updates one deployment and its routes (route ids in `seenRoutes` are skipped). */
-  private upsertDeployment(d: DeploymentRoutes, seenRoutes: Set<string>): DeploymentState {
+  private upsertDeployment(d: DeploymentRoutes, seenRoutes: Set<string>): ProxiedDeployment {
     const { random, metrics } = this.deps;
     let ds = this.deployments.get(d.deploymentId);
     if (!ds) {
-      ds = new DeploymentState(d, random, metrics);
+      ds = new ProxiedDeployment(d, random, metrics);
       this.deployments.set(d.deploymentId, ds);
     } else {
       ds.update(d, metrics);
@@ -409,7 +411,7 @@ export class RoutingState {
     return ds;
   }
 
-  private dropDeployment(ds: DeploymentState): DeploymentState {
+  private dropDeployment(ds: ProxiedDeployment): ProxiedDeployment {
     this.deployments.delete(ds.id);
     ds.removed = true;
     ds.routes = [];
@@ -417,14 +419,14 @@ export class RoutingState {
     return ds;
   }
 
-  private forgetRemoved(removed: DeploymentState[]): void {
+  private forgetRemoved(removed: ProxiedDeployment[]): void {
     for (const ds of removed) {
       ds.recomputeCapacity();
       this.deps.metrics.forget(ds.name);
     }
   }
 
-  private unname(ds: DeploymentState, name: string): void {
+  private unname(ds: ProxiedDeployment, name: string): void {
     const list = this.byName.get(name);
     if (!list) return;
     const rest = list.filter((x) => x !== ds);
@@ -433,7 +435,7 @@ export class RoutingState {
   }
 
   /** A deployment by name (the last one with it), else by id. */
-  private deploymentNamed(name: string): DeploymentState | undefined {
+  private deploymentNamed(name: string): ProxiedDeployment | undefined {
     const list = this.byName.get(name);
     return list?.[list.length - 1] ?? this.deployments.get(name);
   }
@@ -477,7 +479,7 @@ export class RoutingState {
    * Recomputes a deployment's capacity. When every servable replica is ejected, ejections
    * are lifted (like Envoy's panic threshold): the replicas are all the deployment has.
    */
-  refresh(ds: DeploymentState): void {
+  refresh(ds: ProxiedDeployment): void {
     if (ds.targets.length > 0 && ds.targets.every((u) => u.ejected)) {
       for (const u of ds.targets) this.deps.outliers.restore(u);
     }
@@ -506,11 +508,11 @@ export class RoutingState {
   }
 
   /** The deployment named (or with id) `name`, if it is in the table. */
-  deployment(name: string): DeploymentState | undefined {
+  deployment(name: string): ProxiedDeployment | undefined {
     return this.deploymentNamed(name);
   }
 
-  allDeployments(): IterableIterator<DeploymentState> {
+  allDeployments(): IterableIterator<ProxiedDeployment> {
     return this.deployments.values();
   }
 

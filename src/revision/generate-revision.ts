@@ -3,13 +3,14 @@
  * when there is one) becomes a validated ModelRevisionSpec. Every problem found is reported at
  * once, as ErrorDetails, never as a stack trace.
  */
-import { canonicalVariant, getGenerator, runtimeVariants } from '../definitions/index.ts';
+
 import { type ErrorDetail, FlotillaError } from '../domain/errors.ts';
 import {
   type ModelRevisionSpec,
   modelRevisionSpecSchema,
   parseMemory,
 } from '../domain/revision.ts';
+import { canonicalVariant, getGenerator, runtimeVariants } from '../session-generators/index.ts';
 import { issuesToDetails, withSource } from './issues.ts';
 import {
   checkLayer,

@@ -3,6 +3,7 @@
  * of output, so the replica's reason, and the deployment's ERROR reason once the crash loop
  * ends (machines/deployment.ts, max_failed_starts), say why it died.
  */
+import { replicaIdOf } from '../../machines/deployment.ts';
 import type { ReplicaBackend, ReplicaExit } from '../backends/backend.ts';
 import type { Store } from '../store/store.ts';
 
@@ -47,8 +48,8 @@ export async function previousReplicaIds(
     .filter((r) => r.state === 'TERMINATED')
     .sort((a, b) => time(a.updated_at) - time(b.updated_at) || a.id.localeCompare(b.id));
   const cut = Math.max(0, exited.length - keep);
-  // Projection rows are keyed by actor id (`replica:<id>`); the backend knows the replica id.
-  const ids = exited.map((r) => r.id.replace(/^replica:/, ''));
+  // Projection rows are keyed by actor id; the backend knows the replica id.
+  const ids = exited.map((r) => replicaIdOf(r.id));
   return { kept: ids.slice(cut), dropped: ids.slice(0, cut) };
 }
 

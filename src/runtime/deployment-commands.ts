@@ -4,13 +4,13 @@
  */
 import type { DeploymentInput, DeploymentSettings } from '../../machines/deployment.ts';
 import type { ReplicaBackend } from '../backends/backend.ts';
-import { generateSession } from '../definitions/index.ts';
 import { FlotillaError } from '../domain/errors.ts';
 import { newId } from '../domain/ids.ts';
 import { assertReplicaBounds } from '../domain/replica-bounds.ts';
 import type { ModelRevisionSpec } from '../domain/revision.ts';
 import type { AdmissionSettings, RoutingConfig } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
+import { generateSession } from '../session-generators/index.ts';
 import type { DeploymentRecord, Store } from '../store/store.ts';
 import { type DeploymentRef, deploymentSnapshotOf } from './actor-refs.ts';
 import { type DeploymentOptions, optionsOf } from './deployment-options.ts';

@@ -36,7 +36,7 @@ export { systemClock };
 
 /** What the effects need from the runtime; each function is idempotent per id. */
 export interface EffectPorts {
-  generateDefinition(input: GenerateInput): Promise<void>;
+  prepareSession(input: GenerateInput): Promise<void>;
   startSession(input: SessionInput): Promise<SessionStarted>;
   restartSession(input: SessionInput): Promise<SessionStarted>;
   stopSession(input: StopInput): Promise<void>;
@@ -91,9 +91,7 @@ export function provideEffects(ports: EffectPorts, clock: MachineClock = systemC
     actors: {
       replica,
       route,
-      generateDefinition: fromPromise<void, GenerateInput>(({ input }) =>
-        ports.generateDefinition(input),
-      ),
+      prepareSession: fromPromise<void, GenerateInput>(({ input }) => ports.prepareSession(input)),
     },
   });
   const shard = shardMachine.provide({

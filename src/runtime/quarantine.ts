@@ -5,6 +5,7 @@
  * still serves every other deployment, so it stays ready), refuses scale and update with 409,
  * and can be deleted: its replicas are stopped and every row of it is marked TERMINATED.
  */
+import { replicaIdOf } from '../../machines/deployment.ts';
 import type { ReplicaBackend } from '../backends/backend.ts';
 import type { ActorSnapshotRow, Store } from '../store/store.ts';
 
@@ -47,10 +48,10 @@ export class Quarantine {
     const q = this.entries.get(id);
     if (!q) return;
     const replicaIds = new Set(
-      q.rows.filter((r) => r.kind === 'replica').map((r) => r.actor_id.replace(/^replica:/, '')),
+      q.rows.filter((r) => r.kind === 'replica').map((r) => replicaIdOf(r.actor_id)),
     );
     for (const r of await deps.store.listReplicas(id)) {
-      if (r.state !== 'TERMINATED') replicaIds.add(r.id.replace(/^replica:/, ''));
+      if (r.state !== 'TERMINATED') replicaIds.add(replicaIdOf(r.id));
     }
     await Promise.all([...replicaIds].map((rid) => deps.backend.stop(rid, 10_000)));
     const at = new Date();

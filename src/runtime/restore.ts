@@ -1,7 +1,7 @@
 /**
  * Rebuilds the coordinator's persisted snapshot from per-deployment rows, so the whole tree is
  * created and started once (XState has no API to restore one deployment into a running tree;
- * xstate-notes rule 9). Deployments are placed by the current shard count, so changing it
+ * docs/xstate-rules.md rule 9). Deployments are placed by the current shard count, so changing it
  * between restarts only moves deployments between shards. Also what restore checks: which
  * stored rows can be restored, and which backend sessions the restored actors own.
  */

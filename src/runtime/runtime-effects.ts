@@ -73,7 +73,7 @@ export function routeTransition(ctx: RouteContext, state: RouteState): Transitio
 export function runtimeEffects(rt: Runtime): EffectPorts {
   const { backend } = rt.deps;
   return {
-    generateDefinition: async ({ revisionId }) => {
+    prepareSession: async ({ revisionId }) => {
       const session = await rt.sessions.sessionFor(revisionId, { regenerate: true });
       const cap = backend.capacity().total;
       const r = reservedSlots(session);

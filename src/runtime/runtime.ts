@@ -150,7 +150,7 @@ export class Runtime {
       snapshot: plan.coordinator as never,
     });
     actor.subscribe({
-      // An errored root ignores every later event (docs: XState rules): say so on /ready
+      // An errored root ignores every later event (docs/xstate-rules.md rule 4): say so on /ready
       // rather than go on looking alive.
       error: (err) => {
         this.failure = `actor tree failed: ${err instanceof Error ? err.message : String(err)}`;
@@ -434,7 +434,7 @@ export class Runtime {
     }
   }
 
-  /** Sends straight to one actor; an id that is gone is skipped (docs: XState rules). */
+  /** Sends straight to one actor; an id that is gone is skipped (docs/xstate-rules.md rule 5). */
   sendTo(systemId: string, event: { type: string } & Record<string, unknown>): void {
     actorIn(this.actor?.system, systemId)?.send(event);
   }

@@ -2,10 +2,11 @@
  * Session specs by revision id, generated from the stored revision; revisions never change
  * once written, so each is read from the store once.
  */
-import { generateSession } from '../definitions/index.ts';
+
 import { FlotillaError } from '../domain/errors.ts';
 import type { ModelRevisionSpec } from '../domain/revision.ts';
 import type { SessionSpec } from '../domain/session.ts';
+import { generateSession } from '../session-generators/index.ts';
 import type { RevisionRecord, Store } from '../store/store.ts';
 
 export class SessionCache {

@@ -6,6 +6,7 @@
  * actor takes the new endpoint without a transition (`replica.session.resumed`), so no
  * failure and no restart is counted.
  */
+import { replicaActorId } from '../../machines/deployment.ts';
 import type { ReplicaBackend } from '../backends/backend.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { Store } from '../store/store.ts';
@@ -27,7 +28,7 @@ export async function recordShutdownStops(
   const at = new Date();
   await store.recordEvents(
     replicas.map((r) => ({
-      actorId: `replica:${r.replicaId}`,
+      actorId: replicaActorId(r.replicaId),
       kind: 'replica' as const,
       deploymentId: r.deploymentId,
       state: r.state,
@@ -55,7 +56,7 @@ export async function resumeAfterShutdown(
     const handle = await backend.start(replica.replicaId, await spec());
     await store.recordEvents([
       {
-        actorId: `replica:${replica.replicaId}`,
+        actorId: replicaActorId(replica.replicaId),
         kind: 'replica',
         deploymentId: replica.deploymentId,
         state: replica.state,

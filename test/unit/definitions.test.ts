@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { FlotillaError } from '../../src/domain/errors.ts';
+import { type ModelRevisionSpec, modelRevisionSpecSchema } from '../../src/domain/revision.ts';
+import { DEFAULT_HEALTH_CHECK } from '../../src/domain/session.ts';
 import {
-  type DefinitionGenerator,
+  type SessionGenerator,
   generateSession,
   getGenerator,
   registerGenerator,
   runtimeVariants,
-} from '../../src/definitions/index.ts';
-import { FlotillaError } from '../../src/domain/errors.ts';
-import { type ModelRevisionSpec, modelRevisionSpecSchema } from '../../src/domain/revision.ts';
-import { DEFAULT_HEALTH_CHECK } from '../../src/domain/session.ts';
+} from '../../src/session-generators/index.ts';
 
 const GiB = 1024 ** 3;
 const MODEL = 'meta-llama/Llama-3.1-8B-Instruct';
@@ -46,7 +46,7 @@ describe('the registry', () => {
   });
 
   it('adds a variant with one registration and refuses a duplicate', () => {
-    const echo: DefinitionGenerator = {
+    const echo: SessionGenerator = {
       variant: 'test-echo',
       summary: 'test only',
       defaults: { port: 1234, healthPath: '/ping' },

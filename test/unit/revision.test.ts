@@ -26,7 +26,7 @@ const DOCUMENTED_ENVIRON = {
   VLLM_GPU_MEMORY_UTILIZATION: '0.95',
 };
 
-describe('the documented example (deployment-system.md, "Revision Generators")', () => {
+describe('the documented example (docs/definitions.md)', () => {
   it('gives exactly the documented result for vllm', async () => {
     const { revision, warnings } = await generateRevision(
       { runtime_variant: 'vllm', model_path: 'documented-example', request: {} },

@@ -5,9 +5,9 @@
  * `path: message` per line on stderr (exit 1). Usage mistakes exit 2.
  */
 import path from 'node:path';
-import { generateSession, runtimeVariants } from '../../definitions/index.ts';
 import { isFlotillaError } from '../../domain/errors.ts';
 import { generateRevision } from '../../revision/index.ts';
+import { generateSession, runtimeVariants } from '../../session-generators/index.ts';
 import { usageError as commonUsageError } from '../args.ts';
 import { parseFlags } from '../flags.ts';
 import { output, printError, wantsJson } from '../output.ts';

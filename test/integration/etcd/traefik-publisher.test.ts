@@ -1,6 +1,6 @@
 /**
  * The Traefik KV publisher against a real etcd: the exact layout, full replace per deployment,
- * and the stale-route-keys race (reference/stale-route-keys-fix.md): a deleted deployment's keys
+ * and the stale-route-keys race (docs/routing-table-consistency.md): a deleted deployment's keys
  * are never re-created by a late publish, whatever the interleaving.
  */
 import { Etcd3 } from 'etcd3';

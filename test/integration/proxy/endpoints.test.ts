@@ -1,6 +1,6 @@
 /**
  * Endpoints: traffic split by weight across deployments (canary, blue-green), with backends
- * that cannot serve dropping out of the split (stopped-app-routing.md).
+ * that cannot serve dropping out of the split (docs/health-and-degradation.md).
  */
 import { describe, expect, it } from 'vitest';
 import { createProxy } from '../../../src/proxy/proxy-server.ts';

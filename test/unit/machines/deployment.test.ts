@@ -37,6 +37,7 @@ const input: DeploymentInput = {
   name: 'echo',
   revisionId: 'v1',
   replicas: 2,
+  min_replicas: 0,
   max_replicas: 5,
   settings: { health: { healthy_threshold: 1, unhealthy_threshold: 2, startup_timeout_s: 60 } },
 };
@@ -46,7 +47,7 @@ function testDeployment(opts: { generatorFails?: boolean } = {}) {
   const stopped: string[] = [];
   const machine = deploymentMachine.provide({
     actors: {
-      generateDefinition: fromPromise(async () => {
+      prepareSession: fromPromise(async () => {
         if (opts.generatorFails) throw new Error('unknown image');
       }),
       replica: replicaMachine.provide({
@@ -127,7 +128,7 @@ describe('deployment machine', () => {
     await flush();
     expect(stopped.sort()).toEqual(['d1-r2', 'd1-r3']);
     expect(Object.keys(actor.getSnapshot().context.replicas)).toEqual(['d1-r1']);
-    // Terminated children are stopped and dropped (xstate-notes rule 8).
+    // Terminated children are stopped and dropped (docs/xstate-rules.md rule 8).
     expect(Object.keys(actor.getSnapshot().children).sort()).toEqual([
       replicaActorId('d1-r1'),
       routeActorId('d1-t1'),
@@ -152,7 +153,7 @@ describe('deployment machine', () => {
     let release!: () => void;
     const machine = deploymentMachine.provide({
       actors: {
-        generateDefinition: fromPromise(async () => {}),
+        prepareSession: fromPromise(async () => {}),
         replica: replicaMachine.provide({
           actors: {
             startSession: fromPromise(async () => ({ endpoint: 'http://127.0.0.1:1' })),
@@ -333,7 +334,7 @@ describe('deployment machine, single steps (pure transition(): no actor, no effe
     expect(a.getSnapshot().value).toEqual({ PENDING: 'generating' });
     expect(a.lastActions()).toEqual([
       ['recordTransition', { state: 'PENDING' }],
-      ['xstate.spawnChild', expect.objectContaining({ id: 'generate', src: 'generateDefinition' })],
+      ['xstate.spawnChild', expect.objectContaining({ id: 'generate', src: 'prepareSession' })],
     ]);
   });
 

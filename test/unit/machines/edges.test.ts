@@ -5,7 +5,7 @@ import { replicaMachine } from '../../../machines/replica.ts';
 import { routeMachine } from '../../../machines/route.ts';
 import { edgeSet, sorted, topLevelEdges } from '../../harness/machine-edges.ts';
 
-/** shared/reference/deployment-system.md, "Deployment State Transitions", plus the delete additions. */
+/** docs/state-machines.md, "Deployment", plus the delete additions. */
 const DEPLOYMENT_TABLE = [
   ['PENDING', 'PROVISIONING'],
   ['PENDING', 'ERROR'],

@@ -135,6 +135,7 @@ const depInput: DeploymentInput = {
   name: 'boom',
   revisionId: 'v1',
   replicas: 1,
+  min_replicas: 0,
   max_replicas: 5,
   settings: { health: { healthy_threshold: 1, unhealthy_threshold: 2, startup_timeout_s: 60 } },
 };
@@ -155,7 +156,7 @@ function crashingDeployment(input: DeploymentInput = depInput) {
   };
   const machine = deploymentMachine.provide({
     actors: {
-      generateDefinition: fromPromise(async () => {}),
+      prepareSession: fromPromise(async () => {}),
       replica: replicaMachine.provide({
         actors: {
           startSession: fromPromise<SessionStarted, SessionInput>(async ({ input: i }) => {
@@ -253,7 +254,7 @@ describe('deployment: no stuck states', () => {
     heal();
     const machine = base.provide({
       actors: {
-        generateDefinition: fromPromise(
+        prepareSession: fromPromise(
           () =>
             new Promise<void>((resolve) => {
               release = resolve;
@@ -293,7 +294,7 @@ describe('deployment: a capacity wait is not a failed provisioning', () => {
   it('re-arms the provisioning timeout instead of retrying from PENDING while a replica waits for capacity', async () => {
     const machine = deploymentMachine.provide({
       actors: {
-        generateDefinition: fromPromise(async () => {}),
+        prepareSession: fromPromise(async () => {}),
         replica: replicaMachine.provide({
           actors: {
             startSession: fromPromise<SessionStarted, SessionInput>(async () => {

@@ -5,12 +5,12 @@
  * - Readiness: `GET /v1/health` (registered with the `openai` API type, the default):
  *   https://docs.modular.com/max/cli/serve.md
  */
-import type { DefinitionGenerator } from './generator.ts';
+import type { SessionGenerator } from './generator.ts';
 import { buildSession, modelSource, requireModel } from './generator.ts';
 
 const defaults = { port: 8000, healthPath: '/v1/health' };
 
-export const modularMaxGenerator: DefinitionGenerator = {
+export const modularMaxGenerator: SessionGenerator = {
   variant: 'modular-max',
   summary: 'Modular MAX server (max serve)',
   defaults,

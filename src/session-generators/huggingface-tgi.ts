@@ -8,12 +8,12 @@
  * - Readiness: `GET /health` (router health route, see the OpenAPI docs at
  *   https://huggingface.github.io/text-generation-inference).
  */
-import type { DefinitionGenerator } from './generator.ts';
+import type { SessionGenerator } from './generator.ts';
 import { buildSession, modelSource, requireModel } from './generator.ts';
 
 const defaults = { port: 80, healthPath: '/health' };
 
-export const huggingfaceTgiGenerator: DefinitionGenerator = {
+export const huggingfaceTgiGenerator: SessionGenerator = {
   variant: 'huggingface-tgi',
   summary: 'Hugging Face Text Generation Inference (text-generation-launcher)',
   defaults,

@@ -20,7 +20,7 @@ export interface GeneratorDefaults {
  * generator reports those problems at deploy time. `generate` is pure and may assume
  * `validate` returned nothing; it throws only on a bug.
  */
-export interface DefinitionGenerator {
+export interface SessionGenerator {
   /** Canonical variant name: lower case, words joined by `-`. */
   readonly variant: string;
   /** One line for help texts. */

@@ -2,9 +2,9 @@
  * Maps runtime variants to their definition generators. Adding a variant is one generator
  * file plus one `registerGenerator` line in ./index.ts.
  */
-import type { DefinitionGenerator } from './generator.ts';
+import type { SessionGenerator } from './generator.ts';
 
-const generators = new Map<string, DefinitionGenerator>();
+const generators = new Map<string, SessionGenerator>();
 const variants: string[] = [];
 
 /** The registered variant names, in registration order (a live view). */
@@ -15,7 +15,7 @@ export function canonicalVariant(name: string): string {
   return name.trim().toLowerCase().replace(/_/g, '-');
 }
 
-export function registerGenerator(generator: DefinitionGenerator): void {
+export function registerGenerator(generator: SessionGenerator): void {
   const variant = canonicalVariant(generator.variant);
   if (variant !== generator.variant) {
     throw new Error(`generator variant "${generator.variant}" must be written "${variant}"`);
@@ -26,6 +26,6 @@ export function registerGenerator(generator: DefinitionGenerator): void {
   variants.push(variant);
 }
 
-export function getGenerator(variant: string): DefinitionGenerator | undefined {
+export function getGenerator(variant: string): SessionGenerator | undefined {
   return generators.get(canonicalVariant(variant));
 }

@@ -5,12 +5,12 @@
  * - Readiness: `GET /health` (`/health_generate` also runs a generation):
  *   https://docs.sglang.io/docs/basic_usage/native_api.md
  */
-import type { DefinitionGenerator } from './generator.ts';
+import type { SessionGenerator } from './generator.ts';
 import { buildSession, modelSource, requireModel, servedModelName } from './generator.ts';
 
 const defaults = { port: 30000, healthPath: '/health' };
 
-export const sglangGenerator: DefinitionGenerator = {
+export const sglangGenerator: SessionGenerator = {
   variant: 'sglang',
   summary: 'SGLang server (python3 -m sglang.launch_server)',
   defaults,

@@ -10,12 +10,12 @@
  * The port is fixed inside the container (the environment cannot carry `{port}`), so NIM
  * needs an image and a container backend.
  */
-import type { DefinitionGenerator } from './generator.ts';
+import type { SessionGenerator } from './generator.ts';
 import { buildSession, requireField } from './generator.ts';
 
 const defaults = { port: 8000, healthPath: '/v1/health/ready' };
 
-export const nimGenerator: DefinitionGenerator = {
+export const nimGenerator: SessionGenerator = {
   variant: 'nim',
   summary: 'NVIDIA NIM container (image required)',
   defaults,

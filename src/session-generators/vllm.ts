@@ -6,12 +6,12 @@
  * - Readiness: `GET /health`, 200 when the engine is alive, 503 when it is dead:
  *   https://docs.vllm.ai/en/latest/api/vllm/entrypoints/serve/instrumentator/health/
  */
-import type { DefinitionGenerator } from './generator.ts';
+import type { SessionGenerator } from './generator.ts';
 import { buildSession, modelSource, requireModel, servedModelName } from './generator.ts';
 
 const defaults = { port: 8000, healthPath: '/health' };
 
-export const vllmGenerator: DefinitionGenerator = {
+export const vllmGenerator: SessionGenerator = {
   variant: 'vllm',
   summary: 'vLLM OpenAI-compatible server (vllm serve)',
   defaults,

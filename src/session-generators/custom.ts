@@ -3,12 +3,12 @@
  * taken as written; nothing is added. Only the readiness path has a default (`/health`).
  * The contract is ours (../../docs/definitions.md); there is no upstream runtime to cite.
  */
-import type { DefinitionGenerator } from './generator.ts';
+import type { SessionGenerator } from './generator.ts';
 import { buildSession, requireField } from './generator.ts';
 
 const defaults = { port: 8000, healthPath: '/health' };
 
-export const customGenerator: DefinitionGenerator = {
+export const customGenerator: SessionGenerator = {
   variant: 'custom',
   summary: 'fully user-defined: command and port come from the definition',
   defaults,

@@ -5,12 +5,12 @@
  * `port` and `[health_check] path`. No upstream documentation to cite: the contract is ours
  * (../../docs/definitions.md).
  */
-import type { DefinitionGenerator } from './generator.ts';
+import type { SessionGenerator } from './generator.ts';
 import { buildSession, requireField } from './generator.ts';
 
 const defaults = { port: 8000, healthPath: '/health' };
 
-export const cmdGenerator: DefinitionGenerator = {
+export const cmdGenerator: SessionGenerator = {
   variant: 'cmd',
   summary: 'any command serving HTTP on {port} / $PORT',
   defaults,
