@@ -48,6 +48,24 @@ export async function waitForDeployment(
   }
 }
 
+/**
+ * How `deploy --wait`, `scale --wait` and `rm --wait` end: the view as JSON (with --json), the
+ * verdict on stdout when it holds, else on stderr; returns the exit code.
+ */
+export function reportOutcome(
+  cmd: string,
+  outcome: { ok: boolean; message: string; view: DeploymentView },
+  json: boolean,
+): number {
+  if (json) console.log(JSON.stringify(outcome.view, null, 2));
+  if (outcome.ok) {
+    if (!json) console.log(outcome.message);
+    return 0;
+  }
+  console.error(`flotilla ${cmd}: ${outcome.message}`);
+  return 1;
+}
+
 /** RUNNING with every target replica HEALTHY; ERROR or deletion fails. */
 export function runningVerdict(v: DeploymentView): Verdict {
   if (v.state === 'RUNNING' && v.healthy_replicas >= v.target_replicas) {

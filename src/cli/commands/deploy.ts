@@ -7,7 +7,7 @@
 import path from 'node:path';
 import type { DeploymentView } from '../../index.ts';
 import { COMMON_HELP, intFlag, parseCommand, usageError, withClient } from '../args.ts';
-import { runningVerdict, waitForDeployment } from '../wait.ts';
+import { reportOutcome, runningVerdict, waitForDeployment } from '../wait.ts';
 import { applySet } from './validate.ts';
 
 const HELP = `usage: flotilla deploy <model folder or .toml file> --name <name> [options]
@@ -74,12 +74,6 @@ export async function run(argv: string[]): Promise<number> {
       verdict: runningVerdict,
       print,
     });
-    if (json) console.log(JSON.stringify(outcome.view, null, 2));
-    if (outcome.ok) {
-      if (!json) console.log(outcome.message);
-      return 0;
-    }
-    console.error(`flotilla deploy: ${outcome.message}`);
-    return 1;
+    return reportOutcome('deploy', outcome, json);
   });
 }

@@ -1,7 +1,7 @@
 /** `flotilla rm NAME [--wait] [--timeout S]`: deletes a deployment; --wait until TERMINATED. */
 import type { DeploymentView } from '../../index.ts';
 import { COMMON_HELP, enc, intFlag, parseCommand, usageError, withClient } from '../args.ts';
-import { waitForDeployment } from '../wait.ts';
+import { reportOutcome, waitForDeployment } from '../wait.ts';
 
 const HELP = `usage: flotilla rm <name or id> [options]
 
@@ -42,12 +42,6 @@ export async function run(argv: string[]): Promise<number> {
         d.state === 'TERMINATED' ? { ok: true, message: `${d.name} is TERMINATED` } : null,
       print,
     });
-    if (json) console.log(JSON.stringify(outcome.view, null, 2));
-    if (outcome.ok) {
-      if (!json) console.log(outcome.message);
-      return 0;
-    }
-    console.error(`flotilla rm: ${outcome.message}`);
-    return 1;
+    return reportOutcome('rm', outcome, json);
   });
 }
