@@ -4,7 +4,7 @@
  */
 import type { DeploymentView } from '../../index.ts';
 import { COMMON_HELP, enc, intFlag, parseCommand, usageError, withClient } from '../args.ts';
-import { type Verdict, waitForDeployment } from '../wait.ts';
+import { reportOutcome, type Verdict, waitForDeployment } from '../wait.ts';
 
 const HELP = `usage: flotilla scale <name or id> <replicas> [options]
 
@@ -61,12 +61,6 @@ export async function run(argv: string[]): Promise<number> {
       verdict: scaledVerdict(n),
       print,
     });
-    if (json) console.log(JSON.stringify(outcome.view, null, 2));
-    if (outcome.ok) {
-      if (!json) console.log(outcome.message);
-      return 0;
-    }
-    console.error(`flotilla scale: ${outcome.message}`);
-    return 1;
+    return reportOutcome('scale', outcome, json);
   });
 }
