@@ -10,9 +10,11 @@
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { FlotillaError } from '../domain/errors.ts';
 import type { DeploymentView, Flotilla } from '../index.ts';
+import { INSPECTOR_ASSETS_DIR } from '../inspector/assets-dir.ts';
 import { readHistory, statesAt } from '../inspector/history.ts';
 import { MACHINE_NAMES, statechart } from '../inspector/statechart.ts';
 import { type EventStreamOptions, registerEventStream } from './events-stream.ts';
@@ -40,11 +42,11 @@ export function parseAt(at: unknown): number {
 
 const ASSETS: Record<string, { file: () => string; type: string }> = {
   'app.js': {
-    file: () => new URL('../inspector/assets/app.js', import.meta.url).pathname,
+    file: () => join(INSPECTOR_ASSETS_DIR, 'app.js'),
     type: 'text/javascript; charset=utf-8',
   },
   'app.css': {
-    file: () => new URL('../inspector/assets/app.css', import.meta.url).pathname,
+    file: () => join(INSPECTOR_ASSETS_DIR, 'app.css'),
     type: 'text/css; charset=utf-8',
   },
   'elk.bundled.js': {
@@ -127,7 +129,7 @@ export async function inspectorRoutes(
 
   // ------------------------------------------------------------ the page
   const page = async (_req: unknown, reply: import('fastify').FastifyReply) => {
-    const html = await readFile(new URL('../inspector/assets/index.html', import.meta.url), 'utf8');
+    const html = await readFile(join(INSPECTOR_ASSETS_DIR, 'index.html'), 'utf8');
     return reply
       .type('text/html; charset=utf-8')
       .header('cache-control', 'no-store')
