@@ -67,6 +67,15 @@ export function* liveDeploymentSnapshots(
 }
 
 /** The top-level state of every live actor of these deployments, by actor id. */
+/** How many actors the live deployments run (each: itself, its replicas and their routes). */
+export function actorCountIn(system: AnyActorSystem | undefined, ids: Iterable<string>): number {
+  let n = 0;
+  for (const d of liveDeploymentSnapshots(system, ids)) {
+    n += 1 + 2 * Object.keys(d.context.replicas).length;
+  }
+  return n;
+}
+
 export function actorStatesIn(
   system: AnyActorSystem | undefined,
   ids: Iterable<string>,

@@ -24,6 +24,24 @@ export class Quarantine {
     this.entries.set(entry.id, entry);
   }
 
+  /** Quarantines every deployment whose snapshot restore rejected; returns them. */
+  addRejected(plan: {
+    rejected: Array<{ deploymentId: string; err: unknown }>;
+    records: Map<string, { name: string }>;
+    rows: ActorSnapshotRow[];
+  }): QuarantinedDeployment[] {
+    return plan.rejected.map(({ deploymentId, err }) => {
+      const entry: QuarantinedDeployment = {
+        id: deploymentId,
+        name: plan.records.get(deploymentId)?.name ?? deploymentId,
+        reason: `snapshot not restorable: ${err instanceof Error ? err.message : String(err)}`,
+        rows: plan.rows.filter((r) => r.deployment_id === deploymentId),
+      };
+      this.add(entry);
+      return entry;
+    });
+  }
+
   get(id: string): QuarantinedDeployment | undefined {
     return this.entries.get(id);
   }

@@ -137,10 +137,18 @@ export function restorableDeploymentRows(
   return { restorable, rejected };
 }
 
+/** A replica as a live deployment actor knows it. */
+export interface ReconciledReplica {
+  replicaId: string;
+  deploymentId: string;
+  revisionId: string;
+  state: string;
+}
+
 /** What reconciling sessions needs: the replicas the actors believe in, and the backend. */
 export interface SessionReconcileDeps {
   /** Every replica a live deployment actor knows, with its state. */
-  replicas(): Iterable<{ replicaId: string; state: string }>;
+  replicas(): Iterable<ReconciledReplica>;
   backend: Pick<ReplicaBackend, 'status' | 'list' | 'stop'>;
   /** Tells a replica actor its session is gone. */
   sessionExited(replicaId: string, detail: string): void;
@@ -148,7 +156,7 @@ export interface SessionReconcileDeps {
    * Starts again a session that the last clean shutdown stopped (a planned event, not a
    * failure); resolves to its endpoint, or null when it was not stopped that way.
    */
-  resume(replicaId: string, state: string): Promise<string | null>;
+  resume(replica: ReconciledReplica): Promise<string | null>;
   /** Tells a replica actor its session runs again at `endpoint`. */
   sessionResumed(replicaId: string, endpoint: string): void;
   warn(obj: object, msg: string): void;
@@ -162,12 +170,13 @@ export interface SessionReconcileDeps {
  */
 export async function reconcileSessions(deps: SessionReconcileDeps): Promise<void> {
   const known = new Set<string>();
-  for (const { replicaId, state } of deps.replicas()) {
+  for (const replica of deps.replicas()) {
+    const { replicaId, state } = replica;
     known.add(replicaId);
     if (state === 'HEALTHY' || state === 'UNHEALTHY') {
       const status = await deps.backend.status(replicaId);
       if (status === 'running') continue;
-      const endpoint = await deps.resume(replicaId, state);
+      const endpoint = await deps.resume(replica);
       if (endpoint) deps.sessionResumed(replicaId, endpoint);
       else deps.sessionExited(replicaId, 'session not found after coordinator restart');
     }

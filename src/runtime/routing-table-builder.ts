@@ -3,6 +3,7 @@
  * actor's context (replicas, endpoints, route states) and the session specs of its revisions.
  * Pure: the same inputs give the same entry; nothing here reads the actor tree or the clock.
  */
+
 import type { DeploymentContext } from '../../machines/deployment.ts';
 import type {
   AdmissionSettings,
@@ -13,6 +14,8 @@ import type {
 } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { ProbeTarget } from '../health/prober.ts';
+import type { SessionCache } from './session-cache.ts';
+import type { TrackedDeployment } from './tracked-deployments.ts';
 
 /** Route states the prober checks (a route still being set up is probed until it answers). */
 export const PROBED_ROUTE_STATES: ReadonlySet<string> = new Set([
@@ -94,4 +97,16 @@ export function buildRoutingTable(
     table: { version, deployments: built.map((b) => b.entry), endpoints },
     targets: built.flatMap((b) => b.targets),
   };
+}
+
+/** A tracked deployment's routing from its live context, sessions from the cache. */
+export function routingOfTracked(
+  d: TrackedDeployment,
+  context: Pick<DeploymentContext, 'replicas'>,
+  sessions: Pick<SessionCache, 'cached'>,
+): DeploymentRouting {
+  const { routing, admission } = d.options;
+  return buildDeploymentRouting({ id: d.id, name: d.name, routing, admission }, context, (id) =>
+    sessions.cached(id),
+  );
 }

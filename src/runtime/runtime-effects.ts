@@ -13,16 +13,19 @@ import {
 } from '../../machines/deployment.ts';
 import type { ReplicaContext, ReplicaState } from '../../machines/replica.ts';
 import type { RouteContext, RouteState } from '../../machines/route.ts';
+import type { ReplicaExit } from '../backends/backend.ts';
 import { reservedSlots } from '../backends/capacity.ts';
 import { FlotillaError } from '../domain/errors.ts';
 import { Autoscaler } from '../scaling/autoscaler.ts';
 import { deploymentSnapshotOf } from './actor-refs.ts';
 import { capacityRefusal } from './capacity-wait.ts';
-import { prunePreviousLogs } from './crash-loop.ts';
+import { describeExit, prunePreviousLogs } from './crash-loop.ts';
 import { DeploymentCommands } from './deployment-commands.ts';
 import { HealthFeed } from './health-feed.ts';
 import type { EffectPorts } from './provide-effects.ts';
+import type { SessionReconcileDeps } from './restore.ts';
 import type { Runtime } from './runtime.ts';
+import { resumeAfterShutdown } from './shutdown-restart.ts';
 import { SnapshotWriter, topState } from './snapshot-writer.ts';
 import type { TransitionRecord } from './transition-recorder.ts';
 
@@ -217,4 +220,31 @@ export function snapshotWriterOf(rt: Runtime): SnapshotWriter {
         ),
     },
   );
+}
+
+/** Backend exits (also those noticed while the coordinator was down) to the replica actors. */
+export function exitListenerOf(rt: Runtime): (exit: ReplicaExit) => void {
+  return (exit) => {
+    // The exit with the replica's last output, so a crash loop's ERROR says why.
+    void describeExit(rt.deps.backend, exit).then((detail) => {
+      rt.sendTo(replicaActorId(exit.replicaId), { type: 'replica.session.exited', detail });
+      rt.wakeCapacityWaiters();
+    });
+  };
+}
+
+/** What reconciling sessions after a restore needs (restore.ts). */
+export function reconcileDepsOf(rt: Runtime): SessionReconcileDeps {
+  const { backend, store } = rt.deps;
+  return {
+    replicas: () => rt.liveReplicas(),
+    backend,
+    sessionExited: (replicaId, detail) =>
+      rt.sendTo(replicaActorId(replicaId), { type: 'replica.session.exited', detail }),
+    resume: (r) =>
+      resumeAfterShutdown({ backend, store }, r, () => rt.sessions.sessionFor(r.revisionId)),
+    sessionResumed: (replicaId, endpoint) =>
+      rt.sendTo(replicaActorId(replicaId), { type: 'replica.session.resumed', endpoint }),
+    warn: (obj, msg) => rt.log.warn(obj, msg),
+  };
 }

@@ -11,14 +11,14 @@
  * the actors re-invoke their idempotent effects.
  */
 import { type Actor, createActor } from 'xstate';
-import { deploymentActorId, replicaActorId } from '../../machines/deployment.ts';
-import type { CleanupStatus } from '../../machines/route.ts';
+import { deploymentActorId } from '../../machines/deployment.ts';
 import type { RoutingTable } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { ProbeTarget } from '../health/prober.ts';
 import type { Autoscaler, ScalingEvent } from '../scaling/autoscaler.ts';
 import type { DeploymentRecord } from '../store/store.ts';
 import {
+  actorCountIn,
   actorIn,
   actorStatesIn,
   type DeploymentRef,
@@ -29,7 +29,7 @@ import {
 } from './actor-refs.ts';
 import { wakeCapacityWaiters } from './capacity-wait.ts';
 import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
-import { describeExit, previousReplicaIds } from './crash-loop.ts';
+import { previousReplicaIds } from './crash-loop.ts';
 import {
   type CreateDeploymentCommand,
   type DeploymentCommands,
@@ -38,26 +38,30 @@ import {
 } from './deployment-commands.ts';
 import { optionsOf } from './deployment-options.ts';
 import { type DeploymentView, deploymentView } from './deployment-view.ts';
+import { evictionSweep } from './eviction.ts';
 import type { HealthFeed } from './health-feed.ts';
 import { type ProvidedCoordinator, provideEffects } from './provide-effects.ts';
 import { Quarantine } from './quarantine.ts';
-import { loadRestorePlan, reconcileSessions, SNAPSHOT_SCHEMA_VERSION } from './restore.ts';
+import {
+  loadRestorePlan,
+  type ReconciledReplica,
+  reconcileSessions,
+  SNAPSHOT_SCHEMA_VERSION,
+} from './restore.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
-import { buildDeploymentRouting } from './routing-table-builder.ts';
+import { routingOfTracked } from './routing-table-builder.ts';
 import type { RuntimeDeps, RuntimeLogger } from './runtime-deps.ts';
 import {
   autoscalerOf,
   commandsOf,
+  exitListenerOf,
   healthFeedOf,
+  reconcileDepsOf,
   runtimeEffects,
   snapshotWriterOf,
 } from './runtime-effects.ts';
 import { SessionCache } from './session-cache.ts';
-import {
-  recordShutdownStops,
-  resumeAfterShutdown,
-  type ShutdownReplica,
-} from './shutdown-restart.ts';
+import { recordShutdownStops } from './shutdown-restart.ts';
 import type { PersistedSubtree, SnapshotWriter } from './snapshot-writer.ts';
 import { type Clock, systemClock } from './system-clock.ts';
 import { TrackedDeployments } from './tracked-deployments.ts';
@@ -135,14 +139,11 @@ export class Runtime {
       shards: this.config.shards,
     });
     this.writer.seed(plan.rows);
-    for (const { deploymentId, err } of plan.rejected) {
-      this.log.error({ deployment: deploymentId, err }, 'snapshot not restorable; quarantined');
-      this.quarantine.add({
-        id: deploymentId,
-        name: plan.records.get(deploymentId)?.name ?? deploymentId,
-        reason: `snapshot not restorable: ${err instanceof Error ? err.message : String(err)}`,
-        rows: plan.rows.filter((r) => r.deployment_id === deploymentId),
-      });
+    for (const q of this.quarantine.addRejected(plan)) {
+      this.log.error(
+        { deployment: q.id, reason: q.reason },
+        'snapshot not restorable; quarantined',
+      );
     }
     const { records, restorable } = plan;
     const actor = createActor(this.machine, {
@@ -160,15 +161,7 @@ export class Runtime {
     });
     this.actor = actor;
     // Exits noticed while the coordinator was down are delivered to the first listener.
-    this.cleanups.push(
-      backend.onExit((exit) => {
-        // The exit with the replica's last output, so a crash loop's ERROR says why.
-        void describeExit(backend, exit).then((detail) => {
-          this.sendTo(replicaActorId(exit.replicaId), { type: 'replica.session.exited', detail });
-          this.wakeCapacityWaiters();
-        });
-      }),
-    );
+    this.cleanups.push(backend.onExit(exitListenerOf(this)));
     actor.start();
     // Taken before any effect can resolve: what restore produced, for tests and the inspector.
     this.restoredStates = this.actorStates();
@@ -179,16 +172,7 @@ export class Runtime {
       const rec = records.get(id);
       if (!restored.has(id) && rec) this.spawnDeployment(rec);
     }
-    await reconcileSessions({
-      replicas: () => this.liveReplicas(),
-      backend,
-      sessionExited: (replicaId, detail) =>
-        this.sendTo(replicaActorId(replicaId), { type: 'replica.session.exited', detail }),
-      resume: (replicaId, state) => this.resumeAfterShutdown(replicaId, state),
-      sessionResumed: (replicaId, endpoint) =>
-        this.sendTo(replicaActorId(replicaId), { type: 'replica.session.resumed', endpoint }),
-      warn: (obj, msg) => this.log.warn(obj, msg),
-    });
+    await reconcileSessions(reconcileDepsOf(this));
     await this.reloadEndpoints();
     for (const id of this.tracked.ids()) this.routing.markDirty(id);
     this.routing.publishNow();
@@ -232,14 +216,7 @@ export class Runtime {
     for (const c of this.cleanups) await c();
     if (opts.stopReplicas) {
       // The next start starts these again as a planned event (restore.ts, reconcileSessions).
-      const stopping: ShutdownReplica[] = [];
-      for (const d of liveDeploymentSnapshots(this.actor?.system, this.tracked.ids())) {
-        for (const [replicaId, r] of Object.entries(d.context.replicas)) {
-          if (r.state !== 'TERMINATED') {
-            stopping.push({ replicaId, deploymentId: d.context.deploymentId, state: r.state });
-          }
-        }
-      }
+      const stopping = [...this.liveReplicas()].filter((r) => r.state !== 'TERMINATED');
       await recordShutdownStops(this.deps.store, stopping).catch((err) =>
         this.log.error({ err }, 'recording the shutdown stops failed'),
       );
@@ -290,17 +267,9 @@ export class Runtime {
 
   /** One eviction sweep: each deployment's routes against its scaling group's statuses. */
   async evictNow(): Promise<void> {
-    const groups = new Map<string, CleanupStatus[]>();
-    for (const d of [...this.tracked.all()]) {
-      const group = d.options.scaling_group;
-      let statuses = groups.get(group);
-      if (!statuses) {
-        const g = await this.deps.store.getScalingGroup(group);
-        statuses = g.route_cleanup_target_statuses as CleanupStatus[];
-        groups.set(group, statuses);
-      }
-      this.sendTo(deploymentActorId(d.id), { type: 'deployment.evict', statuses });
-    }
+    await evictionSweep(this.tracked.all(), this.deps.store, (id, event) =>
+      this.sendTo(deploymentActorId(id), event),
+    );
   }
 
   // ---------------------------------------------------------------- queries
@@ -341,11 +310,7 @@ export class Runtime {
   }
 
   actorCount(): number {
-    let n = 0;
-    for (const d of liveDeploymentSnapshots(this.actor?.system, this.tracked.ids())) {
-      n += 1 + 2 * Object.keys(d.context.replicas).length;
-    }
-    return n;
+    return actorCountIn(this.actor?.system, this.tracked.ids());
   }
 
   /** The state of every live actor, by actor id (for crash tests and the inspector). */
@@ -383,30 +348,10 @@ export class Runtime {
 
   // ---------------------------------------------------------------- internals
 
-  private async resumeAfterShutdown(replicaId: string, state: string): Promise<string | null> {
-    const d = liveDeploymentSnapshots(this.actor?.system, this.tracked.ids());
-    for (const snap of d) {
-      const r = snap.context.replicas[replicaId];
-      if (!r) continue;
-      return resumeAfterShutdown(
-        { backend: this.deps.backend, store: this.deps.store },
-        { replicaId, deploymentId: snap.context.deploymentId, state },
-        () => this.sessions.sessionFor(r.revisionId),
-      );
-    }
-    return null;
-  }
-
   private routingOf(id: string) {
     const d = this.tracked.get(id);
     const ref = d && this.deploymentRef(id);
-    if (!d || !ref) return null;
-    const { routing, admission } = d.options;
-    return buildDeploymentRouting(
-      { id, name: d.name, routing, admission },
-      deploymentSnapshotOf(ref).context,
-      (revisionId) => this.sessions.cached(revisionId),
-    );
+    return d && ref ? routingOfTracked(d, deploymentSnapshotOf(ref).context, this.sessions) : null;
   }
 
   persistedSubtree(deploymentId: string): PersistedSubtree | undefined {
@@ -426,10 +371,11 @@ export class Runtime {
     return deploymentRefIn(this.actor?.system, deploymentId);
   }
 
-  private *liveReplicas(): Generator<{ replicaId: string; state: string }> {
+  *liveReplicas(): Generator<ReconciledReplica> {
     for (const d of liveDeploymentSnapshots(this.actor?.system, this.tracked.ids())) {
+      const { deploymentId } = d.context;
       for (const [replicaId, r] of Object.entries(d.context.replicas)) {
-        yield { replicaId, state: r.state };
+        yield { replicaId, deploymentId, revisionId: r.revisionId, state: r.state };
       }
     }
   }

@@ -71,9 +71,9 @@ describe('restore: reconciling sessions with the backend', () => {
     const stopped: string[] = [];
     await reconcileSessions({
       replicas: () => [
-        { replicaId: 'r1', state: 'HEALTHY' },
-        { replicaId: 'r2', state: 'UNHEALTHY' },
-        { replicaId: 'r3', state: 'STARTING' },
+        { replicaId: 'r1', deploymentId: 'd', revisionId: 'v', state: 'HEALTHY' },
+        { replicaId: 'r2', deploymentId: 'd', revisionId: 'v', state: 'UNHEALTHY' },
+        { replicaId: 'r3', deploymentId: 'd', revisionId: 'v', state: 'STARTING' },
       ],
       resume: async () => null,
       sessionResumed: () => {},
