@@ -133,7 +133,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // The router's errors (bad percent-encoding, a parameter too long) would otherwise be
     // written by Fastify in its own shape, bypassing the error handler.
     frameworkErrors: (err, req, reply) => handleError(err, req, reply),
-  }) as unknown as FastifyInstance;
+  });
 
   app.setValidatorCompiler(zodValidatorCompiler);
   // Responses are documented by zod schemas but serialized as they are.
