@@ -182,10 +182,9 @@ function fromSchema(s: Schema, key = ''): fc.Arbitrary<unknown> {
           { maxKeys: 3 },
         );
       }
-      return fc.record(
-        Object.fromEntries(keys.map((k) => [k, fromSchema(props[k]!, k)])),
-        { requiredKeys: keys.filter((k) => required.has(k)) },
-      );
+      return fc.record(Object.fromEntries(keys.map((k) => [k, fromSchema(props[k]!, k)])), {
+        requiredKeys: keys.filter((k) => required.has(k)),
+      });
     }
     default:
       return anyJson;
