@@ -6,7 +6,8 @@
  * path, and a refused request leaves the store exactly as it was.
  *
  * Runs: FLOTILLA_FUZZ_RUNS (default 2,000, so `npm test` stays short on a loaded machine;
- * the issue's figure is 10,000). Replay a failure with FLOTILLA_TEST_SEED=<seed printed>.
+ * the issue's figure is 10,000). Replay a failure with FLOTILLA_TEST_SEED=<seed printed>, and
+ * only the failing case with FLOTILLA_FUZZ_PATH=<the path fast-check prints>.
  */
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
@@ -342,7 +343,7 @@ describe('OpenAPI-driven fuzzing', () => {
             const key = `${op.method} ${op.path}`;
             seen.set(key, (seen.get(key) ?? 0) + 1);
             statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
-            const where = `${op.method} ${url} ${payload ?? ''} -> ${res.statusCode} ${res.body.slice(0, 300)}`;
+            const where = `${op.method} ${url} -> ${res.statusCode} ${res.body.slice(0, 400)} (body: ${(payload ?? '').slice(0, 300)})`;
             if (res.statusCode >= 500) throw new Error(`5xx: ${where}`);
             if (res.statusCode >= 400) {
               let parsed: unknown;
@@ -364,25 +365,41 @@ describe('OpenAPI-driven fuzzing', () => {
                     d.path.length > 0 &&
                     typeof d.message === 'string',
                 );
-              if (!ok) throw new Error(`4xx not in the error shape: ${where}`);
+              if (!ok) {
+                const bad = details?.filter(
+                  (d) =>
+                    typeof d.path !== 'string' || d.path === '' || typeof d.message !== 'string',
+                );
+                throw new Error(
+                  `4xx not in the error shape (${JSON.stringify(bad ?? e).slice(0, 300)}): ${where}`,
+                );
+              }
               const after = await snapshot();
               if (after !== before) {
                 throw new Error(`refused request changed the store: ${where}`);
               }
             }
           }),
-          { numRuns: RUNS, seed: SEED, endOnFailure: true },
+          {
+            numRuns: RUNS,
+            seed: SEED,
+            endOnFailure: true,
+            ...(process.env.FLOTILLA_FUZZ_PATH ? { path: process.env.FLOTILLA_FUZZ_PATH } : {}),
+          },
         );
       } catch (err) {
-        console.error(`fuzz failed: replay with FLOTILLA_TEST_SEED=${SEED}`);
+        console.error(
+          `fuzz failed: replay with FLOTILLA_TEST_SEED=${SEED} (and FLOTILLA_FUZZ_PATH=<path above> for that one case)`,
+        );
         throw err;
       }
       const ms = Date.now() - started;
       console.log(
         `fuzz: ${RUNS} requests in ${ms} ms (seed ${SEED}); statuses ${JSON.stringify(Object.fromEntries(statuses))}`,
       );
-      // Every operation was exercised.
-      for (const op of operations) expect(seen.get(`${op.method} ${op.path}`)).toBeGreaterThan(0);
+      // Every operation was exercised (a short run, e.g. 50, may miss one by chance).
+      if (RUNS >= 500)
+        for (const op of operations) expect(seen.get(`${op.method} ${op.path}`)).toBeGreaterThan(0);
       // Valid and invalid requests both occurred.
       const ok = [...statuses].filter(([s]) => s < 300).reduce((n, [, c]) => n + c, 0);
       expect(ok).toBeGreaterThan(0);
@@ -390,4 +407,20 @@ describe('OpenAPI-driven fuzzing', () => {
     },
     30 * 60_000,
   );
+
+  // Found by this fuzzer (seed 1988227647): an unknown empty key in a service definition was
+  // reported at the path "" (no field named).
+  it('an unknown empty key in service_definition is reported at a non-empty path', async () => {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/revisions/preview',
+      headers: { ...auth, 'content-type': 'application/json' },
+      payload: JSON.stringify({ name: 'x', command: 'sleep 1', service_definition: { '': 1 } }),
+    });
+    expect(res.statusCode).toBe(400);
+    const paths = (res.json() as { error: { details: Array<{ path: string }> } }).error.details.map(
+      (d) => d.path,
+    );
+    expect(paths).toEqual(['""']);
+  });
 });
