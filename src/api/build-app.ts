@@ -115,6 +115,8 @@ function zodValidatorCompiler({ schema, httpPart }: { schema: unknown; httpPart?
 const errors = (...codes: number[]) =>
   Object.fromEntries(codes.map((c) => [c, errorSchema])) as Record<number, typeof errorSchema>;
 
+const isV1 = (url: string | undefined) => url === '/v1' || url?.startsWith('/v1/') === true;
+
 export function buildApp(deps: AppDeps): FastifyInstance {
   const { flotilla, metrics } = deps;
   const bodyLimit = deps.bodyLimit ?? DEFAULT_BODY_LIMIT;
@@ -167,7 +169,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   if (deps.token) {
     const check = bearerChecker(deps.token);
     app.addHook('onRequest', async (req) => {
-      if (req.url === '/v1' || req.url.startsWith('/v1/')) check(req.headers.authorization);
+      // The matched route too, not only the raw URL: the router decodes percent-encoded
+      // letters, so `/%761/deployments` reaches /v1/deployments without the /v1/ prefix.
+      if (isV1(req.url) || isV1(req.routeOptions.url)) check(req.headers.authorization);
     });
   }
   app.addHook('onResponse', async (req, reply) => {

@@ -14,8 +14,12 @@ export interface IssueContext {
   allowedKeys: (path: readonly PropertyKey[]) => readonly string[];
 }
 
+/** Never empty: an empty key is `""` and the layer itself `(root)`, so every detail names a place. */
 export function joinPath(segments: readonly PropertyKey[]): string {
-  return segments.map((s) => (typeof s === 'number' ? `[${s}]` : String(s))).join('.');
+  const joined = segments
+    .map((s) => (typeof s === 'number' ? `[${s}]` : s === '' ? '""' : String(s)))
+    .join('.');
+  return joined || '(root)';
 }
 
 export function withSource(message: string, source: string | undefined): string {
