@@ -21,5 +21,5 @@ registerGenerator(cmdGenerator);
 registerGenerator(customGenerator);
 
 export { generateSession } from './generate-session.ts';
-export type { SessionGenerator, GeneratorDefaults } from './generator.ts';
+export type { GeneratorDefaults, SessionGenerator } from './generator.ts';
 export { canonicalVariant, getGenerator, registerGenerator, runtimeVariants } from './registry.ts';

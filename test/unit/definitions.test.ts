@@ -3,11 +3,11 @@ import { FlotillaError } from '../../src/domain/errors.ts';
 import { type ModelRevisionSpec, modelRevisionSpecSchema } from '../../src/domain/revision.ts';
 import { DEFAULT_HEALTH_CHECK } from '../../src/domain/session.ts';
 import {
-  type SessionGenerator,
   generateSession,
   getGenerator,
   registerGenerator,
   runtimeVariants,
+  type SessionGenerator,
 } from '../../src/session-generators/index.ts';
 
 const GiB = 1024 ** 3;
