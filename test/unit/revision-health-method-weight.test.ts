@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { FlotillaError } from '../../src/domain/errors.ts';
 import { deploymentRequestSchema, revisionSourceOf } from '../../src/domain/deployment-request.ts';
+import { FlotillaError } from '../../src/domain/errors.ts';
 import { generateRevision, type RevisionInput } from '../../src/revision/index.ts';
 import { generateSession } from '../../src/session-generators/generate-session.ts';
 
