@@ -84,6 +84,7 @@ export const REVISION_REQUEST_KEYS = [
   'model',
   'model_name',
   'architecture',
+  'weight',
 ] as const;
 
 /**
@@ -138,6 +139,8 @@ const deploymentRequestObject = z.strictObject({
   model: z.string().optional(),
   model_name: z.string().optional(),
   architecture: z.string().optional(),
+  /** Route weight of this revision's replicas (1..1000); checked by revision generation. */
+  weight: z.number().optional(),
 });
 
 export const deploymentRequestSchema = deploymentRequestObject.superRefine(refuseNulBytes);

@@ -109,6 +109,25 @@ export const memorySchema = z
     }
   });
 
+/** HTTP methods a readiness probe may use (POST is sent with an empty body). */
+export const HEALTH_CHECK_METHODS = ['GET', 'HEAD', 'POST'] as const;
+
+const healthMethod = z.enum(HEALTH_CHECK_METHODS, {
+  error: (issue) =>
+    `expected one of ${HEALTH_CHECK_METHODS.join(', ')}, got ${describeValue(issue.input)}`,
+});
+
+/** The largest per-revision route weight. */
+export const MAX_ROUTE_WEIGHT = 1000;
+
+const routeWeight = z
+  .number({ error: expected(`an integer weight between 1 and ${MAX_ROUTE_WEIGHT}`) })
+  .int({ error: expected(`an integer weight between 1 and ${MAX_ROUTE_WEIGHT}`) })
+  .min(1, { error: expected(`an integer weight between 1 and ${MAX_ROUTE_WEIGHT}`) })
+  .max(MAX_ROUTE_WEIGHT, {
+    error: expected(`an integer weight between 1 and ${MAX_ROUTE_WEIGHT}`),
+  });
+
 const healthPath = nonEmptyString.refine((p) => p.startsWith('/'), {
   error: expected('an HTTP path starting with "/"'),
 });
@@ -130,6 +149,7 @@ export const resourceSlotsLayerSchema = table({
 
 export const healthCheckLayerSchema = table({
   path: healthPath,
+  method: healthMethod,
   interval_s: positiveNumber,
   timeout_s: positiveNumber,
   healthy_threshold: positiveInt,
@@ -169,6 +189,7 @@ export const REVISION_LAYER_FIELDS = [
   'model_name',
   'image',
   'architecture',
+  'weight',
 ] as const;
 
 /**
@@ -194,6 +215,11 @@ export const revisionLayerSchema = z
       model_name: nonEmptyString,
       image: nonEmptyString,
       architecture: nonEmptyString,
+      /**
+       * Share of the deployment's traffic each replica of this revision gets under the
+       * `WEIGHTED` strategy, relative to the other replicas' weights (default 1).
+       */
+      weight: routeWeight,
     },
     { error: expectedType('a table') },
   )
@@ -230,9 +256,11 @@ export const modelRevisionSpecSchema = z.object({
   command: z.array(z.string()).min(1, { error: 'expected a non-empty command' }).optional(),
   extra_args: z.array(z.string()).optional(),
   port: portNumber.optional(),
+  weight: routeWeight.optional(),
   health_check: z
     .object({
       path: healthPath.optional(),
+      method: healthMethod.optional(),
       interval_s: positiveNumber.optional(),
       timeout_s: positiveNumber.optional(),
       healthy_threshold: positiveInt.optional(),

@@ -5,6 +5,8 @@
 export interface HealthCheckSpec {
   /** HTTP path probed for readiness, e.g. `/health`. */
   path: string;
+  /** Probe method; absent (sessions stored before it existed) means GET. POST has no body. */
+  method?: 'GET' | 'HEAD' | 'POST' | undefined;
   interval_s: number;
   timeout_s: number;
   healthy_threshold: number;
@@ -34,6 +36,11 @@ export interface SessionSpec {
   /** Working directory (the model folder) when there is one. */
   workdir?: string | undefined;
   health: HealthCheckSpec;
+  /**
+   * Route weight of every replica running this session under the `WEIGHTED` strategy
+   * (revision field `weight`, 1..1000). Absent: 1.
+   */
+  weight?: number | undefined;
   resources: ResourceSlots;
   /**
    * The slots the operator declared (request or service definition). The process backend
@@ -45,6 +52,7 @@ export interface SessionSpec {
 
 export const DEFAULT_HEALTH_CHECK: HealthCheckSpec = {
   path: '/health',
+  method: 'GET',
   interval_s: 5,
   timeout_s: 2,
   healthy_threshold: 1,

@@ -512,7 +512,8 @@ export interface ProbeResult {
 }
 
 /**
- * One readiness check: GET base URL + path within timeout_s; 2xx is ready. Never throws. The
+ * One readiness check: `health.method` (default GET; POST with an empty body) to base URL + path
+ * within timeout_s; 2xx is ready. Never throws. The
  * request names its prober in `x-flotilla-prober`, so a replica's access log shows who probes it.
  */
 export async function probeTarget(
@@ -521,6 +522,7 @@ export async function probeTarget(
   proberId = 'flotilla-prober',
 ): Promise<ProbeResult> {
   const { path, timeout_s } = target.health;
+  const method = target.health.method ?? 'GET';
   const url = joinUrl(target.url, path);
   const started = performance.now();
   const deadline = started + timeout_s * 1000;
@@ -532,9 +534,10 @@ export async function probeTarget(
     try {
       const res = await request(url, {
         dispatcher: agent,
-        method: 'GET',
+        method,
         signal,
         headers: { 'user-agent': 'flotilla-prober', 'x-flotilla-prober': proberId },
+        ...(method === 'POST' ? { body: '' } : {}),
       });
       status = res.statusCode;
       await res.body.dump({ limit: BODY_LIMIT, signal });

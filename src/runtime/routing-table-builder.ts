@@ -62,7 +62,8 @@ export function buildDeploymentRouting(
         replicaId,
         url: r.endpoint,
         state: r.routeState as RouteEntry['state'],
-        weight: 1,
+        // The revision's weight: during a rolling update traffic follows each revision's share.
+        weight: session?.weight ?? 1,
         health: session?.health,
       });
     }

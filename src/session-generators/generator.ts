@@ -96,6 +96,7 @@ export function buildSession(
       ...definedOnly(revision.health_check),
     },
     resources: { cpu: revision.resource_slots.cpu, mem, gpu: revision.resource_slots.gpu },
+    ...(revision.weight !== undefined ? { weight: revision.weight } : {}),
   };
 }
 

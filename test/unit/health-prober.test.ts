@@ -1,10 +1,13 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Agent } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SimulatedClock } from 'xstate';
 import type { HealthRecord } from '../../src/domain/health.ts';
 import { DEFAULT_HEALTH_CHECK, type HealthCheckSpec } from '../../src/domain/session.ts';
 import type { HealthStore } from '../../src/health/health-store.ts';
 import { createMemoryHealthStore } from '../../src/health/memory-health-store.ts';
-import { createProber, type ProbeTarget } from '../../src/health/prober.ts';
+import { createProber, type ProbeTarget, probeTarget } from '../../src/health/prober.ts';
 import { rendezvousOwner } from '../../src/health/rendezvous.ts';
 import { startTestReplica, type TestReplica, waitFor } from '../integration/health/test-replica.ts';
 
@@ -239,5 +242,66 @@ describe('prober', () => {
     await p.probeOnce();
     expect(p.stats().storeErrors).toBeGreaterThanOrEqual(6);
     expect(r!.hits.length).toBe(3);
+  });
+});
+
+describe('probe method', () => {
+  /** A readiness endpoint that answers 200 to one method only and 405 to every other. */
+  async function onlyMethod(allowed: string) {
+    const seen: Array<{ method: string; body: string }> = [];
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => {
+        body += String(c);
+      });
+      req.on('end', () => {
+        seen.push({ method: req.method ?? '', body });
+        res.statusCode = req.method === allowed ? 200 : 405;
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    const agent = new Agent();
+    cleanups.push(async () => {
+      await agent.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+    const probe = (method?: HealthCheckSpec['method']) =>
+      probeTarget(agent, {
+        routeId: 'route-0',
+        replicaId: 'replica-0',
+        url: `http://127.0.0.1:${port}`,
+        health: method ? { ...health, method } : { ...health, method: undefined },
+      });
+    return { seen, probe, url: `http://127.0.0.1:${port}` };
+  }
+
+  it('a HEAD-only readiness endpoint is ready when probed with HEAD and not with GET (the default)', async () => {
+    const { seen, probe } = await onlyMethod('HEAD');
+    expect(await probe('HEAD')).toMatchObject({ ready: true, status: 200 });
+    expect(await probe()).toMatchObject({ ready: false, status: 405 });
+    expect(await probe('GET')).toMatchObject({ ready: false, status: 405 });
+    expect(seen.map((s) => s.method)).toEqual(['HEAD', 'GET', 'GET']);
+  });
+
+  it('a POST-only readiness endpoint is ready when probed with POST (empty body) and not with GET', async () => {
+    const { seen, probe } = await onlyMethod('POST');
+    expect(await probe('POST')).toMatchObject({ ready: true, status: 200, error: null });
+    expect(await probe('GET')).toMatchObject({ ready: false, status: 405 });
+    expect(seen).toEqual([
+      { method: 'POST', body: '' },
+      { method: 'GET', body: '' },
+    ]);
+  });
+
+  it('the prober records a HEAD-only route ready when its health spec says HEAD', async () => {
+    const { seen, url } = await onlyMethod('HEAD');
+    const store = createMemoryHealthStore();
+    const target = { routeId: 'route-0', replicaId: 'replica-0', url };
+    const p = prober(store, 'p1', [{ ...target, health: { ...health, method: 'HEAD' } }]);
+    await p.probeOnce();
+    expect(await read(store, 'route-0')).toMatchObject({ ready: true, status: 200 });
+    expect(seen.map((s) => s.method)).toEqual(['HEAD']);
   });
 });

@@ -324,7 +324,7 @@ const bad: BadCase[] = [
     details: [
       'resource_slots.mem: expected a memory size like "16g", "512m" or "1.5GiB", got "1.2.3g"',
       'resource_slots.gpu: expected a number >= 0, got -1',
-      'gpus: unknown key; allowed here: environment, resource_slots, environ, health_check, command, extra_args, port, model, model_name, image, architecture',
+      'gpus: unknown key; allowed here: environment, resource_slots, environ, health_check, command, extra_args, port, model, model_name, image, architecture, weight',
     ],
   },
   {

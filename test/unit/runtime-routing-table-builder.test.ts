@@ -43,6 +43,28 @@ function replica(
 const dep = (id: string) => ({ id, name: `name-${id}`, routing: DEFAULT_ROUTING });
 
 describe('routing-table builder', () => {
+  it('gives each route the weight of the revision its replica runs (default 1)', () => {
+    const bySession: Record<string, SessionSpec> = {
+      'rev-1': { health, weight: 1 } as SessionSpec,
+      'rev-3': { health, weight: 3 } as SessionSpec,
+      'rev-unset': { health } as SessionSpec,
+    };
+    const [, one] = replica(1, 'HEALTHY');
+    const [, three] = replica(2, 'HEALTHY');
+    const [, unset] = replica(3, 'HEALTHY');
+    const replicas = {
+      r1: { ...one, revisionId: 'rev-1' },
+      r2: { ...three, revisionId: 'rev-3' },
+      r3: { ...unset, revisionId: 'rev-unset' },
+    };
+    const { entry } = buildDeploymentRouting(dep('a'), { replicas }, (rev) => bySession[rev]);
+    expect(entry.routes.map((r) => [r.replicaId, r.weight])).toEqual([
+      ['r1', 1],
+      ['r2', 3],
+      ['r3', 1],
+    ]);
+  });
+
   it('carries routes that have an endpoint and a table state, and probes the probed states only', () => {
     const replicas = Object.fromEntries([
       replica(1, 'HEALTHY'),
