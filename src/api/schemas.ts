@@ -66,6 +66,8 @@ export const replicaViewSchema = z.object({
   route_id: z.string(),
   reason: z.string().nullable(),
   restarts: z.number(),
+  phase: z.string().optional().describe('the state with its step, e.g. UNHEALTHY.backoff'),
+  deadline_at: z.string().nullable().optional().describe("when the step's deadline falls"),
 });
 
 export const routeViewSchema = z.object({
@@ -75,6 +77,7 @@ export const routeViewSchema = z.object({
   weight: z.number(),
   last_health: lastHealthSchema,
   reason: z.string().nullable(),
+  deadline_at: z.string().nullable().optional().describe('the drain deadline while TERMINATING'),
 });
 
 export const loadSchema = z
@@ -93,6 +96,11 @@ export const deploymentViewSchema = z
     name: z.string(),
     state: z.string(),
     reason: z.string().nullable().describe('why the deployment is not RUNNING; null when it is'),
+    deadline_at: z
+      .string()
+      .nullable()
+      .optional()
+      .describe('when the current step ends (provisioning timeout, retry)'),
     runtime_variant: z.string(),
     target_replicas: z.number(),
     current_replicas: z.number(),

@@ -46,6 +46,8 @@ export interface RouteView {
   weight: number;
   last_health: { class: string; reason: string; at: string } | null;
   reason: string | null;
+  /** When the route's current step ends (the drain deadline while TERMINATING), or null. */
+  deadline_at?: string | null;
 }
 
 export interface DeploymentView {
@@ -54,6 +56,8 @@ export interface DeploymentView {
   state: string;
   /** Why the deployment is not RUNNING (null when it is, and nothing is wrong). */
   reason: string | null;
+  /** When the deployment's current step ends (provisioning timeout, retry), or null. */
+  deadline_at?: string | null;
   runtime_variant: string;
   target_replicas: number;
   current_replicas: number;
@@ -181,6 +185,7 @@ export function liveView(
         weight: tc.weight,
         last_health: lastHealthView(tc.lastHealth),
         reason: tc.reason,
+        deadline_at: tc.deadline ? new Date(tc.deadline).toISOString() : null,
       });
     }
   }
@@ -191,6 +196,7 @@ export function liveView(
   return {
     ...base,
     state,
+    deadline_at: ctx.deadline ? new Date(ctx.deadline).toISOString() : null,
     target_replicas: ctx.target,
     reason: explain(
       state,

@@ -427,6 +427,10 @@
     'UNHEALTHY.backoff': 'restart in',
     'UNHEALTHY.observing': 'back to backoff in',
     'TERMINATING.graceful': 'force stop in',
+    // A route draining, a deployment waiting for its first HEALTHY replica or for its retry.
+    TERMINATING: 'drain ends in',
+    PROVISIONING: 'provisioning timeout in',
+    PENDING: 'retry in',
   };
   function deadlineText(r) {
     if (!r.deadline_at) return '';
@@ -520,10 +524,17 @@
       }
       const v = model.view;
       return {
-        deployment: { id: `deployment:${v.id}`, state: v.state, phase: v.state, reason: v.reason },
+        deployment: {
+          id: `deployment:${v.id}`,
+          state: v.state,
+          phase: v.state,
+          reason: v.reason,
+          deadline_at: v.deadline_at ?? null,
+        },
         replicas: v.replicas.map((r) => ({ ...r, raw: r.id, id: `replica:${r.id}` })),
         routes: v.routes.map((r) => ({
           ...r,
+          phase: r.state,
           raw: r.id,
           id: `route:${r.id}`,
           parent: `replica:${r.replica_id}`,
@@ -765,7 +776,10 @@
         const at = d.dataset.deadline;
         if (!at) continue;
         const li = d.closest('[data-actor]');
-        const r = actors().replicas.find((x) => x.id === li.dataset.actor);
+        const all = actors();
+        const r = [all.deployment, ...all.replicas, ...all.routes].find(
+          (x) => x.id === li.dataset.actor,
+        );
         if (r) d.textContent = deadlineText(r);
       }
     }, 1000);
