@@ -92,6 +92,7 @@ export function createClusterInflight(opts: {
 
   async function waitDrained(routeId: string, signal: AbortSignal): Promise<void> {
     let before: Map<string, ProxyInflightReport> | null = null;
+    let warned = false;
     while (!signal.aborted) {
       try {
         const now = await reports();
@@ -108,7 +109,9 @@ export function createClusterInflight(opts: {
           if (drained) return;
         }
       } catch (err) {
-        opts.logger?.warn({ err, routeId }, 'reading proxies in-flight counts failed');
+        // Once per drain: Redis being down would otherwise log every poll until the deadline.
+        if (!warned) opts.logger?.warn({ err, routeId }, 'reading proxies in-flight counts failed');
+        warned = true;
       }
       await abortableSleep(pollMs, signal);
     }
