@@ -45,6 +45,7 @@ import {
   type StaticTableSource,
 } from './proxy/routing-table-source.ts';
 import { generateRevision } from './revision/index.ts';
+import { createClusterInflight } from './runtime/cluster-inflight.ts';
 import type { RuntimeConfig } from './runtime/config.ts';
 import {
   type ChangeEvent,
@@ -213,6 +214,11 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         }
       : health;
 
+    // Drains also wait for proxies in other processes, which report through Redis.
+    const cluster = options.redisUrl
+      ? createClusterInflight({ url: options.redisUrl, keyPrefix: prefix, logger: options.logger })
+      : null;
+    if (cluster) closers.push(() => cluster.close());
     let proxy: DataPlane | null = null;
     const runtime = new Runtime({
       store,
@@ -221,6 +227,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       config: options.runtime,
       logger: options.logger,
       inflight: (routeId) => proxy?.inflight(routeId) ?? 0,
+      remoteDrained: cluster ? (id, signal) => cluster.waitDrained(id, signal) : undefined,
       // Autoscaling on the load this process's proxy sees (in flight + queued requests).
       scalingMetric: (d, metric) => {
         if (metric !== 'inflight' || !proxy) return null;

@@ -1,15 +1,22 @@
 /**
  * `flotilla serve --role proxy`: a stateless data-plane process. It follows the routing table
  * the coordinator publishes in Redis (loaded at start, re-read on every change notification)
- * and serves it; any number of them route consistently.
+ * and serves it; any number of them route consistently. Each reports its in-flight requests per
+ * route to Redis, so the coordinator's route drains wait for them (src/proxy/inflight-publisher.ts).
  */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { type InflightPublisher, startInflightPublisher } from '../proxy/inflight-publisher.ts';
 import { createProxy, type Proxy as DataPlane } from '../proxy/proxy-server.ts';
 import { createRedisTableSource, type RoutingTableSource } from '../proxy/routing-table-source.ts';
 
 export interface ProxyNode {
   proxy: DataPlane;
   source: RoutingTableSource;
+  /** This proxy's name in the in-flight reports: host, pid, port and a random tail. */
+  proxyId: string;
   close(): Promise<void>;
 }
 
@@ -25,17 +32,43 @@ export async function startProxyNode(opts: {
     keyPrefix: opts.keyPrefix,
     logger: opts.logger,
   });
-  const proxy = await createProxy({
+  let proxy: DataPlane;
+  try {
+    proxy = await createProxy({
+      source,
+      host: opts.host,
+      port: opts.port,
+      logger: opts.logger,
+    });
+  } catch (err) {
+    await source.close();
+    throw err;
+  }
+  const proxyId = `${hostname()}:${process.pid}:${proxy.port}:${randomBytes(3).toString('hex')}`;
+  const redis = new Redis(opts.redisUrl, {
+    maxRetriesPerRequest: 2,
+    connectionName: 'flotilla-inflight',
+  });
+  // Errors surface on the reports (logged there); the client reconnects by itself.
+  redis.on('error', () => {});
+  const p = proxy;
+  const publisher: InflightPublisher = startInflightPublisher({
+    redis,
+    keyPrefix: opts.keyPrefix,
+    proxyId,
     source,
-    host: opts.host,
-    port: opts.port,
+    inflight: (routeId) => p.inflight(routeId),
     logger: opts.logger,
   });
   return {
     proxy,
     source,
+    proxyId,
     async close() {
+      // Keep reporting while the proxy lets its requests finish, then withdraw the report.
       await proxy.close();
+      await publisher.close();
+      redis.disconnect();
       await source.close();
     },
   };

@@ -20,6 +20,11 @@ export interface RuntimeDeps {
   config?: Partial<RuntimeConfig>;
   /** In-flight requests per route, from the proxy; drains wait for 0. */
   inflight?: (routeId: string) => number;
+  /**
+   * Resolves once proxies in other processes hold no request to the route (or `signal`
+   * aborts); drains wait for it as well as for `inflight` (src/runtime/cluster-inflight.ts).
+   */
+  remoteDrained?: (routeId: string, signal: AbortSignal) => Promise<void>;
   /** Observes each snapshot flush (duration ms, writes), e.g. for a latency histogram. */
   observeFlush?: (ms: number, writes: number) => void;
   /**

@@ -117,12 +117,15 @@ export function runtimeEffects(rt: Runtime): EffectPorts {
       await rt.writer.barrier();
     },
     drainRoute: async ({ routeId }, signal) => {
-      const inflight = rt.deps.inflight;
-      if (inflight) {
+      // In-process proxy and proxies in other processes, both until drained or the deadline.
+      const local = async () => {
+        const inflight = rt.deps.inflight;
+        if (!inflight) return;
         while (inflight(routeId) > 0 && !signal.aborted) {
           await new Promise((r) => setTimeout(r, 50));
         }
-      }
+      };
+      await Promise.all([local(), rt.deps.remoteDrained?.(routeId, signal)]);
       await rt.writer.barrier();
     },
     deploymentTransition: (ctx, state) => {

@@ -1,0 +1,254 @@
+/**
+ * Route drain with proxies in their own processes: a coordinator, two `serve --role proxy`
+ * processes and a prober, sharing PostgreSQL and Redis. Long requests are in flight through
+ * both proxies when the deployment scales from 2 to 1: they complete with 200, no new request
+ * reaches the removed replica, and its route reaches TERMINATED only after they ended (the
+ * coordinator waits for the proxies' in-flight reports in Redis).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, realpathSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClusterInflight } from '../../src/runtime/cluster-inflight.ts';
+import { stopChildren } from '../harness/child-processes.ts';
+import { createDatabase, services } from '../harness/isolation.ts';
+import { freePort } from '../harness/services.ts';
+import { waitFor } from '../harness/wait.ts';
+
+const REPO = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
+const dbName = `flotilla_drain_${randomBytes(4).toString('hex')}`;
+const prefix = `drain:${dbName}:`;
+let databaseUrl = '';
+const children: ChildProcess[] = [];
+
+async function startRole(role: string, extra: string[] = []): Promise<Record<string, string>> {
+  const apiPort = await freePort();
+  const proxyPort = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      'bin/flotilla.js',
+      'serve',
+      '--role',
+      role,
+      '--api-port',
+      String(apiPort),
+      '--proxy-port',
+      String(proxyPort),
+      '--data-dir',
+      mkdtempSync(join(tmpdir(), `flotilla-${role}-`)),
+      '--model-root',
+      REPO,
+      '--health-interval',
+      '0.5',
+      '--redis-prefix',
+      prefix,
+      ...extra,
+    ],
+    {
+      cwd: REPO,
+      env: {
+        ...process.env,
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: services().redisUrl,
+        FLOTILLA_API_TOKEN: '',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  children.push(child);
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d) => {
+    err += d;
+  });
+  const want =
+    role === 'coordinator' ? ['api'] : role === 'proxy' ? ['proxy', 'proxy_api'] : ['prober'];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${role} did not start:\n${out}\n${err}`)),
+      60_000,
+    );
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const lines = Object.fromEntries(
+        out
+          .split('\n')
+          .map((l) => l.split(' '))
+          .filter((p) => p.length === 2)
+          .map(([k, v]) => [k!, v!]),
+      );
+      if (want.every((w) => lines[w])) {
+        clearTimeout(timer);
+        resolve(lines);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${role} exited ${code}:\n${out}\n${err}`));
+    });
+  });
+}
+
+beforeAll(async () => {
+  databaseUrl = await createDatabase(dbName);
+});
+
+afterAll(async () => {
+  await stopChildren(children);
+});
+
+interface View {
+  id: string;
+  state: string;
+  replicas: Array<{ id: string; route_id: string; endpoint: string | null }>;
+  routes: Array<{ id: string; replica_id: string; state: string }>;
+}
+
+interface EventRow {
+  actor_id: string;
+  to_state: string;
+  at: string;
+}
+
+/** A chat completion the echo server answers after LONG_WORDS x 20 ms (its token latency). */
+const LONG_WORDS = 200;
+
+describe('route drain with proxies in other processes', () => {
+  it('a scale-down lets requests in flight at every proxy finish before the route is TERMINATED', async () => {
+    const coordinator = await startRole('coordinator');
+    const [p1, p2] = await Promise.all([startRole('proxy'), startRole('proxy')]);
+    await startRole('prober');
+    const api = coordinator.api!;
+    const res = await fetch(`${api}/v1/deployments`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        name: 'echo',
+        model_path: 'examples/echo',
+        replicas: 2,
+        health_check: { interval_s: 0.5, timeout_s: 0.5, unhealthy_threshold: 2 },
+      }),
+    });
+    expect(res.status).toBe(201);
+    const get = async () => (await (await fetch(`${api}/v1/deployments/echo`)).json()) as View;
+    const running = await waitFor(
+      async () => {
+        const v = await get();
+        return v.state === 'RUNNING' && v.routes.filter((r) => r.state === 'HEALTHY').length === 2
+          ? v
+          : null;
+      },
+      { timeoutMs: 60_000, message: 'echo RUNNING with two HEALTHY routes' },
+    );
+    const proxies = [p1!.proxy!, p2!.proxy!];
+    const hits = async (proxy: string, n: number) => {
+      const seen: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const r = await fetch(`${proxy}/echo/v1/models`);
+        if (r.status === 200) seen.push(r.headers.get('x-flotilla-replica') ?? '');
+        else await r.arrayBuffer();
+      }
+      return seen;
+    };
+    for (const proxy of proxies) {
+      await waitFor(async () => new Set(await hits(proxy, 6)).size === 2, {
+        timeoutMs: 10_000,
+        message: `${proxy} routes to both replicas`,
+      });
+    }
+
+    // Two long requests through each proxy: round robin puts one on each replica.
+    const text = Array.from({ length: LONG_WORDS }, (_, i) => `w${i}`).join(' ');
+    const long = (proxy: string) =>
+      fetch(`${proxy}/echo/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'echo', messages: [{ role: 'user', content: text }] }),
+      }).then(async (r) => ({
+        status: r.status,
+        replica: r.headers.get('x-flotilla-replica') ?? '',
+        body: await r.text(),
+        endedAt: Date.now(),
+      }));
+    const inflight = [long(proxies[0]!), long(proxies[0]!), long(proxies[1]!), long(proxies[1]!)];
+    // Both proxies report their requests in Redis before the scale-down.
+    const reader = createClusterInflight({ url: services().redisUrl, keyPrefix: prefix });
+    try {
+      await waitFor(
+        async () => {
+          const reports = [...(await reader.reports()).values()];
+          const perProxy = reports.map((r) => [...r.counts.values()].reduce((a, b) => a + b, 0));
+          return perProxy.length === 2 && perProxy.every((n) => n === 2);
+        },
+        { timeoutMs: 3_000, message: 'both proxies report 2 requests in flight' },
+      );
+    } finally {
+      await reader.close();
+    }
+
+    const scaled = await fetch(`${api}/v1/deployments/${running.id}/scale`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ replicas: 1 }),
+    });
+    expect(scaled.status).toBe(200);
+    const draining = await waitFor(
+      async () => {
+        const v = await get();
+        const gone = running.routes.find(
+          (r) => v.routes.find((x) => x.id === r.id)?.state !== 'HEALTHY',
+        );
+        return gone ?? null;
+      },
+      { timeoutMs: 5_000, message: 'one route leaves HEALTHY after the scale-down' },
+    );
+    const victim = draining.replica_id;
+    // New requests leave the draining replica alone (after the table reaches the proxies).
+    for (const proxy of proxies) {
+      await waitFor(async () => !(await hits(proxy, 4)).includes(victim), {
+        timeoutMs: 2_000,
+        intervalMs: 20,
+        message: `${proxy} stops sending to ${victim}`,
+      });
+    }
+    const checkedAt = Date.now();
+    const after = [...(await hits(proxies[0]!, 10)), ...(await hits(proxies[1]!, 10))];
+    expect(after).toHaveLength(20);
+    expect(after.filter((id) => id === victim)).toEqual([]);
+
+    const results = await Promise.all(inflight);
+    for (const r of results) {
+      expect(r.status, r.body).toBe(200);
+      expect(r.body).toContain(`w${LONG_WORDS - 1}`);
+    }
+    const onVictim = results.filter((r) => r.replica === victim);
+    expect(onVictim.length).toBeGreaterThan(0);
+    // The route was still draining while new requests were checked above.
+    expect(Math.max(...onVictim.map((r) => r.endedAt))).toBeGreaterThan(checkedAt);
+
+    const terminatedAt = await waitFor(
+      async () => {
+        const page = (await (
+          await fetch(`${api}/v1/deployments/${running.id}/events?limit=1000`)
+        ).json()) as { items: EventRow[] };
+        const row = page.items.find(
+          (e) => e.actor_id === `route:${draining.id}` && e.to_state === 'TERMINATED',
+        );
+        return row ? Date.parse(row.at) : null;
+      },
+      { timeoutMs: 40_000, message: `route ${draining.id} reaches TERMINATED` },
+    );
+    const lastEnd = Math.max(...onVictim.map((r) => r.endedAt));
+    // The proxy counts a request done when the replica's answer is through, a moment before
+    // this client has read it: 100 ms of slack between the two processes' views (a drain that
+    // did not wait would be TERMINATED about 4 s earlier).
+    expect(terminatedAt).toBeGreaterThanOrEqual(lastEnd - 100);
+    console.log(
+      `[drain] route TERMINATED ${terminatedAt - lastEnd} ms after the last request on it ended`,
+    );
+  });
+});

@@ -1,0 +1,172 @@
+/**
+ * In-flight reports through real Redis: proxies publish per-route counts
+ * (src/proxy/inflight-publisher.ts) and the coordinator's reader (src/runtime/cluster-inflight.ts)
+ * waits for every live proxy to report zero; a proxy whose report expired is not live.
+ */
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { RoutingTable } from '../../../src/domain/routing.ts';
+import {
+  INFLIGHT_SEQ_FIELD,
+  inflightKey,
+  startInflightPublisher,
+} from '../../../src/proxy/inflight-publisher.ts';
+import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
+import { createClusterInflight } from '../../../src/runtime/cluster-inflight.ts';
+import { isolatedPrefix, services } from '../../harness/isolation.ts';
+import { waitFor } from '../../harness/wait.ts';
+
+const closers: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
+
+const log = pino({ level: 'silent' });
+
+function redis(): Redis {
+  const r = new Redis(services().redisUrl);
+  closers.push(() => r.quit());
+  return r;
+}
+
+function tableWith(version: number, routeIds: string[]): RoutingTable {
+  return {
+    version,
+    endpoints: [],
+    deployments: [
+      {
+        deploymentId: 'dep-1',
+        name: 'd1',
+        routing: { strategy: 'round_robin', request_timeout_s: 30, retries: 0 },
+        routes: routeIds.map((routeId) => ({
+          routeId,
+          replicaId: `rep-${routeId}`,
+          url: 'http://127.0.0.1:1',
+          state: 'HEALTHY' as const,
+          weight: 1,
+        })),
+      },
+    ],
+  };
+}
+
+/** A publisher over a static table and a settable count per route. */
+function fakeProxy(prefix: string, proxyId: string, routeIds: string[], ttlMs = 3_000) {
+  const counts = new Map<string, number>();
+  const source = createStaticTableSource(tableWith(1, routeIds));
+  const publisher = startInflightPublisher({
+    redis: redis(),
+    keyPrefix: prefix,
+    proxyId,
+    source,
+    inflight: (id) => counts.get(id) ?? 0,
+    logger: log,
+    intervalMs: 100,
+    ttlMs,
+  });
+  closers.push(() => publisher.close());
+  return { counts, source, publisher };
+}
+
+function reader(prefix: string) {
+  const r = createClusterInflight({ url: services().redisUrl, keyPrefix: prefix, pollMs: 20 });
+  closers.push(() => r.close());
+  return r;
+}
+
+describe('cluster in-flight reports', () => {
+  it('reader sees each live proxy and its non-zero counts per route', async (ctx) => {
+    const prefix = isolatedPrefix(ctx);
+    const a = fakeProxy(prefix, 'proxy-a', ['r1', 'r2']);
+    fakeProxy(prefix, 'proxy-b', ['r1', 'r2']);
+    a.counts.set('r1', 2);
+    const r = reader(prefix);
+    const reports = await waitFor(
+      async () => {
+        const m = await r.reports();
+        return m.size === 2 && m.get('proxy-a')?.counts.get('r1') === 2 ? m : null;
+      },
+      { message: 'both proxies reported, proxy-a with 2 on r1' },
+    );
+    expect(reports.get('proxy-a')!.counts.has('r2')).toBe(false);
+    expect(reports.get('proxy-b')!.counts.size).toBe(0);
+  });
+
+  it('waitDrained waits until every live proxy reports zero for the route', async (ctx) => {
+    const prefix = isolatedPrefix(ctx);
+    const a = fakeProxy(prefix, 'proxy-a', ['r1']);
+    const b = fakeProxy(prefix, 'proxy-b', ['r1']);
+    a.counts.set('r1', 1);
+    b.counts.set('r1', 1);
+    const r = reader(prefix);
+    await waitFor(async () => (await r.reports()).get('proxy-b')?.counts.get('r1') === 1);
+    let done = false;
+    const wait = r.waitDrained('r1', new AbortController().signal).then(() => {
+      done = true;
+    });
+    a.counts.set('r1', 0);
+    // proxy-a reports zero, proxy-b still holds a request: the drain goes on.
+    await waitFor(async () => (await r.reports()).get('proxy-a')?.counts.has('r1') === false);
+    await a.publisher.publish();
+    await b.publisher.publish();
+    expect(done).toBe(false);
+    b.counts.set('r1', 0);
+    await wait;
+    expect(done).toBe(true);
+  });
+
+  it('a proxy whose report expired is not live and does not hold the drain', async (ctx) => {
+    const prefix = isolatedPrefix(ctx);
+    fakeProxy(prefix, 'proxy-live', ['r1']);
+    // A proxy that died holding a request: its last report stays until the TTL runs out.
+    const raw = redis();
+    const deadKey = inflightKey(prefix, 'proxy-dead');
+    await raw
+      .multi()
+      .hset(deadKey, INFLIGHT_SEQ_FIELD, '7', 'r1', '3')
+      .pexpire(deadKey, 600)
+      .exec();
+    const r = reader(prefix);
+    const first = await r.reports();
+    expect(first.get('proxy-dead')?.counts.get('r1')).toBe(3);
+    let done = false;
+    const wait = r.waitDrained('r1', new AbortController().signal).then(() => {
+      done = true;
+    });
+    await waitFor(async () => !(await raw.exists(deadKey)), { message: 'dead report expired' });
+    await wait;
+    expect(done).toBe(true);
+    const after = await r.reports();
+    expect([...after.keys()]).toEqual(['proxy-live']);
+  });
+
+  it('waitDrained returns when the drain deadline aborts it', async (ctx) => {
+    const prefix = isolatedPrefix(ctx);
+    const a = fakeProxy(prefix, 'proxy-a', ['r1']);
+    a.counts.set('r1', 1);
+    const r = reader(prefix);
+    await waitFor(async () => (await r.reports()).get('proxy-a')?.counts.get('r1') === 1);
+    const ac = new AbortController();
+    const wait = r.waitDrained('r1', ac.signal);
+    ac.abort();
+    await wait;
+    expect((await r.reports()).get('proxy-a')?.counts.get('r1')).toBe(1);
+  });
+
+  it('a route that left the table stays reported until its requests end; a closed proxy withdraws its report', async (ctx) => {
+    const prefix = isolatedPrefix(ctx);
+    const a = fakeProxy(prefix, 'proxy-a', ['r1', 'r2']);
+    a.counts.set('r1', 1);
+    a.source.set(tableWith(2, ['r2']));
+    const r = reader(prefix);
+    await a.publisher.publish();
+    await a.publisher.publish();
+    expect((await r.reports()).get('proxy-a')?.counts.get('r1')).toBe(1);
+    a.counts.set('r1', 0);
+    await a.publisher.publish();
+    expect((await r.reports()).get('proxy-a')?.counts.has('r1')).toBe(false);
+    await a.publisher.close();
+    expect((await r.reports()).has('proxy-a')).toBe(false);
+  });
+});
