@@ -17,7 +17,7 @@ const CONNECTION_ERRNOS = new Set([
 
 /** pg reports these without an errno or SQLSTATE. */
 const CONNECTION_MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|not queryable/i;
+  /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Connection ended unexpectedly|not queryable/i;
 
 /** The one place pg's errors become FlotillaErrors. */
 export function toStoreError(err: unknown): FlotillaError {
@@ -32,6 +32,20 @@ export function toStoreError(err: unknown): FlotillaError {
       cause: err,
     });
   }
+  if (/Query read timeout/i.test(message)) {
+    return new FlotillaError(
+      'dependency_unavailable',
+      'PostgreSQL unavailable: no answer within the query timeout',
+      { retryable: true, cause: err },
+    );
+  }
+  if (/timeout exceeded when trying to connect/i.test(message)) {
+    return new FlotillaError(
+      'dependency_unavailable',
+      'PostgreSQL unavailable: no connection within the acquire timeout',
+      { retryable: true, cause: err },
+    );
+  }
   if (CONNECTION_MESSAGES.test(message)) {
     return new FlotillaError('dependency_unavailable', `PostgreSQL unavailable: ${message}`, {
       retryable: true,
@@ -45,6 +59,27 @@ export function toStoreError(err: unknown): FlotillaError {
   }
   return new FlotillaError('internal', `PostgreSQL error: ${message}`, { cause: err });
 }
+
+/**
+ * Whether an error means the connection itself is gone or frozen (not a refused statement):
+ * a ROLLBACK on it would only wait for another timeout, so the connection is destroyed.
+ */
+function connectionLost(err: FlotillaError): boolean {
+  return err.code === 'dependency_unavailable';
+}
+
+/** Time limits of a PostgreSQL executor, in milliseconds. */
+export interface PostgresTimeouts {
+  /**
+   * Longest wait for a pooled connection, a new connection's handshake included. Default
+   * 1000: with `queryMs` it bounds an API call on a frozen server to about 2 s.
+   */
+  acquireMs?: number;
+  /** Longest wait for one statement's answer (client side, and `statement_timeout` on the server). Default 1000. */
+  queryMs?: number;
+}
+
+export const DEFAULT_POSTGRES_TIMEOUTS = { acquireMs: 1000, queryMs: 1000 } as const;
 
 function clientExecutor(client: pg.PoolClient): SqlExecutor {
   const self: SqlExecutor = {
@@ -70,12 +105,25 @@ function clientExecutor(client: pg.PoolClient): SqlExecutor {
  * `?options=-c search_path=myschema`; pg sends them in the startup packet, so every pooled
  * connection gets them (this is how tests isolate each one in its own schema).
  */
-export function createPostgresExecutor(url: string, opts: { max?: number } = {}): SqlExecutor {
+export function createPostgresExecutor(
+  url: string,
+  opts: { max?: number } & PostgresTimeouts = {},
+): SqlExecutor {
+  const acquireMs = opts.acquireMs ?? DEFAULT_POSTGRES_TIMEOUTS.acquireMs;
+  const queryMs = opts.queryMs ?? DEFAULT_POSTGRES_TIMEOUTS.queryMs;
+  // A frozen server (SIGSTOP, a stalled disk, a silent network) accepts TCP and then says
+  // nothing: without these limits every call waits for it. connectionTimeoutMillis bounds both
+  // the wait for a free pooled connection and a new connection's handshake; query_timeout
+  // fails a statement whose answer does not come (pg then destroys that connection);
+  // statement_timeout makes the server cancel the statement too, so no work outlives its caller.
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max ?? 10,
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: acquireMs,
+    query_timeout: queryMs,
+    statement_timeout: queryMs,
     idleTimeoutMillis: 30_000,
+    keepAlive: true,
   });
   // An idle pooled connection that dies (server restart) emits here; the pool drops it and
   // the next query reconnects. Without a listener Node would crash the process.
@@ -107,6 +155,12 @@ export function createPostgresExecutor(url: string, opts: { max?: number } = {})
         await client.query('COMMIT');
         return result;
       } catch (err) {
+        const storeErr = toStoreError(err);
+        if (connectionLost(storeErr)) {
+          // No ROLLBACK on a dead or frozen connection: destroying it ends the transaction.
+          broken = storeErr;
+          throw storeErr;
+        }
         try {
           await client.query('ROLLBACK');
         } catch (rollbackErr) {

@@ -217,7 +217,7 @@ function haveBinaries(service: Service): boolean {
   return Boolean(which(service === 'redis' ? 'redis-server' : 'etcd'));
 }
 
-async function spawnPostgres(): Promise<Running> {
+export async function spawnPostgres(): Promise<Running> {
   const dirs = postgresBinDirs();
   const initdb = which('initdb', dirs);
   const postgres = which('postgres', dirs);
