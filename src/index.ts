@@ -269,6 +269,19 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
     // Proxies in other processes follow the same table through Redis.
     if (options.redisUrl) {
       const redis = new Redis(options.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+      // Without an 'error' listener ioredis prints a stack trace to stderr on every retry
+      // (the logs stop being JSON); log each outage once, and its end.
+      let redisDown = false;
+      redis.on('error', (err: unknown) => {
+        if (redisDown) return;
+        redisDown = true;
+        options.logger?.warn({ err }, 'Redis (routing table publisher) unreachable; retrying');
+      });
+      redis.on('ready', () => {
+        if (!redisDown) return;
+        redisDown = false;
+        options.logger?.info({}, 'Redis (routing table publisher) reachable again');
+      });
       await redis.connect();
       const publish = (t: RoutingTable) =>
         publishRoutingTable(redis, prefix, t).catch((err: unknown) =>
@@ -454,8 +467,10 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         const missing: string[] = [];
         if (runtime.failure) missing.push(runtime.failure);
         else if (!runtime.ready) missing.push('actors not restored yet');
-        if (!(await store.ping())) missing.push(`database (${store.kind}) not answering`);
-        if (!(await health.ping())) missing.push('health store not answering');
+        // Both at once: each answers within its own short timeout, so /ready does too.
+        const [storeUp, healthUp] = await Promise.all([store.ping(), health.ping()]);
+        if (!storeUp) missing.push(`database (${store.kind}) not answering`);
+        if (!healthUp) missing.push('health store not answering');
         return { ready: missing.length === 0, missing };
       },
       close: closeAll,

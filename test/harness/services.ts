@@ -296,7 +296,7 @@ export async function spawnPostgres(): Promise<Running> {
   };
 }
 
-async function spawnRedis(): Promise<Running> {
+export async function spawnRedis(): Promise<Running> {
   const bin = which('redis-server');
   if (!bin) {
     throw new MissingServiceError(
