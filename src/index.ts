@@ -12,6 +12,7 @@ import { Redis } from 'ioredis';
 import type { ReplicaBackend } from './backends/backend.ts';
 import { createProcessBackend } from './backends/process-backend.ts';
 import { generateSession } from './definitions/index.ts';
+import type { ConnectionTimeouts } from './domain/connection-timeouts.ts';
 import {
   type DeploymentRequest,
   type DeploymentUpdate,
@@ -107,7 +108,15 @@ export interface FlotillaOptions {
   /** ROUTE_HEALTH_TTL_SEC. Default 120. */
   routeHealthTtlS?: number | undefined;
   /** Run the data plane in this process; `false` for none. Default: on 127.0.0.1, any port. */
-  proxy?: false | { host?: string | undefined; port?: number | undefined } | undefined;
+  proxy?:
+    | false
+    | {
+        host?: string | undefined;
+        port?: number | undefined;
+        /** Limits on client connections (README "Connection timeouts"). */
+        timeouts?: Partial<ConnectionTimeouts> | undefined;
+      }
+    | undefined;
   runtime?: Partial<RuntimeConfig> | undefined;
   /** For tests and embedders: a backend of your own instead of the process backend. */
   backend?: ReplicaBackend | undefined;
@@ -232,6 +241,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         source: tableSource,
         host: options.proxy?.host ?? '127.0.0.1',
         port: options.proxy?.port ?? 0,
+        ...(options.proxy?.timeouts ? { timeouts: options.proxy.timeouts } : {}),
       });
       const p = proxy;
       // Passive outlier ejections go into the deployment's history (GET .../events, status).

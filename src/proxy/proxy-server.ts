@@ -3,11 +3,17 @@
  * a replica's `/{rest}` over pooled keep-alive undici connections, with admission control,
  * retries, streaming pass-through, passive outlier detection and draining.
  */
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Dispatcher } from 'undici';
+import {
+  type ConnectionTimeouts,
+  httpServerTimeouts,
+  PROXY_CONNECTION_TIMEOUTS,
+} from '../domain/connection-timeouts.ts';
 import { type ErrorCode, errorBody as errorShape, FlotillaError } from '../domain/errors.ts';
 import { hostForUrl } from '../domain/host.ts';
 import type { RoutingTable } from '../domain/routing.ts';
@@ -42,6 +48,12 @@ export interface ProxyOptions {
   random?: () => number;
   /** Passive outlier detection settings; defaults in OUTLIER_DEFAULTS. */
   outlier?: Partial<OutlierConfig>;
+  /**
+   * Limits on client connections; defaults in PROXY_CONNECTION_TIMEOUTS. There is no socket
+   * idle limit: while a client waits for its answer the connection is silent for as long as
+   * the deployment's `request_timeout_s` allows, and that deadline bounds it.
+   */
+  timeouts?: Partial<ConnectionTimeouts>;
 }
 
 /** Load status of one deployment as seen by this proxy. */
@@ -765,15 +777,17 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     res.end(body);
   }
 
-  const server: Server = createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
-    try {
-      handle(req, res);
-    } catch (err) {
-      log.error({ err }, 'proxy request handling failed');
-      sendError(res, 500, 'internal', 'proxy error');
-    }
-  });
-  server.headersTimeout = 66_000;
+  const server: Server = createServer(
+    { noDelay: true, ...httpServerTimeouts(PROXY_CONNECTION_TIMEOUTS, opts.timeouts) },
+    (req, res) => {
+      try {
+        handle(req, res);
+      } catch (err) {
+        log.error({ err }, 'proxy request handling failed');
+        sendError(res, 500, 'internal', 'proxy error');
+      }
+    },
+  );
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     sockets.add(s);
