@@ -54,6 +54,7 @@ import {
   Runtime,
   type RuntimeLogger,
 } from './runtime/runtime.ts';
+import { createEventOutbox } from './store/event-outbox.ts';
 import {
   type EndpointRecord,
   openStore,
@@ -244,6 +245,10 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         ...(options.proxy?.timeouts ? { timeouts: options.proxy.timeouts } : {}),
       });
       const p = proxy;
+      const proxyEvents = createEventOutbox({
+        write: (events) => store.recordEvents(events),
+        ...(options.logger ? { logger: options.logger } : {}),
+      });
       // Passive outlier ejections go into the deployment's history (GET .../events, status).
       const unsubEvents = p.onEvent((e) => {
         const route = runtime
@@ -255,22 +260,20 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
             ? `ejected by the proxy for ${e.ejectionMs} ms after ${e.consecutiveFailures} consecutive failures (${e.reason})`
             : 'back in the proxy rotation';
         options.logger?.warn({ deployment: e.deployment, route: e.routeId, event: e.type }, reason);
-        store
-          .recordEvents([
-            {
-              actorId: `route:${e.routeId}`,
-              kind: 'route',
-              deploymentId: e.deploymentId,
-              state: route?.state ?? 'TERMINATED',
-              event: e.type,
-              reason,
-              at: new Date(e.at),
-            },
-          ])
-          .catch((err: unknown) => options.logger?.warn({ err }, 'recording a proxy event failed'));
+        // Queued, not dropped, while the store is away; written in order when it returns.
+        proxyEvents.add({
+          actorId: `route:${e.routeId}`,
+          kind: 'route',
+          deploymentId: e.deploymentId,
+          state: route?.state ?? 'TERMINATED',
+          event: e.type,
+          reason,
+          at: new Date(e.at),
+        });
       });
       closers.push(async () => {
         unsubEvents();
+        proxyEvents.close();
         unsub();
         await p.close();
         await src.close();
