@@ -16,7 +16,7 @@ import {
 } from '../domain/connection-timeouts.ts';
 import { type ErrorCode, errorBody as errorShape, FlotillaError } from '../domain/errors.ts';
 import { hostForUrl } from '../domain/host.ts';
-import type { RoutingTable } from '../domain/routing.ts';
+import { isPathAllowed, type RoutingTable } from '../domain/routing.ts';
 import { type AdmissionLevel, LEVEL_VALUE, type Waiter } from './admission.ts';
 import {
   buildResponseHeaders,
@@ -726,6 +726,10 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
         sendError(res, 503, 'no_healthy_replicas', `deployment ${dep.name} has no healthy replica`);
         return;
       }
+    }
+    if (!isPathAllowed(dep.routing, parsed.path)) {
+      sendError(res, 404, 'not_found', `deployment ${dep.name} does not serve this path`);
+      return;
     }
     const scan = scanRequestHeaders(req.rawHeaders, req.socket.remoteAddress, 'http');
     new Exchange(req, res, dep, endpoint, parsed.path, scan).admit();
