@@ -445,8 +445,12 @@ export function coalesceActorWrites(writes: ActorWrite[]): {
 
 /** The store on any SqlExecutor. Assumes `migrate(exec)` has run (openStore does it). */
 export function createStore(exec: SqlExecutor): Store {
-  const run = <T = Row>(s: sql.Statement, on: SqlExecutor = exec) =>
-    on.query<T>(s.text, s.values.length > 0 ? s.values : undefined);
+  const run = <T = Row>(s: sql.Statement, on: SqlExecutor = exec, rows?: number) =>
+    on.query<T>(
+      s.text,
+      s.values.length > 0 ? s.values : undefined,
+      rows === undefined ? undefined : { rows },
+    );
 
   return {
     kind: exec.kind,
@@ -499,7 +503,11 @@ export function createStore(exec: SqlExecutor): Store {
     async writeActors(writes) {
       if (writes.length === 0) return { conflicts: [] };
       const { rows, history } = coalesceActorWrites(writes);
-      const conflicted = await run<{ actor_id: string }>(sql.writeActorBatch(rows, history));
+      const conflicted = await run<{ actor_id: string }>(
+        sql.writeActorBatch(rows, history),
+        exec,
+        rows.length + history.length,
+      );
       return { conflicts: conflicted.map((r) => r.actor_id) };
     },
 
