@@ -37,7 +37,6 @@ import type { ResourceSlots } from './domain/session.ts';
 import { parseOrThrow } from './domain/validation.ts';
 import { createTraefikPublisher, type EtcdFence } from './etcd/traefik-publisher.ts';
 import type { HealthStore } from './health/health-store.ts';
-import { createLocalFirstHealthStore } from './health/local-first-health-store.ts';
 import { createMemoryHealthStore } from './health/memory-health-store.ts';
 import { createProber, type Prober } from './health/prober.ts';
 import { createRedisHealthStore } from './health/redis-health-store.ts';
@@ -192,13 +191,9 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
     closers.push(() => store.close());
     const backend =
       options.backend ?? (await createProcessBackend({ dataDir, capacity: options.capacity }));
-    const shared: HealthStore = options.redisUrl
+    const health: HealthStore = options.redisUrl
       ? createRedisHealthStore({ url: options.redisUrl, keyPrefix: prefix })
       : createMemoryHealthStore();
-    // With Redis and the prober in this process, its results reach the runtime (and so the
-    // proxy) without a Redis round trip, and keep doing so while Redis is down.
-    const health: HealthStore =
-      options.redisUrl && options.prober !== false ? createLocalFirstHealthStore(shared) : shared;
     closers.push(() => health.close());
     // The prober writes through this view, so every check result can be counted cheaply.
     const onCheck = options.onHealthCheck;
