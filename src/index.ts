@@ -5,12 +5,15 @@
  * Composition: store (PostgreSQL or embedded PGlite) -> backend (processes) -> health store
  * (Redis or in-memory) -> runtime (actors) -> prober and proxy (in-process by default).
  */
+
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
+import { routeActorId } from '../machines/deployment.ts';
 import type { ReplicaBackend } from './backends/backend.ts';
 import { createProcessBackend } from './backends/process-backend.ts';
+import type { ConnectionTimeouts } from './domain/connection-timeouts.ts';
 import {
   type DeploymentRequest,
   type DeploymentUpdate,
@@ -38,7 +41,7 @@ import type { HealthStore } from './health/health-store.ts';
 import { createMemoryHealthStore } from './health/memory-health-store.ts';
 import { createProber, type Prober } from './health/prober.ts';
 import { createRedisHealthStore } from './health/redis-health-store.ts';
-import { createProxy, type Proxy as DataPlane } from './proxy/proxy-server.ts';
+import { createProxy, type FlotillaProxy as DataPlane } from './proxy/proxy-server.ts';
 import {
   createStaticTableSource,
   publishRoutingTable,
@@ -54,6 +57,7 @@ import {
   type RuntimeLogger,
 } from './runtime/runtime.ts';
 import { generateSession } from './session-generators/index.ts';
+import { createEventOutbox } from './store/event-outbox.ts';
 import {
   type EndpointRecord,
   openStore,
@@ -108,7 +112,15 @@ export interface FlotillaOptions {
   /** ROUTE_HEALTH_TTL_SEC. Default 120. */
   routeHealthTtlS?: number | undefined;
   /** Run the data plane in this process; `false` for none. Default: on 127.0.0.1, any port. */
-  proxy?: false | { host?: string | undefined; port?: number | undefined } | undefined;
+  proxy?:
+    | false
+    | {
+        host?: string | undefined;
+        port?: number | undefined;
+        /** Limits on client connections (README "Connection timeouts"). */
+        timeouts?: Partial<ConnectionTimeouts> | undefined;
+      }
+    | undefined;
   runtime?: Partial<RuntimeConfig> | undefined;
   /** For tests and embedders: a backend of your own instead of the process backend. */
   backend?: ReplicaBackend | undefined;
@@ -248,8 +260,13 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         source: tableSource,
         host: options.proxy?.host ?? '127.0.0.1',
         port: options.proxy?.port ?? 0,
+        ...(options.proxy?.timeouts ? { timeouts: options.proxy.timeouts } : {}),
       });
       const p = proxy;
+      const proxyEvents = createEventOutbox({
+        write: (events) => store.recordEvents(events),
+        ...(options.logger ? { logger: options.logger } : {}),
+      });
       // Passive outlier ejections go into the deployment's history (GET .../events, status).
       const unsubEvents = p.onEvent((e) => {
         const route = runtime
@@ -261,22 +278,20 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
             ? `ejected by the proxy for ${e.ejectionMs} ms after ${e.consecutiveFailures} consecutive failures (${e.reason})`
             : 'back in the proxy rotation';
         options.logger?.warn({ deployment: e.deployment, route: e.routeId, event: e.type }, reason);
-        store
-          .recordEvents([
-            {
-              actorId: `route:${e.routeId}`,
-              kind: 'route',
-              deploymentId: e.deploymentId,
-              state: route?.state ?? 'TERMINATED',
-              event: e.type,
-              reason,
-              at: new Date(e.at),
-            },
-          ])
-          .catch((err: unknown) => options.logger?.warn({ err }, 'recording a proxy event failed'));
+        // Queued, not dropped, while the store is away; written in order when it returns.
+        proxyEvents.add({
+          actorId: routeActorId(e.routeId),
+          kind: 'route',
+          deploymentId: e.deploymentId,
+          state: route?.state ?? 'TERMINATED',
+          event: e.type,
+          reason,
+          at: new Date(e.at),
+        });
       });
       closers.push(async () => {
         unsubEvents();
+        proxyEvents.close();
         unsub();
         await p.close();
         await src.close();
@@ -285,6 +300,19 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
     // Proxies in other processes follow the same table through Redis.
     if (options.redisUrl) {
       const redis = new Redis(options.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 2 });
+      // Without an 'error' listener ioredis prints a stack trace to stderr on every retry
+      // (the logs stop being JSON); log each outage once, and its end.
+      let redisDown = false;
+      redis.on('error', (err: unknown) => {
+        if (redisDown) return;
+        redisDown = true;
+        options.logger?.warn({ err }, 'Redis (routing table publisher) unreachable; retrying');
+      });
+      redis.on('ready', () => {
+        if (!redisDown) return;
+        redisDown = false;
+        options.logger?.info({}, 'Redis (routing table publisher) reachable again');
+      });
       await redis.connect();
       const publish = (t: RoutingTable) =>
         publishRoutingTable(redis, prefix, t).catch((err: unknown) =>
@@ -484,8 +512,10 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         const missing: string[] = [];
         if (runtime.failure) missing.push(runtime.failure);
         else if (!runtime.ready) missing.push('actors not restored yet');
-        if (!(await store.ping())) missing.push(`database (${store.kind}) not answering`);
-        if (!(await health.ping())) missing.push('health store not answering');
+        // Both at once: each answers within its own short timeout, so /ready does too.
+        const [storeUp, healthUp] = await Promise.all([store.ping(), health.ping()]);
+        if (!storeUp) missing.push(`database (${store.kind}) not answering`);
+        if (!healthUp) missing.push('health store not answering');
         const warnings = runtime.quarantine.warnings();
         return { ready: missing.length === 0, missing, ...(warnings.length ? { warnings } : {}) };
       },

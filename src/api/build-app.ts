@@ -13,6 +13,7 @@ import Fastify, {
 } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { type ConnectionTimeouts, fastifyTimeouts } from '../domain/connection-timeouts.ts';
 import {
   type DeploymentRequest,
   type DeploymentUpdate,
@@ -71,6 +72,8 @@ export interface AppDeps {
    * failure); 500 when `ok` is false. Default: `{"status":"ok"}`, always 200.
    */
   health?: (() => { ok: boolean; problems: string[] } & Record<string, unknown>) | undefined;
+  /** Limits on client connections; defaults in API_CONNECTION_TIMEOUTS. */
+  timeouts?: Partial<ConnectionTimeouts> | undefined;
 }
 
 /**
@@ -135,6 +138,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // The router's errors (bad percent-encoding, a parameter too long) would otherwise be
     // written by Fastify in its own shape, bypassing the error handler.
     frameworkErrors: (err, req, reply) => handleError(err, req, reply),
+    ...fastifyTimeouts(deps.timeouts),
   });
 
   app.setValidatorCompiler(zodValidatorCompiler);

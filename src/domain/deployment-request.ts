@@ -46,10 +46,25 @@ export const idOrNameSchema = z
 /** The largest replica count any field accepts. */
 export const MAX_REPLICAS = 1000;
 
+/** One entry of `routing.allowed_path_prefixes`: an absolute path prefix such as `/v1/`. */
+const pathPrefixSchema = z
+  .string()
+  .min(1)
+  .max(256)
+  .refine((s) => s.startsWith('/'), { error: 'must start with /' })
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: refusing them is the point
+  .refine((s) => !/[\u0000-\u0020\u007f?#%\\]/.test(s), {
+    error: 'must not contain spaces, control characters, ?, #, % or \\',
+  })
+  .refine((s) => !s.split('/').some((seg) => seg === '.' || seg === '..'), {
+    error: 'must not contain . or .. segments',
+  });
+
 export const routingSchema = z.strictObject({
   strategy: z.enum(BalancingStrategies).optional(),
   request_timeout_s: z.number().positive().max(3600).optional(),
   retries: z.int().min(0).max(10).optional(),
+  allowed_path_prefixes: z.array(pathPrefixSchema).max(100).optional(),
 });
 
 export const admissionSchema = z.strictObject({

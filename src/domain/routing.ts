@@ -21,6 +21,26 @@ export interface RoutingConfig {
   request_timeout_s: number;
   /** Retries on connection failure or 502/503, each to another replica. */
   retries: number;
+  /**
+   * When set and not empty, the proxy forwards only paths (as the replica receives them,
+   * after dot segments are resolved) that start with one of these prefixes, e.g. `/v1/`;
+   * others answer 404 `not_found`. Off (every path) by default.
+   */
+  allowed_path_prefixes?: string[] | undefined;
+}
+
+/**
+ * Whether `routing`'s path allow-list lets `path` (the replica's path, query included)
+ * through. With a list, a path holding an encoded slash or backslash is refused too: a
+ * replica that decodes it could climb out of the allowed prefix (`/v1/..%2Fadmin`).
+ */
+export function isPathAllowed(routing: RoutingConfig, path: string): boolean {
+  const prefixes = routing.allowed_path_prefixes;
+  if (!prefixes || prefixes.length === 0) return true;
+  const q = path.indexOf('?');
+  const pathname = q === -1 ? path : path.slice(0, q);
+  if (/%(2f|5c)/i.test(pathname) || pathname.includes('\\')) return false;
+  return prefixes.some((p) => pathname.startsWith(p));
 }
 
 export const DEFAULT_ROUTING: RoutingConfig = {

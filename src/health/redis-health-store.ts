@@ -13,6 +13,11 @@ export interface RedisHealthStoreOptions {
   batchSize?: number;
   /** A command that gets no reply in this time fails instead of stalling a tick. Default 5000. */
   commandTimeoutMs?: number;
+  /**
+   * `ping` answers false when Redis has not answered within this time (readiness checks must
+   * answer fast during an outage, not after the command timeout). Default 1000.
+   */
+  pingTimeoutMs?: number;
   logger?: HealthLogger;
 }
 
@@ -87,15 +92,20 @@ export function createRedisHealthStore(opts: RedisHealthStoreOptions): HealthSto
   };
   const redis = new Redis(opts.url, { ...clientOptions, enableAutoPipelining: true });
 
+  // Whether the command connection has failed and not come back: `ping` answers at once.
+  let commandsDown = false;
   // ioredis emits 'error' on every failed reconnect; log a transition once, not each retry.
+  // Every client has this listener: without one ioredis prints a stack trace per retry.
   const watch = (client: Redis, role: string) => {
     let down = false;
     client.on('error', (err: unknown) => {
+      if (role === 'commands') commandsDown = true;
       if (down) return;
       down = true;
       logger().warn({ err: errorText(err), role }, 'Redis health store unreachable; retrying');
     });
     client.on('ready', () => {
+      if (role === 'commands') commandsDown = false;
       if (!down) return;
       down = false;
       logger().info({ role }, 'Redis health store reachable again');
@@ -237,11 +247,19 @@ export function createRedisHealthStore(opts: RedisHealthStoreOptions): HealthSto
     },
 
     async ping() {
-      if (closed) return false;
+      // Known down (reconnecting after an error): say so now instead of queueing a PING for
+      // the reconnect, which during an outage waits for the command timeout.
+      if (closed || commandsDown) return false;
+      let timer: NodeJS.Timeout | undefined;
       try {
-        return (await redis.ping()) === 'PONG';
-      } catch {
-        return false;
+        const timeout = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), opts.pingTimeoutMs ?? 1000);
+        });
+        // A late PING reply or failure after the timeout has nobody to tell: ignore it.
+        const reply = redis.ping().catch(() => 'failed');
+        return (await Promise.race([reply, timeout])) === 'PONG';
+      } finally {
+        clearTimeout(timer);
       }
     },
 

@@ -1,7 +1,7 @@
 /**
  * Header rewriting between client and replica: hop-by-hop headers (RFC 9110 §7.6.1) and any
- * header named in `Connection` are dropped in both directions; X-Forwarded-* are set on the
- * way in; `x-flotilla-replica` is added on the way out.
+ * header named in `Connection` are dropped in both directions; X-Forwarded-* and `Forwarded`
+ * are set on the way in; `x-flotilla-replica` is added on the way out.
  */
 
 /** Hop-by-hop headers, plus ones the proxy owns (host, expect, x-forwarded-proto/-host). */
@@ -21,6 +21,8 @@ const DROP_REQUEST = new Set([
   'x-forwarded-proto',
   'x-forwarded-host',
   'x-forwarded-for',
+  // RFC 7239: rebuilt like X-Forwarded-For, with this hop's element appended.
+  'forwarded',
 ]);
 
 const DROP_RESPONSE = new Set([
@@ -72,10 +74,29 @@ export function clientAddress(remote: string | undefined): string {
   return remote.startsWith('::ffff:') ? remote.slice(7) : remote;
 }
 
+/** RFC 7239 token characters; anything else is sent as a quoted-string. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+function forwardedValue(v: string): string {
+  return TOKEN.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`;
+}
+
+/** This hop's `Forwarded` element: `for=<client>;proto=<proto>[;host=<host>]` (RFC 7239 §4). */
+function forwardedElement(client: string, proto: string, host: string): string {
+  // An IPv6 address goes in brackets, and so in quotes (§6).
+  const node = client.includes(':') ? `[${client}]` : client;
+  const parts = [`for=${forwardedValue(node || 'unknown')}`, `proto=${proto}`];
+  if (host) parts.push(`host=${forwardedValue(host)}`);
+  return parts.join(';');
+}
+
 /**
  * Builds the replica's request headers from the client's raw headers. X-Forwarded-For gets
  * the client address appended to any it sent; X-Forwarded-Proto and -Host are replaced by what
- * this proxy saw (a client cannot spoof them through it).
+ * this proxy saw (a client cannot spoof them through it). `Forwarded` (RFC 7239) is treated
+ * alike: the client's elements are kept and this hop's element (`for`, `proto`, `host` as this
+ * proxy saw them) is appended, so its last element, like X-Forwarded-For's last address, is
+ * the one a replica can trust.
  */
 export function scanRequestHeaders(
   raw: readonly string[],
@@ -95,6 +116,7 @@ export function scanRequestHeaders(
   let chunked = false;
   let host = '';
   let xff = '';
+  let forwarded = '';
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
@@ -105,6 +127,9 @@ export function scanRequestHeaders(
         continue;
       case 'x-forwarded-for':
         xff = xff ? `${xff}, ${value}` : value;
+        continue;
+      case 'forwarded':
+        forwarded = forwarded ? `${forwarded}, ${value}` : value;
         continue;
       case 'transfer-encoding':
         chunked = true;
@@ -127,6 +152,8 @@ export function scanRequestHeaders(
   headers.push('x-forwarded-for', xff ? `${xff}, ${client}` : client);
   headers.push('x-forwarded-proto', proto);
   if (host) headers.push('x-forwarded-host', host);
+  const hop = forwardedElement(client, proto, host);
+  headers.push('forwarded', forwarded ? `${forwarded}, ${hop}` : hop);
   return { headers, priority, contentLength, chunked };
 }
 

@@ -3,14 +3,20 @@
  * a replica's `/{rest}` over pooled keep-alive undici connections, with admission control,
  * retries, streaming pass-through, passive outlier detection and draining.
  */
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Dispatcher } from 'undici';
+import {
+  type ConnectionTimeouts,
+  httpServerTimeouts,
+  PROXY_CONNECTION_TIMEOUTS,
+} from '../domain/connection-timeouts.ts';
 import { type ErrorCode, errorBody as errorShape, FlotillaError } from '../domain/errors.ts';
 import { hostForUrl } from '../domain/host.ts';
-import type { RoutingTable } from '../domain/routing.ts';
+import { isPathAllowed, type RoutingTable } from '../domain/routing.ts';
 import { type AdmissionLevel, LEVEL_VALUE, type Waiter } from './admission.ts';
 import {
   buildResponseHeaders,
@@ -42,6 +48,12 @@ export interface ProxyOptions {
   random?: () => number;
   /** Passive outlier detection settings; defaults in OUTLIER_DEFAULTS. */
   outlier?: Partial<OutlierConfig>;
+  /**
+   * Limits on client connections; defaults in PROXY_CONNECTION_TIMEOUTS. There is no socket
+   * idle limit: while a client waits for its answer the connection is silent for as long as
+   * the deployment's `request_timeout_s` allows, and that deadline bounds it.
+   */
+  timeouts?: Partial<ConnectionTimeouts>;
 }
 
 /** Load status of one deployment as seen by this proxy. */
@@ -91,9 +103,6 @@ export interface FlotillaProxy {
   /** `flotilla_proxy_*` metrics, in a registry of the proxy's own. */
   metrics: Registry;
 }
-
-/** @deprecated the same as FlotillaProxy (the name `Proxy` shadows the global). */
-export type Proxy = FlotillaProxy;
 
 const RETRY_AFTER_S = '1';
 const MAX_BUFFERED_BODY = 1024 * 1024;
@@ -715,6 +724,10 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
         return;
       }
     }
+    if (!isPathAllowed(dep.routing, parsed.path)) {
+      sendError(res, 404, 'not_found', `deployment ${dep.name} does not serve this path`);
+      return;
+    }
     const scan = scanRequestHeaders(req.rawHeaders, req.socket.remoteAddress, 'http');
     new Exchange(req, res, dep, endpoint, parsed.path, scan).admit();
   }
@@ -765,15 +778,17 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     res.end(body);
   }
 
-  const server: Server = createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
-    try {
-      handle(req, res);
-    } catch (err) {
-      log.error({ err }, 'proxy request handling failed');
-      sendError(res, 500, 'internal', 'proxy error');
-    }
-  });
-  server.headersTimeout = 66_000;
+  const server: Server = createServer(
+    { noDelay: true, ...httpServerTimeouts(PROXY_CONNECTION_TIMEOUTS, opts.timeouts) },
+    (req, res) => {
+      try {
+        handle(req, res);
+      } catch (err) {
+        log.error({ err }, 'proxy request handling failed');
+        sendError(res, 500, 'internal', 'proxy error');
+      }
+    },
+  );
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     sockets.add(s);

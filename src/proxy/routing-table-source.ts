@@ -267,6 +267,8 @@ const deploymentSchema = z.looseObject({
     strategy: z.enum(BalancingStrategies),
     request_timeout_s: z.number().positive(),
     retries: z.number().int().min(0),
+    // Kept for proxies fed from Redis too (docs: the per-deployment path allow-list).
+    allowed_path_prefixes: z.array(z.string()).optional(),
   }),
   routes: z.array(routeSchema),
 });

@@ -6,6 +6,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createErrorHandler } from '../api/error-handler.ts';
+import { type ConnectionTimeouts, fastifyTimeouts } from '../domain/connection-timeouts.ts';
 import { errorBody, notReady, routeNotFound } from '../domain/errors.ts';
 
 export function buildNodeApp(opts: {
@@ -14,6 +15,8 @@ export function buildNodeApp(opts: {
   registries: Registry[];
   /** Liveness with detail; 500 when `ok` is false. Default: always ok. */
   health?: (() => { ok: boolean } & Record<string, unknown>) | undefined;
+  /** Limits on client connections; defaults in API_CONNECTION_TIMEOUTS. */
+  timeouts?: Partial<ConnectionTimeouts> | undefined;
 }): FastifyInstance {
   const own = new Registry();
   collectDefaultMetrics({ register: own, prefix: 'flotilla_' });
@@ -26,6 +29,7 @@ export function buildNodeApp(opts: {
   const app = Fastify({
     logger: false,
     frameworkErrors: (err, req, reply) => handleError(err, req, reply),
+    ...fastifyTimeouts(opts.timeouts),
   });
   app.setErrorHandler(handleError);
   app.setNotFoundHandler((req, reply) => {

@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type InflightPublisher, startInflightPublisher } from '../proxy/inflight-publisher.ts';
-import { createProxy, type Proxy as DataPlane } from '../proxy/proxy-server.ts';
+import { createProxy, type FlotillaProxy as DataPlane } from '../proxy/proxy-server.ts';
 import { createRedisTableSource, type RoutingTableSource } from '../proxy/routing-table-source.ts';
 
 export interface ProxyNode {

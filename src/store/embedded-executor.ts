@@ -49,21 +49,28 @@ function txExecutor(tx: Transaction): SqlExecutor {
 
 /**
  * PGlite is one PostgreSQL backend in this process's memory: two processes (or two PGlite
- * instances in one process) on the same files would corrupt them. A pid lock file makes the
+ * instances in one process) on the same files would corrupt them. A lock file makes the
  * second opener fail with a clear message; a lock left by a dead process is taken over.
+ *
+ * The file holds `<pid> <start time>` (field 22 of /proc/<pid>/stat, clock ticks since boot):
+ * a pid alone outlives its holder once the pid is reused (a crash-restart loop in a container
+ * gets the same pid, an unrelated process may get it), and a zombie still answers kill(0). The
+ * lock is held only while a process with that pid and that start time runs. Where /proc is
+ * missing (not Linux) the start time is empty and the pid check alone decides, as before.
  */
 function acquireLock(lockPath: string): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(lockPath, 'wx');
-      writeSync(fd, String(process.pid));
+      writeSync(fd, `${process.pid} ${processStartTime(process.pid) ?? ''}`.trim());
       closeSync(fd);
       return () => rmSync(lockPath, { force: true });
     } catch (err) {
       if ((err as { code?: string }).code !== 'EEXIST') throw toStoreError(err);
     }
-    const holder = Number.parseInt(readFileSync(lockPath, 'utf8').trim(), 10);
-    if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
+    const [pidText, startText] = readFileSync(lockPath, 'utf8').trim().split(/\s+/);
+    const holder = Number.parseInt(pidText ?? '', 10);
+    if (Number.isInteger(holder) && holder > 0 && holds(holder, startText)) {
       throw new FlotillaError(
         'dependency_unavailable',
         `embedded database ${lockPath} is in use by process ${holder}` +
@@ -73,6 +80,33 @@ function acquireLock(lockPath: string): () => void {
     rmSync(lockPath, { force: true });
   }
   throw new FlotillaError('dependency_unavailable', `could not lock ${lockPath}`);
+}
+
+/** Whether the process that wrote a lock (`pid`, and its start time when recorded) still runs. */
+function holds(pid: number, recordedStart: string | undefined): boolean {
+  if (!isAlive(pid)) return false;
+  const stat = procStat(pid);
+  if (stat === undefined) return true; // No /proc: kill(0) is all we know.
+  if (stat.state === 'Z' || stat.state === 'X') return false;
+  return recordedStart === undefined || recordedStart === '' || recordedStart === stat.startTime;
+}
+
+/** State and start time of `pid` from /proc/<pid>/stat, or undefined without /proc. */
+function procStat(pid: number): { state: string; startTime: string } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) is in parentheses and may hold spaces: count from its end.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state), so field 22 (starttime) is fields[19].
+  return { state: fields[0] ?? '', startTime: fields[19] ?? '' };
+}
+
+function processStartTime(pid: number): string | undefined {
+  return procStat(pid)?.startTime;
 }
 
 function isAlive(pid: number): boolean {

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { FlotillaError, isFlotillaError } from '../domain/errors.ts';
 import { fromSqlState } from './sql-errors.ts';
-import type { SqlExecutor } from './sql-executor.ts';
+import type { QueryOptions, SqlExecutor } from './sql-executor.ts';
 
 /** Socket-level failures: the server is not there (yet, or any more). */
 const CONNECTION_ERRNOS = new Set([
@@ -17,7 +17,7 @@ const CONNECTION_ERRNOS = new Set([
 
 /** pg reports these without an errno or SQLSTATE. */
 const CONNECTION_MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended unexpectedly|not queryable/i;
+  /Connection terminated|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error|Connection ended unexpectedly|not queryable/i;
 
 /** The one place pg's errors become FlotillaErrors. */
 export function toStoreError(err: unknown): FlotillaError {
@@ -31,6 +31,20 @@ export function toStoreError(err: unknown): FlotillaError {
       retryable: true,
       cause: err,
     });
+  }
+  if (/Query read timeout/i.test(message)) {
+    return new FlotillaError(
+      'dependency_unavailable',
+      'PostgreSQL unavailable: no answer within the query timeout',
+      { retryable: true, cause: err },
+    );
+  }
+  if (/timeout exceeded when trying to connect/i.test(message)) {
+    return new FlotillaError(
+      'dependency_unavailable',
+      'PostgreSQL unavailable: no connection within the acquire timeout',
+      { retryable: true, cause: err },
+    );
   }
   if (CONNECTION_MESSAGES.test(message)) {
     return new FlotillaError('dependency_unavailable', `PostgreSQL unavailable: ${message}`, {
@@ -46,12 +60,52 @@ export function toStoreError(err: unknown): FlotillaError {
   return new FlotillaError('internal', `PostgreSQL error: ${message}`, { cause: err });
 }
 
-function clientExecutor(client: pg.PoolClient): SqlExecutor {
+/**
+ * Whether an error means the connection itself is gone or frozen (not a refused statement):
+ * a ROLLBACK on it would only wait for another timeout, so the connection is destroyed.
+ */
+function connectionLost(err: FlotillaError): boolean {
+  return err.code === 'dependency_unavailable';
+}
+
+/** Time limits of a PostgreSQL executor, in milliseconds. */
+export interface PostgresTimeouts {
+  /**
+   * Longest wait for a pooled connection, a new connection's handshake included. Default
+   * 1000: with `queryMs` it bounds an API call on a frozen server to about 2 s.
+   */
+  acquireMs?: number;
+  /**
+   * Longest wait for the answer to a statement outside a transaction, and to a transaction's
+   * BEGIN. Default 1000.
+   */
+  queryMs?: number;
+  /**
+   * Longest wait for a statement inside a transaction, after its BEGIN was answered (the
+   * snapshot writer's batches of thousands of rows take longer than `queryMs` on a busy
+   * machine, and a server that answered BEGIN a moment ago is not frozen). Also the server's
+   * `statement_timeout`. Default 10000.
+   */
+  transactionQueryMs?: number;
+}
+
+/** Extra statement time per row a statement writes (`QueryOptions.rows`). */
+const PER_ROW_MS = 2;
+
+export const DEFAULT_POSTGRES_TIMEOUTS = {
+  acquireMs: 1000,
+  queryMs: 1000,
+  transactionQueryMs: 10_000,
+} as const;
+
+function clientExecutor(client: pg.PoolClient, timeoutMs: number): SqlExecutor {
   const self: SqlExecutor = {
     kind: 'postgres',
     async query<T>(text: string, params?: unknown[]): Promise<T[]> {
       try {
-        const res = (await client.query(text, params)) as pg.QueryResult | pg.QueryResult[];
+        // query_timeout per statement is in pg's QueryConfig but not in its types.
+        const config = { text, values: params, query_timeout: timeoutMs } as pg.QueryConfig;
+        const res = (await client.query(config)) as pg.QueryResult | pg.QueryResult[];
         // A multi-statement text (no params) answers one result per statement.
         const last = Array.isArray(res) ? res[res.length - 1] : res;
         return (last?.rows ?? []) as T[];
@@ -70,12 +124,29 @@ function clientExecutor(client: pg.PoolClient): SqlExecutor {
  * `?options=-c search_path=myschema`; pg sends them in the startup packet, so every pooled
  * connection gets them (this is how tests isolate each one in its own schema).
  */
-export function createPostgresExecutor(url: string, opts: { max?: number } = {}): SqlExecutor {
+export function createPostgresExecutor(
+  url: string,
+  opts: { max?: number } & PostgresTimeouts = {},
+): SqlExecutor {
+  const acquireMs = opts.acquireMs ?? DEFAULT_POSTGRES_TIMEOUTS.acquireMs;
+  const queryMs = opts.queryMs ?? DEFAULT_POSTGRES_TIMEOUTS.queryMs;
+  const txQueryMs = Math.max(
+    queryMs,
+    opts.transactionQueryMs ?? DEFAULT_POSTGRES_TIMEOUTS.transactionQueryMs,
+  );
+  // A frozen server (SIGSTOP, a stalled disk, a silent network) accepts TCP and then says
+  // nothing: without these limits every call waits for it. connectionTimeoutMillis bounds both
+  // the wait for a free pooled connection and a new connection's handshake; query_timeout
+  // fails a statement whose answer does not come (pg then destroys that connection);
+  // statement_timeout makes the server cancel a runaway statement too.
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max ?? 10,
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: acquireMs,
+    query_timeout: queryMs,
+    statement_timeout: txQueryMs,
     idleTimeoutMillis: 30_000,
+    keepAlive: true,
   });
   // An idle pooled connection that dies (server restart) emits here; the pool drops it and
   // the next query reconnects. Without a listener Node would crash the process.
@@ -84,9 +155,16 @@ export function createPostgresExecutor(url: string, opts: { max?: number } = {})
 
   return {
     kind: 'postgres',
-    async query<T>(text: string, params?: unknown[]): Promise<T[]> {
+    async query<T>(text: string, params?: unknown[], qopts?: QueryOptions): Promise<T[]> {
       try {
-        const res = (await pool.query(text, params)) as pg.QueryResult | pg.QueryResult[];
+        const rows = qopts?.rows ?? 0;
+        const res = (await (rows > 0
+          ? pool.query({
+              text,
+              values: params,
+              query_timeout: queryMs + rows * PER_ROW_MS,
+            } as pg.QueryConfig)
+          : pool.query(text, params))) as pg.QueryResult | pg.QueryResult[];
         const last = Array.isArray(res) ? res[res.length - 1] : res;
         return (last?.rows ?? []) as T[];
       } catch (err) {
@@ -102,11 +180,18 @@ export function createPostgresExecutor(url: string, opts: { max?: number } = {})
       }
       let broken: Error | undefined;
       try {
+        // BEGIN with the short limit: a frozen server is found here, before any work.
         await client.query('BEGIN');
-        const result = await fn(clientExecutor(client));
-        await client.query('COMMIT');
+        const result = await fn(clientExecutor(client, txQueryMs));
+        await client.query({ text: 'COMMIT', query_timeout: txQueryMs } as pg.QueryConfig);
         return result;
       } catch (err) {
+        const storeErr = toStoreError(err);
+        if (connectionLost(storeErr)) {
+          // No ROLLBACK on a dead or frozen connection: destroying it ends the transaction.
+          broken = storeErr;
+          throw storeErr;
+        }
         try {
           await client.query('ROLLBACK');
         } catch (rollbackErr) {

@@ -1,3 +1,12 @@
+/** Hints for one statement. */
+export interface QueryOptions {
+  /**
+   * Rows the statement writes: an adapter with a statement timeout grants this much more
+   * time (a batch of thousands of rows is slow work, not a frozen server).
+   */
+  rows?: number;
+}
+
 /**
  * The one port between the store and a PostgreSQL dialect database. The store's SQL is plain
  * text + values (see `store-sql.ts`); an adapter only runs it.
@@ -16,7 +25,7 @@
  *   `dependency_unavailable` (503, retryable); the driver error is the `cause`.
  */
 export interface SqlExecutor {
-  query<T>(text: string, params?: unknown[]): Promise<T[]>;
+  query<T>(text: string, params?: unknown[], opts?: QueryOptions): Promise<T[]>;
   transaction<R>(fn: (tx: SqlExecutor) => Promise<R>): Promise<R>;
   close(): Promise<void>;
   readonly kind: 'postgres' | 'embedded';

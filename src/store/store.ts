@@ -2,7 +2,7 @@ import { FlotillaError } from '../domain/errors.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import { createEmbeddedExecutor } from './embedded-executor.ts';
 import { migrate } from './migrate.ts';
-import { createPostgresExecutor } from './postgres-executor.ts';
+import { createPostgresExecutor, type PostgresTimeouts } from './postgres-executor.ts';
 import { type SqlExecutor, violatedConstraint } from './sql-executor.ts';
 import * as sql from './store-sql.ts';
 
@@ -445,8 +445,12 @@ export function coalesceActorWrites(writes: ActorWrite[]): {
 
 /** The store on any SqlExecutor. Assumes `migrate(exec)` has run (openStore does it). */
 export function createStore(exec: SqlExecutor): Store {
-  const run = <T = Row>(s: sql.Statement, on: SqlExecutor = exec) =>
-    on.query<T>(s.text, s.values.length > 0 ? s.values : undefined);
+  const run = <T = Row>(s: sql.Statement, on: SqlExecutor = exec, rows?: number) =>
+    on.query<T>(
+      s.text,
+      s.values.length > 0 ? s.values : undefined,
+      rows === undefined ? undefined : { rows },
+    );
 
   return {
     kind: exec.kind,
@@ -499,7 +503,11 @@ export function createStore(exec: SqlExecutor): Store {
     async writeActors(writes) {
       if (writes.length === 0) return { conflicts: [] };
       const { rows, history } = coalesceActorWrites(writes);
-      const conflicted = await run<{ actor_id: string }>(sql.writeActorBatch(rows, history));
+      const conflicted = await run<{ actor_id: string }>(
+        sql.writeActorBatch(rows, history),
+        exec,
+        rows.length + history.length,
+      );
       return { conflicts: conflicted.map((r) => r.actor_id) };
     },
 
@@ -595,10 +603,28 @@ export function createStore(exec: SqlExecutor): Store {
  * The composition root's way in: PostgreSQL when `databaseUrl` is given, else the embedded
  * database under `<dataDir>/pgdata`; migrations are applied before the store is returned.
  */
-export async function openStore(opts: { databaseUrl?: string; dataDir: string }): Promise<Store> {
-  const exec = opts.databaseUrl
-    ? createPostgresExecutor(opts.databaseUrl)
-    : await createEmbeddedExecutor(opts.dataDir);
+export async function openStore(opts: {
+  databaseUrl?: string;
+  dataDir: string;
+  postgresTimeouts?: PostgresTimeouts;
+}): Promise<Store> {
+  if (opts.databaseUrl) {
+    // Migrations wait on an advisory lock while another process migrates and run DDL: they get
+    // their own short-lived connection with generous limits, the serving pool the short ones.
+    const migrator = createPostgresExecutor(opts.databaseUrl, {
+      max: 1,
+      acquireMs: 30_000,
+      queryMs: 120_000,
+    });
+    try {
+      await migrate(migrator);
+    } finally {
+      // Safe to ignore: a migration error is the one to report; closing is best effort.
+      await migrator.close().catch(() => {});
+    }
+    return createStore(createPostgresExecutor(opts.databaseUrl, opts.postgresTimeouts));
+  }
+  const exec = await createEmbeddedExecutor(opts.dataDir);
   try {
     await migrate(exec);
   } catch (err) {

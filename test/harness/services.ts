@@ -217,7 +217,7 @@ function haveBinaries(service: Service): boolean {
   return Boolean(which(service === 'redis' ? 'redis-server' : 'etcd'));
 }
 
-async function spawnPostgres(): Promise<Running> {
+export async function spawnPostgres(): Promise<Running> {
   const dirs = postgresBinDirs();
   const initdb = which('initdb', dirs);
   const postgres = which('postgres', dirs);
@@ -296,7 +296,7 @@ async function spawnPostgres(): Promise<Running> {
   };
 }
 
-async function spawnRedis(): Promise<Running> {
+export async function spawnRedis(): Promise<Running> {
   const bin = which('redis-server');
   if (!bin) {
     throw new MissingServiceError(

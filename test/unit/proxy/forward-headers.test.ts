@@ -121,3 +121,27 @@ describe('response headers to the client', () => {
     ]);
   });
 });
+
+describe('the Forwarded header (RFC 7239), treated like X-Forwarded-*', () => {
+  it("appends this hop's element with the client address, proto and host this proxy saw", () => {
+    const scan = scanRequestHeaders(
+      ['Host', 'api.example:8080', 'Forwarded', 'for=1.2.3.4;proto=https;host=evil.example'],
+      '::ffff:10.0.0.7',
+      'http',
+    );
+    const forwarded = pairs(scan.headers).filter(([n]) => n === 'forwarded');
+    expect(forwarded).toEqual([
+      [
+        'forwarded',
+        'for=1.2.3.4;proto=https;host=evil.example, for=10.0.0.7;proto=http;host="api.example:8080"',
+      ],
+    ]);
+  });
+
+  it('sets it when the client sent none, quoting an IPv6 client in brackets', () => {
+    const scan = scanRequestHeaders(['Host', 'h'], '2001:db8::1', 'https');
+    expect(pairs(scan.headers).filter(([n]) => n === 'forwarded')).toEqual([
+      ['forwarded', 'for="[2001:db8::1]";proto=https;host=h'],
+    ]);
+  });
+});
