@@ -107,7 +107,7 @@ function stateOf(n: NodeLike): StatechartState {
 
 /** Reads a machine's states and edges from its definition. */
 export function statechartOf(machine: AnyStateMachine): Statechart {
-  const root = machine.root as unknown as NodeLike;
+  const root: NodeLike = machine.root;
   const edges: StatechartEdge[] = [];
   const add = (from: string, t: TransitionLike, event: string, inherited = false) => {
     for (const target of t.target ?? []) {

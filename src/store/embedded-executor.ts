@@ -40,7 +40,7 @@ async function run<T>(runner: Runner, text: string, params?: unknown[]): Promise
 function txExecutor(tx: Transaction): SqlExecutor {
   const self: SqlExecutor = {
     kind: 'embedded',
-    query: (text, params) => run(tx as unknown as Runner, text, params),
+    query: (text, params) => run(tx, text, params),
     transaction: (fn) => fn(self),
     close: async () => {},
   };
@@ -141,7 +141,7 @@ export async function createEmbeddedExecutor(dataDir: string | null): Promise<Sq
   let closed = false;
   return {
     kind: 'embedded',
-    query: (text, params) => run(db as unknown as Runner, text, params),
+    query: (text, params) => run(db, text, params),
     async transaction<R>(fn: (tx: SqlExecutor) => Promise<R>): Promise<R> {
       try {
         return await db.transaction((tx) => fn(txExecutor(tx)));

@@ -277,15 +277,6 @@ export function selectSnapshots(opts: { kinds?: string[]; excludeStates?: string
   };
 }
 
-export function deleteSnapshots(actorIds: string[]): Statement {
-  return {
-    text: `DELETE FROM actor_snapshots
-            WHERE actor_id IN (SELECT jsonb_array_elements_text($1::text::jsonb))
-           RETURNING actor_id`,
-    values: [json(actorIds)],
-  };
-}
-
 export function selectReplicas(deploymentId: string): Statement {
   return {
     text: 'SELECT * FROM replicas WHERE deployment_id = $1 ORDER BY id',
@@ -368,10 +359,6 @@ export function selectHistory(opts: {
 
 export function selectScalingGroup(name: string): Statement {
   return { text: 'SELECT * FROM scaling_groups WHERE name = $1', values: [name] };
-}
-
-export function selectScalingGroups(): Statement {
-  return { text: 'SELECT * FROM scaling_groups ORDER BY name', values: [] };
 }
 
 export function upsertScalingGroup(g: {

@@ -203,8 +203,6 @@ export interface Store {
     kinds?: ActorKind[];
     excludeStates?: string[];
   }): Promise<ActorSnapshotRow[]>;
-  /** Removes snapshot rows (history and projections stay). Returns how many existed. */
-  deleteSnapshots(actorIds: string[]): Promise<number>;
 
   /** Replica projections of a deployment (terminated ones included), by id. */
   listReplicas(deploymentId: string): Promise<ReplicaRecord[]>;
@@ -245,7 +243,6 @@ export interface Store {
     route_cleanup_target_statuses?: string[];
     settings?: Record<string, unknown>;
   }): Promise<ScalingGroup>;
-  listScalingGroups(): Promise<ScalingGroup[]>;
 
   getEndpoint(name: string): Promise<EndpointRecord | null>;
   listEndpoints(): Promise<EndpointRecord[]>;
@@ -515,11 +512,6 @@ export function createStore(exec: SqlExecutor): Store {
       return (await run(sql.selectSnapshots(opts))).map(toSnapshot);
     },
 
-    async deleteSnapshots(actorIds) {
-      if (actorIds.length === 0) return 0;
-      return (await run(sql.deleteSnapshots(actorIds))).length;
-    },
-
     async listReplicas(deploymentId) {
       return (await run(sql.selectReplicas(deploymentId))).map(toReplica);
     },
@@ -562,10 +554,6 @@ export function createStore(exec: SqlExecutor): Store {
         }),
       );
       return toScalingGroup(row!);
-    },
-
-    async listScalingGroups() {
-      return (await run(sql.selectScalingGroups())).map(toScalingGroup);
     },
 
     async getEndpoint(name) {
