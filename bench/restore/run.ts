@@ -11,38 +11,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { createMemoryHealthStore } from '../../src/health/memory-health-store.ts';
 import { Runtime } from '../../src/runtime/runtime.ts';
 import { type ActorWrite, openStore, type Store } from '../../src/store/store.ts';
 import { FakeBackend } from '../../test/harness/fake-backend.ts';
 import { echoCommand, reportAll } from '../../test/harness/runtime-fixture.ts';
+import { baseUrl, gc, heapMb, withSchema } from '../shared/postgres.ts';
 
 const DEPLOYMENTS = Number(process.env.BENCH_DEPLOYMENTS ?? 1000);
 const REPLICAS = 4;
-const baseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const gc = (globalThis as { gc?: () => void }).gc;
-
-function heapMb(): number {
-  gc?.();
-  gc?.();
-  return process.memoryUsage().heapUsed / 2 ** 20;
-}
-
-async function withSchema<T>(name: string, fn: (url: string) => Promise<T>): Promise<T> {
-  const admin = new pg.Client({ connectionString: baseUrl });
-  await admin.connect();
-  await admin.query(`DROP SCHEMA IF EXISTS ${name} CASCADE; CREATE SCHEMA ${name}`);
-  const url = new URL(baseUrl);
-  url.searchParams.set('options', `-c search_path=${name}`);
-  try {
-    return await fn(url.toString());
-  } finally {
-    await admin.query(`DROP SCHEMA IF EXISTS ${name} CASCADE`);
-    await admin.end();
-  }
-}
-
 function runtimeOn(store: Store, backend: FakeBackend, shards: number) {
   const health = createMemoryHealthStore();
   const runtime = new Runtime({

@@ -19,7 +19,6 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { createMemoryHealthStore } from '../../src/health/memory-health-store.ts';
 import { OutlierDetector } from '../../src/proxy/outlier-detector.ts';
 import { createProxyMetrics } from '../../src/proxy/proxy-metrics.ts';
@@ -28,6 +27,7 @@ import { Runtime } from '../../src/runtime/runtime.ts';
 import { openStore, type Store } from '../../src/store/store.ts';
 import { FakeBackend } from '../../test/harness/fake-backend.ts';
 import { echoCommand } from '../../test/harness/runtime-fixture.ts';
+import { baseUrl, heapMb, withSchema } from '../shared/postgres.ts';
 
 const SIZES = (process.env.BENCH_SCALE_SIZES ?? '1000,5000,10000')
   .split(',')
@@ -41,29 +41,6 @@ const LATENCY_AT = (process.env.BENCH_SCALE_LATENCY_AT ?? '100,1000,5000')
   .filter((n) => n > 0 && n <= (SIZES.at(-1) ?? 0));
 /** Creates averaged around each latency point (the n-WINDOW+1th .. nth). */
 const WINDOW = 20;
-const baseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const gc = (globalThis as { gc?: () => void }).gc;
-
-function heapMb(): number {
-  gc?.();
-  gc?.();
-  return process.memoryUsage().heapUsed / 2 ** 20;
-}
-
-async function withSchema<T>(name: string, fn: (url: string) => Promise<T>): Promise<T> {
-  const admin = new pg.Client({ connectionString: baseUrl });
-  await admin.connect();
-  await admin.query(`DROP SCHEMA IF EXISTS ${name} CASCADE; CREATE SCHEMA ${name}`);
-  const url = new URL(baseUrl);
-  url.searchParams.set('options', `-c search_path=${name}`);
-  try {
-    return await fn(url.toString());
-  } finally {
-    await admin.query(`DROP SCHEMA IF EXISTS ${name} CASCADE`);
-    await admin.end();
-  }
-}
-
 /** A runtime with the in-process proxy's routing state following its tables. */
 function runtimeOn(store: Store, backend: FakeBackend, expected: number) {
   const runtime = new Runtime({

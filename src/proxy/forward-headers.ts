@@ -4,8 +4,8 @@
  * are set on the way in; `x-flotilla-replica` is added on the way out.
  */
 
-/** Hop-by-hop headers, plus ones the proxy owns (host, expect, x-forwarded-proto/-host). */
-const DROP_REQUEST = new Set([
+/** Hop-by-hop headers (RFC 9110 §7.6.1 and the legacy ones): never forwarded either way. */
+const HOP_BY_HOP = [
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -15,6 +15,11 @@ const DROP_REQUEST = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
+];
+
+/** Hop-by-hop headers, plus ones the proxy owns (host, expect, x-forwarded-proto/-host). */
+const DROP_REQUEST = new Set([
+  ...HOP_BY_HOP,
   'host',
   // undici refuses `expect`; node:http has already answered 100-continue to the client.
   'expect',
@@ -25,17 +30,7 @@ const DROP_REQUEST = new Set([
   'forwarded',
 ]);
 
-const DROP_RESPONSE = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
+const DROP_RESPONSE = new Set(HOP_BY_HOP);
 
 /** What the proxy learns from one pass over the client's raw headers. */
 export interface RequestHeaderScan {
