@@ -128,7 +128,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     bodyLimit,
     // A parameter longer than any valid id reaches validation (400 at its field) instead of
     // the router's own 414; past this the router answers, through `frameworkErrors`.
-    maxParamLength: MAX_PARAM_LENGTH,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
     // One line per request from the onResponse hook below instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),

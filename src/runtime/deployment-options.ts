@@ -38,6 +38,7 @@ const storedSpecSchema = z.looseObject({
       strategy: lenient(z.enum(BalancingStrategies)),
       request_timeout_s: num,
       retries: num,
+      allowed_path_prefixes: lenient(z.array(z.string())),
     }),
   ),
   admission: lenient(
