@@ -4,93 +4,28 @@
  * deployment the coordinator runs; a replica that fails its readiness check leaves both
  * proxies' rotation within about a second.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, realpathSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../src/index.ts';
 import { stopChildren } from '../harness/child-processes.ts';
-import { createDatabase, services } from '../harness/isolation.ts';
-import { freePort } from '../harness/services.ts';
+import { startRole as startRoleIn } from '../harness/cluster-role.ts';
+import { createDatabase } from '../harness/isolation.ts';
 import { waitFor } from '../harness/wait.ts';
 
-const REPO = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
 const dbName = `flotilla_roles_${randomBytes(4).toString('hex')}`;
 const prefix = `roles:${dbName}:`;
 let databaseUrl = '';
 const children: ChildProcess[] = [];
 
-async function startRole(role: string, extra: string[] = []): Promise<Record<string, string>> {
-  const apiPort = await freePort();
-  const proxyPort = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      'bin/flotilla.js',
-      'serve',
-      '--role',
-      role,
-      '--api-port',
-      String(apiPort),
-      '--proxy-port',
-      String(proxyPort),
-      '--data-dir',
-      mkdtempSync(join(tmpdir(), `flotilla-${role}-`)),
-      '--model-root',
-      REPO,
-      '--health-interval',
-      '0.5',
-      '--redis-prefix',
-      prefix,
-      ...extra,
-    ],
-    {
-      cwd: REPO,
-      env: {
-        ...process.env,
-        DATABASE_URL: databaseUrl,
-        REDIS_URL: services().redisUrl,
-        FLOTILLA_API_TOKEN: '',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  children.push(child);
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d) => {
-    err += d;
-  });
-  const want =
-    role === 'coordinator' ? ['api'] : role === 'proxy' ? ['proxy', 'proxy_api'] : ['prober'];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${role} did not start:\n${out}\n${err}`)),
-      60_000,
-    );
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const lines = Object.fromEntries(
-        out
-          .split('\n')
-          .map((l) => l.split(' '))
-          .filter((p) => p.length === 2)
-          .map(([k, v]) => [k!, v!]),
-      );
-      if (want.every((w) => lines[w])) {
-        clearTimeout(timer);
-        resolve(lines);
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${role} exited ${code}:\n${out}\n${err}`));
-    });
-  });
-}
+const cluster = {
+  get databaseUrl() {
+    return databaseUrl;
+  },
+  prefix,
+  children,
+};
+const startRole = (role: string, extra: string[] = []) => startRoleIn(cluster, role, extra);
 
 beforeAll(async () => {
   databaseUrl = await createDatabase(dbName);
