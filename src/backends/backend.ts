@@ -41,6 +41,29 @@ export interface ReplicaExit {
 
 export type ReplicaStatus = 'running' | 'exited' | 'unknown';
 
+/**
+ * What a running replica uses now, for the `cpu` and `memory` autoscaling metrics
+ * (src/scaling/resource-metrics.ts turns two readings into a utilization).
+ */
+export interface ReplicaUsage {
+  /**
+   * CPU seconds the replica's session has used since it started, every process of it counted:
+   * the whole process group (process backend), the container's cgroup (Docker). Grows with
+   * time; a rate needs two readings.
+   */
+  cpuSeconds: number;
+  /**
+   * Resident memory in bytes: the sum of the group's members' RSS (process backend), the
+   * container's memory use without its page cache, as `docker stats` shows it (Docker).
+   */
+  rssBytes: number;
+  /**
+   * The slots the replica reserved when it started (0 for a slot its session did not request):
+   * what utilization is measured against.
+   */
+  requested: ResourceSlots;
+}
+
 export interface ReplicaBackend {
   readonly name: 'process' | 'docker';
   /**
@@ -61,6 +84,11 @@ export interface ReplicaBackend {
   status(replicaId: string): Promise<ReplicaStatus>;
   /** The replicas running now, including adopted ones. Dead ones are not listed (see status). */
   list(): Promise<ReplicaHandle[]>;
+  /**
+   * The replica's resource use now; null when it is not running here (unknown, exited, stopped)
+   * or cannot be read. Cheap enough to call for every replica every few seconds.
+   */
+  usage(replicaId: string): Promise<ReplicaUsage | null>;
   /** The tail of the replica's combined stdout/stderr; '' for an unknown replica. */
   logs(replicaId: string, opts?: { tailBytes?: number }): Promise<string>;
   /**

@@ -28,6 +28,7 @@ import {
   type ReplicaExit,
   type ReplicaHandle,
   type ReplicaStatus,
+  type ReplicaUsage,
   substitutePort,
 } from './backend.ts';
 import { CapacityLedger, resolveCapacity } from './capacity.ts';
@@ -387,6 +388,22 @@ class DockerBackend implements ReplicaBackend {
     return [...this.replicas.values()].filter((t) => t.state === 'running').map((t) => t.handle);
   }
 
+  async usage(replicaId: string): Promise<ReplicaUsage | null> {
+    const tracked = this.replicas.get(replicaId);
+    if (tracked?.state !== 'running') return null;
+    try {
+      // One reading, at once (`one-shot`, Engine API 1.41+): no second sample to wait for.
+      const stats = (await this.docker
+        .getContainer(tracked.containerId)
+        .stats({ stream: false, 'one-shot': true } as { stream: false })) as unknown as EngineStats;
+      const used = usageFromStats(stats);
+      return used ? { ...used, requested: tracked.resources } : null;
+    } catch (err) {
+      if (statusCode(err) === 404) return null;
+      throw dockerError(`reading the usage of ${replicaId}`, err);
+    }
+  }
+
   async logs(replicaId: string, opts?: { tailBytes?: number }): Promise<string> {
     const tracked = this.replicas.get(replicaId);
     const tailBytes = Math.max(0, opts?.tailBytes ?? DEFAULT_TAIL_BYTES);
@@ -540,6 +557,29 @@ class DockerBackend implements ReplicaBackend {
   private emit(exit: ReplicaExit): void {
     if (!this.closed) this.exits.emit(exit);
   }
+}
+
+/** The part of the Engine API's container stats that usage reads. */
+export interface EngineStats {
+  read?: string;
+  cpu_stats?: { cpu_usage?: { total_usage?: number } };
+  memory_stats?: { usage?: number; stats?: Record<string, number | undefined> };
+}
+
+/**
+ * CPU seconds and memory from one stats reading. Memory as `docker stats` computes it: usage
+ * minus the inactive page cache (`total_inactive_file` on cgroup v1, `inactive_file` on v2).
+ * Null when the container is not running (the engine reports no CPU usage then).
+ */
+export function usageFromStats(
+  stats: EngineStats,
+): { cpuSeconds: number; rssBytes: number } | null {
+  const cpuNs = stats.cpu_stats?.cpu_usage?.total_usage;
+  const mem = stats.memory_stats?.usage;
+  if (typeof cpuNs !== 'number' || typeof mem !== 'number') return null;
+  const m = stats.memory_stats?.stats ?? {};
+  const inactive = m.total_inactive_file ?? m.inactive_file ?? 0;
+  return { cpuSeconds: cpuNs / 1e9, rssBytes: Math.max(0, mem - (inactive < mem ? inactive : 0)) };
 }
 
 function closedError(): FlotillaError {

@@ -4,6 +4,7 @@
  * clock ticks since boot) + boot id. Without /proc (not Linux) we fall back to kill(pid, 0) and
  * cannot detect pid reuse.
  */
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ProcStat {
@@ -117,4 +118,85 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+let sysconfCache: { clockTicks: number; pageSize: number } | undefined;
+
+/** CLK_TCK and the page size (`getconf`; 100 and 4096, Linux's usual values, without it). */
+function sysconf(): { clockTicks: number; pageSize: number } {
+  if (!sysconfCache) {
+    const read = (name: string, fallback: number) => {
+      try {
+        const n = Number(execFileSync('getconf', [name], { encoding: 'utf8' }).trim());
+        return Number.isInteger(n) && n > 0 ? n : fallback;
+      } catch {
+        return fallback;
+      }
+    };
+    sysconfCache = { clockTicks: read('CLK_TCK', 100), pageSize: read('PAGESIZE', 4096) };
+  }
+  return sysconfCache;
+}
+
+/** CPU time and resident memory of one process. */
+export interface ProcUsage {
+  /**
+   * utime + stime + cutime + cstime (fields 14-17 of /proc/<pid>/stat) in seconds: the process's
+   * own CPU time plus that of its children it has reaped, so a group's total does not drop when
+   * a member exits and its parent in the group reaps it.
+   */
+  cpuSeconds: number;
+  /** Resident set (second field of /proc/<pid>/statm, in pages) in bytes. */
+  rssBytes: number;
+}
+
+/** Null when the process is gone (or /proc is missing). */
+export function readProcUsage(pid: number): ProcUsage | null {
+  let stat: string;
+  let statm: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    statm = readFileSync(`/proc/${pid}/statm`, 'utf8');
+  } catch {
+    return null;
+  }
+  const close = stat.lastIndexOf(')');
+  if (close < 0) return null;
+  const fields = stat.slice(close + 2).split(' ');
+  // Field n is fields[n - 3]: utime 14, stime 15, cutime 16, cstime 17.
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
+  const rssPages = Number(statm.split(' ')[1]);
+  if (!Number.isFinite(ticks) || !Number.isFinite(rssPages)) return null;
+  const { clockTicks, pageSize } = sysconf();
+  return { cpuSeconds: ticks / clockTicks, rssBytes: rssPages * pageSize };
+}
+
+/**
+ * The summed usage of every live member of each process group in `pgids`, from one scan of
+ * /proc (a group with no live member is absent from the result). Shared pages count once per
+ * process that maps them, as `ps` shows RSS.
+ */
+export function groupUsage(pgids: ReadonlySet<number>): Map<number, ProcUsage> {
+  const out = new Map<number, ProcUsage>();
+  if (!hasProcFs() || pgids.size === 0) return out;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const entry of entries) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    const stat = readProcStat(pid);
+    // Zombies too: their CPU time moves to the parent's cutime only when reaped.
+    if (!stat || !pgids.has(stat.pgrp)) continue;
+    const usage = readProcUsage(pid);
+    if (!usage) continue;
+    const sum = out.get(stat.pgrp) ?? { cpuSeconds: 0, rssBytes: 0 };
+    sum.cpuSeconds += usage.cpuSeconds;
+    sum.rssBytes += usage.rssBytes;
+    out.set(stat.pgrp, sum);
+  }
+  return out;
 }

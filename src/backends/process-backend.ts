@@ -34,6 +34,7 @@ import {
   type ReplicaExit,
   type ReplicaHandle,
   type ReplicaStatus,
+  type ReplicaUsage,
   substitutePort,
 } from './backend.ts';
 import { CapacityLedger, reservedSlots, resolveCapacity } from './capacity.ts';
@@ -43,8 +44,10 @@ import { KeyedQueue } from './keyed-queue.ts';
 import {
   bootId,
   groupMembers,
+  groupUsage,
   hasProcFs,
   isProcessAlive,
+  type ProcUsage,
   readProcStat,
   signalGroup,
 } from './proc.ts';
@@ -116,6 +119,8 @@ const STATE_FILE = 'state.json';
 const SECRET_ENV = /^(FLOTILLA_.*|DATABASE_URL|REDIS_URL|ETCD_ENDPOINTS)$/;
 const STOP_POLL_MS = 50;
 const KILL_WAIT_MS = 10_000;
+/** One /proc scan answers every usage() call made within this long (a sampler's pass). */
+const USAGE_SCAN_TTL_MS = 200;
 
 function defaultBaseEnv(): Record<string, string | undefined> {
   const env: Record<string, string | undefined> = {};
@@ -142,6 +147,7 @@ class ProcessBackend implements ReplicaBackend {
   private trimming = false;
   private closed = false;
   private shuttingDown = false;
+  private usageScan: { at: number; pgids: Set<number>; byPgid: Map<number, ProcUsage> } | undefined;
 
   constructor(private readonly opts: ProcessBackendOptions) {
     this.replicasDir = path.join(opts.dataDir, 'replicas');
@@ -368,6 +374,27 @@ class ProcessBackend implements ReplicaBackend {
       if (t.state === 'running' && this.recordAlive(t.record)) handles.push(toHandle(t.record));
     }
     return handles;
+  }
+
+  async usage(replicaId: string): Promise<ReplicaUsage | null> {
+    const t = this.replicas.get(replicaId);
+    if (t?.state !== 'running' || !hasProcFs()) return null;
+    const { record } = t;
+    if (!this.recordAlive(record) || !this.groupIsOurs(record)) return null;
+    const now = Date.now();
+    let scan = this.usageScan;
+    if (!scan || now - scan.at > USAGE_SCAN_TTL_MS || !scan.pgids.has(record.pgid)) {
+      // Every running replica's group in one pass over /proc.
+      const pgids = new Set<number>([record.pgid]);
+      for (const other of this.replicas.values()) {
+        if (other.state === 'running') pgids.add(other.record.pgid);
+      }
+      scan = { at: now, pgids, byPgid: groupUsage(pgids) };
+      this.usageScan = scan;
+    }
+    const used = scan.byPgid.get(record.pgid);
+    if (!used) return null;
+    return { cpuSeconds: used.cpuSeconds, rssBytes: used.rssBytes, requested: record.resources };
   }
 
   async logs(replicaId: string, opts?: { tailBytes?: number }): Promise<string> {

@@ -10,10 +10,13 @@
  *   POST /admin/health         {"ok": false} makes /health answer 503; {"ok": true} undoes it
  *   POST /admin/crash          exits at once (status 1)
  *   POST /admin/hang           every later request, /health included, is never answered
+ *   POST /admin/burn           {"seconds": N, "cores": K} spins K child processes (default 1)
+ *                              for N seconds (0 stops them): CPU load for autoscaling tests
  *
  * Every response carries `x-echo-pid` (and `x-echo-replica` when a replica id is set). Plain
  * node:http: the server should never be the bottleneck of a proxy benchmark.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -46,6 +49,12 @@ export interface EchoServerOptions {
   replicaId?: string;
   /** What `POST /admin/crash` does. Default `process.exit(1)`; tests in-process replace it. */
   onCrash?: () => void;
+  /**
+   * What `POST /admin/burn` does. Default: spins `cores` child processes (in this process's
+   * group, so a backend sampling the group counts them) for `seconds`; 0 stops them. Tests
+   * in-process replace it (the fake backend accounts the CPU time instead of spending it).
+   */
+  onBurn?: (seconds: number, cores: number) => void;
 }
 
 export interface EchoServer {
@@ -90,6 +99,36 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
   return parsed as Record<string, unknown>;
 }
 
+const MAX_BURN_SECONDS = 3600;
+const MAX_BURN_CORES = 64;
+
+/** One child per core, each spinning until the deadline, then exiting on its own. */
+function spinChildren(seconds: number, cores: number): ChildProcess[] {
+  const deadline = Date.now() + seconds * 1000;
+  const code = `const end = ${deadline}; while (Date.now() < end) {}`;
+  return Array.from({ length: cores }, () => {
+    const child = spawn(process.execPath, ['-e', code], { stdio: 'ignore' });
+    child.on('error', () => {});
+    return child;
+  });
+}
+
+function parseBurn(body: Record<string, unknown>): { seconds: number; cores: number } {
+  const { seconds, cores = 1 } = body;
+  if (typeof seconds !== 'number' || !(seconds >= 0 && seconds <= MAX_BURN_SECONDS)) {
+    throw new BadRequest(`seconds: expected a number from 0 to ${MAX_BURN_SECONDS}`);
+  }
+  if (
+    typeof cores !== 'number' ||
+    !Number.isInteger(cores) ||
+    cores < 1 ||
+    cores > MAX_BURN_CORES
+  ) {
+    throw new BadRequest(`cores: expected a whole number from 1 to ${MAX_BURN_CORES}`);
+  }
+  return { seconds, cores };
+}
+
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const payload = JSON.stringify(body);
   res.writeHead(status, {
@@ -110,6 +149,17 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
   const tokenLatencyMs = Math.max(0, opts.tokenLatencyMs ?? 0);
   const startupDelayMs = Math.max(0, opts.startupDelayMs ?? 0);
   const onCrash = opts.onCrash ?? (() => process.exit(1));
+  let burners: ChildProcess[] = [];
+  const stopBurning = () => {
+    for (const child of burners) if (child.exitCode === null) child.kill('SIGKILL');
+    burners = [];
+  };
+  const onBurn =
+    opts.onBurn ??
+    ((seconds: number, cores: number) => {
+      stopBurning();
+      if (seconds > 0) burners = spinChildren(seconds, cores);
+    });
   const pid = process.pid;
   const createdSec = Math.floor(Date.now() / 1000);
 
@@ -268,6 +318,11 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
         // In-process (tests) the crash is simulated by dropping the connection.
         res.destroy();
         return;
+      case 'POST /admin/burn': {
+        const { seconds, cores } = parseBurn(await readJson(req));
+        onBurn(seconds, cores);
+        return sendJson(res, 200, { seconds, cores: seconds > 0 ? cores : 0 });
+      }
       case 'POST /admin/hang':
         hung = true;
         return sendJson(res, 200, { hung: true });
@@ -311,6 +366,7 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
     close: async () => {
       if (closing) return;
       closing = true;
+      stopBurning();
       for (const wake of [...wakeOnClose]) wake();
       wakeOnClose.clear();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

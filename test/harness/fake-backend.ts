@@ -27,6 +27,7 @@ import {
   type ReplicaExit,
   type ReplicaHandle,
   type ReplicaStatus,
+  type ReplicaUsage,
   substitutePort,
 } from '../../src/backends/backend.ts';
 import { CapacityLedger } from '../../src/backends/capacity.ts';
@@ -51,6 +52,30 @@ interface FakeSession {
   state: 'running' | 'dead' | 'stopped';
   exit?: ReplicaExit;
   server?: EchoServer;
+  /** Simulated resource use (see FakeMachine.setUsage and the echo server's burn). */
+  usage: FakeUsage;
+}
+
+/** A session's simulated use: CPU seconds accrue while it "burns" (no CPU is spent). */
+interface FakeUsage {
+  cpuSeconds: number;
+  rssBytes: number;
+  /** Cores burning since `since` (epoch ms) until `until`. */
+  burn?: { cores: number; since: number; until: number };
+}
+
+/** What a fake session "uses" when nothing set it: no CPU, 32 MiB resident. */
+export const FAKE_IDLE_RSS_BYTES = 32 * 1024 * 1024;
+
+function newUsage(): FakeUsage {
+  return { cpuSeconds: 0, rssBytes: FAKE_IDLE_RSS_BYTES };
+}
+
+/** CPU seconds at `now`, the current burn accounted up to now. */
+function cpuSecondsAt(u: FakeUsage, now: number): number {
+  if (!u.burn) return u.cpuSeconds;
+  const burnt = Math.max(0, Math.min(now, u.burn.until) - u.burn.since) / 1000;
+  return u.cpuSeconds + burnt * u.burn.cores;
 }
 
 /** The sessions "running on the machine": shared by every FakeBackend built over it. */
@@ -79,6 +104,40 @@ export class FakeMachine {
     void session.server?.close();
     for (const watcher of this.watchers) watcher.noticeDeath(session.exit);
     return true;
+  }
+
+  /**
+   * Sets a running session's simulated use: `cpuSeconds` adds CPU time (as if spent just now),
+   * `rssBytes` replaces its resident memory. False when it is not running.
+   */
+  setUsage(replicaId: string, change: { addCpuSeconds?: number; rssBytes?: number }): boolean {
+    const session = this.sessions.get(replicaId);
+    if (session?.state !== 'running') return false;
+    session.usage.cpuSeconds += change.addCpuSeconds ?? 0;
+    if (change.rssBytes !== undefined) session.usage.rssBytes = change.rssBytes;
+    return true;
+  }
+
+  /** `POST /admin/burn` of a serving session: CPU time accrues at `cores` per second. */
+  burn(replicaId: string, seconds: number, cores: number): void {
+    const session = this.sessions.get(replicaId);
+    if (!session) return;
+    const now = Date.now();
+    const u = session.usage;
+    u.cpuSeconds = cpuSecondsAt(u, now);
+    delete u.burn;
+    if (seconds > 0) u.burn = { cores, since: now, until: now + seconds * 1000 };
+  }
+
+  /** A running session's use now; null otherwise. */
+  usageOf(replicaId: string): ReplicaUsage | null {
+    const session = this.sessions.get(replicaId);
+    if (session?.state !== 'running') return null;
+    return {
+      cpuSeconds: cpuSecondsAt(session.usage, Date.now()),
+      rssBytes: session.usage.rssBytes,
+      requested: { ...session.resources },
+    };
   }
 
   /** Sessions of `replicaId` running now (0 or 1). */
@@ -121,6 +180,7 @@ export class FakeBackend implements ReplicaBackend {
             handle: handle(e.replicaId, port, e.at),
             resources: { cpu: 0, mem: 0, gpu: 0 },
             state: 'running',
+            usage: newUsage(),
           });
         }
         if (e.op === 'stop' || e.op === 'died') this.machine.sessions.delete(e.replicaId);
@@ -193,6 +253,7 @@ export class FakeBackend implements ReplicaBackend {
         handle: handle(replicaId, port, this.machine.startedAt()),
         resources,
         state: 'running',
+        usage: newUsage(),
       };
     }
     const inUse = new Set<number>();
@@ -216,11 +277,14 @@ export class FakeBackend implements ReplicaBackend {
             replicaId,
             // POST /admin/crash ends the session as a crashing process would (status 1).
             onCrash: () => this.die(replicaId, 1, null),
+            // POST /admin/burn accrues simulated CPU time instead of spending it.
+            onBurn: (seconds, cores) => this.machine.burn(replicaId, seconds, cores),
           });
     const session: FakeSession = {
       handle: handle(replicaId, port, this.machine.startedAt()),
       resources,
       state: 'running',
+      usage: newUsage(),
     };
     if (server) session.server = server;
     return session;
@@ -262,6 +326,10 @@ export class FakeBackend implements ReplicaBackend {
 
   async list(): Promise<ReplicaHandle[]> {
     return [...this.live.values()];
+  }
+
+  async usage(replicaId: string): Promise<ReplicaUsage | null> {
+    return this.machine.usageOf(replicaId);
   }
 
   async logs(): Promise<string> {

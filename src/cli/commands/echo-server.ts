@@ -21,7 +21,10 @@ options:
 fault injection (HTTP):
   POST /admin/health {"ok": false|true}   make /health fail or pass
   POST /admin/crash                       exit at once with status 1
-  POST /admin/hang                        stop answering every later request`;
+  POST /admin/hang                        stop answering every later request
+  POST /admin/burn {"seconds": N, "cores": K}
+                                          spin K child processes (default 1) for N seconds
+                                          (0 stops them): CPU load for autoscaling tests`;
 
 function nonNegativeInt(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined || value === '') return fallback;
