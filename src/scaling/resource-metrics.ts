@@ -160,7 +160,7 @@ export function createResourceMetrics(opts: ResourceMetricsOptions): ResourceSam
     (timer as { unref?: () => void } | undefined)?.unref?.();
   }
 
-  function valueOf(replicaId: string, metric: ResourceMetric, now: number): number | null {
+  function utilizationOf(replicaId: string, metric: ResourceMetric, now: number): number | null {
     const s = series.get(replicaId);
     const newest = s?.samples.at(-1);
     if (!s || !newest || now - newest.at > STALE_INTERVALS * intervalMs) return null;
@@ -179,7 +179,7 @@ export function createResourceMetrics(opts: ResourceMetricsOptions): ResourceSam
       const now = clock.now();
       const out = new Map<string, number>();
       for (const id of replicaIds) {
-        const v = valueOf(id, metric, now);
+        const v = utilizationOf(id, metric, now);
         if (v !== null) out.set(id, v);
       }
       return out.size > 0 ? out : null;
