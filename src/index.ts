@@ -56,6 +56,7 @@ import {
   Runtime,
   type RuntimeLogger,
 } from './runtime/runtime.ts';
+import { createResourceMetrics } from './scaling/resource-metrics.ts';
 import { generateSession } from './session-generators/index.ts';
 import { createEventOutbox } from './store/event-outbox.ts';
 import {
@@ -185,6 +186,11 @@ export interface Flotilla {
   close(): Promise<void>;
 }
 
+function healthyReplicaIds(table: RoutingTable, deploymentId: string): string[] {
+  const routes = table.deployments.find((d) => d.deploymentId === deploymentId)?.routes ?? [];
+  return routes.filter((r) => r.state === 'HEALTHY').map((r) => r.replicaId);
+}
+
 export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flotilla> {
   const dataDir = resolve(options.dataDir ?? '.flotilla');
   const modelRoots = (options.modelRoots ?? [process.cwd()]).map((r) => resolve(r));
@@ -232,7 +238,10 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       : null;
     if (cluster) closers.push(() => cluster.close());
     let proxy: DataPlane | null = null;
-    const runtime = new Runtime({
+    // cpu and memory of the replicas an autoscaling policy asks about, sampled on this node.
+    const resourceMetrics = createResourceMetrics({ backend, log: options.logger });
+    closers.push(async () => resourceMetrics.close());
+    const runtime: Runtime = new Runtime({
       store,
       backend,
       health,
@@ -240,8 +249,19 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       logger: options.logger,
       inflight: (routeId) => proxy?.inflight(routeId) ?? 0,
       remoteDrained: cluster ? (id, signal) => cluster.waitDrained(id, signal) : undefined,
-      // Autoscaling on the load this process's proxy sees (in flight + queued requests).
+      resourceMetrics,
+      // Autoscaling on the load this process's proxy sees (in flight + queued requests), or
+      // on the HEALTHY replicas' cpu/memory utilization (%), summed: the autoscaler divides by
+      // the HEALTHY count. Replicas without a reading yet count at the others' average.
       scalingMetric: (d, metric) => {
+        if (metric === 'cpu' || metric === 'memory') {
+          const ids = healthyReplicaIds(runtime.routingTable(), d.id);
+          const values = resourceMetrics.read(d.id, ids, metric);
+          if (!values) return null;
+          let sum = 0;
+          for (const v of values.values()) sum += v;
+          return (sum / values.size) * ids.length;
+        }
         if (metric !== 'inflight' || !proxy) return null;
         const load = proxy.status(d.name);
         return load.inflight + load.queued;

@@ -33,6 +33,18 @@ export interface RuntimeDeps {
    */
   scalingMetric?: (deployment: { id: string; name: string }, metric: string) => number | null;
   /**
+   * The `cpu` and `memory` metrics (src/scaling/resource-metrics.ts): utilization in percent
+   * per replica of `replicaIds` against what each requested (one core when it requested no cpu;
+   * no memory value when it requested no memory); null when nothing could be sampled.
+   */
+  resourceMetrics?: {
+    read(
+      deploymentId: string,
+      replicaIds: readonly string[],
+      metric: 'cpu' | 'memory',
+    ): Map<string, number> | null;
+  };
+  /**
    * The one clock of the runtime: what it timestamps and compares, the machines' deadlines and
    * the snapshot writer's timers. Default the system clock; tests pass a manual one.
    */

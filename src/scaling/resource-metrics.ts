@@ -12,6 +12,10 @@
  *   that requested no memory has no limit to measure against: it has no memory utilization
  *   (absent from `read`'s map) and a `memory` policy over it cannot act.
  *
+ * What is sampled: the replicas `read` was asked about in the last `interestMs` (an autoscaler
+ * reads the deployments whose policy needs these metrics, every evaluation), so nothing is
+ * sampled while no policy uses them; the first read of a replica therefore finds no value yet.
+ *
  * A replica without two readings in its window (just started, or its session restarted, which
  * resets its CPU counter) has no cpu value yet; one whose newest reading is older than three
  * intervals (gone, or the backend failing) has none at all.
@@ -53,15 +57,17 @@ export interface ResourceSampler extends ResourceMetrics {
 }
 
 export interface ResourceMetricsOptions {
-  backend: Pick<ReplicaBackend, 'usage' | 'list'>;
+  backend: Pick<ReplicaBackend, 'usage'>;
   /** Between sampling passes. Default 2000 ms. */
   intervalMs?: number;
   /** The CPU rate is taken over this much time. Default 10,000 ms. */
   windowMs?: number;
   /** Timestamps readings and schedules passes. Default the system clock. */
   clock?: Clock;
-  /** The replicas to sample; default every replica the backend runs (`list()`). */
+  /** The replicas to sample; default those `read` asked about in the last `interestMs`. */
   replicas?: () => Iterable<string> | Promise<Iterable<string>>;
+  /** How long a replica `read` asked about is sampled without being asked again. Default 120 s. */
+  interestMs?: number;
   /** Start the periodic passes at once. Default true; tests call sample() themselves. */
   autoStart?: boolean;
   log?: { warn(obj: object, msg?: string): void };
@@ -69,6 +75,7 @@ export interface ResourceMetricsOptions {
 
 export const DEFAULT_SAMPLE_INTERVAL_MS = 2000;
 export const DEFAULT_CPU_WINDOW_MS = 10_000;
+export const DEFAULT_INTEREST_MS = 120_000;
 /** Newest reading older than this many intervals: the replica has no value. */
 const STALE_INTERVALS = 3;
 
@@ -102,8 +109,16 @@ export function createResourceMetrics(opts: ResourceMetricsOptions): ResourceSam
   const clock = opts.clock ?? systemClock;
   const intervalMs = opts.intervalMs ?? DEFAULT_SAMPLE_INTERVAL_MS;
   const windowMs = opts.windowMs ?? DEFAULT_CPU_WINDOW_MS;
+  const interestMs = opts.interestMs ?? DEFAULT_INTEREST_MS;
+  /** Replica id -> when read() last asked about it. */
+  const askedAt = new Map<string, number>();
   const replicas =
-    opts.replicas ?? (async () => (await opts.backend.list()).map((h) => h.replicaId));
+    opts.replicas ??
+    (() => {
+      const now = clock.now();
+      for (const [id, at] of askedAt) if (now - at > interestMs) askedAt.delete(id);
+      return askedAt.keys();
+    });
   const series = new Map<string, Series>();
   let timer: unknown;
   let closed = false;
@@ -179,6 +194,7 @@ export function createResourceMetrics(opts: ResourceMetricsOptions): ResourceSam
       const now = clock.now();
       const out = new Map<string, number>();
       for (const id of replicaIds) {
+        askedAt.set(id, now);
         const v = utilizationOf(id, metric, now);
         if (v !== null) out.set(id, v);
       }

@@ -39,6 +39,7 @@ describe('serve configuration', () => {
       keepReplicas: false,
       healthIntervalS: 5,
       evictionIntervalS: 60,
+      scalingIntervalS: 15,
       role: 'all',
       logLevel: 'info',
     });

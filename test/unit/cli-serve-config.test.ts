@@ -53,6 +53,18 @@ describe('serve: health knobs', () => {
     expect(c).toMatchObject({ maxHealthStalenessS: 40, routeHealthTtlS: 20, healthIntervalS: 1 });
   });
 
+  it('reads the autoscaling tick from --scaling-interval / SCALING_INTERVAL_SEC (default 15)', () => {
+    expect(parseServeConfig({}, {}, '/srv').scalingIntervalS).toBe(15);
+    expect(parseServeConfig({}, { SCALING_INTERVAL_SEC: '2' }, '/srv').scalingIntervalS).toBe(2);
+    expect(
+      parseServeConfig({ 'scaling-interval': '1' }, { SCALING_INTERVAL_SEC: '2' }, '/srv')
+        .scalingIntervalS,
+    ).toBe(1);
+    expect(problems(() => parseServeConfig({}, { SCALING_INTERVAL_SEC: '0' }))).toEqual([
+      expect.stringMatching(/^--scaling-interval \/ SCALING_INTERVAL_SEC: /),
+    ]);
+  });
+
   it('leaves staleness and TTL to the runtime defaults when not given', () => {
     const c = parseServeConfig({}, {}, '/srv');
     expect(c.maxHealthStalenessS).toBeUndefined();
@@ -72,6 +84,7 @@ describe('serve: health knobs', () => {
     for (const [flag, env] of [
       ['--health-interval <seconds>', 'HEALTH_CHECK_INTERVAL_SEC'],
       ['--eviction-interval <seconds>', 'EVICTION_INTERVAL_SEC'],
+      ['--scaling-interval <seconds>', 'SCALING_INTERVAL_SEC'],
       ['--max-health-staleness <seconds>', 'MAX_HEALTH_STALENESS_SEC'],
       ['--route-health-ttl <seconds>', 'ROUTE_HEALTH_TTL_SEC'],
       ['--capacity cpu=N,mem=SIZE,gpu=N', 'FLOTILLA_CAPACITY'],

@@ -40,6 +40,7 @@ async function setup(resources: Record<string, ResourceSlots>, windowMs = 10_000
     intervalMs: 1000,
     windowMs,
     autoStart: false,
+    replicas: () => Object.keys(resources),
   });
   /** `seconds` of wall time pass, replica `id` busy `busy` of them (in CPU seconds). */
   const tick = async (ms: number, busy: Record<string, number> = {}) => {
@@ -141,6 +142,25 @@ describe('resource sampler on a virtual clock', () => {
     clock.advance(1);
     expect(sampler.read('d', ['a'], 'memory')).toBeNull();
     expect(sampler.read('d', ['a'], 'cpu')).toBeNull();
+  });
+
+  it('by default samples only the replicas read() asked about, until it is not asked for interestMs', async () => {
+    const backend = new FakeBackend();
+    const spec = sessionSpec(['idle'], { resources: { cpu: 1, mem: 64 * MiB, gpu: 0 } });
+    await backend.start('a', spec);
+    await backend.start('b', spec);
+    const clock = manualClock();
+    const sampler = createResourceMetrics({ backend, clock, autoStart: false, interestMs: 5000 });
+    await sampler.sample();
+    expect(sampler.latest('a')).toBeUndefined();
+    expect(sampler.read('d', ['a'], 'memory')).toBeNull(); // first ask: nothing sampled yet
+    await sampler.sample();
+    expect(sampler.latest('a')).toBeDefined();
+    expect(sampler.latest('b')).toBeUndefined();
+    expect(sampler.read('d', ['a'], 'memory')?.get('a')).toBe(50);
+    clock.advance(5001);
+    await sampler.sample();
+    expect(sampler.latest('a')).toBeUndefined();
   });
 
   it('replicas it is not asked about are not reported, unknown ids are skipped', async () => {

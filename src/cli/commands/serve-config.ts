@@ -37,6 +37,8 @@ export interface ServeConfig {
   keepReplicas: boolean;
   healthIntervalS: number;
   evictionIntervalS: number;
+  /** Autoscaling evaluation interval (SCALING_INTERVAL_SEC); default 15. */
+  scalingIntervalS: number;
   /** MAX_HEALTH_STALENESS_SEC; undefined: the runtime's default (300). */
   maxHealthStalenessS: number | undefined;
   /** ROUTE_HEALTH_TTL_SEC; undefined: the health store's default (120). */
@@ -64,6 +66,7 @@ export const SERVE_SOURCES = {
   keepReplicas: { flag: '--keep-replicas', env: 'FLOTILLA_KEEP_REPLICAS' },
   healthIntervalS: { flag: '--health-interval', env: 'HEALTH_CHECK_INTERVAL_SEC' },
   evictionIntervalS: { flag: '--eviction-interval', env: 'EVICTION_INTERVAL_SEC' },
+  scalingIntervalS: { flag: '--scaling-interval', env: 'SCALING_INTERVAL_SEC' },
   maxHealthStalenessS: { flag: '--max-health-staleness', env: 'MAX_HEALTH_STALENESS_SEC' },
   routeHealthTtlS: { flag: '--route-health-ttl', env: 'ROUTE_HEALTH_TTL_SEC' },
   capacity: { flag: '--capacity', env: 'FLOTILLA_CAPACITY' },
@@ -157,6 +160,7 @@ const serveSchema = z.object({
   keepReplicas: bool.default(false),
   healthIntervalS: seconds.default(5),
   evictionIntervalS: seconds.default(60),
+  scalingIntervalS: seconds.default(15),
   maxHealthStalenessS: seconds.optional(),
   routeHealthTtlS: seconds.optional(),
   capacity: capacity.optional(),

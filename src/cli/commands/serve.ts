@@ -63,6 +63,8 @@ options:
                             default 5)
   --eviction-interval <seconds>
                             route cleanup sweep (env EVICTION_INTERVAL_SEC, default 60)
+  --scaling-interval <seconds>
+                            autoscaling evaluation tick (env SCALING_INTERVAL_SEC, default 15)
   --max-health-staleness <seconds>
                             health data older than this classifies a route DEGRADED (env
                             MAX_HEALTH_STALENESS_SEC, default 300)
@@ -107,6 +109,7 @@ export async function run(argv: string[]): Promise<number> {
       'keep-replicas': { type: 'boolean' },
       'health-interval': { type: 'string' },
       'eviction-interval': { type: 'string' },
+      'scaling-interval': { type: 'string' },
       'max-health-staleness': { type: 'string' },
       'route-health-ttl': { type: 'string' },
       capacity: { type: 'string' },
@@ -412,6 +415,7 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
       runtime: {
         healthCheckIntervalS: config.healthIntervalS,
         evictionIntervalS: config.evictionIntervalS,
+        scalingIntervalS: config.scalingIntervalS,
         ...(config.maxHealthStalenessS !== undefined
           ? { maxHealthStalenessS: config.maxHealthStalenessS }
           : {}),
