@@ -8,6 +8,7 @@
  * locally built image by the Docker backend, in-process by the fake. A "coordinator restart" is
  * a second backend instance over the same machine state (data dir, container labels, FakeMachine).
  */
+import { spawn } from 'node:child_process';
 import Dockerode from 'dockerode';
 import { describe, expect, it, onTestFinished, type TestContext } from 'vitest';
 import type { ReplicaBackend, ReplicaExit, ReplicaHandle } from '../../../src/backends/backend.ts';
@@ -16,6 +17,7 @@ import {
   createDockerBackend,
   dockerUnavailableReason,
 } from '../../../src/backends/docker-backend.ts';
+import { readProcUsage } from '../../../src/backends/proc.ts';
 import { createProcessBackend } from '../../../src/backends/process-backend.ts';
 import { httpUrl } from '../../../src/domain/host.ts';
 import type { ResourceSlots, SessionSpec } from '../../../src/domain/session.ts';
@@ -33,6 +35,8 @@ import {
 } from './helpers.ts';
 
 const MARKER = newMarker();
+/** A process that spins one core for a minute (the burn test's same-run baseline). */
+const SPIN_60S = 'const end = Date.now() + 60000; while (Date.now() < end) {}';
 const dockerUnavailable = await dockerUnavailableReason();
 if (dockerUnavailable) {
   console.log(`ReplicaBackend conformance: docker adapter skipped: ${dockerUnavailable}`);
@@ -404,6 +408,61 @@ describe.each(adapters)('ReplicaBackend conformance: $name', (adapter) => {
       await waitAnswering(fresh);
       expect(await world.sessions(h.replicaId)).toBe(1);
     });
+
+    it('usage of a running replica: CPU seconds that do not go down, resident memory, its requested slots; null when not running', async (ctx) => {
+      const { world, id } = await setup(ctx);
+      const b = await world.open();
+      const resources: ResourceSlots = { cpu: 1, mem: 256 * 1024 * 1024, gpu: 0 };
+      expect(await b.usage(id('never-started'))).toBeNull();
+      const h = await b.start(id('u'), world.echo(id('u'), { resources }));
+      await waitAnswering(h);
+      const first = await b.usage(h.replicaId);
+      expect(first).not.toBeNull();
+      expect(first!.cpuSeconds).toBeGreaterThanOrEqual(0);
+      expect(Number.isFinite(first!.cpuSeconds)).toBe(true);
+      expect(first!.rssBytes).toBeGreaterThan(0);
+      expect(first!.requested).toEqual(resources);
+      const second = await b.usage(h.replicaId);
+      expect(second!.cpuSeconds).toBeGreaterThanOrEqual(first!.cpuSeconds);
+      await b.stop(h.replicaId, 2000);
+      expect(await b.usage(h.replicaId)).toBeNull();
+    });
+
+    it('a replica spinning two processes (POST /admin/burn) uses more than half a core, or half of what a lone spinning process gets on this loaded machine', async (ctx) => {
+      const { world, id } = await setup(ctx);
+      const b = await world.open();
+      const resources: ResourceSlots = { cpu: 1, mem: 256 * 1024 * 1024, gpu: 0 };
+      const h = await b.start(id('burn'), world.echo(id('burn'), { resources }));
+      await waitAnswering(h);
+      const burn = (seconds: number) =>
+        fetch(`${h.url}/admin/burn`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ seconds, cores: 2 }),
+        });
+      // The same-run baseline: one spinning process of our own, measured over the same window.
+      const reference = spawn(process.execPath, ['-e', SPIN_60S], { stdio: 'ignore' });
+      onTestFinished(async () => {
+        reference.kill('SIGKILL');
+        await burn(0).catch(() => {});
+      });
+      expect((await burn(60)).status).toBe(200);
+      const refBefore = readProcUsage(reference.pid!)!;
+      const before = (await b.usage(h.replicaId))!;
+      const t0 = Date.now();
+      // Measured over at least two seconds of wall time.
+      await waitFor('two seconds of burning', () => Date.now() - t0 >= 2000, 5000, 100);
+      const after = (await b.usage(h.replicaId))!;
+      const refAfter = readProcUsage(reference.pid!)!;
+      const wall = (Date.now() - t0) / 1000;
+      const cores = (after.cpuSeconds - before.cpuSeconds) / wall;
+      const lone = (refAfter.cpuSeconds - refBefore.cpuSeconds) / wall;
+      console.log(
+        `[${adapter.name}] burning replica used ${cores.toFixed(2)} cores; a lone spinning process ${lone.toFixed(2)} (ratio ${(cores / lone).toFixed(2)})`,
+      );
+      expect(cores).toBeGreaterThan(0.5 * Math.min(1, lone));
+      expect((await burn(0)).status).toBe(200);
+    }, 60_000);
 
     it('refuses a replica id outside the safe alphabet with a validation error', async (ctx) => {
       const { world } = await setup(ctx);
