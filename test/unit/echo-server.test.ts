@@ -1,5 +1,7 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
+import { readProcStat } from '../../src/backends/proc.ts';
 import { type EchoServer, startEchoServer } from '../../src/echo/server.ts';
 import { waitFor } from '../harness/wait.ts';
 
@@ -157,5 +159,80 @@ describe('echo server health and fault injection', () => {
     await server.close();
     await reading;
     expect(received.join('')).not.toContain('[DONE]');
+  });
+});
+
+/** Live children of this process spinning for the echo server's burn (their argv says so). */
+function burners(): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    const stat = readProcStat(pid);
+    if (!stat || stat.ppid !== process.pid || stat.state === 'Z') continue;
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('while (Date.now() < end)')) {
+        found.push(pid);
+      }
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+describe('echo server: POST /admin/burn', () => {
+  const post = (base: string, body: unknown) =>
+    fetch(`${base}/admin/burn`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+
+  it('hands seconds and cores (default 1) to the burn hook; 0 seconds stops', async () => {
+    const calls: Array<[number, number]> = [];
+    const { base } = await start({ onBurn: (s, c) => calls.push([s, c]) });
+    const res = await post(base, { seconds: 30 });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ seconds: 30, cores: 1 });
+    expect(await (await post(base, { seconds: 0, cores: 3 })).json()).toEqual({
+      seconds: 0,
+      cores: 0,
+    });
+    expect(calls).toEqual([
+      [30, 1],
+      [0, 3],
+    ]);
+  });
+
+  it('refuses a bad seconds or cores with 400 naming the field', async () => {
+    const { base } = await start({ onBurn: () => {} });
+    for (const [body, field] of [
+      [{}, 'seconds'],
+      [{ seconds: -1 }, 'seconds'],
+      [{ seconds: 3601 }, 'seconds'],
+      [{ seconds: 'long' }, 'seconds'],
+      [{ seconds: 1, cores: 0 }, 'cores'],
+      [{ seconds: 1, cores: 1.5 }, 'cores'],
+      [{ seconds: 1, cores: 65 }, 'cores'],
+    ] as const) {
+      const res = await post(base, body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      const err = (await res.json()) as { error: { message: string } };
+      expect(err.error.message.startsWith(`${field}:`), err.error.message).toBe(true);
+    }
+  });
+
+  it('by default spins child processes until told to stop, and close() stops them too', async () => {
+    const { base, server } = await start();
+    expect(burners()).toEqual([]);
+    expect((await post(base, { seconds: 60, cores: 2 })).status).toBe(200);
+    await waitFor(() => burners().length === 2, { message: 'two burners running' });
+    expect((await post(base, { seconds: 0 })).status).toBe(200);
+    await waitFor(() => burners().length === 0, { message: 'burners stopped' });
+    expect((await post(base, { seconds: 60 })).status).toBe(200);
+    await waitFor(() => burners().length === 1, { message: 'one burner running' });
+    await server.close();
+    await waitFor(() => burners().length === 0, { message: 'burners stopped by close()' });
   });
 });
