@@ -125,9 +125,9 @@ describe('autoscaling on cpu, as processes', () => {
         health_check: { interval_s: 0.5, timeout_s: 1, unhealthy_threshold: 3 },
         scaling_policy: {
           target_metric: 'cpu',
-          target_value: 25,
-          scale_up_threshold: 40,
-          scale_down_threshold: 10,
+          target_value: 15,
+          scale_up_threshold: 20,
+          scale_down_threshold: 5,
           cooldown_period: 2,
         },
       }),
@@ -167,7 +167,7 @@ describe('autoscaling on cpu, as processes', () => {
     expect(up.replicas.filter((r) => r.state !== 'TERMINATED')).toHaveLength(2);
     const first = decisions()[0]!;
     expect(first).toMatchObject({ from: 1, to: 2 });
-    expect(first.reason).toMatch(/^cpu \d+(\.\d+)? per replica > scale_up_threshold 40$/);
+    expect(first.reason).toMatch(/^cpu \d+(\.\d+)? per replica > scale_up_threshold 20$/);
 
     await burn(0);
     await waitFor(
@@ -184,7 +184,7 @@ describe('autoscaling on cpu, as processes', () => {
     );
     const down = all.find((e) => e.to < e.from)!;
     expect(down).toMatchObject({ from: 2, to: 1 });
-    expect(down.reason).toMatch(/^cpu \d+(\.\d+)? per replica < scale_down_threshold 10$/);
+    expect(down.reason).toMatch(/^cpu \d+(\.\d+)? per replica < scale_down_threshold 5$/);
     // Consecutive decisions are at least the cooldown apart.
     for (let i = 1; i < all.length; i++) {
       expect(Date.parse(all[i]!.at) - Date.parse(all[i - 1]!.at)).toBeGreaterThanOrEqual(2000);
