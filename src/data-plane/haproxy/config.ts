@@ -184,7 +184,9 @@ export function structureKey(listen: ListenSpec, backends: BackendSpec[]): strin
 
 /** A JSON error body in Flotilla's shape, as an HAProxy single-quoted string argument. */
 function errorJson(code: string, message: string, detailPath = '(url)'): string {
-  const body = JSON.stringify({ error: { code, message, details: [{ path: detailPath, message }] } });
+  const body = JSON.stringify({
+    error: { code, message, details: [{ path: detailPath, message }] },
+  });
   // Inside '…' HAProxy takes everything literally but the quote itself (\u0027 in JSON).
   return `'${body.replace(/'/g, '\\u0027')}'`;
 }

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { Gauge, Registry } from 'prom-client';
+import { freePort } from '../../backends/free-port.ts';
 import { hostForUrl } from '../../domain/host.ts';
 import type { RoutingTable } from '../../domain/routing.ts';
-import { freePort } from '../../backends/free-port.ts';
 import type { AdmissionLevel } from '../../proxy/admission.ts';
 import type {
   DeploymentLoadStatus,
@@ -143,7 +143,10 @@ export async function createHaproxyDataPlane(
       const answer = await runtimeCommand(paths.adminSocket, command);
       if (!isOkAnswer(answer)) {
         // The runtime state is unknown now: a reload rebuilds it from the table.
-        log.warn({ command, answer: answer.trim() }, 'haproxy refused a runtime command; reloading');
+        log.warn(
+          { command, answer: answer.trim() },
+          'haproxy refused a runtime command; reloading',
+        );
         return reload(next, key);
       }
     }
@@ -151,7 +154,10 @@ export async function createHaproxyDataPlane(
     backends = next;
     for (const r of diff.removals) pending.set(`${r.backend}/${r.server}`, r);
     if (diff.commands.length > 0) {
-      log.debug({ commands: diff.commands.length, version: table.version }, 'haproxy servers updated');
+      log.debug(
+        { commands: diff.commands.length, version: table.version },
+        'haproxy servers updated',
+      );
     }
     // Map files follow too, so a restart of HAProxy outside our control reads current values.
     const maps = renderMaps(next);
@@ -228,12 +234,21 @@ export async function createHaproxyDataPlane(
       registers: [metrics],
       collect() {
         this.reset();
-        for (const b of backends) this.set({ deployment: b.deploymentName }, pick(status(b.deploymentId)));
+        for (const b of backends)
+          this.set({ deployment: b.deploymentName }, pick(status(b.deploymentId)));
       },
     });
-  loadGauge('flotilla_proxy_inflight', 'Requests in flight to replicas (HAProxy sessions)', (s) => s.inflight);
+  loadGauge(
+    'flotilla_proxy_inflight',
+    'Requests in flight to replicas (HAProxy sessions)',
+    (s) => s.inflight,
+  );
   loadGauge('flotilla_proxy_queued', 'Requests waiting in the backend queue', (s) => s.queued);
-  loadGauge('flotilla_proxy_capacity', 'Concurrent request slots: maxconn × ready servers', (s) => s.capacity);
+  loadGauge(
+    'flotilla_proxy_capacity',
+    'Concurrent request slots: maxconn × ready servers',
+    (s) => s.capacity,
+  );
   new Gauge({
     name: 'flotilla_proxy_haproxy_reloads_total',
     help: 'HAProxy reloads since start (config changes beyond servers)',
@@ -264,7 +279,10 @@ export async function createHaproxyDataPlane(
     },
     status,
     stats(): ProxyHealthStats {
-      const all = backends.map((b) => ({ deployment: b.deploymentName, ...status(b.deploymentName) }));
+      const all = backends.map((b) => ({
+        deployment: b.deploymentName,
+        ...status(b.deploymentName),
+      }));
       const order: AdmissionLevel[] = ['healthy', 'stressed', 'degraded', 'critical'];
       const level = all.reduce<AdmissionLevel>(
         (w, s) => (order.indexOf(s.level) > order.indexOf(w) ? s.level : w),

@@ -47,7 +47,11 @@ export async function workerPidAt(adminSocket: string): Promise<number | null> {
   }
 }
 
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | null>): Promise<T> {
+async function until<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | null>,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await check();
@@ -66,9 +70,13 @@ export async function startHaproxy(opts: {
   const { binary, paths, logger } = opts;
   const problem = await checkConfig(binary, paths.config);
   if (problem) throw new Error(`haproxy refused the generated configuration: ${problem}`);
-  const child: ChildProcess = spawn(binary, ['-W', '-S', `${paths.masterSocket},mode,600`, '-f', paths.config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child: ChildProcess = spawn(
+    binary,
+    ['-W', '-S', `${paths.masterSocket},mode,600`, '-f', paths.config],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const exitListeners: ((code: number | null, signal: string | null) => void)[] = [];
   let exited = false;
   let stopping = false;
@@ -99,7 +107,9 @@ export async function startHaproxy(opts: {
       exitPromise.then(() => {
         throw new Error('haproxy exited while starting (see its log lines)');
       }),
-      until('first worker not up', opts.startTimeoutMs ?? 15_000, () => workerPidAt(paths.adminSocket)),
+      until('first worker not up', opts.startTimeoutMs ?? 15_000, () =>
+        workerPidAt(paths.adminSocket),
+      ),
     ]);
   } catch (err) {
     if (!exited) child.kill('SIGKILL');
@@ -128,7 +138,10 @@ export async function startHaproxy(opts: {
       while (!exited && Date.now() < deadline && !(await idle().catch(() => true))) await sleep(25);
       if (exited) return;
       child.kill('SIGTERM');
-      const hard = await Promise.race([exitPromise.then(() => true), sleep(2_000).then(() => false)]);
+      const hard = await Promise.race([
+        exitPromise.then(() => true),
+        sleep(2_000).then(() => false),
+      ]);
       if (!hard) {
         child.kill('SIGKILL');
         await exitPromise;

@@ -5,13 +5,21 @@
 import { connect } from 'node:net';
 
 /** One runtime API command's answer; HAProxy answers errors in text, not with a status. */
-export async function runtimeCommand(socketPath: string, command: string, timeoutMs = 5_000): Promise<string> {
+export async function runtimeCommand(
+  socketPath: string,
+  command: string,
+  timeoutMs = 5_000,
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath);
     let out = '';
     const timer = setTimeout(() => {
       sock.destroy();
-      reject(new Error(`haproxy runtime API: no answer to ${JSON.stringify(command)} in ${timeoutMs} ms`));
+      reject(
+        new Error(
+          `haproxy runtime API: no answer to ${JSON.stringify(command)} in ${timeoutMs} ms`,
+        ),
+      );
     }, timeoutMs);
     sock.setEncoding('utf8');
     sock.on('connect', () => sock.end(`${command}\n`));
@@ -33,7 +41,12 @@ export async function runtimeCommand(socketPath: string, command: string, timeou
  * Answers of state-changing commands that mean success: empty, or one of HAProxy's
  * confirmation lines (`New server registered.`, `Server deleted.`, …).
  */
-const OK_ANSWERS = [/^\s*$/, /^New server registered\.\s*$/, /^Server deleted\.\s*$/, /^done\.?\s*$/i];
+const OK_ANSWERS = [
+  /^\s*$/,
+  /^New server registered\.\s*$/,
+  /^Server deleted\.\s*$/,
+  /^done\.?\s*$/i,
+];
 
 /** Whether a state-changing command's answer says it was applied. */
 export function isOkAnswer(answer: string): boolean {
@@ -50,7 +63,10 @@ export interface ServerStat {
 }
 
 /** Parses `show stat` CSV (servers and backend rows; frontends are skipped). */
-export function parseShowStat(csv: string): { servers: ServerStat[]; backendQueue: Map<string, number> } {
+export function parseShowStat(csv: string): {
+  servers: ServerStat[];
+  backendQueue: Map<string, number>;
+} {
   const lines = csv.split('\n');
   const header = (lines[0] ?? '').replace(/^#\s*/, '').split(',');
   const col = (n: string) => header.indexOf(n);

@@ -311,7 +311,9 @@ export function dataPlaneContract(plane: DataPlaneUnderTest): void {
         deployment({ name: 'm', replicas: [{ replica: a! }] }),
       ]);
       expect((await c.get(`${proxy.url}/m/x`)).headers['x-flotilla-replica']).toBe('a');
-      await update(table([deployment({ name: 'm', replicas: [{ replica: a! }, { replica: b! }] })]));
+      await update(
+        table([deployment({ name: 'm', replicas: [{ replica: a! }, { replica: b! }] })]),
+      );
       const both = [];
       for (let i = 0; i < 6; i++)
         both.push((await c.get(`${proxy.url}/m/x`)).headers['x-flotilla-replica']);
@@ -425,7 +427,11 @@ export function dataPlaneContract(plane: DataPlaneUnderTest): void {
           replicas: [{ replica: a }],
         }),
       ]);
-      const statuses = await runConcurrent(24, 12, async () => (await c.get(`${proxy.url}/m/x`)).status);
+      const statuses = await runConcurrent(
+        24,
+        12,
+        async () => (await c.get(`${proxy.url}/m/x`)).status,
+      );
       expect(statuses.filter((s) => s === 200).length).toBeGreaterThan(0);
       expect((await a.stats()).maxInflight).toBeLessThanOrEqual(2);
     });
@@ -457,7 +463,8 @@ export function dataPlaneContract(plane: DataPlaneUnderTest): void {
           600,
           8,
         );
-        for (const id of ['a', 'b', 'c']) expect(Math.abs(counts[id]! - 200)).toBeLessThanOrEqual(1);
+        for (const id of ['a', 'b', 'c'])
+          expect(Math.abs(counts[id]! - 200)).toBeLessThanOrEqual(1);
       });
 
       it('weighted follows the route weights within ±5%', async () => {
@@ -492,7 +499,9 @@ export function dataPlaneContract(plane: DataPlaneUnderTest): void {
     describe('streaming', () => {
       it('passes a server-sent-event stream byte-identical to the direct one, event by event', async () => {
         const a = await startReplica('a');
-        const { proxy, c } = await proxyFor([deployment({ name: 'm', replicas: [{ replica: a }] })]);
+        const { proxy, c } = await proxyFor([
+          deployment({ name: 'm', replicas: [{ replica: a }] }),
+        ]);
         const direct = await c.get(`${a.url}/sse?n=30&interval=2`);
         const via = await c.get(`${proxy.url}/m/sse?n=30&interval=2`);
         expect(via.status).toBe(200);

@@ -61,7 +61,8 @@ describe('haproxy data plane: runtime API and reloads', () => {
     clients.push(c);
     const spread = async (n: number) => {
       const seen = [];
-      for (let i = 0; i < n; i++) seen.push((await c.get(`${hp.url}/m/x`)).headers['x-flotilla-replica']);
+      for (let i = 0; i < n; i++)
+        seen.push((await c.get(`${hp.url}/m/x`)).headers['x-flotilla-replica']);
       return countBy(seen as string[]);
     };
     const pidBefore = await hp.runtime('show info');
@@ -93,9 +94,14 @@ describe('haproxy data plane: runtime API and reloads', () => {
     );
     await hp.settled();
     expect(await spread(4)).toEqual({ b: 4 });
-    source.set(table([deployment({ name: 'm', strategy: 'weighted', replicas: [{ replica: b! }] })]));
+    source.set(
+      table([deployment({ name: 'm', strategy: 'weighted', replicas: [{ replica: b! }] })]),
+    );
     await hp.settled();
-    await waitFor(async () => !(await hp.runtime('show servers state d_dep-m')).includes(' route-a '), 'route-a deleted');
+    await waitFor(
+      async () => !(await hp.runtime('show servers state d_dep-m')).includes(' route-a '),
+      'route-a deleted',
+    );
     expect(await spread(3)).toEqual({ b: 3 });
     expect(hp.reloads).toBe(0);
     const pid = (s: string) => /^Pid: (\d+)/m.exec(s)?.[1];
@@ -108,7 +114,9 @@ describe('haproxy data plane: runtime API and reloads', () => {
   // connection or a request in flight cut.
   it('reloads for a new deployment without refusing a connection or cutting a request in flight', async () => {
     const [a, n] = await Promise.all(['a', 'n'].map((id) => startReplica(id)));
-    const source = createStaticTableSource(table([deployment({ name: 'm', replicas: [{ replica: a! }] })]));
+    const source = createStaticTableSource(
+      table([deployment({ name: 'm', replicas: [{ replica: a! }] })]),
+    );
     const hp = await createHaproxyDataPlane({ source, statsIntervalMs: 50 });
     proxies.push(hp);
     const c = client();
