@@ -255,6 +255,8 @@ function cpuTicks(root: number): number {
   return ticks;
 }
 const TICK_US = 10_000;
+/** A signed difference in ms. */
+const sgn = (n: number) => `${n >= 0 ? '+' : ''}${f(n, 3)}`;
 
 async function main(): Promise<void> {
   const backendPorts = await Promise.all(
@@ -380,7 +382,7 @@ async function main(): Promise<void> {
       const d = results.direct![connections];
       const added =
         d && name !== 'direct'
-          ? `  added p50 +${f(r.p50 - d.p50, 3)} p99 +${f(r.p99 - d.p99, 3)} ms`
+          ? `  added p50 ${sgn(r.p50 - d.p50)} p99 ${sgn(r.p99 - d.p99)} ms`
           : '';
       console.log(
         `  ${name.padEnd(8)} c=${String(connections).padEnd(3)} ${f(r.rps, 0).padStart(7)} req/s  p50 ${f(r.p50, 3)} p99 ${f(r.p99, 3)} ms${added}  cpu ${f(r.cpuUs, 1)} µs/req${r.errors ? `  (${r.errors})` : ''}  [rounds ${rs.map((x) => f(x.rps, 0)).join(', ')}]`,
@@ -399,7 +401,7 @@ async function main(): Promise<void> {
     const added =
       name === 'direct'
         ? ''
-        : `  added p50 +${f(pct(v, 50) - pct(d, 50), 3)} p99 +${f(pct(v, 99) - pct(d, 99), 3)} ms`;
+        : `  added p50 ${sgn(pct(v, 50) - pct(d, 50))} p99 ${sgn(pct(v, 99) - pct(d, 99))} ms`;
     console.log(
       `  ${name.padEnd(8)} p50 ${f(pct(v, 50), 3)} ms  p99 ${f(pct(v, 99), 3)} ms${added}`,
     );

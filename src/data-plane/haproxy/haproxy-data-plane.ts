@@ -72,7 +72,7 @@ function levelOf(load: number): AdmissionLevel {
 export async function createHaproxyDataPlane(
   opts: HaproxyDataPlaneOptions,
 ): Promise<HaproxyDataPlane> {
-  const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'haproxy' });
+  const log = (opts.logger ?? pino({ level: 'silent' })).child({ dataPlane: 'haproxy' });
   const host = opts.host ?? '127.0.0.1';
   const listen: ListenSpec = {
     host,
