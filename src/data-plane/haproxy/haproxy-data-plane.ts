@@ -108,6 +108,12 @@ export async function createHaproxyDataPlane(
     throw err;
   }
 
+  // HAProxy gone on its own: /health reports the data plane as not serving (a restart helps).
+  let dead = false;
+  proc.onExit(() => {
+    dead = true;
+  });
+
   // Every change to HAProxy goes through this queue, in table order.
   let queue: Promise<void> = Promise.resolve();
   let closed = false;
@@ -297,7 +303,7 @@ export async function createHaproxyDataPlane(
           .filter((s) => s.inflight + s.queued > 0)
           .sort((a, b) => b.inflight + b.queued - (a.inflight + a.queued))
           .slice(0, 20),
-        serving: !closed,
+        serving: !closed && !dead,
       };
     },
     // HAProxy does no outlier ejection from live traffic (README "HAProxy data plane").
