@@ -260,6 +260,8 @@ defaults
   log global
   option dontlognull
   option http-keep-alive
+  # Stream tokens as they come: no MSG_MORE/Nagle wait on small writes (SSE first byte).
+  option http-no-delay
   option abortonclose
   option forwardfor
   timeout connect 2s
