@@ -215,10 +215,12 @@ function backendSection(b: BackendSpec, paths: HaproxyPaths): string {
     `  timeout server ${s.timeoutServerMs}ms`,
     `  timeout queue ${s.timeoutQueueMs}ms`,
   ];
+  // Not in a worker stopping after a reload: there nbsrv is 0 while its last accepted requests
+  // still go to the servers.
   // Retried before the first byte of the answer reaches the client, each on another server.
   if (s.retries > 0) lines.push('  retry-on conn-failure empty-response 502 503');
   lines.push(
-    `  http-request return status 503 content-type application/json hdr retry-after 1 string ${errorJson('no_healthy_replicas', `no replica of ${b.deploymentName} can serve`)} if { nbsrv lt 1 }`,
+    `  http-request return status 503 content-type application/json hdr retry-after 1 string ${errorJson('no_healthy_replicas', `no replica of ${b.deploymentName} can serve`)} if { nbsrv lt 1 } !{ stopping }`,
     `  http-request return status 503 content-type application/json hdr retry-after 1 string ${errorJson('overloaded', `the queue of ${b.deploymentName} is full`)} if { queue ge ${Math.max(0, s.maxQueue)} } { be_conn_free lt 1 }`,
   );
   if (s.allowedPrefixes.length > 0) {

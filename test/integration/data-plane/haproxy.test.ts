@@ -22,11 +22,19 @@ import {
 } from '../proxy/helpers.ts';
 import { dataPlaneContract } from './contract.ts';
 
+const odd: string[] = [];
 function getOnNewConnection(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = httpGet(url, { agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        text += d;
+      });
+      res.on('end', () => {
+        if (res.statusCode !== 200) odd.push(`${res.statusCode} ${text.slice(0, 200)}`);
+        resolve(res.statusCode ?? 0);
+      });
     });
     req.on('error', reject);
   });
@@ -149,6 +157,7 @@ describe('haproxy data plane: runtime API and reloads', () => {
     await Promise.all(loops);
     expect((await slow).status).toBe(200);
     expect(errors).toEqual([]);
+    expect(odd).toEqual([]);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
     expect((await c.get(`${hp.url}/n/x`)).headers['x-flotilla-replica']).toBe('n');
   });
