@@ -10,9 +10,11 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import { routeActorId } from '../machines/deployment.ts';
 import type { ReplicaBackend } from './backends/backend.ts';
 import { createProcessBackend } from './backends/process-backend.ts';
+import { createDataPlane, type DataPlaneKind } from './data-plane/create-data-plane.ts';
 import type { ConnectionTimeouts } from './domain/connection-timeouts.ts';
 import {
   type DeploymentRequest,
@@ -41,7 +43,7 @@ import type { HealthStore } from './health/health-store.ts';
 import { createMemoryHealthStore } from './health/memory-health-store.ts';
 import { createProber, type Prober } from './health/prober.ts';
 import { createRedisHealthStore } from './health/redis-health-store.ts';
-import { createProxy, type FlotillaProxy as DataPlane } from './proxy/proxy-server.ts';
+import type { FlotillaProxy as DataPlane } from './proxy/proxy-server.ts';
 import {
   createStaticTableSource,
   publishRoutingTable,
@@ -118,8 +120,12 @@ export interface FlotillaOptions {
     | {
         host?: string | undefined;
         port?: number | undefined;
-        /** Limits on client connections (README "Connection timeouts"). */
+        /** Limits on client connections (README "Connection timeouts"); own proxy only. */
         timeouts?: Partial<ConnectionTimeouts> | undefined;
+        /** `own` (default) or `haproxy` (README "HAProxy data plane"). */
+        dataPlane?: DataPlaneKind | undefined;
+        /** Where the data plane logs (HAProxy's own lines too); default silent. */
+        logger?: Logger | undefined;
       }
     | undefined;
   runtime?: Partial<RuntimeConfig> | undefined;
@@ -276,7 +282,9 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       tableSource = createStaticTableSource(runtime.routingTable());
       const src = tableSource;
       const unsub = runtime.onRoutingTable((t) => src.set(t));
-      proxy = await createProxy({
+      proxy = await createDataPlane({
+        kind: options.proxy?.dataPlane,
+        logger: options.proxy?.logger,
         source: tableSource,
         host: options.proxy?.host ?? '127.0.0.1',
         port: options.proxy?.port ?? 0,

@@ -1,30 +1,34 @@
 /**
- * Proxy benchmark (not a test): `npx tsx bench/proxy/run.ts`.
+ * Proxy benchmark (not a test): `npm run bench:proxy`.
  *
- * In one run: a fixed-response backend with two replicas (separate processes), Flotilla's proxy
- * (its own process), a bare node:http+undici proxy (bare-proxy.mjs: the same stack with no
- * logic, to separate what Flotilla's logic costs from what the stack costs) and nginx (worker_processes 1, round robin, keep-alive upstreams, no
- * buffering: configured like Flotilla's proxy), each driven by wrk at 16 and 64 connections:
- * direct to one replica, through Flotilla, through nginx. Then server-sent-event time to first
- * byte, direct vs through each proxy. Prints req/s, p50, p99 and the ratios.
- * Aim: Flotilla ≥ 0.8× nginx's throughput and < 1 ms added p50 at 16 connections.
+ * In one run, against a fixed-response backend with two replicas (separate processes):
+ * direct to one replica; nginx (worker_processes 1, round robin, keep-alive upstreams, no
+ * buffering: configured like Flotilla's proxy); the bare reference (bare-proxy.mjs: node:http
+ * + undici that only forwards, to tell what Flotilla's logic costs from what the stack costs);
+ * Flotilla's own proxy with 1 worker and with BENCH_PROXY_WORKERS (default 2) workers; and the
+ * HAProxy data plane (src/data-plane/haproxy, one thread). Each is driven by wrk at 16 and 64
+ * connections: throughput, p50/p99 and their excess over direct, CPU per request (utime+stime
+ * from /proc of the target's process tree: proxy workers, HAProxy master+worker and its
+ * manager, nginx master+worker), then SSE time to first byte. Prints the ratios own/bare,
+ * own/nginx and haproxy/nginx. Rounds interleave the targets; medians are reported.
  *
  * Everything it starts it stops, also on failure or Ctrl-C.
- * Env: BENCH_SECONDS (default 5), BENCH_WARMUP_SECONDS (1), BENCH_TTFB_SAMPLES (300),
- * BENCH_ROUNDS (1; more rounds interleave the targets and report the median).
+ * Env: BENCH_SECONDS (default 3), BENCH_WARMUP_SECONDS (1), BENCH_TTFB_SAMPLES (200),
+ * BENCH_ROUNDS (3), BENCH_PROXY_WORKERS (2; 1 skips the multi-worker target).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../test/harness/services.ts';
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 1);
-const TTFB_SAMPLES = Number(process.env.BENCH_TTFB_SAMPLES ?? 300);
-const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 1));
+const TTFB_SAMPLES = Number(process.env.BENCH_TTFB_SAMPLES ?? 200);
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
+const WORKERS = Math.max(1, Number(process.env.BENCH_PROXY_WORKERS ?? 2));
 const NGINX = '/usr/sbin/nginx';
 const WRK = '/usr/bin/wrk';
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
@@ -59,15 +63,15 @@ function startListening(
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(proc);
-  return new Promise<number>((resolve, reject) => {
+  return new Promise<{ port: number; pid: number }>((resolve, reject) => {
     let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`${name} did not start`)), 60_000);
     proc.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
       const m = /LISTENING (\d+)/.exec(buf);
       if (m) {
         clearTimeout(timer);
-        resolve(Number(m[1]));
+        resolve({ port: Number(m[1]), pid: proc.pid ?? 0 });
       }
     });
     proc.once('exit', (code) => {
@@ -94,7 +98,7 @@ async function waitForHttp(url: string, what: string): Promise<void> {
   }
 }
 
-async function startNginx(backendPorts: number[]): Promise<number> {
+async function startNginx(backendPorts: number[]): Promise<{ port: number; pid: number }> {
   tmp = mkdtempSync(join(tmpdir(), 'flotilla-bench-nginx-'));
   const port = await freePort();
   const conf = `
@@ -139,11 +143,14 @@ ${backendPorts.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
   );
   children.push(proc);
   await waitForHttp(`http://127.0.0.1:${port}/m/x`, 'nginx');
-  return port;
+  return { port, pid: proc.pid ?? 0 };
 }
 
 interface WrkResult {
   rps: number;
+  requests: number;
+  /** CPU time of the target's processes per request, microseconds (NaN when not measured). */
+  cpuUs: number;
   p50: number;
   p99: number;
   errors: string;
@@ -169,6 +176,7 @@ function wrk(url: string, connections: number, seconds: number): Promise<WrkResu
     proc.once('exit', (code) => {
       if (code !== 0) return reject(new Error(`wrk exited ${code}: ${out}`));
       const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+      const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
       const p50 = toMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
       const p99 = toMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
       const errors = [
@@ -177,7 +185,7 @@ function wrk(url: string, connections: number, seconds: number): Promise<WrkResu
       ]
         .filter(Boolean)
         .join('; ');
-      resolve({ rps, p50, p99, errors });
+      resolve({ rps, requests, cpuUs: Number.NaN, p50, p99, errors });
     });
   });
 }
@@ -212,6 +220,44 @@ const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 const f = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 
+/** A process and all its descendants (from /proc). */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(entry));
+      children.set(ppid, list);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
+  return out;
+}
+
+/** utime+stime of a process tree, in clock ticks (USER_HZ, 100 on Linux). */
+function cpuTicks(root: number): number {
+  let ticks = 0;
+  for (const pid of processTree(root)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks;
+}
+const TICK_US = 10_000;
+/** A signed difference in ms. */
+const sgn = (n: number) => `${n >= 0 ? '+' : ''}${f(n, 3)}`;
+
 async function main(): Promise<void> {
   const backendPorts = await Promise.all(
     ['r1', 'r2'].map((id) =>
@@ -228,10 +274,10 @@ async function main(): Promise<void> {
         deploymentId: 'bench',
         name: 'm',
         routing: { strategy: 'round_robin', request_timeout_s: 60, retries: 2 },
-        routes: backendPorts.map((p, i) => ({
+        routes: backendPorts.map((b, i) => ({
           routeId: `route-r${i + 1}`,
           replicaId: `r${i + 1}`,
-          url: `http://127.0.0.1:${p}`,
+          url: `http://127.0.0.1:${b.port}`,
           state: 'HEALTHY',
           weight: 1,
         })),
@@ -241,101 +287,153 @@ async function main(): Promise<void> {
     ],
     endpoints: [],
   };
-  const proxyPort = await startListening(
-    'flotilla proxy',
+  const tsx = ['--import', 'tsx'];
+  const own = await startListening(
+    'own proxy',
     process.execPath,
-    ['--import', 'tsx', here('./proxy-process.ts')],
+    [...tsx, here('./proxy-process.ts')],
     {
       BENCH_TABLE: JSON.stringify(table),
     },
   );
-  const barePort = await startListening(
+  const ownN =
+    WORKERS > 1
+      ? await startListening(
+          `own proxy ×${WORKERS}`,
+          process.execPath,
+          [...tsx, here('./proxy-process.ts')],
+          {
+            BENCH_TABLE: JSON.stringify(table),
+            PROXY_WORKERS: String(WORKERS),
+          },
+        )
+      : null;
+  const bare = await startListening(
     'bare node:http+undici proxy',
     process.execPath,
     [here('./bare-proxy.mjs')],
     {
-      UPSTREAMS: backendPorts.map((p) => `http://127.0.0.1:${p}`).join(','),
+      UPSTREAMS: backendPorts.map((b) => `http://127.0.0.1:${b.port}`).join(','),
     },
   );
-  const nginxPort = await startNginx(backendPorts);
+  const haproxy = await startListening(
+    'haproxy data plane',
+    process.execPath,
+    [...tsx, here('./haproxy-process.ts')],
+    {
+      BENCH_TABLE: JSON.stringify(table),
+    },
+  );
+  const nginx = await startNginx(backendPorts.map((b) => b.port));
 
-  const targets = {
-    direct: `http://127.0.0.1:${backendPorts[0]}/x`,
-    flotilla: `http://127.0.0.1:${proxyPort}/m/x`,
-    bare: `http://127.0.0.1:${barePort}/m/x`,
-    nginx: `http://127.0.0.1:${nginxPort}/m/x`,
+  const targets: Record<string, { url: string; pid: number }> = {
+    direct: { url: `http://127.0.0.1:${backendPorts[0]!.port}/x`, pid: backendPorts[0]!.pid },
+    nginx: { url: `http://127.0.0.1:${nginx.port}/m/x`, pid: nginx.pid },
+    bare: { url: `http://127.0.0.1:${bare.port}/m/x`, pid: bare.pid },
+    own: { url: `http://127.0.0.1:${own.port}/m/x`, pid: own.pid },
+    ...(ownN
+      ? { [`own×${WORKERS}`]: { url: `http://127.0.0.1:${ownN.port}/m/x`, pid: ownN.pid } }
+      : {}),
+    haproxy: { url: `http://127.0.0.1:${haproxy.port}/m/x`, pid: haproxy.pid },
   };
-  await waitForHttp(targets.flotilla, 'flotilla proxy');
+  for (const [name, t] of Object.entries(targets)) await waitForHttp(t.url, name);
 
   console.log(
-    `bench/proxy: ${cpus().length} cores (shared by wrk, proxy, 2 backends), node ${process.version}, ${SECONDS}s per run after ${WARMUP}s warm-up, ${ROUNDS} round(s), wrk -t1`,
+    `bench/proxy: ${cpus().length} cores shared by wrk, the proxies, 2 backends${process.env.BENCH_NOTE ? ` (${process.env.BENCH_NOTE})` : ''}; node ${process.version}; ${SECONDS}s per run after ${WARMUP}s warm-up, ${ROUNDS} round(s), medians; wrk -t1. Short runs: a shared machine.`,
   );
-  const results: Record<string, Record<number, WrkResult>> = {
-    direct: {},
-    flotilla: {},
-    bare: {},
-    nginx: {},
-  };
+  const names = Object.keys(targets);
+  const results: Record<string, Record<number, WrkResult>> = Object.fromEntries(
+    names.map((n) => [n, {}]),
+  );
   for (const connections of [16, 64]) {
     const rounds: Record<string, WrkResult[]> = {};
-    // Rounds interleave the targets, so background noise on a shared machine hits them alike;
-    // the round with the median throughput is reported.
+    // Rounds interleave the targets, so background noise on a shared machine hits them alike.
     for (let round = 0; round < ROUNDS; round++) {
-      for (const [name, url] of Object.entries(targets)) {
-        if (WARMUP > 0) await wrk(url, connections, WARMUP);
-        const r = await wrk(url, connections, SECONDS);
-        if (rounds[name]) rounds[name].push(r);
-        else rounds[name] = [r];
+      for (const [name, t] of Object.entries(targets)) {
+        if (WARMUP > 0) await wrk(t.url, connections, WARMUP);
+        const before = cpuTicks(t.pid);
+        const r = await wrk(t.url, connections, SECONDS);
+        // The direct target's process is the backend itself: its CPU is not a proxy's.
+        r.cpuUs =
+          name === 'direct' ? Number.NaN : ((cpuTicks(t.pid) - before) * TICK_US) / r.requests;
+        const list = rounds[name] ?? [];
+        list.push(r);
+        rounds[name] = list;
       }
     }
-    for (const name of Object.keys(targets)) {
-      const sorted = rounds[name]!.sort((a, b) => a.rps - b.rps);
-      const r = sorted[Math.floor(sorted.length / 2)]!;
+    const median = (xs: number[]) => {
+      const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+      return s.length ? s[Math.floor(s.length / 2)]! : Number.NaN;
+    };
+    for (const name of names) {
+      const rs = rounds[name]!;
+      const r: WrkResult = {
+        rps: median(rs.map((x) => x.rps)),
+        requests: median(rs.map((x) => x.requests)),
+        cpuUs: median(rs.map((x) => x.cpuUs)),
+        p50: median(rs.map((x) => x.p50)),
+        p99: median(rs.map((x) => x.p99)),
+        errors: rs
+          .map((x) => x.errors)
+          .filter(Boolean)
+          .join(' | '),
+      };
       results[name]![connections] = r;
-      const spread =
-        sorted.length > 1 ? `  [rounds ${sorted.map((x) => f(x.rps, 0)).join(', ')}]` : '';
+      const d = results.direct![connections];
+      const added =
+        d && name !== 'direct'
+          ? `  added p50 ${sgn(r.p50 - d.p50)} p99 ${sgn(r.p99 - d.p99)} ms`
+          : '';
       console.log(
-        `  ${name.padEnd(8)} c=${String(connections).padEnd(3)} ${f(r.rps, 0).padStart(8)} req/s  p50 ${f(r.p50, 3)} ms  p99 ${f(r.p99, 3)} ms${r.errors ? `  (${r.errors})` : ''}${spread}`,
+        `  ${name.padEnd(8)} c=${String(connections).padEnd(3)} ${f(r.rps, 0).padStart(7)} req/s  p50 ${f(r.p50, 3)} p99 ${f(r.p99, 3)} ms${added}  cpu ${f(r.cpuUs, 1)} µs/req${r.errors ? `  (${r.errors})` : ''}  [rounds ${rs.map((x) => f(x.rps, 0)).join(', ')}]`,
       );
     }
-  }
-
-  console.log('\nratios');
-  for (const connections of [16, 64]) {
-    const d = results.direct![connections]!;
-    const p = results.flotilla![connections]!;
-    const n = results.nginx![connections]!;
-    const b = results.bare![connections]!;
-    console.log(
-      `  c=${connections}: flotilla/nginx throughput ${f(p.rps / n.rps)}x, flotilla/direct ${f(p.rps / d.rps)}x, nginx/direct ${f(n.rps / d.rps)}x; ` +
-        `added p50 vs direct: flotilla +${f(p.p50 - d.p50, 3)} ms, nginx +${f(n.p50 - d.p50, 3)} ms; flotilla−nginx p50 ${f(p.p50 - n.p50, 3)} ms`,
-    );
-    console.log(
-      `        stack ceiling: bare node:http+undici/nginx ${f(b.rps / n.rps)}x; flotilla/bare ${f(p.rps / b.rps)}x (the cost of Flotilla's own logic)`,
-    );
   }
 
   console.log(
     `\nSSE time to first byte (${TTFB_SAMPLES} sequential requests, one keep-alive connection)`,
   );
   const ttfb: Record<string, number[]> = {};
-  for (const [name, url] of Object.entries(targets)) {
-    if (name === 'bare') continue;
-    ttfb[name] = await sseTtfb(url.replace(/\/x$/, '/sse'), TTFB_SAMPLES);
-    const t = ttfb[name]!;
-    console.log(`  ${name.padEnd(8)} p50 ${f(pct(t, 50), 3)} ms  p99 ${f(pct(t, 99), 3)} ms`);
+  for (const [name, t] of Object.entries(targets)) {
+    ttfb[name] = await sseTtfb(t.url.replace(/\/x$/, '/sse'), TTFB_SAMPLES);
+    const v = ttfb[name]!;
+    const d = ttfb.direct!;
+    const added =
+      name === 'direct'
+        ? ''
+        : `  added p50 ${sgn(pct(v, 50) - pct(d, 50))} p99 ${sgn(pct(v, 99) - pct(d, 99))} ms`;
+    console.log(
+      `  ${name.padEnd(8)} p50 ${f(pct(v, 50), 3)} ms  p99 ${f(pct(v, 99), 3)} ms${added}`,
+    );
   }
-  const d50 = pct(ttfb.direct!, 50);
-  console.log(
-    `  added p50: flotilla +${f(pct(ttfb.flotilla!, 50) - d50, 3)} ms, nginx +${f(pct(ttfb.nginx!, 50) - d50, 3)} ms`,
-  );
 
-  const c16 = results.flotilla![16]!;
-  const verdict = [
-    `throughput c=16 ${f(c16.rps / results.nginx![16]!.rps)}x nginx (aim ≥ 0.80)`,
-    `c=64 ${f(results.flotilla![64]!.rps / results.nginx![64]!.rps)}x nginx`,
-    `added p50 at c=16 ${f(c16.p50 - results.direct![16]!.p50, 3)} ms (aim < 1)`,
-  ];
+  console.log('\nratios (throughput; CPU per request)');
+  const ratio = (a: string, b: string, c: number) => {
+    const x = results[a]?.[c];
+    const y = results[b]?.[c];
+    if (!x || !y) return '';
+    return `${a}/${b} ${f(x.rps / y.rps)}x; cpu ${f(x.cpuUs / y.cpuUs)}x`;
+  };
+  for (const c of [16, 64]) {
+    const pairs: [string, string][] = [
+      ['own', 'bare'],
+      ['own', 'nginx'],
+      ['haproxy', 'nginx'],
+      ['bare', 'nginx'],
+      ...(ownN
+        ? ([
+            [`own×${WORKERS}`, 'own'],
+            [`own×${WORKERS}`, 'nginx'],
+          ] as [string, string][])
+        : []),
+    ];
+    console.log(`  c=${c}: ${pairs.map(([a, b]) => ratio(a, b, c)).join(' | ')}`);
+  }
+  const verdict = [16, 64].map((c) => {
+    const o = results.own![c]!;
+    const h = results.haproxy![c]!;
+    return `c=${c}: own ${f(o.rps / results.bare![c]!.rps)}x bare (aim ≥ 1.0), haproxy ${f(h.rps / results.nginx![c]!.rps)}x nginx (aim ≥ 0.9)`;
+  });
   console.log(`\nsummary: ${verdict.join('; ')}`);
 }
 

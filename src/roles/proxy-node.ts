@@ -8,8 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { createDataPlane, type DataPlaneKind } from '../data-plane/create-data-plane.ts';
 import { type InflightPublisher, startInflightPublisher } from '../proxy/inflight-publisher.ts';
-import { createProxy, type FlotillaProxy as DataPlane } from '../proxy/proxy-server.ts';
+import type { FlotillaProxy as DataPlane } from '../proxy/proxy-server.ts';
 import { createRedisTableSource, type RoutingTableSource } from '../proxy/routing-table-source.ts';
 
 export interface ProxyNode {
@@ -25,6 +26,8 @@ export async function startProxyNode(opts: {
   keyPrefix: string;
   host: string;
   port: number;
+  /** Default: the own proxy. */
+  dataPlane?: DataPlaneKind | undefined;
   logger: Logger;
 }): Promise<ProxyNode> {
   const source = await createRedisTableSource({
@@ -34,7 +37,8 @@ export async function startProxyNode(opts: {
   });
   let proxy: DataPlane;
   try {
-    proxy = await createProxy({
+    proxy = await createDataPlane({
+      kind: opts.dataPlane,
       source,
       host: opts.host,
       port: opts.port,

@@ -40,10 +40,21 @@ describe('serve configuration', () => {
       healthIntervalS: 5,
       evictionIntervalS: 60,
       scalingIntervalS: 15,
+      dataPlane: 'own',
       role: 'all',
       logLevel: 'info',
     });
     expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('takes --data-plane haproxy (or FLOTILLA_DATA_PLANE) and names the field when it is neither', () => {
+    expect(parseServeConfig({ 'data-plane': 'haproxy' }, {}, '/srv').dataPlane).toBe('haproxy');
+    expect(parseServeConfig({}, { FLOTILLA_DATA_PLANE: 'haproxy' }, '/srv').dataPlane).toBe(
+      'haproxy',
+    );
+    expect(() => parseServeConfig({ 'data-plane': 'envoy' }, {}, '/srv')).toThrow(
+      /--data-plane \/ FLOTILLA_DATA_PLANE: .*got "envoy"/,
+    );
   });
 
   it('reads every documented environment variable', () => {

@@ -5,6 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { type DataPlaneKind, DataPlaneKinds } from '../../data-plane/create-data-plane.ts';
 import { parseMemory } from '../../domain/revision.ts';
 import type { ResourceSlots } from '../../domain/session.ts';
 import { ConfigError, isUrlWithScheme } from '../client-config.ts';
@@ -47,6 +48,8 @@ export interface ServeConfig {
   capacity: Readonly<Partial<ResourceSlots>> | undefined;
   /** Replica backend; undefined: the process backend. */
   backend: ReplicaBackendKind | undefined;
+  /** What serves the proxy port: Flotilla's own proxy or a managed HAProxy. */
+  dataPlane: DataPlaneKind;
   role: ServeRole;
   logLevel: (typeof LogLevels)[number];
 }
@@ -71,6 +74,7 @@ export const SERVE_SOURCES = {
   routeHealthTtlS: { flag: '--route-health-ttl', env: 'ROUTE_HEALTH_TTL_SEC' },
   capacity: { flag: '--capacity', env: 'FLOTILLA_CAPACITY' },
   backend: { flag: '--backend', env: 'FLOTILLA_BACKEND' },
+  dataPlane: { flag: '--data-plane', env: 'FLOTILLA_DATA_PLANE' },
   role: { flag: '--role', env: 'FLOTILLA_ROLE' },
   logLevel: { flag: '--log-level', env: 'FLOTILLA_LOG_LEVEL' },
 } as const satisfies Record<keyof ServeConfig, { flag: string; env: string }>;
@@ -165,6 +169,7 @@ const serveSchema = z.object({
   routeHealthTtlS: seconds.optional(),
   capacity: capacity.optional(),
   backend: z.enum(ReplicaBackendKinds).optional(),
+  dataPlane: z.enum(DataPlaneKinds).default('own'),
   role: z.enum(ServeRoles).default('all'),
   logLevel: z.enum(LogLevels).default('info'),
 });

@@ -78,6 +78,10 @@ options:
   --backend process|docker  how replicas run (env FLOTILLA_BACKEND, default process): local
                             processes, or Docker containers (needs a Docker engine: DOCKER_HOST
                             or the local socket)
+  --data-plane own|haproxy  what serves --proxy-port (env FLOTILLA_DATA_PLANE, default own):
+                            Flotilla's own proxy, or a managed HAProxy (the haproxy binary on
+                            PATH, 2.6+) kept equal to the routing table through its runtime
+                            API; README "HAProxy data plane" lists what it cannot do
   --role <role>             all (default), or one node of a cluster (env FLOTILLA_ROLE):
                             coordinator  API + actors, no proxy/prober (needs DATABASE_URL and
                                          REDIS_URL; run one, or several with ETCD_ENDPOINTS:
@@ -114,6 +118,7 @@ export async function run(argv: string[]): Promise<number> {
       'route-health-ttl': { type: 'string' },
       capacity: { type: 'string' },
       backend: { type: 'string' },
+      'data-plane': { type: 'string' },
       role: { type: 'string' },
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -214,6 +219,7 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
         keyPrefix: config.redisPrefix,
         host: config.host,
         port: config.proxyPort,
+        dataPlane: config.dataPlane,
         logger: log.child({ component: 'proxy' }),
       });
       registries = [p.proxy.metrics];
@@ -410,7 +416,15 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
       backend,
       routeHealthTtlS: config.routeHealthTtlS,
       keepReplicas: config.keepReplicas,
-      proxy: config.role === 'coordinator' ? false : { host: config.host, port: config.proxyPort },
+      proxy:
+        config.role === 'coordinator'
+          ? false
+          : {
+              host: config.host,
+              port: config.proxyPort,
+              dataPlane: config.dataPlane,
+              logger: log.child({ component: 'proxy' }),
+            },
       prober: config.role !== 'coordinator',
       runtime: {
         healthCheckIntervalS: config.healthIntervalS,

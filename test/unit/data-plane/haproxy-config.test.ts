@@ -1,0 +1,152 @@
+/** The HAProxy config rendered from a routing table: pure, checked line by line. */
+import { describe, expect, it } from 'vitest';
+import {
+  backendsOf,
+  haproxyPaths,
+  renderConfig,
+  renderMaps,
+  structureKey,
+} from '../../../src/data-plane/haproxy/config.ts';
+import type { DeploymentRoutes, RouteState, RoutingTable } from '../../../src/domain/routing.ts';
+
+const paths = haproxyPaths('/run/fl');
+const listen = { host: '127.0.0.1', port: 8000, threads: 1 };
+
+function dep(
+  name: string,
+  routes: [string, RouteState, number?][],
+  extra: Partial<DeploymentRoutes> = {},
+): DeploymentRoutes {
+  return {
+    deploymentId: `id-${name}`,
+    name,
+    routing: { strategy: 'round_robin', request_timeout_s: 30, retries: 2 },
+    routes: routes.map(([id, state, weight], i) => ({
+      routeId: `route-${id}`,
+      replicaId: id,
+      url: `http://127.0.0.1:${9000 + i}`,
+      state,
+      weight: weight ?? 1,
+    })),
+    ...extra,
+  };
+}
+const t = (...deployments: DeploymentRoutes[]): RoutingTable => ({
+  version: 1,
+  deployments,
+  endpoints: [],
+});
+
+describe('haproxy config', () => {
+  it('makes HEALTHY routes ready, TERMINATING ones drain and the rest maint', () => {
+    const [b] = backendsOf(
+      t(
+        dep('m', [
+          ['a', 'HEALTHY'],
+          ['b', 'TERMINATING'],
+          ['c', 'DEGRADED'],
+          ['d', 'UNHEALTHY'],
+        ]),
+      ),
+    );
+    expect(b!.servers.map((s) => [s.replicaId, s.state, s.failStatic])).toEqual([
+      ['a', 'ready', false],
+      ['b', 'drain', false],
+      ['c', 'maint', false],
+      ['d', 'maint', false],
+    ]);
+  });
+
+  it('fails static: with no HEALTHY route, DEGRADED ones are ready and marked', () => {
+    const [b] = backendsOf(
+      t(
+        dep('m', [
+          ['c', 'DEGRADED'],
+          ['d', 'UNHEALTHY'],
+        ]),
+      ),
+    );
+    expect(b!.servers.map((s) => [s.replicaId, s.state, s.failStatic])).toEqual([
+      ['c', 'ready', true],
+      ['d', 'maint', false],
+    ]);
+  });
+
+  it('renders one backend per deployment with its balance, retries, timeouts and per-server maxconn', () => {
+    const cfg = renderConfig(
+      listen,
+      backendsOf(
+        t(
+          dep(
+            'm',
+            [
+              ['a', 'HEALTHY', 3],
+              ['b', 'UNHEALTHY'],
+            ],
+            {
+              routing: { strategy: 'weighted', request_timeout_s: 0.5, retries: 1 },
+              admission: { max_concurrent_requests: 7, max_queue_size: 20, queue_timeout_s: 4 },
+            },
+          ),
+          dep('n', [], {
+            routing: { strategy: 'least_connections', request_timeout_s: 9, retries: 0 },
+          }),
+        ),
+      ),
+      paths,
+    );
+    expect(cfg).toContain('bind 127.0.0.1:8000');
+    expect(cfg).toContain('backend d_id-m\n');
+    expect(cfg).toMatch(
+      /backend d_id-m[\s\S]*balance roundrobin[\s\S]*retries 1[\s\S]*timeout server 500ms[\s\S]*timeout queue 4000ms[\s\S]*retry-on conn-failure empty-response 502 503/,
+    );
+    expect(cfg).toContain('if { queue ge 20 } { be_conn_free lt 1 }');
+    expect(cfg).toContain('  server route-a 127.0.0.1:9000 weight 3 maxconn 7\n');
+    expect(cfg).toContain('  server route-b 127.0.0.1:9001 weight 1 maxconn 7 disabled\n');
+    const n = cfg.slice(cfg.indexOf('backend d_id-n'));
+    expect(n).toContain('balance leastconn');
+    expect(n).toContain('retries 0');
+    expect(n).not.toContain('retry-on');
+    expect(cfg).toContain('"code":"no_healthy_replicas"');
+    expect(cfg).toContain(`map_str(${paths.backendsMap})`);
+  });
+
+  it('gives every server a unique, valid name and maps names to deployments and replicas', () => {
+    const bs = backendsOf(
+      t(dep('m', [['a b/1', 'HEALTHY']]), {
+        ...dep('n', [['a b/1', 'HEALTHY']]),
+        deploymentId: 'id-n',
+      }),
+    );
+    const names = bs.flatMap((b) => b.servers.map((s) => s.name));
+    expect(names).toEqual(['route-a_b_1', 'route-a_b_1_2']);
+    const maps = renderMaps(bs);
+    expect(maps.backends).toBe('m d_id-m\nn d_id-n\n');
+    expect(maps.replicas).toBe('route-a_b_1 a b/1\nroute-a_b_1_2 a b/1\n');
+    expect(maps.failStatic).toBe('route-a_b_1 0\nroute-a_b_1_2 0\n');
+  });
+
+  it('changes the structure key for settings and deployments, not for servers', () => {
+    const key = (d: DeploymentRoutes[]) => structureKey(listen, backendsOf(t(...d)));
+    const base = key([dep('m', [['a', 'HEALTHY']])]);
+    expect(
+      key([
+        dep('m', [
+          ['a', 'UNHEALTHY'],
+          ['b', 'HEALTHY', 4],
+        ]),
+      ]),
+    ).toBe(base);
+    expect(
+      key([dep('m', [['a', 'HEALTHY']], { admission: { max_concurrent_requests: 9 } })]),
+    ).not.toBe(base);
+    expect(
+      key([
+        dep('m', [['a', 'HEALTHY']], {
+          routing: { strategy: 'round_robin', request_timeout_s: 5, retries: 2 },
+        }),
+      ]),
+    ).not.toBe(base);
+    expect(key([dep('m', [['a', 'HEALTHY']]), dep('n', [])])).not.toBe(base);
+  });
+});
