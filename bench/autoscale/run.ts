@@ -170,7 +170,9 @@ interface Summary {
   requests?: number;
   toZeroS?: number | null;
   activationMs?: number | null;
+  /** Mean of a direct start just before and one just after the activation; their range. */
   directMs?: number;
+  directRangeMs?: number[];
   overheadMs?: number | null;
   scaledUp?: boolean;
 }
@@ -286,13 +288,18 @@ async function runMetric(f: Flotilla, metric: string): Promise<Summary> {
   }
   // Activation overhead: a direct start of the same command, then the first request at zero.
   let directMs = Number.NaN;
+  let directRange: [number, number] = [Number.NaN, Number.NaN];
   let activationMs: number | null = null;
   if (zeroAt !== null) {
     phase = 'activation';
-    directMs = await directStart();
+    // Direct starts just before and just after the activation: the machine's load drifts.
+    const directBefore = await directStart();
     const r = await chat(url);
     done.push({ at: now(), status: r.status, ms: r.ms, replica: r.replica });
     activationMs = r.status === 200 ? r.ms : null;
+    const directAfter = await directStart();
+    directMs = (directBefore + directAfter) / 2;
+    directRange = [directBefore, directAfter];
     await sleep(1_000);
   }
   stopped = true;
@@ -331,6 +338,7 @@ async function runMetric(f: Flotilla, metric: string): Promise<Summary> {
     toZeroS: zeroAt === null ? null : zeroAt - loadEnd,
     activationMs,
     directMs,
+    directRangeMs: directRange.map((v) => Math.round(v)),
     overheadMs: activationMs === null ? null : activationMs - directMs,
     scaledUp: peak > 1,
   };
@@ -345,7 +353,7 @@ async function runMetric(f: Flotilla, metric: string): Promise<Summary> {
       samples,
       notes: [
         `step -> first new replica serving ${fmt(summary.stepToNewReplicaS, 's')}; peak ${peak}, settled ${settled}, overshoot ${summary.overshoot}; flaps ${flaps}; rejections in plateau ${summary.rejectedPlateau}/${inPlateau.length}`,
-        `end of load -> zero replicas ${fmt(summary.toZeroS, 's')}; activation ${fmt(activationMs, 'ms', 0)} vs direct start ${fmt(directMs, 'ms', 0)} (overhead ${fmt(summary.overheadMs, 'ms', 0)})`,
+        `end of load -> zero replicas ${fmt(summary.toZeroS, 's')}; activation ${fmt(activationMs, 'ms', 0)} vs direct start ${fmt(directMs, 'ms', 0)} (mean of ${directRange.map((v) => v.toFixed(0)).join(' ms before and ')} ms after; overhead ${fmt(summary.overheadMs, 'ms', 0)})`,
         `echo replicas (processes), ${TOKEN_MS} ms per token x 5 tokens; shared 2-core machine under other load`,
       ],
     }),

@@ -139,8 +139,14 @@ export class ScaleToZero {
         now: at,
       });
       if (!decision) continue;
-      await this.deps.scale(d.id, 0);
+      // Said before the scale resolves: the target reads 0 as soon as the scale is accepted.
       this.zeroed.set(d.id, { reason: decision.reason, at });
+      try {
+        await this.deps.scale(d.id, 0);
+      } catch (err) {
+        this.zeroed.delete(d.id);
+        throw err;
+      }
       const e: ScaleToZeroEvent = {
         deployment_id: d.id,
         name: d.name,

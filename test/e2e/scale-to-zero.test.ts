@@ -83,12 +83,13 @@ describe('scale to zero through a separate proxy', () => {
       at_zero: true,
       message: 'scaled to zero after 2 s idle; the next request activates it',
     });
-    const history = await events(zero.id);
-    expect(
-      history.items.some(
-        (e) => e.kind === 'deployment' && e.reason === 'scaled to zero after 2 s idle',
-      ),
-    ).toBe(true);
+    await waitFor(
+      async () =>
+        (await events(zero.id)).items.some(
+          (e) => e.kind === 'deployment' && e.reason === 'scaled to zero after 2 s idle',
+        ),
+      { message: 'the scale to zero in the history' },
+    );
     const before = await replicaActors(zero.id);
 
     // 20 concurrent first requests through the separate proxy.
@@ -111,10 +112,12 @@ describe('scale to zero through a separate proxy', () => {
     expect(after.target_replicas).toBe(1);
     const started = [...(await replicaActors(zero.id))].filter((a) => !before.has(a));
     expect(started).toHaveLength(1);
-    const activations = (await events(zero.id)).items.filter(
-      (e) => e.kind === 'deployment' && e.reason === 'activated by a request held at the proxy',
-    );
-    expect(activations).toHaveLength(1);
+    const activations = async () =>
+      (await events(zero.id)).items.filter(
+        (e) => e.kind === 'deployment' && e.reason === 'activated by a request held at the proxy',
+      ).length;
+    await waitFor(async () => (await activations()) >= 1, { message: 'the activation event' });
+    expect(await activations()).toBe(1);
 
     // Idle again: back to zero; one first request answers 200.
     await waitFor(atZero, { timeoutMs: 60_000, message: 'lazy scaled to zero again' });
