@@ -56,7 +56,8 @@ export function renderChart(opts: { title: string; samples: Sample[]; notes: str
   const H = top2 + PANEL_H + 60 + opts.notes.length * 16;
   const out: string[] = [];
   out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11" role="img">`,
+    `<title>${esc(opts.title)}</title>`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${LEFT}" y="20" font-size="14" font-weight="bold">${esc(opts.title)}</text>`,
   );
