@@ -127,6 +127,9 @@ async function directStart(): Promise<number> {
       cwd: join(REPO, 'examples/echo'),
       env: { ...process.env, ECHO_TOKEN_LATENCY_MS: String(TOKEN_MS), PORT: String(port) },
       stdio: 'ignore',
+      // As the process backend starts replicas: in a session of their own (on Linux that is
+      // also a scheduler autogroup of their own, which matters on a loaded machine).
+      detached: true,
     },
   );
   try {
@@ -294,6 +297,12 @@ async function runMetric(f: Flotilla, metric: string): Promise<Summary> {
     phase = 'activation';
     // Direct starts just before and just after the activation: the machine's load drifts.
     const directBefore = await directStart();
+    const still = await view();
+    if (still.target_replicas !== 0 || still.current_replicas !== 0) {
+      console.log(
+        `  note: not at zero when the activation request was sent (target ${still.target_replicas}, ${still.current_replicas} replicas)`,
+      );
+    }
     const r = await chat(url);
     done.push({ at: now(), status: r.status, ms: r.ms, replica: r.replica });
     activationMs = r.status === 200 ? r.ms : null;
