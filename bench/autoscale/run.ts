@@ -204,7 +204,9 @@ async function runMetric(f: Flotilla, metric: string): Promise<Summary> {
         cooldown_period: COOLDOWN_S,
         scale_to_zero_after_s: ZERO_AFTER_S,
       },
-      health_check: { interval_s: 0.1, timeout_s: 0.1 },
+      // Probed often so activation is not dominated by the probe interval; tolerant of a
+      // slow check or two on a loaded machine.
+      health_check: { interval_s: 0.1, timeout_s: 0.1, unhealthy_threshold: 5 },
       environ: { ECHO_TOKEN_LATENCY_MS: String(TOKEN_MS) },
     } as Parameters<Flotilla['deploy']>[0]);
   } catch (err) {
@@ -317,7 +319,12 @@ async function runMetric(f: Flotilla, metric: string): Promise<Summary> {
   await f.destroy(name).catch(() => {});
 
   const firstNew = done.find(
-    (d) => d.at >= stepAt && d.status === 200 && d.replica !== null && !before.has(d.replica),
+    (d) =>
+      d.at >= stepAt &&
+      d.at <= loadEnd &&
+      d.status === 200 &&
+      d.replica !== null &&
+      !before.has(d.replica),
   );
   const plateau = samples.filter((s) => s.t >= stepAt && s.t <= plateauEnd);
   const settled = plateau.at(-1)?.target ?? 0;

@@ -30,13 +30,17 @@ describe('activation at the proxy (scale to zero)', () => {
     const source = createStaticTableSource(table([atZero('m')]));
     const asked: string[] = [];
     let started: Promise<Replica> | null = null;
+    const startOnce = () => {
+      started ??= startReplica('r1');
+      return started;
+    };
     const proxy = await createProxy({
       source,
       activation: {
         // The runtime's part, in small: start one replica and publish it.
         request: (id) => {
           asked.push(id);
-          started ??= startReplica('r1').then((r) => {
+          void startOnce().then((r) => {
             source.set(
               table([
                 { ...deployment({ name: 'm', replicas: [{ replica: r }] }), activation: true },
