@@ -94,6 +94,12 @@ export interface ScaleToZeroDeps {
   /** Last request per deployment id over every proxy (epoch ms); absent: none seen. */
   lastRequests(): Promise<ReadonlyMap<string, number>>;
   scale(deploymentId: string, replicas: number): Promise<unknown>;
+  /**
+   * Optional: tells the live deployment its new target at once, before `scale` does the
+   * durable part (its reads and writes). Activation uses it so the replica starts without
+   * waiting for the store; `scale` then sets the same target again (a no-op).
+   */
+  startNow?: (deploymentId: string, replicas: number) => void;
   now: () => number;
   /** Each scale to zero and each activation (history events, logs). */
   onEvent?: (e: ScaleToZeroEvent) => void;
@@ -177,6 +183,7 @@ export class ScaleToZero {
     }
     const p = (async () => {
       try {
+        this.deps.startNow?.(deploymentId, 1);
         await this.deps.scale(deploymentId, 1);
         const at = this.deps.now();
         this.activeSince.set(deploymentId, at);
