@@ -50,6 +50,7 @@ import {
   type StaticTableSource,
 } from './proxy/routing-table-source.ts';
 import { generateRevision } from './revision/index.ts';
+import { startActivationListener } from './runtime/activation-listener.ts';
 import { createClusterInflight } from './runtime/cluster-inflight.ts';
 import type { RuntimeConfig } from './runtime/config.ts';
 import {
@@ -272,9 +273,34 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         const load = proxy.status(d.name);
         return load.inflight + load.queued;
       },
+      // Scale to zero's idle signal: the last request per deployment at this process's proxy
+      // and at every proxy reporting to Redis. A failed read throws (the pass is skipped):
+      // not knowing is not idle.
+      lastRequests:
+        options.proxy !== false || cluster
+          ? async () => {
+              const out = new Map(proxy?.lastRequests() ?? []);
+              if (cluster) {
+                for (const [id, at] of await cluster.lastRequests()) {
+                  if (at > (out.get(id) ?? 0)) out.set(id, at);
+                }
+              }
+              return out;
+            }
+          : undefined,
       observeFlush: options.observeFlush,
     });
     closers.push(() => runtime.close({ stopReplicas: !options.keepReplicas }));
+    // Separate proxies ask for activations (scale to zero) through Redis.
+    if (options.redisUrl) {
+      const listener = await startActivationListener({
+        url: options.redisUrl,
+        keyPrefix: prefix,
+        activate: (id) => runtime.activate(id),
+        logger: options.logger,
+      });
+      closers.push(() => listener.close());
+    }
     await runtime.start();
 
     let tableSource: StaticTableSource | null = null;
@@ -289,6 +315,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         host: options.proxy?.host ?? '127.0.0.1',
         port: options.proxy?.port ?? 0,
         ...(options.proxy?.timeouts ? { timeouts: options.proxy.timeouts } : {}),
+        activation: { request: (id) => runtime.activate(id) },
       });
       const p = proxy;
       const proxyEvents = createEventOutbox({

@@ -125,6 +125,14 @@ export const deploymentViewSchema = z
     updated_at: z.string(),
     deleted_at: z.string().nullable(),
     load: loadSchema.optional(),
+    scale_to_zero: z
+      .object({
+        after_s: z.number(),
+        at_zero: z.boolean(),
+        message: z.string().nullable(),
+      })
+      .optional()
+      .describe('scale to zero (scaling_policy.scale_to_zero_after_s); absent when not set'),
   })
   .meta({ id: 'Deployment' });
 

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { ConnectionTimeouts } from '../domain/connection-timeouts.ts';
-import { createProxy, type FlotillaProxy } from '../proxy/proxy-server.ts';
+import { createProxy, type FlotillaProxy, type ProxyOptions } from '../proxy/proxy-server.ts';
 import type { RoutingTableSource } from '../proxy/routing-table-source.ts';
 import { createHaproxyDataPlane } from './haproxy/haproxy-data-plane.ts';
 
@@ -20,6 +20,8 @@ export interface DataPlaneOptions {
   logger?: Logger | undefined;
   /** Own proxy only. */
   timeouts?: Partial<ConnectionTimeouts> | undefined;
+  /** Own proxy only: scale to zero's activation (HAProxy answers 503 at zero). */
+  activation?: ProxyOptions['activation'];
 }
 
 export function createDataPlane(opts: DataPlaneOptions): Promise<FlotillaProxy> {
@@ -30,5 +32,9 @@ export function createDataPlane(opts: DataPlaneOptions): Promise<FlotillaProxy> 
     ...(opts.logger ? { logger: opts.logger } : {}),
   };
   if (opts.kind === 'haproxy') return createHaproxyDataPlane(common);
-  return createProxy({ ...common, ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) });
+  return createProxy({
+    ...common,
+    ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
+    ...(opts.activation ? { activation: opts.activation } : {}),
+  });
 }

@@ -84,6 +84,8 @@ export const scalingPolicySchema = z.strictObject({
   scale_up_threshold: z.number().positive().optional(),
   scale_down_threshold: z.number().min(0).optional(),
   cooldown_period: z.number().min(0).optional(),
+  /** Idle seconds before a deployment with min_replicas 0 goes to zero (scale to zero). */
+  scale_to_zero_after_s: z.number().positive().max(86_400).optional(),
 });
 
 /** Keys handed to revision generation (validated there, with every problem reported). */

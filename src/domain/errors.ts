@@ -23,6 +23,7 @@ export const ErrorCodes = {
   no_healthy_replicas: 503,
   no_backends: 503,
   overloaded: 503,
+  activation_timeout: 503,
   upstream_timeout: 504,
   internal: 500,
 } as const;

@@ -79,6 +79,11 @@ export interface DeploymentRoutes {
   routing: RoutingConfig;
   routes: RouteEntry[];
   admission?: AdmissionSettings | undefined;
+  /**
+   * The deployment scales to zero (`scaling_policy.scale_to_zero_after_s`): with no servable
+   * replica, a proxy holds its requests and asks for an activation instead of answering 503.
+   */
+  activation?: true | undefined;
 }
 
 export interface EndpointBackend {

@@ -5,7 +5,9 @@
  *
  * Each proxy owns one Redis hash, `<prefix>inflight:<proxyId>`: field `_seq` (a counter raised
  * by every report) and one field per route with requests in flight (routeId -> count; a route
- * with none has no field). The whole hash is rewritten by each report, about once a second and
+ * with none has no field), and for scale to zero one field per deployment this proxy has served,
+ * `_last:<deploymentId>` -> epoch ms of its last request (now while requests are in flight,
+ * queued or held). The whole hash is rewritten by each report, about once a second and
  * right after a routing table change, and expires after a few missed reports: a proxy whose key
  * is gone is not live and holds nothing (see src/runtime/cluster-inflight.ts, the reader).
  */
@@ -21,6 +23,8 @@ export function inflightKey(keyPrefix: string, proxyId: string): string {
 
 /** The field holding the report counter (route ids never start with `_`). */
 export const INFLIGHT_SEQ_FIELD = '_seq';
+/** Prefix of the per-deployment last-request fields (`_last:<deploymentId>`). */
+export const LAST_REQUEST_FIELD_PREFIX = '_last:';
 
 export const DEFAULT_INFLIGHT_INTERVAL_MS = 1_000;
 export const DEFAULT_INFLIGHT_TTL_MS = 3_000;
@@ -39,6 +43,8 @@ export function startInflightPublisher(opts: {
   source: RoutingTableSource;
   /** Requests in flight to a route at this proxy, also after the route left the table. */
   inflight: (routeId: string) => number;
+  /** Last request per deployment id, epoch ms (the proxy's `lastRequests`). */
+  lastRequests?: () => ReadonlyMap<string, number>;
   logger: Logger;
   intervalMs?: number;
   ttlMs?: number;
@@ -68,6 +74,11 @@ export function startInflightPublisher(opts: {
       const n = opts.inflight(routeId);
       if (n > 0) counts.push(routeId, String(n));
       else if (!inTable.has(routeId)) watched.delete(routeId);
+    }
+    if (opts.lastRequests) {
+      for (const [id, at] of opts.lastRequests()) {
+        counts.push(`${LAST_REQUEST_FIELD_PREFIX}${id}`, String(Math.round(at)));
+      }
     }
     seq++;
     await opts.redis

@@ -21,7 +21,9 @@ export interface DeploymentGaugeSample {
 export interface DeploymentMetrics {
   /** Counts a finished request by status class and observes its duration. */
   finished(status: number, seconds: number): void;
-  rejected(reason: 'overloaded' | 'queue_full' | 'no_healthy_replicas'): void;
+  rejected(
+    reason: 'overloaded' | 'queue_full' | 'no_healthy_replicas' | 'activation_timeout',
+  ): void;
   timedOut(kind: 'queue' | 'upstream'): void;
   retried(): void;
   ejected(): void;

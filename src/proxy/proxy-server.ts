@@ -17,6 +17,7 @@ import {
 import { type ErrorCode, errorBody as errorShape, FlotillaError } from '../domain/errors.ts';
 import { hostForUrl } from '../domain/host.ts';
 import { isPathAllowed, type RoutingTable } from '../domain/routing.ts';
+import { ActivationGate, type HeldRequest } from './activation.ts';
 import { type AdmissionLevel, LEVEL_VALUE, type Waiter } from './admission.ts';
 import {
   buildResponseHeaders,
@@ -54,6 +55,17 @@ export interface ProxyOptions {
    * the deployment's `request_timeout_s` allows, and that deadline bounds it.
    */
   timeouts?: Partial<ConnectionTimeouts>;
+  /**
+   * Scale to zero: how a request for a deployment at zero asks for an activation (the
+   * runtime in process, the coordinator through Redis for a separate proxy), and how long it
+   * waits for a replica (default 60 s, never past its request budget). Without it such a
+   * request answers 503 `no_healthy_replicas` at once.
+   */
+  activation?: {
+    request: (deploymentId: string) => unknown;
+    timeoutMs?: number;
+    resendMs?: number;
+  };
 }
 
 /** Load status of one deployment as seen by this proxy. */
@@ -98,6 +110,13 @@ export interface FlotillaProxy {
   status(deployment: string): DeploymentLoadStatus;
   /** Load over every deployment, for /health. */
   stats(): ProxyHealthStats;
+  /**
+   * When each deployment (by id) was last in use at this proxy, epoch ms: its latest request,
+   * or now while it has requests in flight, queued or held. The scale-to-zero idle signal.
+   */
+  lastRequests(): Map<string, number>;
+  /** Requests held for an activation, by deployment id (scale to zero). */
+  held(deploymentId: string): number;
   /** Outlier ejection and return events; returns the unsubscribe function. */
   onEvent(listener: (e: ProxyEvent) => void): () => void;
   /** `flotilla_proxy_*` metrics, in a registry of the proxy's own. */
@@ -246,6 +265,19 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     warn: (msg, fields) => log.warn(fields ?? {}, msg),
   });
 
+  const gate = opts.activation
+    ? new ActivationGate({
+        request: opts.activation.request,
+        ...(opts.activation.timeoutMs !== undefined
+          ? { timeoutMs: opts.activation.timeoutMs }
+          : {}),
+        ...(opts.activation.resendMs !== undefined ? { resendMs: opts.activation.resendMs } : {}),
+        warn: (obj, msg) => log.warn(obj, msg),
+      })
+    : null;
+  /** Latest request arrival per deployment id (epoch ms): the scale-to-zero idle signal. */
+  const lastArrival = new Map<string, number>();
+
   const applyTable = (t: RoutingTable) => {
     try {
       const before = state.version;
@@ -253,6 +285,13 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       if (state.version !== before) log.debug({ version: t.version }, 'routing table applied');
     } catch (err) {
       log.error({ err, version: t.version }, 'routing table rejected');
+    }
+    // Requests held for an activation go on once their deployment can serve (or is gone).
+    if (gate) {
+      for (const id of gate.deployments()) {
+        const d = state.deployment(id);
+        if (!d || d.id !== id || d.availableCount() > 0 || !d.activation) gate.release(id);
+      }
     }
   };
   applyTable(opts.source.current());
@@ -718,7 +757,12 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       }
     } else {
       dep = target;
+      lastArrival.set(dep.id, Date.now());
       if (dep.availableCount() === 0) {
+        if (gate && dep.activation && isPathAllowed(dep.routing, parsed.path)) {
+          holdForActivation(req, res, dep);
+          return;
+        }
         dep.metrics.rejected('no_healthy_replicas');
         sendError(res, 503, 'no_healthy_replicas', `deployment ${dep.name} has no healthy replica`);
         return;
@@ -728,8 +772,67 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       sendError(res, 404, 'not_found', `deployment ${dep.name} does not serve this path`);
       return;
     }
+    if (endpoint) lastArrival.set(dep.id, Date.now());
     const scan = scanRequestHeaders(req.rawHeaders, req.socket.remoteAddress, 'http');
     new Exchange(req, res, dep, endpoint, parsed.path, scan).admit();
+  }
+
+  /** Holds a request for a deployment at zero until a replica can take it (activation.ts). */
+  function holdForActivation(req: IncomingMessage, res: ServerResponse, dep: ProxiedDeployment) {
+    const g = gate as ActivationGate;
+    const cfg = dep.admissionConfig;
+    const onClose = () => {
+      if (!res.writableFinished) g.cancel(dep.id, held);
+    };
+    const held: HeldRequest = {
+      resume() {
+        res.off('close', onClose);
+        if (res.destroyed) return;
+        // Routed afresh: the table may have renamed or removed the deployment meanwhile.
+        handle(req, res);
+      },
+      reject(reason) {
+        res.off('close', onClose);
+        if (reason === 'full') {
+          dep.metrics.rejected('queue_full');
+          sendError(
+            res,
+            503,
+            'overloaded',
+            `deployment ${dep.name} is activating and its queue is full`,
+          );
+          return;
+        }
+        if (reason === 'closing') {
+          sendError(res, 503, 'dependency_unavailable', 'proxy is shutting down');
+          return;
+        }
+        dep.metrics.rejected('activation_timeout');
+        sendError(
+          res,
+          503,
+          'activation_timeout',
+          `deployment ${dep.name} is scaled to zero and no replica became ready in time`,
+        );
+      },
+    };
+    res.on('close', onClose);
+    g.hold(
+      dep.id,
+      held,
+      cfg.max_queue_size + cfg.max_concurrent_requests,
+      cfg.request_timeout_s * 1000,
+    );
+  }
+
+  function lastRequests(): Map<string, number> {
+    const out = new Map(lastArrival);
+    const now = Date.now();
+    for (const d of state.allDeployments()) {
+      if (d.admission.inflight > 0 || d.admission.queued > 0) out.set(d.id, now);
+    }
+    if (gate) for (const id of gate.deployments()) out.set(id, now);
+    return out;
   }
 
   function stats(): ProxyHealthStats {
@@ -821,6 +924,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       closed ??= (async () => {
         closing = true;
         unsubscribe();
+        gate?.close();
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         for (const ds of state.allDeployments()) ds.admission.evictAll();
@@ -847,6 +951,8 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       return d ? d.status() : { level: 'healthy', inflight: 0, queued: 0, capacity: 0 };
     },
     stats,
+    lastRequests,
+    held: (deploymentId) => gate?.heldCount(deploymentId) ?? 0,
     onEvent(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

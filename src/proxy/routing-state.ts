@@ -123,6 +123,8 @@ export class ProxiedDeployment {
   failStatic = false;
   /** Gone from the table; kept only by requests still using it. */
   removed = false;
+  /** Scales to zero: with no servable replica, requests wait for an activation (activation.ts). */
+  activation: boolean;
   metrics: DeploymentMetrics;
 
   constructor(
@@ -135,6 +137,7 @@ export class ProxiedDeployment {
     this.routing = d.routing;
     this.strategy = d.routing.strategy;
     this.balancer = createBalancer<Upstream>(this.strategy, random);
+    this.activation = d.activation === true;
     this.metrics = metrics.forDeployment(d.name);
     this.admission = new AdmissionController(resolveAdmissionConfig(d), random, {
       rejected: (reason) => this.metrics.rejected(reason),
@@ -149,6 +152,7 @@ export class ProxiedDeployment {
       this.metrics = metrics.forDeployment(d.name);
     }
     this.routing = d.routing;
+    this.activation = d.activation === true;
     if (d.routing.strategy !== this.strategy) {
       this.strategy = d.routing.strategy;
       this.balancer = createBalancer<Upstream>(this.strategy, this.random);

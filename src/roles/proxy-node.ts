@@ -2,7 +2,10 @@
  * `flotilla serve --role proxy`: a stateless data-plane process. It follows the routing table
  * the coordinator publishes in Redis (loaded at start, re-read on every change notification)
  * and serves it; any number of them route consistently. Each reports its in-flight requests per
- * route to Redis, so the coordinator's route drains wait for them (src/proxy/inflight-publisher.ts).
+ * route to Redis, so the coordinator's route drains wait for them (src/proxy/inflight-publisher.ts),
+ * with its last request per deployment (scale to zero's idle signal). A request for a
+ * deployment at zero is held and the coordinator asked, through Redis, to activate it
+ * (src/proxy/activation.ts, src/runtime/activation-listener.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -12,6 +15,7 @@ import { createDataPlane, type DataPlaneKind } from '../data-plane/create-data-p
 import { type InflightPublisher, startInflightPublisher } from '../proxy/inflight-publisher.ts';
 import type { FlotillaProxy as DataPlane } from '../proxy/proxy-server.ts';
 import { createRedisTableSource, type RoutingTableSource } from '../proxy/routing-table-source.ts';
+import { publishActivation } from '../runtime/activation-listener.ts';
 
 export interface ProxyNode {
   proxy: DataPlane;
@@ -29,12 +33,20 @@ export async function startProxyNode(opts: {
   /** Default: the own proxy. */
   dataPlane?: DataPlaneKind | undefined;
   logger: Logger;
+  /** How long a request for a deployment at zero waits for a replica (default 60 s). */
+  activationTimeoutMs?: number;
 }): Promise<ProxyNode> {
   const source = await createRedisTableSource({
     url: opts.redisUrl,
     keyPrefix: opts.keyPrefix,
     logger: opts.logger,
   });
+  const redis = new Redis(opts.redisUrl, {
+    maxRetriesPerRequest: 2,
+    connectionName: 'flotilla-inflight',
+  });
+  // Errors surface on the reports (logged there); the client reconnects by itself.
+  redis.on('error', () => {});
   let proxy: DataPlane;
   try {
     proxy = await createDataPlane({
@@ -43,18 +55,17 @@ export async function startProxyNode(opts: {
       host: opts.host,
       port: opts.port,
       logger: opts.logger,
+      activation: {
+        request: (deploymentId) => publishActivation(redis, opts.keyPrefix, deploymentId),
+        ...(opts.activationTimeoutMs !== undefined ? { timeoutMs: opts.activationTimeoutMs } : {}),
+      },
     });
   } catch (err) {
+    redis.disconnect();
     await source.close();
     throw err;
   }
   const proxyId = `${hostname()}:${process.pid}:${proxy.port}:${randomBytes(3).toString('hex')}`;
-  const redis = new Redis(opts.redisUrl, {
-    maxRetriesPerRequest: 2,
-    connectionName: 'flotilla-inflight',
-  });
-  // Errors surface on the reports (logged there); the client reconnects by itself.
-  redis.on('error', () => {});
   const p = proxy;
   const publisher: InflightPublisher = startInflightPublisher({
     redis,
@@ -62,6 +73,7 @@ export async function startProxyNode(opts: {
     proxyId,
     source,
     inflight: (routeId) => p.inflight(routeId),
+    lastRequests: () => p.lastRequests(),
     logger: opts.logger,
   });
   return {

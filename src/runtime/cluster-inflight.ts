@@ -4,7 +4,11 @@
  * here until every live proxy has reported, after the drain began, zero requests to the route.
  */
 import { Redis } from 'ioredis';
-import { INFLIGHT_SEQ_FIELD, inflightKey } from '../proxy/inflight-publisher.ts';
+import {
+  INFLIGHT_SEQ_FIELD,
+  inflightKey,
+  LAST_REQUEST_FIELD_PREFIX,
+} from '../proxy/inflight-publisher.ts';
 import type { RuntimeLogger } from './runtime-deps.ts';
 
 /** One live proxy's latest report. */
@@ -12,6 +16,8 @@ export interface ProxyInflightReport {
   seq: number;
   /** routeId -> requests in flight (routes without requests are absent). */
   counts: Map<string, number>;
+  /** deploymentId -> epoch ms of its last request at this proxy (scale to zero's idle signal). */
+  lastRequests: Map<string, number>;
 }
 
 export interface ClusterInflight {
@@ -23,6 +29,8 @@ export interface ClusterInflight {
    * waited for), or when `signal` aborts. Redis errors are logged and retried until then.
    */
   waitDrained(routeId: string, signal: AbortSignal): Promise<void>;
+  /** The latest request per deployment id over every live proxy, epoch ms. */
+  lastRequests(): Promise<Map<string, number>>;
   close(): Promise<void>;
 }
 
@@ -82,10 +90,17 @@ export function createClusterInflight(opts: {
       // Expired between SCAN and HGETALL: not live.
       if (!fields || fields[INFLIGHT_SEQ_FIELD] === undefined) return;
       const counts = new Map<string, number>();
+      const lastRequests = new Map<string, number>();
       for (const [f, v] of Object.entries(fields)) {
-        if (f !== INFLIGHT_SEQ_FIELD) counts.set(f, Number(v));
+        if (f.startsWith(LAST_REQUEST_FIELD_PREFIX)) {
+          lastRequests.set(f.slice(LAST_REQUEST_FIELD_PREFIX.length), Number(v));
+        } else if (!f.startsWith('_')) counts.set(f, Number(v));
       }
-      out.set(k.slice(keyStart), { seq: Number(fields[INFLIGHT_SEQ_FIELD]), counts });
+      out.set(k.slice(keyStart), {
+        seq: Number(fields[INFLIGHT_SEQ_FIELD]),
+        counts,
+        lastRequests,
+      });
     });
     return out;
   }
@@ -117,9 +132,20 @@ export function createClusterInflight(opts: {
     }
   }
 
+  async function lastRequests(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const r of (await reports()).values()) {
+      for (const [id, at] of r.lastRequests) {
+        if (Number.isFinite(at) && at > (out.get(id) ?? 0)) out.set(id, at);
+      }
+    }
+    return out;
+  }
+
   return {
     reports,
     waitDrained,
+    lastRequests,
     async close() {
       redis.disconnect();
     },

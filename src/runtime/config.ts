@@ -13,6 +13,8 @@ export interface RuntimeConfig {
   maxHealthStalenessS: number;
   /** Autoscaling evaluation interval. */
   scalingIntervalS: number;
+  /** How often idle deployments are checked for scale to zero (cheap: skipped without any). */
+  scaleToZeroIntervalS: number;
   /** Defaults for every deployment's machine settings (timeouts, restarts, backoff). */
   deploymentDefaults: Partial<DeploymentSettings>;
   /** Delay that lets transitions of one burst share a PostgreSQL round trip. */
@@ -25,6 +27,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   evictionIntervalS: HEALTH_DEFAULTS.EVICTION_INTERVAL_SEC,
   maxHealthStalenessS: HEALTH_DEFAULTS.MAX_HEALTH_STALENESS_SEC,
   scalingIntervalS: 15,
+  scaleToZeroIntervalS: 1,
   deploymentDefaults: {},
   flushDelayMs: 2,
 };

@@ -61,6 +61,7 @@ const storedSpecSchema = z.looseObject({
       scale_up_threshold: num,
       scale_down_threshold: num,
       cooldown_period: num,
+      scale_to_zero_after_s: num,
     }),
   ),
 });

@@ -56,6 +56,8 @@ export interface DeploymentView {
   state: string;
   /** Why the deployment is not RUNNING (null when it is, and nothing is wrong). */
   reason: string | null;
+  /** Scale to zero (policy `scale_to_zero_after_s`); absent when the policy does not say it. */
+  scale_to_zero?: { after_s: number; at_zero: boolean; message: string | null };
   /** When the deployment's current step ends (provisioning timeout, retry), or null. */
   deadline_at?: string | null;
   runtime_variant: string;

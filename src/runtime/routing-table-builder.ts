@@ -14,6 +14,7 @@ import type {
 } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { ProbeTarget } from '../health/prober.ts';
+import { scaleToZeroAfterS } from '../scaling/scale-to-zero.ts';
 import type { SessionCache } from './session-cache.ts';
 import type { TrackedDeployment } from './tracked-deployments.ts';
 
@@ -37,6 +38,8 @@ export interface RoutedDeployment {
   name: string;
   routing: RoutingConfig;
   admission?: AdmissionSettings | undefined;
+  /** Scales to zero: proxies hold requests while it has no replica (DeploymentRoutes). */
+  activation?: boolean | undefined;
 }
 
 /** One deployment's part of the routing table and of the prober's work. */
@@ -78,6 +81,7 @@ export function buildDeploymentRouting(
       routing: deployment.routing,
       routes,
       ...(deployment.admission ? { admission: deployment.admission } : {}),
+      ...(deployment.activation ? { activation: true as const } : {}),
     },
     targets,
   };
@@ -106,8 +110,11 @@ export function routingOfTracked(
   context: Pick<DeploymentContext, 'replicas'>,
   sessions: Pick<SessionCache, 'cached'>,
 ): DeploymentRouting {
-  const { routing, admission } = d.options;
-  return buildDeploymentRouting({ id: d.id, name: d.name, routing, admission }, context, (id) =>
-    sessions.cached(id),
+  const { routing, admission, min_replicas, scaling_policy } = d.options;
+  const activation = scaleToZeroAfterS(min_replicas, scaling_policy) !== null;
+  return buildDeploymentRouting(
+    { id: d.id, name: d.name, routing, admission, activation },
+    context,
+    (id) => sessions.cached(id),
   );
 }

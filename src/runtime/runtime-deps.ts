@@ -45,6 +45,11 @@ export interface RuntimeDeps {
     ): Map<string, number> | null;
   };
   /**
+   * The last request per deployment id over every proxy, epoch ms (scale to zero's idle
+   * signal). Without it no deployment scales to zero.
+   */
+  lastRequests?: () => Promise<ReadonlyMap<string, number>>;
+  /**
    * The one clock of the runtime: what it timestamps and compares, the machines' deadlines and
    * the snapshot writer's timers. Default the system clock; tests pass a manual one.
    */

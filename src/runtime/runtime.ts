@@ -16,6 +16,7 @@ import type { RoutingTable } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { ProbeTarget } from '../health/prober.ts';
 import type { Autoscaler, ScalingEvent } from '../scaling/autoscaler.ts';
+import type { ScaleToZero } from '../scaling/scale-to-zero.ts';
 import type { DeploymentRecord } from '../store/store.ts';
 import {
   actorCountIn,
@@ -60,6 +61,7 @@ import {
   runtimeEffects,
   snapshotWriterOf,
 } from './runtime-effects.ts';
+import { scaleToZeroOf, scaleToZeroView } from './scale-to-zero-wiring.ts';
 import { SessionCache } from './session-cache.ts';
 import { recordShutdownStops } from './shutdown-restart.ts';
 import type { PersistedSubtree, SnapshotWriter } from './snapshot-writer.ts';
@@ -90,6 +92,8 @@ export class Runtime {
   readonly routing: RoutingPublisher;
   readonly healthFeed: HealthFeed | null;
   private readonly autoscaler: Autoscaler;
+  /** Scale to zero and activation (src/scaling/scale-to-zero.ts). */
+  readonly scaleToZero: ScaleToZero;
   private readonly commands: DeploymentCommands;
   readonly transitions: TransitionRecorder;
   private readonly tickers: Array<ReturnType<typeof setInterval>> = [];
@@ -116,6 +120,7 @@ export class Runtime {
     });
     this.healthFeed = healthFeedOf(this);
     this.autoscaler = autoscalerOf(this);
+    this.scaleToZero = scaleToZeroOf(this);
     this.commands = commandsOf(this);
     this.writer = snapshotWriterOf(this);
     this.transitions = new TransitionRecorder({
@@ -205,6 +210,8 @@ export class Runtime {
     }
     every(this.config.evictionIntervalS, () => this.evictNow());
     if (deps.scalingMetric) every(this.config.scalingIntervalS, () => this.evaluateScaling());
+    if (deps.lastRequests)
+      every(this.config.scaleToZeroIntervalS, () => this.evaluateScaleToZero());
   }
 
   /** Stops tickers and actors, flushes what is queued; replicas keep running unless asked. */
@@ -234,7 +241,22 @@ export class Runtime {
   }
 
   async scale(idOrName: string, replicas: number): Promise<DeploymentView> {
-    return this.view(await this.commands.scale(idOrName, replicas));
+    const id = await this.commands.scale(idOrName, replicas);
+    this.scaleToZero.scaled(id, replicas);
+    return this.view(id);
+  }
+
+  /**
+   * A proxy holds a request for the deployment: scale it to one replica if it is at zero by
+   * its scale-to-zero policy. Idempotent; resolves true when this call scaled it.
+   */
+  activate(deploymentId: string): Promise<boolean> {
+    return this.scaleToZero.activate(deploymentId);
+  }
+
+  /** One scale-to-zero pass: deployments idle past `scale_to_zero_after_s` go to zero. */
+  async evaluateScaleToZero(): Promise<void> {
+    await this.scaleToZero.evaluate();
   }
 
   async update(idOrName: string, cmd: UpdateDeploymentCommand): Promise<DeploymentView> {
@@ -328,6 +350,7 @@ export class Runtime {
         await this.deps.store.updateDeployment(id, { deleted_at: new Date(this.now()) });
         this.tracked.untrack(id);
         this.autoscaler.forget(id);
+        this.scaleToZero.forget(id);
         this.actor?.send({ type: 'coordinator.deployment.remove', deploymentId: id });
         this.routing.markDirty(id);
       })
@@ -388,7 +411,7 @@ export class Runtime {
   private async view(id: string, given?: DeploymentRecord): Promise<DeploymentView> {
     const record = given ?? (await this.commands.record(id));
     const system = this.actor?.system;
-    return deploymentView(record, {
+    const view = await deploymentView(record, {
       store: this.deps.store,
       revision: (revisionId) => this.sessions.revision(revisionId),
       live: this.deploymentRef(record.id),
@@ -396,5 +419,12 @@ export class Runtime {
       now: this.now(),
       quarantined: this.quarantine.get(record.id)?.reason,
     });
+    const options = this.tracked.get(record.id)?.options ?? optionsOf(record);
+    const zero = scaleToZeroView(
+      this.scaleToZero,
+      { id: record.id, min_replicas: options.min_replicas, policy: options.scaling_policy },
+      view.target_replicas,
+    );
+    return zero ? { ...view, scale_to_zero: zero } : view;
   }
 }

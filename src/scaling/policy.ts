@@ -12,6 +12,11 @@ export interface ScalingPolicy {
   scale_up_threshold?: number | undefined;
   scale_down_threshold?: number | undefined;
   cooldown_period?: number | undefined;
+  /**
+   * With `min_replicas` 0: seconds without a request after which the deployment drains to zero
+   * replicas; the next request activates it (src/scaling/scale-to-zero.ts). Unset: never.
+   */
+  scale_to_zero_after_s?: number | undefined;
 }
 
 export interface ScalingInput {

@@ -92,6 +92,11 @@ export async function run(argv: string[]): Promise<number> {
         `load:      ${v.load.level}, ${v.load.inflight} in flight, ${v.load.queued} queued, capacity ${v.load.capacity}`,
       );
     }
+    if (v.scale_to_zero) {
+      lines.push(
+        `to zero:   ${v.scale_to_zero.message ?? `after ${v.scale_to_zero.after_s} s without a request`}`,
+      );
+    }
     lines.push(`age:       ${age(v.created_at)}`);
     console.log(lines.join('\n'));
     const live = v.replicas.filter((r) => r.state !== 'TERMINATED');

@@ -192,6 +192,10 @@ export async function createHaproxyDataPlane(
   // In-flight counts per server, read every statsIntervalMs.
   let current = new Map<string, number>();
   let backendQueue = new Map<string, number>();
+  let backendTotal = new Map<string, number>();
+  // The last time each deployment (by id) took a request or held one: scale to zero's idle
+  // signal, as the own proxy's lastRequests(). Seen at the poll's resolution (statsIntervalMs).
+  const lastRequest = new Map<string, number>();
   let polling = false;
   async function poll(): Promise<void> {
     if (polling || closed) return;
@@ -200,6 +204,13 @@ export async function createHaproxyDataPlane(
       const s = parseShowStat(await runtimeCommand(paths.adminSocket, 'show stat', 2_000));
       current = new Map(s.servers.map((x) => [`${x.backend}/${x.server}`, x.current]));
       backendQueue = s.backendQueue;
+      const now = Date.now();
+      for (const b of backends) {
+        const total = s.backendTotal.get(b.name) ?? 0;
+        const busy = (backendQueue.get(b.name) ?? 0) > 0 || total !== backendTotal.get(b.name);
+        if (busy && backendTotal.has(b.name)) lastRequest.set(b.deploymentId, now);
+      }
+      backendTotal = s.backendTotal;
     } catch (err) {
       log.debug({ err }, 'haproxy: show stat failed');
     } finally {
@@ -284,6 +295,14 @@ export async function createHaproxyDataPlane(
       return n;
     },
     status,
+    lastRequests() {
+      const out = new Map(lastRequest);
+      const now = Date.now();
+      for (const b of backends) if (status(b.deploymentId).inflight > 0) out.set(b.deploymentId, now);
+      return out;
+    },
+    // HAProxy does not hold requests for a deployment at zero (README "HAProxy data plane").
+    held: () => 0,
     stats(): ProxyHealthStats {
       const all = backends.map((b) => ({
         deployment: b.deploymentName,

@@ -66,13 +66,22 @@ export interface ServerStat {
 export function parseShowStat(csv: string): {
   servers: ServerStat[];
   backendQueue: Map<string, number>;
+  /** Sessions each backend has taken since HAProxy started (`stot`): a change means traffic. */
+  backendTotal: Map<string, number>;
 } {
   const lines = csv.split('\n');
   const header = (lines[0] ?? '').replace(/^#\s*/, '').split(',');
   const col = (n: string) => header.indexOf(n);
-  const [px, sv, qcur, scur] = [col('pxname'), col('svname'), col('qcur'), col('scur')];
+  const [px, sv, qcur, scur, stot] = [
+    col('pxname'),
+    col('svname'),
+    col('qcur'),
+    col('scur'),
+    col('stot'),
+  ];
   const servers: ServerStat[] = [];
   const backendQueue = new Map<string, number>();
+  const backendTotal = new Map<string, number>();
   for (const line of lines.slice(1)) {
     if (!line) continue;
     const f = line.split(',');
@@ -80,6 +89,7 @@ export function parseShowStat(csv: string): {
     if (server === 'FRONTEND') continue;
     if (server === 'BACKEND') {
       backendQueue.set(f[px] ?? '', Number(f[qcur]) || 0);
+      backendTotal.set(f[px] ?? '', Number(f[stot]) || 0);
       continue;
     }
     servers.push({
@@ -89,5 +99,5 @@ export function parseShowStat(csv: string): {
       queued: Number(f[qcur]) || 0,
     });
   }
-  return { servers, backendQueue };
+  return { servers, backendQueue, backendTotal };
 }

@@ -54,6 +54,7 @@ function tableWith(version: number, routeIds: string[]): RoutingTable {
 /** A publisher over a static table and a settable count per route. */
 function fakeProxy(prefix: string, proxyId: string, routeIds: string[], ttlMs = 3_000) {
   const counts = new Map<string, number>();
+  const last = new Map<string, number>();
   const source = createStaticTableSource(tableWith(1, routeIds));
   const publisher = startInflightPublisher({
     redis: redis(),
@@ -61,12 +62,13 @@ function fakeProxy(prefix: string, proxyId: string, routeIds: string[], ttlMs = 
     proxyId,
     source,
     inflight: (id) => counts.get(id) ?? 0,
+    lastRequests: () => last,
     logger: log,
     intervalMs: 100,
     ttlMs,
   });
   closers.push(() => publisher.close());
-  return { counts, source, publisher };
+  return { counts, last, source, publisher };
 }
 
 function reader(prefix: string) {
@@ -91,6 +93,29 @@ describe('cluster in-flight reports', () => {
     );
     expect(reports.get('proxy-a')!.counts.has('r2')).toBe(false);
     expect(reports.get('proxy-b')!.counts.size).toBe(0);
+  });
+
+  it('last request per deployment: each proxy reports its own, the reader takes the latest over live proxies', async (ctx) => {
+    const prefix = isolatedPrefix(ctx);
+    const a = fakeProxy(prefix, 'proxy-a', ['r1']);
+    const b = fakeProxy(prefix, 'proxy-b', ['r1']);
+    a.last.set('dep-1', 1_000);
+    a.last.set('dep-2', 5_000);
+    b.last.set('dep-1', 3_000);
+    a.counts.set('r1', 1);
+    const r = reader(prefix);
+    const last = await waitFor(
+      async () => {
+        const m = await r.lastRequests();
+        return m.get('dep-1') === 3_000 && m.get('dep-2') === 5_000 ? m : null;
+      },
+      { message: 'latest request per deployment over both proxies' },
+    );
+    expect(last.size).toBe(2);
+    // The last-request fields are not route counts.
+    const reports = await r.reports();
+    expect([...reports.get('proxy-a')!.counts]).toEqual([['r1', 1]]);
+    expect(reports.get('proxy-b')!.lastRequests.get('dep-1')).toBe(3_000);
   });
 
   it('waitDrained waits until every live proxy reports zero for the route', async (ctx) => {
