@@ -298,7 +298,8 @@ export async function createHaproxyDataPlane(
     lastRequests() {
       const out = new Map(lastRequest);
       const now = Date.now();
-      for (const b of backends) if (status(b.deploymentId).inflight > 0) out.set(b.deploymentId, now);
+      for (const b of backends)
+        if (status(b.deploymentId).inflight > 0) out.set(b.deploymentId, now);
       return out;
     },
     // HAProxy does not hold requests for a deployment at zero (README "HAProxy data plane").
