@@ -48,8 +48,11 @@ import {
   type StaticTableSource,
 } from './proxy/routing-table-source.ts';
 import { generateRevision } from './revision/index.ts';
+import { type LoadCounters, startLoadCounters } from './scaling/load-counters.ts';
 import { createClusterInflight } from './runtime/cluster-inflight.ts';
+import { createClusterLoad } from './runtime/cluster-load.ts';
 import type { RuntimeConfig } from './runtime/config.ts';
+import type { RuntimeDeps } from './runtime/runtime-deps.ts';
 import {
   type ChangeEvent,
   type DeploymentView,
@@ -129,6 +132,8 @@ export interface FlotillaOptions {
   observeFlush?: ((ms: number, writes: number) => void) | undefined;
   /** Called for every readiness check result the in-process prober records (metrics). */
   onHealthCheck?: ((record: HealthRecord) => void) | undefined;
+  /** Per-replica cpu/memory utilization for the autoscaler (RuntimeDeps.resourceMetrics). */
+  resourceMetrics?: RuntimeDeps['resourceMetrics'];
 }
 
 export interface ReadyState {
@@ -231,7 +236,12 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       ? createClusterInflight({ url: options.redisUrl, keyPrefix: prefix, logger: options.logger })
       : null;
     if (cluster) closers.push(() => cluster.close());
+    const clusterLoad = options.redisUrl
+      ? createClusterLoad({ url: options.redisUrl, keyPrefix: prefix })
+      : null;
+    if (clusterLoad) closers.push(() => clusterLoad.close());
     let proxy: DataPlane | null = null;
+    let localLoad: LoadCounters | null = null;
     const runtime = new Runtime({
       store,
       backend,
@@ -240,12 +250,30 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       logger: options.logger,
       inflight: (routeId) => proxy?.inflight(routeId) ?? 0,
       remoteDrained: cluster ? (id, signal) => cluster.waitDrained(id, signal) : undefined,
-      // Autoscaling on the load this process's proxy sees (in flight + queued requests).
-      scalingMetric: (d, metric) => {
-        if (metric !== 'inflight' || !proxy) return null;
-        const load = proxy.status(d.name);
-        return load.inflight + load.queued;
+      // Autoscaling on the load of every proxy: this process's read directly, the others'
+      // from their reports in Redis (README "Autoscaling").
+      loadReports: async () => {
+        const [local, remote] = await Promise.all([
+          localLoad ? localLoad.report() : null,
+          clusterLoad ? clusterLoad.reports() : [],
+        ]);
+        return local ? [local, ...remote] : remote;
       },
+      routeInflight: async () => {
+        const counts = new Map<string, number>();
+        const add = (routeId: string, n: number) =>
+          counts.set(routeId, (counts.get(routeId) ?? 0) + n);
+        if (proxy) {
+          for (const d of runtime.routingTable().deployments) {
+            for (const r of d.routes) add(r.routeId, proxy.inflight(r.routeId));
+          }
+        }
+        for (const report of (await cluster?.reports().catch(() => null))?.values() ?? []) {
+          for (const [routeId, n] of report.counts) add(routeId, n);
+        }
+        return counts;
+      },
+      resourceMetrics: options.resourceMetrics,
       observeFlush: options.observeFlush,
     });
     closers.push(() => runtime.close({ stopReplicas: !options.keepReplicas }));
@@ -263,6 +291,16 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         ...(options.proxy?.timeouts ? { timeouts: options.proxy.timeouts } : {}),
       });
       const p = proxy;
+      const counters = startLoadCounters({
+        source: {
+          deployments: () => runtime.routingTable().deployments,
+          status: (name) => p.status(name),
+          metrics: p.metrics,
+        },
+        proxyId: 'local',
+      });
+      localLoad = counters;
+      closers.push(async () => counters.stop());
       const proxyEvents = createEventOutbox({
         write: (events) => store.recordEvents(events),
         ...(options.logger ? { logger: options.logger } : {}),

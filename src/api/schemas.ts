@@ -125,6 +125,15 @@ export const deploymentViewSchema = z
     updated_at: z.string(),
     deleted_at: z.string().nullable(),
     load: loadSchema.optional(),
+    autoscaling: z
+      .object({
+        metric: z.string(),
+        state: z.enum(['active', 'waiting', 'paused']),
+        last: z.string().nullable().describe('the last evaluation, with its inputs'),
+        panic_until: z.string().nullable().describe('concurrency: panic mode until'),
+      })
+      .optional()
+      .describe('the autoscaler (README "Autoscaling"); absent without a scaling_policy'),
   })
   .meta({ id: 'Deployment' });
 

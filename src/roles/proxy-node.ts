@@ -2,15 +2,19 @@
  * `flotilla serve --role proxy`: a stateless data-plane process. It follows the routing table
  * the coordinator publishes in Redis (loaded at start, re-read on every change notification)
  * and serves it; any number of them route consistently. Each reports its in-flight requests per
- * route to Redis, so the coordinator's route drains wait for them (src/proxy/inflight-publisher.ts).
+ * route to Redis, so the coordinator's route drains wait for them (src/proxy/inflight-publisher.ts),
+ * and its per-deployment load counters, which the coordinator's autoscaler sums
+ * (src/proxy/load-publisher.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type InflightPublisher, startInflightPublisher } from '../proxy/inflight-publisher.ts';
+import { startLoadPublisher } from '../proxy/load-publisher.ts';
 import { createProxy, type FlotillaProxy as DataPlane } from '../proxy/proxy-server.ts';
 import { createRedisTableSource, type RoutingTableSource } from '../proxy/routing-table-source.ts';
+import { startLoadCounters } from '../scaling/load-counters.ts';
 
 export interface ProxyNode {
   proxy: DataPlane;
@@ -52,6 +56,21 @@ export async function startProxyNode(opts: {
   // Errors surface on the reports (logged there); the client reconnects by itself.
   redis.on('error', () => {});
   const p = proxy;
+  // Its per-deployment load counters, for the coordinator's autoscaler (README "Autoscaling").
+  const load = startLoadPublisher({
+    redis,
+    keyPrefix: opts.keyPrefix,
+    proxyId,
+    counters: startLoadCounters({
+      source: {
+        deployments: () => source.current().deployments,
+        status: (name) => p.status(name),
+        metrics: p.metrics,
+      },
+      proxyId,
+    }),
+    logger: opts.logger,
+  });
   const publisher: InflightPublisher = startInflightPublisher({
     redis,
     keyPrefix: opts.keyPrefix,
@@ -67,7 +86,7 @@ export async function startProxyNode(opts: {
     async close() {
       // Keep reporting while the proxy lets its requests finish, then withdraw the report.
       await proxy.close();
-      await publisher.close();
+      await Promise.all([publisher.close(), load.close()]);
       redis.disconnect();
       await source.close();
     },

@@ -11,7 +11,7 @@ export interface RuntimeConfig {
   evictionIntervalS: number;
   /** MAX_HEALTH_STALENESS_SEC. */
   maxHealthStalenessS: number;
-  /** Autoscaling evaluation interval. */
+  /** Autoscaling evaluation interval (also how often the proxies' load reports are read). */
   scalingIntervalS: number;
   /** Defaults for every deployment's machine settings (timeouts, restarts, backoff). */
   deploymentDefaults: Partial<DeploymentSettings>;
@@ -24,7 +24,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   healthCheckIntervalS: HEALTH_DEFAULTS.HEALTH_CHECK_INTERVAL_SEC,
   evictionIntervalS: HEALTH_DEFAULTS.EVICTION_INTERVAL_SEC,
   maxHealthStalenessS: HEALTH_DEFAULTS.MAX_HEALTH_STALENESS_SEC,
-  scalingIntervalS: 15,
+  scalingIntervalS: 2,
   deploymentDefaults: {},
   flushDelayMs: 2,
 };

@@ -1,6 +1,7 @@
 /** What a Runtime is built from (the composition root supplies each adapter). */
 import type { ReplicaBackend } from '../backends/backend.ts';
 import type { HealthStore } from '../health/health-store.ts';
+import type { LoadReport } from '../scaling/load-report.ts';
 import type { Store } from '../store/store.ts';
 import type { RuntimeConfig } from './config.ts';
 import type { Clock } from './system-clock.ts';
@@ -28,10 +29,26 @@ export interface RuntimeDeps {
   /** Observes each snapshot flush (duration ms, writes), e.g. for a latency histogram. */
   observeFlush?: (ms: number, writes: number) => void;
   /**
-   * The autoscaling metric of a deployment, summed over its replicas (for `inflight`: requests
-   * in flight at the proxy); null when unknown. Without it no deployment autoscales.
+   * The latest load report (src/scaling/load-report.ts) of every proxy serving this runtime's
+   * deployments: the in-process proxy's read directly, other processes' read from Redis
+   * (src/runtime/cluster-load.ts). The autoscaler's `requests`, `latency`, `inflight` and
+   * `concurrency` come from these; without it those metrics are missing (status says so).
    */
-  scalingMetric?: (deployment: { id: string; name: string }, metric: string) => number | null;
+  loadReports?: () => Promise<LoadReport[]>;
+  /** Requests in flight per route over every proxy: a scale-in removes the least busy. */
+  routeInflight?: () => Promise<Map<string, number>>;
+  /**
+   * Per-replica utilization % of what each replica requested (its resource_slots) for the
+   * autoscaler's `cpu` and `memory`; null when nothing was sampled. Supplied by the sampler of
+   * the backend; without it those metrics are missing (status says so).
+   */
+  resourceMetrics?: {
+    read(
+      deploymentId: string,
+      replicaIds: readonly string[],
+      metric: 'cpu' | 'memory',
+    ): Map<string, number> | null;
+  };
   /**
    * The one clock of the runtime: what it timestamps and compares, the machines' deadlines and
    * the snapshot writer's timers. Default the system clock; tests pass a manual one.

@@ -15,7 +15,7 @@ import { deploymentActorId } from '../../machines/deployment.ts';
 import type { RoutingTable } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { ProbeTarget } from '../health/prober.ts';
-import type { Autoscaler, ScalingEvent } from '../scaling/autoscaler.ts';
+import type { Autoscaler, AutoscalingStatus, ScalingEvent } from '../scaling/autoscaler.ts';
 import type { DeploymentRecord } from '../store/store.ts';
 import {
   actorCountIn,
@@ -67,7 +67,7 @@ import { type Clock, systemClock } from './system-clock.ts';
 import { TrackedDeployments } from './tracked-deployments.ts';
 import { type ChangeEvent, TransitionRecorder } from './transition-recorder.ts';
 
-export type { ScalingEvent } from '../scaling/autoscaler.ts';
+export type { AutoscalingStatus, ScalingEvent } from '../scaling/autoscaler.ts';
 export type { CreateDeploymentCommand, UpdateDeploymentCommand } from './deployment-commands.ts';
 export { type DeploymentOptions, optionsOf } from './deployment-options.ts';
 export type { DeploymentView, ReplicaView, RouteView } from './deployment-view.ts';
@@ -90,6 +90,8 @@ export class Runtime {
   readonly routing: RoutingPublisher;
   readonly healthFeed: HealthFeed | null;
   private readonly autoscaler: Autoscaler;
+  private scaling: Promise<unknown> | null = null;
+  private readonly closeHooks: Array<() => void> = [];
   private readonly commands: DeploymentCommands;
   readonly transitions: TransitionRecorder;
   private readonly tickers: Array<ReturnType<typeof setInterval>> = [];
@@ -204,7 +206,7 @@ export class Runtime {
         );
     }
     every(this.config.evictionIntervalS, () => this.evictNow());
-    if (deps.scalingMetric) every(this.config.scalingIntervalS, () => this.evaluateScaling());
+    every(this.config.scalingIntervalS, () => this.evaluateScaling());
   }
 
   /** Stops tickers and actors, flushes what is queued; replicas keep running unless asked. */
@@ -214,6 +216,7 @@ export class Runtime {
     this.ready = false;
     for (const t of this.tickers) clearInterval(t);
     for (const c of this.cleanups) await c();
+    for (const c of this.closeHooks) c();
     if (opts.stopReplicas) {
       // The next start starts these again as a planned event (restore.ts, reconcileSessions).
       const stopping = [...this.liveReplicas()].filter((r) => r.state !== 'TERMINATED');
@@ -233,8 +236,12 @@ export class Runtime {
     return this.view(await this.commands.create(cmd));
   }
 
-  async scale(idOrName: string, replicas: number): Promise<DeploymentView> {
-    return this.view(await this.commands.scale(idOrName, replicas));
+  async scale(
+    idOrName: string,
+    replicas: number,
+    opts: { removalOrder?: readonly string[] } = {},
+  ): Promise<DeploymentView> {
+    return this.view(await this.commands.scale(idOrName, replicas, opts));
   }
 
   async update(idOrName: string, cmd: UpdateDeploymentCommand): Promise<DeploymentView> {
@@ -253,7 +260,21 @@ export class Runtime {
 
   /** One autoscaling pass over every deployment that has a scaling policy. */
   async evaluateScaling(): Promise<void> {
-    if (this.deps.scalingMetric) await this.autoscaler.evaluate();
+    // One pass at a time: a slow pass (Redis, a scale) must not overlap the next tick.
+    this.scaling ??= this.autoscaler.evaluate().finally(() => {
+      this.scaling = null;
+    });
+    await this.scaling;
+  }
+
+  /** A deployment's autoscaling as `status` shows it (null without a policy). */
+  autoscalingOf(deploymentId: string): AutoscalingStatus | null {
+    return this.autoscaler.statusOf(deploymentId);
+  }
+
+  /** Runs when the runtime closes (after its tickers stopped). */
+  onClose(hook: () => void): void {
+    this.closeHooks.push(hook);
   }
 
   onScaling(listener: (e: ScalingEvent) => void): () => void {
@@ -388,7 +409,7 @@ export class Runtime {
   private async view(id: string, given?: DeploymentRecord): Promise<DeploymentView> {
     const record = given ?? (await this.commands.record(id));
     const system = this.actor?.system;
-    return deploymentView(record, {
+    const view = await deploymentView(record, {
       store: this.deps.store,
       revision: (revisionId) => this.sessions.revision(revisionId),
       live: this.deploymentRef(record.id),
@@ -396,5 +417,12 @@ export class Runtime {
       now: this.now(),
       quarantined: this.quarantine.get(record.id)?.reason,
     });
+    const autoscaling = this.autoscaler.statusOf(record.id);
+    if (!autoscaling) return view;
+    // A paused autoscaler is something wrong with a RUNNING deployment: say it where
+    // `status` says what is wrong.
+    const paused = this.autoscaler.pausedReason(record.id);
+    const reason = paused ? [paused, view.reason].filter(Boolean).join('; ') : view.reason;
+    return { ...view, reason, autoscaling };
   }
 }
