@@ -207,9 +207,7 @@ export function planReplicas(
   };
   const removalOrder = (list: typeof live) =>
     [...list]
-      .sort(
-        ([ia, a], [ib, b]) => rank(a) - rank(b) || place(ia) - place(ib) || b.seq - a.seq,
-      )
+      .sort(([ia, a], [ib, b]) => rank(a) - rank(b) || place(ia) - place(ib) || b.seq - a.seq)
       .map(([id]) => id);
 
   if (old.length === 0) {

@@ -48,17 +48,17 @@ import {
   type StaticTableSource,
 } from './proxy/routing-table-source.ts';
 import { generateRevision } from './revision/index.ts';
-import { type LoadCounters, startLoadCounters } from './scaling/load-counters.ts';
 import { createClusterInflight } from './runtime/cluster-inflight.ts';
 import { createClusterLoad } from './runtime/cluster-load.ts';
 import type { RuntimeConfig } from './runtime/config.ts';
-import type { RuntimeDeps } from './runtime/runtime-deps.ts';
 import {
   type ChangeEvent,
   type DeploymentView,
   Runtime,
   type RuntimeLogger,
 } from './runtime/runtime.ts';
+import type { RuntimeDeps } from './runtime/runtime-deps.ts';
+import { type LoadCounters, startLoadCounters } from './scaling/load-counters.ts';
 import { generateSession } from './session-generators/index.ts';
 import { createEventOutbox } from './store/event-outbox.ts';
 import {

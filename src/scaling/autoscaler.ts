@@ -219,7 +219,12 @@ export class Autoscaler {
       return null;
     }
     if (mem.paused) {
-      this.record(d, 'autoscale.resumed', `autoscaling resumed: metric \`${p.metric}\` read again`, now);
+      this.record(
+        d,
+        'autoscale.resumed',
+        `autoscaling resumed: metric \`${p.metric}\` read again`,
+        now,
+      );
     }
     mem.paused = false;
     mem.missingSince = null;
@@ -359,7 +364,14 @@ export class Autoscaler {
   private memoryOf(id: string, metric: TargetMetric): Memory {
     let m = this.memory.get(id);
     if (!m || m.metric !== metric) {
-      m = { missingSince: null, paused: false, panicUntil: null, holdKey: null, last: null, metric };
+      m = {
+        missingSince: null,
+        paused: false,
+        panicUntil: null,
+        holdKey: null,
+        last: null,
+        metric,
+      };
       this.memory.set(id, m);
     }
     return m;
@@ -392,7 +404,8 @@ export function removalOrder(
   replicas: readonly ScalableReplica[],
   inflight: ReadonlyMap<string, number>,
 ): string[] {
-  const rank = (r: ScalableReplica) => (r.state === 'STARTING' ? 0 : r.state === 'UNHEALTHY' ? 1 : 2);
+  const rank = (r: ScalableReplica) =>
+    r.state === 'STARTING' ? 0 : r.state === 'UNHEALTHY' ? 1 : 2;
   return replicas
     .filter((r) => !r.leaving && r.state !== 'TERMINATING' && r.state !== 'TERMINATED')
     .map((r, i) => ({ r, i }))

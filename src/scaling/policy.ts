@@ -263,7 +263,10 @@ function decideConcurrency(input: DecisionInput): DecisionOutput {
       return out({ kind: 'scale', direction: 'up', to, panic: true, why }, panicUntil);
     }
     if (need(stable) < current && bursting) {
-      return out(hold('down', 'target', current, `${why}; no scale-down while panicking`), panicUntil);
+      return out(
+        hold('down', 'target', current, `${why}; no scale-down while panicking`),
+        panicUntil,
+      );
     }
     if (need(stable) < current) {
       return out(
@@ -284,18 +287,25 @@ function decideConcurrency(input: DecisionInput): DecisionOutput {
   if (desired > current) {
     const to = Math.min(desired, p.max);
     const why = `${basis}: ${desired} replica(s) needed`;
-    if (to <= current) return out(hold('up', 'bounds', desired, `${why}; at max_replicas ${p.max}`), null);
-    if (cooldown > 0) return out(hold('up', 'cooldown', to, `${why}; cooldown ${cooldown} s left`), null);
+    if (to <= current)
+      return out(hold('up', 'bounds', desired, `${why}; at max_replicas ${p.max}`), null);
+    if (cooldown > 0)
+      return out(hold('up', 'cooldown', to, `${why}; cooldown ${cooldown} s left`), null);
     if (input.waitingForCapacity) {
-      return out(hold('up', 'capacity', to, `${why}; a replica already waits for node capacity`), null);
+      return out(
+        hold('up', 'capacity', to, `${why}; a replica already waits for node capacity`),
+        null,
+      );
     }
     return out({ kind: 'scale', direction: 'up', to, panic: false, why }, null);
   }
   if (desired < current) {
     const to = Math.max(desired, current - p.maxStep, p.min);
     const why = `${basis}: ${desired} replica(s) needed`;
-    if (to >= current) return out(hold('down', 'bounds', desired, `${why}; at min_replicas ${p.min}`), null);
-    if (cooldown > 0) return out(hold('down', 'cooldown', to, `${why}; cooldown ${cooldown} s left`), null);
+    if (to >= current)
+      return out(hold('down', 'bounds', desired, `${why}; at min_replicas ${p.min}`), null);
+    if (cooldown > 0)
+      return out(hold('down', 'cooldown', to, `${why}; cooldown ${cooldown} s left`), null);
     return out({ kind: 'scale', direction: 'down', to, panic: false, why }, null);
   }
   return out({ kind: 'steady', why: `${basis}: ${desired} replica(s) needed` }, null);
