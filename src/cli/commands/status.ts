@@ -92,6 +92,10 @@ export async function run(argv: string[]): Promise<number> {
         `load:      ${v.load.level}, ${v.load.inflight} in flight, ${v.load.queued} queued, capacity ${v.load.capacity}`,
       );
     }
+    if (v.autoscaling) {
+      const a = v.autoscaling;
+      lines.push(`autoscale: ${a.metric}, ${a.state}${a.last ? ` — ${a.last}` : ''}`);
+    }
     lines.push(`age:       ${age(v.created_at)}`);
     console.log(lines.join('\n'));
     const live = v.replicas.filter((r) => r.state !== 'TERMINATED');
