@@ -112,6 +112,7 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
         statuses.push(r.status);
       }
     };
+    const loadStart = Date.now();
     const workers = proxies.flatMap((p) => [worker(p), worker(p)]);
 
     try {
@@ -142,6 +143,7 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
         },
         { timeoutMs: 60_000, message: 'echo scaled up to 2 HEALTHY replicas' },
       );
+      const upAfterMs = Date.now() - loadStart;
       expect(up.autoscaling?.metric).toBe('concurrency');
       const scaledUp = await waitFor(
         async () =>
@@ -158,10 +160,12 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
       expect(scaledUp.reason).toMatch(/cooldown 3 s/);
       // 4 requests in flight want 2 replicas, not 3: the load is counted once.
       expect((await get()).target_replicas).toBe(2);
+      console.log(`[autoscale] load step -> second replica HEALTHY: ${upAfterMs} ms`);
     } finally {
       loading = false;
       await Promise.all(workers);
     }
+    const loadStop = Date.now();
     expect(statuses.length).toBeGreaterThan(0);
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
 
@@ -171,6 +175,9 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
         return v.target_replicas === 1 ? v : null;
       },
       { timeoutMs: 60_000, message: 'echo scaled back down to 1 replica' },
+    );
+    console.log(
+      `[autoscale] load stop -> scaled down to 1: ${Date.now() - loadStop} ms (panic window ends 6 s after the last burst, cooldown 3 s)`,
     );
     expect(down.state).toBe('RUNNING');
     // The history row is written beside the scale (an outbox): wait for it, do not race it.
