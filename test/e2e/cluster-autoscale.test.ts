@@ -177,7 +177,7 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
       { timeoutMs: 60_000, message: 'echo scaled back down to 1 replica' },
     );
     console.log(
-      `[autoscale] load stop -> scaled down to 1: ${Date.now() - loadStop} ms (panic window ends 6 s after the last burst, cooldown 3 s)`,
+      `[autoscale] load stop -> scaled down to 1: ${Date.now() - loadStop} ms (the 6 s stable average falls to one replica's worth; cooldown 3 s)`,
     );
     expect(down.state).toBe('RUNNING');
     // The history row is written beside the scale (an outbox): wait for it, do not race it.
