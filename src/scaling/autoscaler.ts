@@ -8,7 +8,7 @@
  *
  * The cooldown's clock is the deployment's persisted `last_scaled_at` (manual scales set it
  * too), so a coordinator restart does not reset it. Panic mode is kept in memory: after a
- * restart the windows refill before anything scales down anyway.
+ * restart nothing scales down until the windows are full again (policy.ts, `windowShortS`).
  */
 import type { LoadReport } from './load-report.ts';
 import { LoadWindows } from './load-windows.ts';
@@ -121,6 +121,8 @@ interface MetricRead {
   /** Threshold metrics: per replica; concurrency: total stable demand. */
   value: number;
   panicValue?: number;
+  /** Seconds of history in the window when it is not full yet. */
+  windowShortS?: number;
   /** The inputs in words, for events. */
   detail: string;
 }
@@ -239,6 +241,7 @@ export class Autoscaler {
       panicUntil: mem.panicUntil,
       value: read.value,
       ...(read.panicValue !== undefined ? { panicValue: read.panicValue } : {}),
+      ...(read.windowShortS !== undefined ? { windowShortS: read.windowShortS } : {}),
     });
     mem.panicUntil = out.panicUntil;
     const inputs = inputsLine(p, read, out);
@@ -327,10 +330,13 @@ export class Autoscaler {
     }
     const stable = this.windows.read(d.id, p.stableS, now);
     if (!stable) return null;
+    // Whole slices: a window within one evaluation of its length counts as full.
+    const short = stable.spanS < p.stableS * 0.9 ? { windowShortS: stable.spanS } : {};
     switch (p.metric) {
       case 'requests': {
         const v = stable.requestsPerS / perReplica;
         return {
+          ...short,
           value: v,
           detail: `requests ${fmt(stable.requestsPerS)}/s over ${fmt(stable.spanS)} s on ${perReplica} HEALTHY replica(s)`,
         };
@@ -339,6 +345,7 @@ export class Autoscaler {
         // No request answered in the window: an idle deployment has no latency to speak of.
         const v = stable.p95Ms ?? 0;
         return {
+          ...short,
           value: v,
           detail: `latency p95 ${fmt(v)} ms, p50 ${fmt(stable.p50Ms ?? 0)} ms over ${fmt(stable.spanS)} s`,
         };
@@ -353,6 +360,7 @@ export class Autoscaler {
       default: {
         const burst = this.windows.read(d.id, p.panicS, now) ?? stable;
         return {
+          ...short,
           value: stable.concurrency,
           panicValue: burst.concurrency,
           detail: `concurrency ${fmt(stable.concurrency)} over ${fmt(stable.spanS)} s (stable window ${fmt(p.stableS)} s), ${fmt(burst.concurrency)} over the panic window ${fmt(p.panicS)} s, ${stable.demandNow} now`,

@@ -137,12 +137,17 @@ export interface DecisionInput {
   value: number;
   /** `concurrency`: the panic window's average demand over the whole deployment. */
   panicValue?: number;
+  /**
+   * Seconds of history the averaging window holds, when it is shorter than the window (after a
+   * start or restart): no scale-down until the window is full. Undefined: full.
+   */
+  windowShortS?: number;
 }
 
 export type Direction = 'up' | 'down';
 
 /** Why a crossed threshold did not lead to a scaling operation. */
-export type HoldCause = 'cooldown' | 'bounds' | 'capacity' | 'target';
+export type HoldCause = 'cooldown' | 'bounds' | 'capacity' | 'target' | 'window';
 
 export type Decision =
   | { kind: 'scale'; direction: Direction; to: number; panic: boolean; why: string }
@@ -169,7 +174,22 @@ export function cooldownLeftS(input: Pick<DecisionInput, 'policy' | 'lastScaledA
 
 /** The decision for one deployment at one instant. */
 export function decide(input: DecisionInput): DecisionOutput {
-  return input.policy.metric === 'concurrency' ? decideConcurrency(input) : decideThreshold(input);
+  const out =
+    input.policy.metric === 'concurrency' ? decideConcurrency(input) : decideThreshold(input);
+  const d = out.decision;
+  // A window that is not full yet (after a start or restart) may only scale up.
+  if (d.kind === 'scale' && d.direction === 'down' && input.windowShortS !== undefined) {
+    return {
+      ...out,
+      decision: hold(
+        'down',
+        'window',
+        d.to,
+        `${d.why}; the window holds ${fmt(input.windowShortS)} s of history so far`,
+      ),
+    };
+  }
+  return out;
 }
 
 function decideThreshold(input: DecisionInput): DecisionOutput {

@@ -86,6 +86,14 @@ describe('threshold metrics (cpu, memory, requests, latency, inflight)', () => {
     expect(out.decision).toMatchObject({ kind: 'hold', direction: 'down', cause: 'target' });
   });
 
+  it('does not scale down before the averaging window is full (after a start or restart), but scales up', () => {
+    const down = decide(input({ target_metric: 'requests' }, { value: 1, windowShortS: 4 }));
+    expect(down.decision).toMatchObject({ kind: 'hold', direction: 'down', cause: 'window' });
+    expect((down.decision as { why: string }).why).toMatch(/holds 4 s of history/);
+    const up = decide(input({ target_metric: 'requests' }, { value: 200, windowShortS: 4 }));
+    expect(up.decision).toMatchObject({ kind: 'scale', direction: 'up' });
+  });
+
   it('keeps the count between the thresholds (no event)', () => {
     expect(decide(input({}, { value: 50 })).decision.kind).toBe('steady');
     expect(decide(input({}, { value: 80 })).decision.kind).toBe('steady');
