@@ -138,6 +138,11 @@ export interface DeploymentContext {
   lastFailure?: string | null;
   /** Replicas in a row whose session crashed (exit or start error) and failed recovery. */
   failedStarts?: number;
+  /**
+   * The last scale request's preferred removal order (e.g. the autoscaler's least busy replica
+   * first); used after the state rank in {@link planReplicas}.
+   */
+  removalPreference?: string[];
 }
 
 /** Delay before a new replica starts after `crashLoops` failed ones (./backoff.ts; 0 if none). */
@@ -150,7 +155,7 @@ export function crashLoopDelayS(
 }
 
 export type DeploymentEvent =
-  | { type: 'deployment.scale'; replicas: number }
+  | { type: 'deployment.scale'; replicas: number; removalOrder?: readonly string[] }
   | {
       type: 'deployment.update';
       revisionId: string;
@@ -190,13 +195,20 @@ export interface ReplicaPlan {
  * one leaves only once a new one is HEALTHY, so the HEALTHY count never drops.
  */
 export function planReplicas(
-  ctx: Pick<DeploymentContext, 'replicas' | 'revisionId' | 'target'>,
+  ctx: Pick<DeploymentContext, 'replicas' | 'revisionId' | 'target' | 'removalPreference'>,
 ): ReplicaPlan {
   const live = Object.entries(ctx.replicas).filter(([, r]) => isLive(r));
   const current = live.filter(([, r]) => r.revisionId === ctx.revisionId);
   const old = live.filter(([, r]) => r.revisionId !== ctx.revisionId);
+  const preferred = ctx.removalPreference ?? [];
+  const place = (id: string) => {
+    const i = preferred.indexOf(id);
+    return i < 0 ? preferred.length : i;
+  };
   const removalOrder = (list: typeof live) =>
-    [...list].sort(([, a], [, b]) => rank(a) - rank(b) || b.seq - a.seq).map(([id]) => id);
+    [...list]
+      .sort(([ia, a], [ib, b]) => rank(a) - rank(b) || place(ia) - place(ib) || b.seq - a.seq)
+      .map(([id]) => id);
 
   if (old.length === 0) {
     const diff = ctx.target - current.length;
@@ -217,7 +229,10 @@ export function planReplicas(
   };
 }
 
-/** Removal preference: not-yet-serving replicas first, then unhealthy, then healthy. */
+/**
+ * Removal preference: not-yet-serving replicas first, then unhealthy, then healthy; inside a
+ * rank, the scale request's preferred order, then the newest.
+ */
 function rank(r: ReplicaEntry): number {
   return r.state === 'STARTING' ? 0 : r.state === 'UNHEALTHY' ? 1 : 2;
 }
@@ -458,10 +473,11 @@ export const deploymentMachine = setup({
       }
     }),
 
-    setTarget: assign({
-      target: ({ context, event }) =>
-        event.type === 'deployment.scale' ? event.replicas : context.target,
-    }),
+    setTarget: assign(({ context, event }) =>
+      event.type === 'deployment.scale'
+        ? { target: event.replicas, removalPreference: [...(event.removalOrder ?? [])] }
+        : { target: context.target },
+    ),
     setRevision: assign(({ context, event }) =>
       event.type === 'deployment.update'
         ? {

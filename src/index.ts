@@ -52,6 +52,7 @@ import {
 import { generateRevision } from './revision/index.ts';
 import { startActivationListener } from './runtime/activation-listener.ts';
 import { createClusterInflight } from './runtime/cluster-inflight.ts';
+import { createClusterLoad } from './runtime/cluster-load.ts';
 import type { RuntimeConfig } from './runtime/config.ts';
 import {
   type ChangeEvent,
@@ -59,6 +60,8 @@ import {
   Runtime,
   type RuntimeLogger,
 } from './runtime/runtime.ts';
+import type { RuntimeDeps } from './runtime/runtime-deps.ts';
+import { type LoadCounters, startLoadCounters } from './scaling/load-counters.ts';
 import { createResourceMetrics } from './scaling/resource-metrics.ts';
 import { generateSession } from './session-generators/index.ts';
 import { createEventOutbox } from './store/event-outbox.ts';
@@ -137,6 +140,8 @@ export interface FlotillaOptions {
   observeFlush?: ((ms: number, writes: number) => void) | undefined;
   /** Called for every readiness check result the in-process prober records (metrics). */
   onHealthCheck?: ((record: HealthRecord) => void) | undefined;
+  /** Per-replica cpu/memory utilization for the autoscaler (RuntimeDeps.resourceMetrics). */
+  resourceMetrics?: RuntimeDeps['resourceMetrics'];
 }
 
 export interface ReadyState {
@@ -193,11 +198,6 @@ export interface Flotilla {
   close(): Promise<void>;
 }
 
-function healthyReplicaIds(table: RoutingTable, deploymentId: string): string[] {
-  const routes = table.deployments.find((d) => d.deploymentId === deploymentId)?.routes ?? [];
-  return routes.filter((r) => r.state === 'HEALTHY').map((r) => r.replicaId);
-}
-
 export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flotilla> {
   const dataDir = resolve(options.dataDir ?? '.flotilla');
   const modelRoots = (options.modelRoots ?? [process.cwd()]).map((r) => resolve(r));
@@ -244,10 +244,19 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       ? createClusterInflight({ url: options.redisUrl, keyPrefix: prefix, logger: options.logger })
       : null;
     if (cluster) closers.push(() => cluster.close());
+    const clusterLoad = options.redisUrl
+      ? createClusterLoad({ url: options.redisUrl, keyPrefix: prefix })
+      : null;
+    if (clusterLoad) closers.push(() => clusterLoad.close());
     let proxy: DataPlane | null = null;
     // cpu and memory of the replicas an autoscaling policy asks about, sampled on this node.
-    const resourceMetrics = createResourceMetrics({ backend, log: options.logger });
-    closers.push(async () => resourceMetrics.close());
+    let resourceMetrics = options.resourceMetrics;
+    if (!resourceMetrics) {
+      const sampler = createResourceMetrics({ backend, log: options.logger });
+      closers.push(async () => sampler.close());
+      resourceMetrics = sampler;
+    }
+    let localLoad: LoadCounters | null = null;
     const runtime: Runtime = new Runtime({
       store,
       backend,
@@ -256,23 +265,30 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       logger: options.logger,
       inflight: (routeId) => proxy?.inflight(routeId) ?? 0,
       remoteDrained: cluster ? (id, signal) => cluster.waitDrained(id, signal) : undefined,
-      resourceMetrics,
-      // Autoscaling on the load this process's proxy sees (in flight + queued requests), or
-      // on the HEALTHY replicas' cpu/memory utilization (%), summed: the autoscaler divides by
-      // the HEALTHY count. Replicas without a reading yet count at the others' average.
-      scalingMetric: (d, metric) => {
-        if (metric === 'cpu' || metric === 'memory') {
-          const ids = healthyReplicaIds(runtime.routingTable(), d.id);
-          const values = resourceMetrics.read(d.id, ids, metric);
-          if (!values) return null;
-          let sum = 0;
-          for (const v of values.values()) sum += v;
-          return (sum / values.size) * ids.length;
-        }
-        if (metric !== 'inflight' || !proxy) return null;
-        const load = proxy.status(d.name);
-        return load.inflight + load.queued;
+      // Autoscaling on the load of every proxy: this process's read directly, the others'
+      // from their reports in Redis (README "Autoscaling").
+      loadReports: async () => {
+        const [local, remote] = await Promise.all([
+          localLoad ? localLoad.report() : null,
+          clusterLoad ? clusterLoad.reports() : [],
+        ]);
+        return local ? [local, ...remote] : remote;
       },
+      routeInflight: async () => {
+        const counts = new Map<string, number>();
+        const add = (routeId: string, n: number) =>
+          counts.set(routeId, (counts.get(routeId) ?? 0) + n);
+        if (proxy) {
+          for (const d of runtime.routingTable().deployments) {
+            for (const r of d.routes) add(r.routeId, proxy.inflight(r.routeId));
+          }
+        }
+        for (const report of (await cluster?.reports().catch(() => null))?.values() ?? []) {
+          for (const [routeId, n] of report.counts) add(routeId, n);
+        }
+        return counts;
+      },
+      resourceMetrics,
       // Scale to zero's idle signal: the last request per deployment at this process's proxy
       // and at every proxy reporting to Redis. A failed read throws (the pass is skipped):
       // not knowing is not idle.
@@ -318,6 +334,16 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         activation: { request: (id) => runtime.activate(id) },
       });
       const p = proxy;
+      const counters = startLoadCounters({
+        source: {
+          deployments: () => runtime.routingTable().deployments,
+          status: (name) => p.status(name),
+          metrics: p.metrics,
+        },
+        proxyId: 'local',
+      });
+      localLoad = counters;
+      closers.push(async () => counters.stop());
       const proxyEvents = createEventOutbox({
         write: (events) => store.recordEvents(events),
         ...(options.logger ? { logger: options.logger } : {}),

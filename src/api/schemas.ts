@@ -133,6 +133,16 @@ export const deploymentViewSchema = z
       })
       .optional()
       .describe('scale to zero (scaling_policy.scale_to_zero_after_s); absent when not set'),
+
+    autoscaling: z
+      .object({
+        metric: z.string(),
+        state: z.enum(['active', 'waiting', 'paused']),
+        last: z.string().nullable().describe('the last evaluation, with its inputs'),
+        panic_until: z.string().nullable().describe('concurrency: panic mode until'),
+      })
+      .optional()
+      .describe('the autoscaler (README "Autoscaling"); absent without a scaling_policy'),
   })
   .meta({ id: 'Deployment' });
 

@@ -76,17 +76,61 @@ export const admissionSchema = z.strictObject({
   queue_timeout_s: z.number().positive().max(3600).optional(),
 });
 
-export const scalingPolicySchema = z.strictObject({
-  min_replicas: z.int().min(0).max(MAX_REPLICAS).optional(),
-  max_replicas: z.int().min(1).max(MAX_REPLICAS).optional(),
-  target_metric: z.enum(['inflight', 'requests', 'cpu', 'memory', 'latency']).optional(),
-  target_value: z.number().positive().optional(),
-  scale_up_threshold: z.number().positive().optional(),
-  scale_down_threshold: z.number().min(0).optional(),
-  cooldown_period: z.number().min(0).optional(),
-  /** Idle seconds before a deployment with min_replicas 0 goes to zero (scale to zero). */
-  scale_to_zero_after_s: z.number().positive().max(86_400).optional(),
-});
+/** `scaling_policy.target_metric` values (src/scaling/policy.ts, README "Autoscaling"). */
+export const TARGET_METRIC_NAMES = [
+  'cpu',
+  'memory',
+  'requests',
+  'latency',
+  'inflight',
+  'concurrency',
+] as const;
+
+/** README "Autoscaling": the fields, their defaults and units. */
+export const scalingPolicySchema = z
+  .strictObject({
+    min_replicas: z.int().min(0).max(MAX_REPLICAS).optional(),
+    max_replicas: z.int().min(1).max(MAX_REPLICAS).optional(),
+    target_metric: z
+      .enum(TARGET_METRIC_NAMES, {
+        error: (issue) =>
+          `unknown target_metric ${JSON.stringify(issue.input)}: expected one of ${TARGET_METRIC_NAMES.join(', ')}`,
+      })
+      .optional(),
+    target_value: z.number().positive().max(1e9).optional(),
+    scale_up_threshold: z.number().positive().max(1e9).optional(),
+    scale_down_threshold: z.number().min(0).max(1e9).optional(),
+    cooldown_period: z.number().min(0).max(86_400).optional(),
+    max_step: z.int().min(1).max(MAX_REPLICAS).optional(),
+    stable_window_s: z.number().min(1).max(600).optional(),
+    panic_window_s: z.number().min(1).max(600).optional(),
+    /** Idle seconds before a deployment with min_replicas 0 goes to zero (scale to zero). */
+    scale_to_zero_after_s: z.number().positive().max(86_400).optional(),
+  })
+  .superRefine((p, ctx) => {
+    if (
+      p.scale_up_threshold !== undefined &&
+      p.scale_down_threshold !== undefined &&
+      p.scale_down_threshold >= p.scale_up_threshold
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['scale_down_threshold'],
+        message: `must be below scale_up_threshold (${p.scale_up_threshold})`,
+      });
+    }
+    if (
+      p.stable_window_s !== undefined &&
+      p.panic_window_s !== undefined &&
+      p.panic_window_s > p.stable_window_s
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['panic_window_s'],
+        message: `must not exceed stable_window_s (${p.stable_window_s})`,
+      });
+    }
+  });
 
 /** Keys handed to revision generation (validated there, with every problem reported). */
 export const REVISION_REQUEST_KEYS = [

@@ -3,9 +3,10 @@
  * the coordinator publishes in Redis (loaded at start, re-read on every change notification)
  * and serves it; any number of them route consistently. Each reports its in-flight requests per
  * route to Redis, so the coordinator's route drains wait for them (src/proxy/inflight-publisher.ts),
- * with its last request per deployment (scale to zero's idle signal). A request for a
- * deployment at zero is held and the coordinator asked, through Redis, to activate it
- * (src/proxy/activation.ts, src/runtime/activation-listener.ts).
+ * with its last request per deployment (scale to zero's idle signal), and its per-deployment
+ * load counters, which the coordinator's autoscaler sums (src/proxy/load-publisher.ts). A
+ * request for a deployment at zero is held and the coordinator asked, through Redis, to
+ * activate it (src/proxy/activation.ts, src/runtime/activation-listener.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -13,9 +14,11 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { createDataPlane, type DataPlaneKind } from '../data-plane/create-data-plane.ts';
 import { type InflightPublisher, startInflightPublisher } from '../proxy/inflight-publisher.ts';
+import { startLoadPublisher } from '../proxy/load-publisher.ts';
 import type { FlotillaProxy as DataPlane } from '../proxy/proxy-server.ts';
 import { createRedisTableSource, type RoutingTableSource } from '../proxy/routing-table-source.ts';
 import { publishActivation } from '../runtime/activation-listener.ts';
+import { startLoadCounters } from '../scaling/load-counters.ts';
 
 export interface ProxyNode {
   proxy: DataPlane;
@@ -67,6 +70,21 @@ export async function startProxyNode(opts: {
   }
   const proxyId = `${hostname()}:${process.pid}:${proxy.port}:${randomBytes(3).toString('hex')}`;
   const p = proxy;
+  // Its per-deployment load counters, for the coordinator's autoscaler (README "Autoscaling").
+  const load = startLoadPublisher({
+    redis,
+    keyPrefix: opts.keyPrefix,
+    proxyId,
+    counters: startLoadCounters({
+      source: {
+        deployments: () => source.current().deployments,
+        status: (name) => p.status(name),
+        metrics: p.metrics,
+      },
+      proxyId,
+    }),
+    logger: opts.logger,
+  });
   const publisher: InflightPublisher = startInflightPublisher({
     redis,
     keyPrefix: opts.keyPrefix,
@@ -83,7 +101,7 @@ export async function startProxyNode(opts: {
     async close() {
       // Keep reporting while the proxy lets its requests finish, then withdraw the report.
       await proxy.close();
-      await publisher.close();
+      await Promise.all([publisher.close(), load.close()]);
       redis.disconnect();
       await source.close();
     },

@@ -11,7 +11,7 @@ export interface RuntimeConfig {
   evictionIntervalS: number;
   /** MAX_HEALTH_STALENESS_SEC. */
   maxHealthStalenessS: number;
-  /** Autoscaling evaluation interval. */
+  /** Autoscaling evaluation interval (also how often the proxies' load reports are read). */
   scalingIntervalS: number;
   /** How often idle deployments are checked for scale to zero (cheap: skipped without any). */
   scaleToZeroIntervalS: number;
@@ -26,7 +26,7 @@ export const DEFAULT_RUNTIME_CONFIG: RuntimeConfig = {
   healthCheckIntervalS: HEALTH_DEFAULTS.HEALTH_CHECK_INTERVAL_SEC,
   evictionIntervalS: HEALTH_DEFAULTS.EVICTION_INTERVAL_SEC,
   maxHealthStalenessS: HEALTH_DEFAULTS.MAX_HEALTH_STALENESS_SEC,
-  scalingIntervalS: 15,
+  scalingIntervalS: 2,
   scaleToZeroIntervalS: 1,
   deploymentDefaults: {},
   flushDelayMs: 2,

@@ -57,6 +57,8 @@ export interface DeploymentCommandDeps {
   barrier(): Promise<void>;
   /** The deployment's entry in the routing table changed. */
   routingChanged(deploymentId: string): void;
+  /** The runtime's clock (epoch ms): stamps `last_scaled_at`. Default Date.now. */
+  now?: () => number;
 }
 
 /** States in which a deployment takes update and scale. */
@@ -127,7 +129,16 @@ export class DeploymentCommands {
     return id;
   }
 
-  async scale(idOrName: string, replicas: number): Promise<string> {
+  /**
+   * Sets the target replica count and stamps `last_scaled_at` (the autoscaling cooldown counts
+   * manual scales too, and survives a restart). `removalOrder`: replicas to remove first, inside
+   * the machine's own rank (STARTING, UNHEALTHY, then HEALTHY).
+   */
+  async scale(
+    idOrName: string,
+    replicas: number,
+    opts: { removalOrder?: readonly string[] } = {},
+  ): Promise<string> {
     const { record, ref } = await this.liveDeployment(idOrName, 'scale');
     const tracked = this.deps.tracked.get(record.id) ?? this.deps.tracked.track(record);
     assertReplicaBounds({
@@ -135,8 +146,17 @@ export class DeploymentCommands {
       min_replicas: tracked.options.min_replicas,
       max_replicas: tracked.options.max_replicas,
     });
-    ref.send({ type: 'deployment.scale', replicas });
-    await this.deps.store.updateDeployment(record.id, { target_replicas: replicas });
+    ref.send({
+      type: 'deployment.scale',
+      replicas,
+      ...(opts.removalOrder ? { removalOrder: opts.removalOrder } : {}),
+    });
+    const at = (this.deps.now ?? Date.now)();
+    tracked.lastScaledAt = at;
+    await this.deps.store.updateDeployment(record.id, {
+      target_replicas: replicas,
+      last_scaled_at: new Date(at),
+    });
     tracked.options.replicas = replicas;
     await this.deps.barrier();
     return record.id;

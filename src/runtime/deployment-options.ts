@@ -52,8 +52,9 @@ const storedSpecSchema = z.looseObject({
     }),
   ),
   scaling_group: lenient(z.string()),
+  // Loose: fields this build does not read (added by later ones) are kept, not dropped.
   scaling_policy: lenient(
-    z.object({
+    z.looseObject({
       min_replicas: num,
       max_replicas: num,
       target_metric: lenient(z.string()),
@@ -62,6 +63,10 @@ const storedSpecSchema = z.looseObject({
       scale_down_threshold: num,
       cooldown_period: num,
       scale_to_zero_after_s: num,
+
+      max_step: num,
+      stable_window_s: num,
+      panic_window_s: num,
     }),
   ),
 });

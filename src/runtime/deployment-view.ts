@@ -78,12 +78,25 @@ export interface DeploymentView {
   created_at: string;
   updated_at: string;
   deleted_at: string | null;
+  /** The autoscaler's view (README "Autoscaling"); absent without a scaling_policy. */
+  autoscaling?: {
+    metric: string;
+    state: 'active' | 'waiting' | 'paused';
+    last: string | null;
+    panic_until: string | null;
+  };
 }
 
 /** The fields that come from the stored record and revision. */
 export type ViewBase = Omit<
   DeploymentView,
-  'state' | 'reason' | 'current_replicas' | 'healthy_replicas' | 'replicas' | 'routes'
+  | 'state'
+  | 'reason'
+  | 'current_replicas'
+  | 'healthy_replicas'
+  | 'replicas'
+  | 'routes'
+  | 'autoscaling'
 >;
 
 type ChildSnapshot = { value: unknown; context: unknown } | undefined;

@@ -1,6 +1,7 @@
 /** What a Runtime is built from (the composition root supplies each adapter). */
 import type { ReplicaBackend } from '../backends/backend.ts';
 import type { HealthStore } from '../health/health-store.ts';
+import type { LoadReport } from '../scaling/load-report.ts';
 import type { Store } from '../store/store.ts';
 import type { RuntimeConfig } from './config.ts';
 import type { Clock } from './system-clock.ts';
@@ -28,14 +29,19 @@ export interface RuntimeDeps {
   /** Observes each snapshot flush (duration ms, writes), e.g. for a latency histogram. */
   observeFlush?: (ms: number, writes: number) => void;
   /**
-   * The autoscaling metric of a deployment, summed over its replicas (for `inflight`: requests
-   * in flight at the proxy); null when unknown. Without it no deployment autoscales.
+   * The latest load report (src/scaling/load-report.ts) of every proxy serving this runtime's
+   * deployments: the in-process proxy's read directly, other processes' read from Redis
+   * (src/runtime/cluster-load.ts). The autoscaler's `requests`, `latency`, `inflight` and
+   * `concurrency` come from these; without it those metrics are missing (status says so).
    */
-  scalingMetric?: (deployment: { id: string; name: string }, metric: string) => number | null;
+  loadReports?: () => Promise<LoadReport[]>;
+  /** Requests in flight per route over every proxy: a scale-in removes the least busy. */
+  routeInflight?: () => Promise<Map<string, number>>;
   /**
-   * The `cpu` and `memory` metrics (src/scaling/resource-metrics.ts): utilization in percent
-   * per replica of `replicaIds` against what each requested (one core when it requested no cpu;
-   * no memory value when it requested no memory); null when nothing could be sampled.
+   * Per-replica utilization % of what each replica requested (its resource_slots; one core when
+   * it requested no cpu, no memory value when it requested no memory) for the autoscaler's
+   * `cpu` and `memory`; null when nothing was sampled. Supplied by the backend's sampler
+   * (src/scaling/resource-metrics.ts); without it those metrics are missing (status says so).
    */
   resourceMetrics?: {
     read(

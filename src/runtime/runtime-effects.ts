@@ -17,6 +17,7 @@ import type { ReplicaExit } from '../backends/backend.ts';
 import { reservedSlots } from '../backends/capacity.ts';
 import { FlotillaError } from '../domain/errors.ts';
 import { Autoscaler } from '../scaling/autoscaler.ts';
+import { createEventOutbox } from '../store/event-outbox.ts';
 import { deploymentSnapshotOf } from './actor-refs.ts';
 import { capacityRefusal } from './capacity-wait.ts';
 import { describeExit, prunePreviousLogs } from './crash-loop.ts';
@@ -167,7 +168,17 @@ export function healthFeedOf(rt: Runtime): HealthFeed | null {
   });
 }
 
+/**
+ * The autoscaler over the runtime: tracked deployments with their policy and persisted
+ * cooldown, the live replica states, the proxies' load, and history rows for its decisions
+ * (written through an outbox, so a PostgreSQL outage queues them instead of losing them).
+ */
 export function autoscalerOf(rt: Runtime): Autoscaler {
+  const history = createEventOutbox({
+    write: (events) => rt.deps.store.recordEvents(events),
+    logger: rt.log,
+  });
+  rt.onClose(() => history.close());
   return new Autoscaler({
     deployments: () =>
       Array.from(rt.tracked.all(), (t) => ({
@@ -176,17 +187,37 @@ export function autoscalerOf(rt: Runtime): Autoscaler {
         min_replicas: t.options.min_replicas,
         max_replicas: t.options.max_replicas,
         policy: t.options.scaling_policy,
+        lastScaledAt: t.lastScaledAt,
       })),
     stateOf: (id) => {
       const ref = rt.deploymentRef(id);
       if (!ref) return null;
       const snap = deploymentSnapshotOf(ref);
-      const replicas = Object.values(snap.context.replicas);
-      const healthy = replicas.filter((r) => r.state === 'HEALTHY' && !r.leaving).length;
-      return { state: topState(snap.value), target: snap.context.target, healthy };
+      const replicas = Object.entries(snap.context.replicas).map(([replicaId, r]) => ({
+        id: replicaId,
+        routeId: r.routeId,
+        state: r.state,
+        leaving: r.leaving,
+        waitingForCapacity: r.waitingForCapacity === true,
+      }));
+      return { state: topState(snap.value), target: snap.context.target, replicas };
     },
-    metric: (d, m) => rt.deps.scalingMetric?.(d, m) ?? null,
-    scale: (id, replicas) => rt.scale(id, replicas),
+    loadReports: () => rt.deps.loadReports?.() ?? Promise.resolve([]),
+    ...(rt.deps.routeInflight ? { routeInflight: rt.deps.routeInflight } : {}),
+    resourceMetrics: rt.deps.resourceMetrics,
+    scale: (id, replicas, removalOrder) => rt.scale(id, replicas, { removalOrder }),
+    record: (r) => {
+      const ref = rt.deploymentRef(r.deploymentId);
+      history.add({
+        actorId: deploymentActorId(r.deploymentId),
+        kind: 'deployment',
+        deploymentId: r.deploymentId,
+        state: ref ? topState(deploymentSnapshotOf(ref).value) : 'RUNNING',
+        event: r.event,
+        reason: r.reason,
+        at: new Date(r.at),
+      });
+    },
     now: rt.now,
     log: rt.log,
   });
@@ -203,6 +234,7 @@ export function commandsOf(rt: Runtime): DeploymentCommands {
     spawn: (record, session) => rt.spawnDeployment(record, session),
     barrier: () => rt.writer.barrier(),
     routingChanged: (id) => rt.routing.markDirty(id),
+    now: rt.now,
   });
 }
 

@@ -15,7 +15,7 @@ import { deploymentActorId } from '../../machines/deployment.ts';
 import type { RoutingTable } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { ProbeTarget } from '../health/prober.ts';
-import type { Autoscaler, ScalingEvent } from '../scaling/autoscaler.ts';
+import type { Autoscaler, AutoscalingStatus, ScalingEvent } from '../scaling/autoscaler.ts';
 import type { ScaleToZero } from '../scaling/scale-to-zero.ts';
 import type { DeploymentRecord } from '../store/store.ts';
 import {
@@ -69,7 +69,7 @@ import { type Clock, systemClock } from './system-clock.ts';
 import { TrackedDeployments } from './tracked-deployments.ts';
 import { type ChangeEvent, TransitionRecorder } from './transition-recorder.ts';
 
-export type { ScalingEvent } from '../scaling/autoscaler.ts';
+export type { AutoscalingStatus, ScalingEvent } from '../scaling/autoscaler.ts';
 export type { CreateDeploymentCommand, UpdateDeploymentCommand } from './deployment-commands.ts';
 export { type DeploymentOptions, optionsOf } from './deployment-options.ts';
 export type { DeploymentView, ReplicaView, RouteView } from './deployment-view.ts';
@@ -94,6 +94,8 @@ export class Runtime {
   private readonly autoscaler: Autoscaler;
   /** Scale to zero and activation (src/scaling/scale-to-zero.ts). */
   readonly scaleToZero: ScaleToZero;
+  private scaling: Promise<unknown> | null = null;
+  private readonly closeHooks: Array<() => void> = [];
   private readonly commands: DeploymentCommands;
   readonly transitions: TransitionRecorder;
   private readonly tickers: Array<ReturnType<typeof setInterval>> = [];
@@ -209,7 +211,7 @@ export class Runtime {
         );
     }
     every(this.config.evictionIntervalS, () => this.evictNow());
-    if (deps.scalingMetric) every(this.config.scalingIntervalS, () => this.evaluateScaling());
+    every(this.config.scalingIntervalS, () => this.evaluateScaling());
     if (deps.lastRequests)
       every(this.config.scaleToZeroIntervalS, () => this.evaluateScaleToZero());
   }
@@ -221,6 +223,7 @@ export class Runtime {
     this.ready = false;
     for (const t of this.tickers) clearInterval(t);
     for (const c of this.cleanups) await c();
+    for (const c of this.closeHooks) c();
     if (opts.stopReplicas) {
       // The next start starts these again as a planned event (restore.ts, reconcileSessions).
       const stopping = [...this.liveReplicas()].filter((r) => r.state !== 'TERMINATED');
@@ -240,8 +243,12 @@ export class Runtime {
     return this.view(await this.commands.create(cmd));
   }
 
-  async scale(idOrName: string, replicas: number): Promise<DeploymentView> {
-    const id = await this.commands.scale(idOrName, replicas);
+  async scale(
+    idOrName: string,
+    replicas: number,
+    opts: { removalOrder?: readonly string[] } = {},
+  ): Promise<DeploymentView> {
+    const id = await this.commands.scale(idOrName, replicas, opts);
     this.scaleToZero.scaled(id, replicas);
     return this.view(id);
   }
@@ -275,7 +282,21 @@ export class Runtime {
 
   /** One autoscaling pass over every deployment that has a scaling policy. */
   async evaluateScaling(): Promise<void> {
-    if (this.deps.scalingMetric) await this.autoscaler.evaluate();
+    // One pass at a time: a slow pass (Redis, a scale) must not overlap the next tick.
+    this.scaling ??= this.autoscaler.evaluate().finally(() => {
+      this.scaling = null;
+    });
+    await this.scaling;
+  }
+
+  /** A deployment's autoscaling as `status` shows it (null without a policy). */
+  autoscalingOf(deploymentId: string): AutoscalingStatus | null {
+    return this.autoscaler.statusOf(deploymentId);
+  }
+
+  /** Runs when the runtime closes (after its tickers stopped). */
+  onClose(hook: () => void): void {
+    this.closeHooks.push(hook);
   }
 
   onScaling(listener: (e: ScalingEvent) => void): () => void {
@@ -425,6 +446,13 @@ export class Runtime {
       { id: record.id, min_replicas: options.min_replicas, policy: options.scaling_policy },
       view.target_replicas,
     );
-    return zero ? { ...view, scale_to_zero: zero } : view;
+    const withZero = zero ? { ...view, scale_to_zero: zero } : view;
+    const autoscaling = this.autoscaler.statusOf(record.id);
+    if (!autoscaling) return withZero;
+    // A paused autoscaler is something wrong with a RUNNING deployment: say it where
+    // `status` says what is wrong.
+    const paused = this.autoscaler.pausedReason(record.id);
+    const reason = paused ? [paused, view.reason].filter(Boolean).join('; ') : view.reason;
+    return { ...withZero, reason, autoscaling };
   }
 }

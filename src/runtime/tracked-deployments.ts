@@ -9,6 +9,8 @@ export interface TrackedDeployment {
   id: string;
   name: string;
   options: DeploymentOptions;
+  /** The last scaling operation (epoch ms), manual or automatic: the autoscaling cooldown. */
+  lastScaledAt: number | null;
 }
 
 export class TrackedDeployments {
@@ -16,7 +18,12 @@ export class TrackedDeployments {
 
   /** Starts tracking `record` or refreshes what is known of it (keeps its place in order). */
   track(record: DeploymentRecord): TrackedDeployment {
-    const t = { id: record.id, name: record.name, options: optionsOf(record) };
+    const t = {
+      id: record.id,
+      name: record.name,
+      options: optionsOf(record),
+      lastScaledAt: record.last_scaled_at ? Date.parse(record.last_scaled_at) : null,
+    };
     this.byId.set(record.id, t);
     return t;
   }

@@ -1,5 +1,6 @@
 import { FlotillaError } from '../domain/errors.ts';
 import * as m0001 from './migrations/0001-initial.ts';
+import * as m0002 from './migrations/0002-deployment-last-scaled.ts';
 import type { SqlExecutor } from './sql-executor.ts';
 
 export interface Migration {
@@ -9,7 +10,7 @@ export interface Migration {
 }
 
 /** Every migration, in the order it is applied. Append only: never edit a shipped one. */
-export const migrations: readonly Migration[] = [m0001];
+export const migrations: readonly Migration[] = [m0001, m0002];
 
 /**
  * First key of the advisory lock ("Flot"). The second is a hash of the current schema, so

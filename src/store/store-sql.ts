@@ -76,6 +76,7 @@ export function updateDeployment(
     state?: string;
     reason?: string | null;
     deleted_at?: Date | string | null;
+    last_scaled_at?: Date | null;
   },
 ): Statement {
   const sets: string[] = [];
@@ -92,6 +93,9 @@ export function updateDeployment(
   if (patch.deleted_at !== undefined) {
     const at = patch.deleted_at;
     set('deleted_at', at instanceof Date ? at.toISOString() : at, '::timestamptz');
+  }
+  if (patch.last_scaled_at !== undefined) {
+    set('last_scaled_at', patch.last_scaled_at?.toISOString() ?? null, '::timestamptz');
   }
   sets.push('updated_at = now()');
   return {

@@ -23,6 +23,8 @@ export interface DeploymentRecord {
   created_at: string;
   updated_at: string;
   deleted_at: string | null;
+  /** The last scaling operation, manual or automatic (the autoscaling cooldown), or null. */
+  last_scaled_at: string | null;
 }
 
 /** One revision of a deployment: the merged ModelRevisionSpec and the SessionSpec from it. */
@@ -148,6 +150,8 @@ export interface DeploymentPatch {
   /** null clears it; undefined leaves it. */
   reason?: string | null;
   deleted_at?: Date | string | null;
+  /** null clears it; undefined leaves it. */
+  last_scaled_at?: Date | null;
 }
 
 /**
@@ -277,6 +281,7 @@ function toDeployment(r: Row): DeploymentRecord {
     created_at: iso(r.created_at),
     updated_at: iso(r.updated_at),
     deleted_at: isoOrNull(r.deleted_at),
+    last_scaled_at: isoOrNull(r.last_scaled_at),
   };
 }
 

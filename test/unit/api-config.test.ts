@@ -39,7 +39,7 @@ describe('serve configuration', () => {
       keepReplicas: false,
       healthIntervalS: 5,
       evictionIntervalS: 60,
-      scalingIntervalS: 15,
+      scalingIntervalS: 2,
       dataPlane: 'own',
       role: 'all',
       logLevel: 'info',

@@ -53,11 +53,11 @@ describe('serve: health knobs', () => {
     expect(c).toMatchObject({ maxHealthStalenessS: 40, routeHealthTtlS: 20, healthIntervalS: 1 });
   });
 
-  it('reads the autoscaling tick from --scaling-interval / SCALING_INTERVAL_SEC (default 15)', () => {
-    expect(parseServeConfig({}, {}, '/srv').scalingIntervalS).toBe(15);
-    expect(parseServeConfig({}, { SCALING_INTERVAL_SEC: '2' }, '/srv').scalingIntervalS).toBe(2);
+  it('reads the autoscaling tick from --scaling-interval / SCALING_INTERVAL_SEC (default 2)', () => {
+    expect(parseServeConfig({}, {}, '/srv').scalingIntervalS).toBe(2);
+    expect(parseServeConfig({}, { SCALING_INTERVAL_SEC: '5' }, '/srv').scalingIntervalS).toBe(5);
     expect(
-      parseServeConfig({ 'scaling-interval': '1' }, { SCALING_INTERVAL_SEC: '2' }, '/srv')
+      parseServeConfig({ 'scaling-interval': '1' }, { SCALING_INTERVAL_SEC: '5' }, '/srv')
         .scalingIntervalS,
     ).toBe(1);
     expect(problems(() => parseServeConfig({}, { SCALING_INTERVAL_SEC: '0' }))).toEqual([

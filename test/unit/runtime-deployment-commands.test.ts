@@ -26,6 +26,7 @@ function memoryStore() {
         created_at: '',
         updated_at: '',
         deleted_at: null,
+        last_scaled_at: null,
       };
       deployments.set(r.id, r);
       return r;

@@ -15,6 +15,7 @@ const record = (spec: unknown, target_replicas = 2): DeploymentRecord => ({
   created_at: '',
   updated_at: '',
   deleted_at: null,
+  last_scaled_at: null,
 });
 
 describe('deployment options from a stored spec', () => {

@@ -38,7 +38,7 @@ export interface ServeConfig {
   keepReplicas: boolean;
   healthIntervalS: number;
   evictionIntervalS: number;
-  /** Autoscaling evaluation interval (SCALING_INTERVAL_SEC); default 15. */
+  /** Autoscaling evaluation interval (SCALING_INTERVAL_SEC); default 2. */
   scalingIntervalS: number;
   /** MAX_HEALTH_STALENESS_SEC; undefined: the runtime's default (300). */
   maxHealthStalenessS: number | undefined;
@@ -164,7 +164,7 @@ const serveSchema = z.object({
   keepReplicas: bool.default(false),
   healthIntervalS: seconds.default(5),
   evictionIntervalS: seconds.default(60),
-  scalingIntervalS: seconds.default(15),
+  scalingIntervalS: seconds.default(2),
   maxHealthStalenessS: seconds.optional(),
   routeHealthTtlS: seconds.optional(),
   capacity: capacity.optional(),

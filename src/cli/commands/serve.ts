@@ -64,7 +64,7 @@ options:
   --eviction-interval <seconds>
                             route cleanup sweep (env EVICTION_INTERVAL_SEC, default 60)
   --scaling-interval <seconds>
-                            autoscaling evaluation tick (env SCALING_INTERVAL_SEC, default 15)
+                            autoscaling evaluation tick (env SCALING_INTERVAL_SEC, default 2)
   --max-health-staleness <seconds>
                             health data older than this classifies a route DEGRADED (env
                             MAX_HEALTH_STALENESS_SEC, default 300)

@@ -97,6 +97,10 @@ export async function run(argv: string[]): Promise<number> {
         `to zero:   ${v.scale_to_zero.message ?? `after ${v.scale_to_zero.after_s} s without a request`}`,
       );
     }
+    if (v.autoscaling) {
+      const a = v.autoscaling;
+      lines.push(`autoscale: ${a.metric}, ${a.state}${a.last ? ` — ${a.last}` : ''}`);
+    }
     lines.push(`age:       ${age(v.created_at)}`);
     console.log(lines.join('\n'));
     const live = v.replicas.filter((r) => r.state !== 'TERMINATED');

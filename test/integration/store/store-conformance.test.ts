@@ -249,6 +249,25 @@ describe.each(adapters)('store on $name', (adapter) => {
       ]);
     });
 
+    it('stores last_scaled_at (the autoscaling cooldown), leaves it on other updates, clears it with null', async (ctx) => {
+      const { store } = await freshStore(ctx);
+      const created = await store.createDeployment(deploymentInput('d-s', 'scaled'));
+      expect(created.last_scaled_at).toBeNull();
+      const at = new Date('2026-01-02T03:04:05.678Z');
+      const scaled = await store.updateDeployment('d-s', {
+        target_replicas: 3,
+        last_scaled_at: at,
+      });
+      expect(scaled.last_scaled_at).toBe(at.toISOString());
+      expect((await store.updateDeployment('d-s', { reason: 'x' })).last_scaled_at).toBe(
+        at.toISOString(),
+      );
+      expect((await store.getDeployment('scaled'))?.last_scaled_at).toBe(at.toISOString());
+      expect(
+        (await store.updateDeployment('d-s', { last_scaled_at: null })).last_scaled_at,
+      ).toBeNull();
+    });
+
     it('lists live deployments oldest first and applies partial updates', async (ctx) => {
       const { store } = await freshStore(ctx);
       for (const i of [1, 2, 3]) await store.createDeployment(deploymentInput(`d-${i}`, `m${i}`));

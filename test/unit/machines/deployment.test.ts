@@ -393,4 +393,20 @@ describe('planReplicas', () => {
     });
     expect(plan).toEqual({ spawn: 0, terminate: ['c', 'b'] });
   });
+
+  it("follows the scale request's removal order inside a state rank (the autoscaler's least busy first)", () => {
+    const plan = planReplicas({
+      revisionId: 'v1',
+      target: 2,
+      removalPreference: ['a', 'd', 'b'],
+      replicas: {
+        a: entry('v1', 'HEALTHY', 1),
+        b: entry('v1', 'HEALTHY', 2),
+        c: entry('v1', 'HEALTHY', 3),
+        d: entry('v1', 'STARTING', 4),
+      },
+    });
+    // STARTING d still goes first (it serves nothing), then the preferred HEALTHY a.
+    expect(plan).toEqual({ spawn: 0, terminate: ['d', 'a'] });
+  });
 });
