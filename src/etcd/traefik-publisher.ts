@@ -210,18 +210,22 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
       };
       const prev = stored.record;
       if (prev && !newer(mine, prev)) return; // a newer (or this) table is already there
-      if (prev && prev.epoch === mine.epoch && prev.digest === mine.digest) {
-        // Same keys as written: nothing Traefik could see changes.
-        if (!mine.present) present.delete(id);
-        return;
-      }
+      // Same keys as written: the keys stay, but the version record still moves forward. Were
+      // it left at the older version, a late publish of a table between the two (another
+      // process, or a write already in flight) would pass the guard and bring back keys this
+      // table removed: a tombstone must carry the newest version that agrees with it.
+      const sameKeys = prev !== null && prev.epoch === mine.epoch && prev.digest === mine.digest;
       let txn = client.if(`${meta}${id}`, 'Mod', '==', stored.modRevision);
       if (opts.fence) txn = txn.and(opts.fence.key, 'Create', '==', opts.fence.createRevision);
       const ops = [
-        ...groupPrefixes(root, g).flatMap((p) =>
-          rangesExcluding(p, keys).map((r) => client.delete().inRange(r)),
-        ),
-        ...[...(keys ?? new Map<string, string>())].map(([k, v]) => client.put(k).value(v)),
+        ...(sameKeys
+          ? []
+          : [
+              ...groupPrefixes(root, g).flatMap((p) =>
+                rangesExcluding(p, keys).map((r) => client.delete().inRange(r)),
+              ),
+              ...[...(keys ?? new Map<string, string>())].map(([k, v]) => client.put(k).value(v)),
+            ]),
         client.put(`${meta}${id}`).value(JSON.stringify(mine)),
       ];
       const res = await txn.then(...ops).commit();
@@ -321,7 +325,9 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
         for (const g of [...tableGroups(table), ...tableGroups(current())]) {
           groups.set(groupId(g), g);
         }
-        for (const id of present) {
+        // A group whose first write is still in flight is not in `present` yet, but it may be
+        // writing an older table's keys: queue a write after it that reads the newest state.
+        for (const id of [...present, ...lanes.keys()]) {
           const g = parseGroupId(id);
           if (g) groups.set(id, g);
         }
