@@ -38,6 +38,7 @@ import type { ResourceSlots } from './domain/session.ts';
 import { parseOrThrow } from './domain/validation.ts';
 import { createTraefikPublisher, type EtcdFence } from './etcd/traefik-publisher.ts';
 import type { HealthStore } from './health/health-store.ts';
+import { withLocalResults } from './health/local-first-health-store.ts';
 import { createMemoryHealthStore } from './health/memory-health-store.ts';
 import { createProber, type Prober } from './health/prober.ts';
 import { createRedisHealthStore } from './health/redis-health-store.ts';
@@ -203,9 +204,16 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
     closers.push(() => store.close());
     const backend =
       options.backend ?? (await createProcessBackend({ dataDir, capacity: options.capacity }));
-    const health: HealthStore = options.redisUrl
+    const shared = options.redisUrl
       ? createRedisHealthStore({ url: options.redisUrl, keyPrefix: prefix })
-      : createMemoryHealthStore();
+      : null;
+    // With the prober in this process, its results reach the classifier and the proxy here
+    // without a Redis round trip, and keep reaching them while Redis is down.
+    const health: HealthStore = !shared
+      ? createMemoryHealthStore()
+      : options.prober !== false
+        ? withLocalResults(shared)
+        : shared;
     closers.push(() => health.close());
     // The prober writes through this view, so every check result can be counted cheaply.
     const onCheck = options.onHealthCheck;

@@ -343,35 +343,39 @@ describe('Traefik KV publisher', () => {
     );
   });
 
-  it('concurrent publishes end with the newest table’s keys', async () => {
-    // FLOTILLA_TRAEFIK_INTERLEAVINGS=1000 replays many seeded interleavings in one run (each
-    // under its own key prefix); the default is a few, so `npm test` stays short.
-    const rounds = interleavings();
-    const first = seedFromEnv();
-    console.log(
-      `[traefik-publisher] concurrency seeds ${first}..${first + rounds - 1} (FLOTILLA_TEST_SEED replays)`,
-    );
-    const failures: string[] = [];
-    for (let i = 0; i < rounds; i++) {
-      const seed = first + i;
-      const { actual, expected } = await concurrentPublishes(seed, `${prefix}r${i}/`);
-      if (JSON.stringify(actual) !== JSON.stringify(expected)) {
-        failures.push(
-          `seed ${seed}: ${Object.keys(actual).length} keys, ${Object.keys(expected).length} expected; extra: ${Object.keys(
-            actual,
-          )
-            .filter((k) => !(k in expected))
-            .join(', ')}; missing: ${Object.keys(expected)
-            .filter((k) => !(k in actual))
-            .join(', ')}`,
-        );
+  it(
+    'concurrent publishes end with the newest table’s keys',
+    async () => {
+      // FLOTILLA_TRAEFIK_INTERLEAVINGS=1000 replays many seeded interleavings in one run (each
+      // under its own key prefix); the default is a few, so `npm test` stays short.
+      const rounds = interleavings();
+      const first = seedFromEnv();
+      console.log(
+        `[traefik-publisher] concurrency seeds ${first}..${first + rounds - 1} (FLOTILLA_TEST_SEED replays)`,
+      );
+      const failures: string[] = [];
+      for (let i = 0; i < rounds; i++) {
+        const seed = first + i;
+        const { actual, expected } = await concurrentPublishes(seed, `${prefix}r${i}/`);
+        if (JSON.stringify(actual) !== JSON.stringify(expected)) {
+          failures.push(
+            `seed ${seed}: ${Object.keys(actual).length} keys, ${Object.keys(expected).length} expected; extra: ${Object.keys(
+              actual,
+            )
+              .filter((k) => !(k in expected))
+              .join(', ')}; missing: ${Object.keys(expected)
+              .filter((k) => !(k in actual))
+              .join(', ')}`,
+          );
+        }
+        for (const p of publishers.splice(0)) await p.close();
+        await client.delete().prefix(`${prefix}r${i}/`);
       }
-      for (const p of publishers.splice(0)) await p.close();
-      await client.delete().prefix(`${prefix}r${i}/`);
-    }
-    console.log(`[traefik-publisher] ${rounds} interleavings, ${failures.length} failed`);
-    expect(failures).toEqual([]);
-  }, 60_000 + 2_000 * interleavings());
+      console.log(`[traefik-publisher] ${rounds} interleavings, ${failures.length} failed`);
+      expect(failures).toEqual([]);
+    },
+    60_000 + 2_000 * interleavings(),
+  );
 
   it('a publisher whose leader key is gone writes nothing', async () => {
     const lease = client.lease(5);
