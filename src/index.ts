@@ -523,6 +523,8 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         // Both at once: each answers within its own short timeout, so /ready does too.
         const [storeUp, healthUp] = await Promise.all([store.ping(), health.ping()]);
         if (!storeUp) missing.push(`database (${store.kind}) not answering`);
+        const paused = runtime.storePause.describe();
+        if (paused) missing.push(paused);
         if (!healthUp) missing.push('health store not answering');
         const warnings = runtime.quarantine.warnings();
         return { ready: missing.length === 0, missing, ...(warnings.length ? { warnings } : {}) };
