@@ -26,6 +26,7 @@ import {
   groupId,
   groupKeys,
   groupPrefixes,
+  groupReplicaIds,
   parseGroupId,
   type TraefikGroup,
   tableGroups,
@@ -90,6 +91,11 @@ interface GroupRecord {
   present: boolean;
   /** Digest of the keys written, to skip rewriting identical content. */
   digest: string;
+  /**
+   * Server URL key -> the replica id it points at (traefik-layout.ts `groupReplicaIds`):
+   * Traefik's keys hold only addresses, and ports are reused between deployments.
+   */
+  replicas?: Record<string, string>;
 }
 
 interface Stored {
@@ -207,6 +213,7 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
         version: table.version,
         present: keys !== null,
         digest: digestOf(keys),
+        ...(keys ? { replicas: groupReplicaIds(root, table, g) ?? {} } : {}),
       };
       const prev = stored.record;
       if (prev && !newer(mine, prev)) return; // a newer (or this) table is already there
