@@ -40,6 +40,7 @@ import type { ResourceSlots } from './domain/session.ts';
 import { parseOrThrow } from './domain/validation.ts';
 import { createTraefikPublisher, type EtcdFence } from './etcd/traefik-publisher.ts';
 import type { HealthStore } from './health/health-store.ts';
+import { withLocalResults } from './health/local-first-health-store.ts';
 import { createMemoryHealthStore } from './health/memory-health-store.ts';
 import { createProber, type Prober } from './health/prober.ts';
 import { createRedisHealthStore } from './health/redis-health-store.ts';
@@ -216,9 +217,16 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
     closers.push(() => store.close());
     const backend =
       options.backend ?? (await createProcessBackend({ dataDir, capacity: options.capacity }));
-    const health: HealthStore = options.redisUrl
+    const shared = options.redisUrl
       ? createRedisHealthStore({ url: options.redisUrl, keyPrefix: prefix })
-      : createMemoryHealthStore();
+      : null;
+    // With the prober in this process, its results reach the classifier and the proxy here
+    // without a Redis round trip, and keep reaching them while Redis is down.
+    const health: HealthStore = !shared
+      ? createMemoryHealthStore()
+      : options.prober !== false
+        ? withLocalResults(shared)
+        : shared;
     closers.push(() => health.close());
     // The prober writes through this view, so every check result can be counted cheaply.
     const onCheck = options.onHealthCheck;
@@ -596,6 +604,8 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         // Both at once: each answers within its own short timeout, so /ready does too.
         const [storeUp, healthUp] = await Promise.all([store.ping(), health.ping()]);
         if (!storeUp) missing.push(`database (${store.kind}) not answering`);
+        const paused = runtime.storePause.describe();
+        if (paused) missing.push(paused);
         if (!healthUp) missing.push('health store not answering');
         const warnings = runtime.quarantine.warnings();
         return { ready: missing.length === 0, missing, ...(warnings.length ? { warnings } : {}) };

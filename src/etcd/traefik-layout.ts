@@ -131,6 +131,27 @@ export function groupKeys(
     : endpointKeys(root, table, g.name);
 }
 
+/**
+ * Which replica each server URL key of `g` points at (key -> replica id), or null with no keys.
+ * Traefik's server objects hold only a URL, and ports are reused between deployments, so the
+ * identity is kept beside the keys (in the group's version record): a checker can tell that a
+ * URL under deployment A's service is A's replica and not a replica of B on a reused port.
+ */
+export function groupReplicaIds(
+  root: string,
+  table: RoutingTable,
+  g: TraefikGroup,
+): Record<string, string> | null {
+  const ids = new Map<string, string>();
+  const keys =
+    g.kind === 'deployment'
+      ? deploymentKeys(root, table, g.name, ids)
+      : endpointKeys(root, table, g.name, ids);
+  return keys
+    ? Object.fromEntries([...ids].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    : null;
+}
+
 function routerKeys(root: string, object: string, name: string, out: Map<string, string>): void {
   out.set(`${root}/http/routers/${object}/rule`, `Path(\`/${name}\`) || PathPrefix(\`/${name}/\`)`);
   out.set(`${root}/http/routers/${object}/service`, object);
@@ -144,11 +165,13 @@ function serverKeys(
   routes: RouteEntry[],
   weighted: boolean,
   out: Map<string, string>,
+  ids?: Map<string, string>,
 ): void {
   const weights = weighted ? integerWeights(routes.map((r) => r.weight)) : null;
   routes.forEach((r, i) => {
     const base = `${root}/http/services/${service}/loadBalancer/servers/${i}`;
     out.set(`${base}/url`, r.url);
+    ids?.set(`${base}/url`, r.replicaId);
     if (weights) out.set(`${base}/weight`, String(weights[i]));
     // Traefik drops the server URL's path unless told to keep it (v3.3+); only written when
     // there is a path, so older Traefik versions still decode the common case.
@@ -200,6 +223,7 @@ function deploymentKeys(
   root: string,
   table: RoutingTable,
   name: string,
+  ids?: Map<string, string>,
 ): Map<string, string> | null {
   const d = findDeployment(table, name);
   if (!d || d.name !== name) return null;
@@ -208,11 +232,16 @@ function deploymentKeys(
   const object = deploymentObjectName(name);
   const out = new Map<string, string>();
   routerKeys(root, object, name, out);
-  serverKeys(root, object, routes, d.routing.strategy === 'weighted', out);
+  serverKeys(root, object, routes, d.routing.strategy === 'weighted', out, ids);
   return out;
 }
 
-function endpointKeys(root: string, table: RoutingTable, name: string): Map<string, string> | null {
+function endpointKeys(
+  root: string,
+  table: RoutingTable,
+  name: string,
+  ids?: Map<string, string>,
+): Map<string, string> | null {
   const e: EndpointRoutes | undefined = table.endpoints.find((x) => x.name === name);
   if (!e) return null;
   if (indexOf(table).byName.has(name) || indexOf(table).byId.has(name)) return null;
@@ -237,7 +266,7 @@ function endpointKeys(root: string, table: RoutingTable, name: string): Map<stri
     const child = `${object}_${b.d.name}`;
     out.set(`${root}/http/services/${object}/weighted/services/${i}/name`, child);
     out.set(`${root}/http/services/${object}/weighted/services/${i}/weight`, String(weights[i]));
-    serverKeys(root, child, servableIn(table, b.d), b.d.routing.strategy === 'weighted', out);
+    serverKeys(root, child, servableIn(table, b.d), b.d.routing.strategy === 'weighted', out, ids);
   });
   return out;
 }

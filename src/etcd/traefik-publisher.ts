@@ -26,6 +26,7 @@ import {
   groupId,
   groupKeys,
   groupPrefixes,
+  groupReplicaIds,
   parseGroupId,
   type TraefikGroup,
   tableGroups,
@@ -90,6 +91,11 @@ interface GroupRecord {
   present: boolean;
   /** Digest of the keys written, to skip rewriting identical content. */
   digest: string;
+  /**
+   * Server URL key -> the replica id it points at (traefik-layout.ts `groupReplicaIds`):
+   * Traefik's keys hold only addresses, and ports are reused between deployments.
+   */
+  replicas?: Record<string, string>;
 }
 
 interface Stored {
@@ -207,21 +213,26 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
         version: table.version,
         present: keys !== null,
         digest: digestOf(keys),
+        ...(keys ? { replicas: groupReplicaIds(root, table, g) ?? {} } : {}),
       };
       const prev = stored.record;
       if (prev && !newer(mine, prev)) return; // a newer (or this) table is already there
-      if (prev && prev.epoch === mine.epoch && prev.digest === mine.digest) {
-        // Same keys as written: nothing Traefik could see changes.
-        if (!mine.present) present.delete(id);
-        return;
-      }
+      // Same keys as written: the keys stay, but the version record still moves forward. Were
+      // it left at the older version, a late publish of a table between the two (another
+      // process, or a write already in flight) would pass the guard and bring back keys this
+      // table removed: a tombstone must carry the newest version that agrees with it.
+      const sameKeys = prev !== null && prev.epoch === mine.epoch && prev.digest === mine.digest;
       let txn = client.if(`${meta}${id}`, 'Mod', '==', stored.modRevision);
       if (opts.fence) txn = txn.and(opts.fence.key, 'Create', '==', opts.fence.createRevision);
       const ops = [
-        ...groupPrefixes(root, g).flatMap((p) =>
-          rangesExcluding(p, keys).map((r) => client.delete().inRange(r)),
-        ),
-        ...[...(keys ?? new Map<string, string>())].map(([k, v]) => client.put(k).value(v)),
+        ...(sameKeys
+          ? []
+          : [
+              ...groupPrefixes(root, g).flatMap((p) =>
+                rangesExcluding(p, keys).map((r) => client.delete().inRange(r)),
+              ),
+              ...[...(keys ?? new Map<string, string>())].map(([k, v]) => client.put(k).value(v)),
+            ]),
         client.put(`${meta}${id}`).value(JSON.stringify(mine)),
       ];
       const res = await txn.then(...ops).commit();
@@ -321,7 +332,9 @@ export function createTraefikPublisher(opts: TraefikPublisherOptions): TraefikPu
         for (const g of [...tableGroups(table), ...tableGroups(current())]) {
           groups.set(groupId(g), g);
         }
-        for (const id of present) {
+        // A group whose first write is still in flight is not in `present` yet, but it may be
+        // writing an older table's keys: queue a write after it that reads the newest state.
+        for (const id of [...present, ...lanes.keys()]) {
           const g = parseGroupId(id);
           if (g) groups.set(id, g);
         }

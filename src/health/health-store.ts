@@ -22,6 +22,12 @@ export interface HealthStore {
   write(record: HealthRecord, ttlS: number): Promise<void>;
   /** Reads many routes in pipelined batches; a route with no data (never written or TTL expired) is absent from the map. */
   readMany(routeIds: readonly string[]): Promise<Map<string, HealthRecord>>;
+  /**
+   * Optional, no I/O: the records this process wrote itself and still holds (TTL not elapsed),
+   * for a classifier that must keep working while the shared service is down. Only a store that
+   * keeps local results (local-first-health-store.ts) has it.
+   */
+  readLocal?(routeIds: readonly string[]): Map<string, HealthRecord>;
   /** Publishes a change at once (ready flipped, or first result) to subscribers. */
   publishChange(record: HealthRecord): Promise<void>;
   /**

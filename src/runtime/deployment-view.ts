@@ -294,6 +294,8 @@ export interface ViewSources {
   now: number;
   /** Why the deployment is quarantined (its snapshot was not restorable), if it is. */
   quarantined?: string | undefined;
+  /** Set while reconciliation is paused for the store (store-pause.ts): shown as the reason. */
+  paused?: string | null | undefined;
 }
 
 /** The view of a deployment: from its live actors when it runs here, else from the rows. */
@@ -303,7 +305,11 @@ export async function deploymentView(
 ): Promise<DeploymentView> {
   const revision = record.revision_id ? await src.revision(record.revision_id) : null;
   const base = viewBase(record, optionsOf(record), revision);
-  if (src.live) return liveView(base, deploymentSnapshotOf(src.live), src.child, src.now);
+  if (src.live) {
+    const v = liveView(base, deploymentSnapshotOf(src.live), src.child, src.now);
+    if (!src.paused) return v;
+    return { ...v, reason: v.reason ? `${src.paused}; ${v.reason}` : src.paused };
+  }
   const [replicas, routes] = await Promise.all([
     src.store.listReplicas(record.id),
     src.store.listRoutes(record.id),

@@ -6,7 +6,12 @@
  */
 import { replicaActorId, routeActorId } from '../../machines/deployment.ts';
 import type { HealthRecord } from '../domain/health.ts';
-import { classifyMany, classifyRoute, type RouteClassification } from '../health/classifier.ts';
+import {
+  classifyMany,
+  classifyRoute,
+  type RouteClassification,
+  type RouteHealth,
+} from '../health/classifier.ts';
 import type { HealthStore } from '../health/health-store.ts';
 import type { ProbeTarget } from '../health/prober.ts';
 
@@ -37,9 +42,21 @@ export class HealthFeed {
     this.classifying = true;
     try {
       const ids = this.deps.targets().map((t) => t.routeId);
-      const result = await classifyMany(this.deps.health, ids, this.deps.now(), {
-        maxStalenessS: this.deps.maxStalenessS,
-      });
+      const opts = { maxStalenessS: this.deps.maxStalenessS };
+      let result: Map<string, RouteHealth>;
+      try {
+        result = await classifyMany(this.deps.health, ids, this.deps.now(), opts);
+      } catch (err) {
+        // The shared store is down. What this process probed itself is still current: classify
+        // those routes from it; the others keep their last class (fail static), as before.
+        const local = this.deps.health.readLocal?.(ids);
+        if (!local || local.size === 0) throw err;
+        const t = this.deps.now();
+        result = new Map();
+        for (const [id, record] of local) {
+          result.set(id, { ...classifyRoute(record, t, opts), record });
+        }
+      }
       const every = this.deps.yieldEvery ?? 500;
       let n = 0;
       for (const [routeId, c] of result) {

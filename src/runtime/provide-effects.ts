@@ -37,8 +37,9 @@ export { systemClock };
 /** What the effects need from the runtime; each function is idempotent per id. */
 export interface EffectPorts {
   prepareSession(input: GenerateInput): Promise<void>;
-  startSession(input: SessionInput): Promise<SessionStarted>;
-  restartSession(input: SessionInput): Promise<SessionStarted>;
+  /** `signal` aborts when the replica left the state that invoked it (do not start then). */
+  startSession(input: SessionInput, signal?: AbortSignal): Promise<SessionStarted>;
+  restartSession(input: SessionInput, signal?: AbortSignal): Promise<SessionStarted>;
   stopSession(input: StopInput): Promise<void>;
   drainRoute(input: DrainInput, signal: AbortSignal): Promise<void>;
   deploymentTransition(ctx: DeploymentContext, state: DeploymentState): void;
@@ -60,11 +61,11 @@ export function provideEffects(ports: EffectPorts, clock: MachineClock = systemC
       recordTransition: ({ context }, params) => ports.replicaTransition(context, params.state),
     },
     actors: {
-      startSession: fromPromise<SessionStarted, SessionInput>(({ input }) =>
-        ports.startSession(input),
+      startSession: fromPromise<SessionStarted, SessionInput>(({ input, signal }) =>
+        ports.startSession(input, signal),
       ),
-      restartSession: fromPromise<SessionStarted, SessionInput>(({ input }) =>
-        ports.restartSession(input),
+      restartSession: fromPromise<SessionStarted, SessionInput>(({ input, signal }) =>
+        ports.restartSession(input, signal),
       ),
       stopSession: fromPromise<void, StopInput>(({ input }) => ports.stopSession(input)),
     },

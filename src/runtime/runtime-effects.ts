@@ -28,6 +28,7 @@ import type { SessionReconcileDeps } from './restore.ts';
 import type { Runtime } from './runtime.ts';
 import { resumeAfterShutdown } from './shutdown-restart.ts';
 import { SnapshotWriter, topState } from './snapshot-writer.ts';
+import { StorePause } from './store-pause.ts';
 import type { TransitionRecord } from './transition-recorder.ts';
 
 export function deploymentTransition(
@@ -76,9 +77,14 @@ export function routeTransition(ctx: RouteContext, state: RouteState): Transitio
 
 export function runtimeEffects(rt: Runtime): EffectPorts {
   const { backend } = rt.deps;
+  const pause = rt.storePause;
+  /** Everything recorded so far is durable; while the store is away, waits for it. */
+  const durable = () => pause.whileAway(() => rt.writer.barrier());
   return {
     prepareSession: async ({ revisionId }) => {
-      const session = await rt.sessions.sessionFor(revisionId, { regenerate: true });
+      const session = await pause.whileAway(() =>
+        rt.sessions.sessionFor(revisionId, { regenerate: true }),
+      );
       const cap = backend.capacity().total;
       const r = reservedSlots(session);
       for (const k of ['cpu', 'mem', 'gpu'] as const) {
@@ -89,23 +95,29 @@ export function runtimeEffects(rt: Runtime): EffectPorts {
           );
         }
       }
-      await rt.writer.barrier();
+      await durable();
     },
-    startSession: async ({ replicaId, deploymentId, revisionId }) => {
-      const spec = await rt.sessions.sessionFor(revisionId);
+    startSession: async ({ replicaId, deploymentId, revisionId }, signal) => {
+      const spec = await pause.whileAway(() => rt.sessions.sessionFor(revisionId));
+      // STARTING is durable before the session starts: while the store is away this waits
+      // (reconciliation paused) instead of failing the start and churning replacements.
+      await durable();
+      if (signal?.aborted) throw new FlotillaError('invalid_state', 'start abandoned');
       // A refusal for capacity becomes a wait (the replica's STARTING.capacity), not a failure.
       const handle = await backend.start(replicaId, spec).catch((err: unknown) => {
         throw capacityRefusal(err, backend.capacity().total);
       });
-      await rt.writer.barrier();
+      await durable();
       rt.routing.markDirty(deploymentId);
       return { endpoint: handle.url };
     },
-    restartSession: async ({ replicaId, deploymentId, revisionId }) => {
-      const spec = await rt.sessions.sessionFor(revisionId);
+    restartSession: async ({ replicaId, deploymentId, revisionId }, signal) => {
+      const spec = await pause.whileAway(() => rt.sessions.sessionFor(revisionId));
+      await durable();
+      if (signal?.aborted) throw new FlotillaError('invalid_state', 'restart abandoned');
       await backend.stop(replicaId, 5_000);
       const handle = await backend.start(replicaId, spec);
-      await rt.writer.barrier();
+      await durable();
       // The endpoint may have changed: republish (after the machine takes it in) so the
       // prober and the proxy follow the new port.
       rt.routing.markDirty(deploymentId);
@@ -115,7 +127,7 @@ export function runtimeEffects(rt: Runtime): EffectPorts {
       await backend.stop(replicaId, graceMs);
       rt.healthFeed?.forgetReplica(replicaId);
       rt.wakeCapacityWaiters();
-      await rt.writer.barrier();
+      await durable();
     },
     drainRoute: async ({ routeId }, signal) => {
       // In-process proxy and proxies in other processes, both until drained or the deadline.
@@ -127,7 +139,7 @@ export function runtimeEffects(rt: Runtime): EffectPorts {
         }
       };
       await Promise.all([local(), rt.deps.remoteDrained?.(routeId, signal)]);
-      await rt.writer.barrier();
+      await durable();
     },
     deploymentTransition: (ctx, state) => {
       rt.transitions.record(deploymentTransition(ctx, state));
@@ -238,16 +250,34 @@ export function commandsOf(rt: Runtime): DeploymentCommands {
   });
 }
 
+export function storePauseOf(rt: Runtime): StorePause {
+  return new StorePause({
+    ping: () => rt.deps.store.ping(),
+    now: rt.now,
+    log: rt.log,
+    // Paused effects wait on the writer: flush now rather than at its next retry.
+    onBack: () => void rt.writer.flush().catch(() => {}),
+  });
+}
+
 export function snapshotWriterOf(rt: Runtime): SnapshotWriter {
   const { deps, log } = rt;
+  const observe = deps.observeFlush;
   return new SnapshotWriter(
     deps.store,
     { persisted: (id) => rt.persistedSubtree(id) },
     {
       flushDelayMs: rt.config.flushDelayMs,
       clock: rt.clock,
-      ...(deps.observeFlush ? { onFlush: deps.observeFlush } : {}),
-      onError: (err) => log.error({ err }, 'persisting transitions failed; retrying in 1 s'),
+      onFlush: (ms, writes) => {
+        rt.storePause.recovered();
+        observe?.(ms, writes);
+      },
+      onError: (err) => {
+        // The store being away is logged once per outage by the pause, not once a second.
+        if (rt.storePause.failed(err)) return;
+        log.error({ err }, 'persisting transitions failed; retrying in 1 s');
+      },
       onConflict: (ids) =>
         log.error(
           { actors: ids },

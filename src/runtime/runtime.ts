@@ -60,11 +60,13 @@ import {
   reconcileDepsOf,
   runtimeEffects,
   snapshotWriterOf,
+  storePauseOf,
 } from './runtime-effects.ts';
 import { scaleToZeroOf, scaleToZeroView } from './scale-to-zero-wiring.ts';
 import { SessionCache } from './session-cache.ts';
 import { recordShutdownStops } from './shutdown-restart.ts';
 import type { PersistedSubtree, SnapshotWriter } from './snapshot-writer.ts';
+import type { StorePause } from './store-pause.ts';
 import { type Clock, systemClock } from './system-clock.ts';
 import { TrackedDeployments } from './tracked-deployments.ts';
 import { type ChangeEvent, TransitionRecorder } from './transition-recorder.ts';
@@ -86,6 +88,8 @@ export class Runtime {
   private readonly machine: ProvidedCoordinator;
   private actor: Actor<ProvidedCoordinator> | null = null;
   readonly writer: SnapshotWriter;
+  /** Effects that need the store wait here while it is away (store-pause.ts). */
+  readonly storePause: StorePause;
   /** The deployments this runtime runs, with their stored options. */
   readonly tracked = new TrackedDeployments();
   readonly sessions: SessionCache;
@@ -124,6 +128,7 @@ export class Runtime {
     this.autoscaler = autoscalerOf(this);
     this.scaleToZero = scaleToZeroOf(this);
     this.commands = commandsOf(this);
+    this.storePause = storePauseOf(this);
     this.writer = snapshotWriterOf(this);
     this.transitions = new TransitionRecorder({
       writer: this.writer,
@@ -222,6 +227,7 @@ export class Runtime {
     this.closed = true;
     this.ready = false;
     for (const t of this.tickers) clearInterval(t);
+    this.storePause.close();
     for (const c of this.cleanups) await c();
     for (const c of this.closeHooks) c();
     if (opts.stopReplicas) {
@@ -439,6 +445,7 @@ export class Runtime {
       child: (sid) => actorIn(system, sid)?.getSnapshot(),
       now: this.now(),
       quarantined: this.quarantine.get(record.id)?.reason,
+      paused: this.storePause.describe(),
     });
     const options = this.tracked.get(record.id)?.options ?? optionsOf(record);
     const zero = scaleToZeroView(

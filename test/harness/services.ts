@@ -217,7 +217,9 @@ function haveBinaries(service: Service): boolean {
   return Boolean(which(service === 'redis' ? 'redis-server' : 'etcd'));
 }
 
-export async function spawnPostgres(): Promise<Running> {
+export async function spawnPostgres(): Promise<
+  Running & { halt: () => Promise<void>; resume: () => Promise<void> }
+> {
   const dirs = postgresBinDirs();
   const initdb = which('initdb', dirs);
   const postgres = which('postgres', dirs);
@@ -265,30 +267,40 @@ export async function spawnPostgres(): Promise<Running> {
     '-c',
     'max_connections=300',
   ]);
-  const child = spawn(srv.bin, srv.args, { stdio: 'ignore' });
-  track(child.pid, asUser.length > 0 ? 'runuser (postgres)' : 'postgres');
-  await waitForPort(port, child, 'postgres');
-  // The port answers before the server accepts queries; pg_isready waits for that.
-  const isready = which('pg_isready', dirs);
-  if (isready) {
-    const until = Date.now() + 20_000;
-    for (;;) {
-      try {
-        execFileSync(isready, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres'], {
-          stdio: 'ignore',
-        });
-        break;
-      } catch (e) {
-        if (Date.now() > until) throw e;
-        await new Promise((r) => setTimeout(r, 100));
+  let child: ChildProcess;
+  let pid: number | undefined;
+  const startServer = async () => {
+    child = spawn(srv.bin, srv.args, { stdio: 'ignore' });
+    track(child.pid, asUser.length > 0 ? 'runuser (postgres)' : 'postgres');
+    await waitForPort(port, child, 'postgres');
+    // The port answers before the server accepts queries; pg_isready waits for that.
+    const isready = which('pg_isready', dirs);
+    if (isready) {
+      const until = Date.now() + 20_000;
+      for (;;) {
+        try {
+          execFileSync(isready, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres'], {
+            stdio: 'ignore',
+          });
+          break;
+        } catch (e) {
+          if (Date.now() > until) throw e;
+          await new Promise((r) => setTimeout(r, 100));
+        }
       }
     }
-  }
-  const pid = postmasterPid(data);
-  track(pid, `postgres server on :${port}`);
+    pid = postmasterPid(data);
+    track(pid, `postgres server on :${port}`);
+  };
+  await startServer();
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     source: `ephemeral ${postgres} on :${port}`,
+    /** Stops the server and keeps its data: `resume` starts it again on the same port. */
+    halt: async () => {
+      await stopPostgres(child, pid);
+    },
+    resume: startServer,
     stop: async () => {
       await stopPostgres(child, pid);
       rmSync(dir, { recursive: true, force: true });

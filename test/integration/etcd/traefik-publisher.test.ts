@@ -85,12 +85,95 @@ function seedFromEnv(): number {
   return Number.isFinite(s) && s > 0 ? s : Math.floor(Math.random() * 2 ** 31);
 }
 
+function interleavings(): number {
+  return Math.max(1, Number(process.env.FLOTILLA_TRAEFIK_INTERLEAVINGS) || 3);
+}
+
 /** Waits a random, short while: a microtask, a macrotask or a few milliseconds. */
 function jitter(rand: () => number): Promise<void> {
   const r = rand();
   if (r < 0.3) return Promise.resolve();
   if (r < 0.6) return new Promise((res) => setImmediate(res));
   return new Promise((res) => setTimeout(res, Math.floor(rand() * 6)));
+}
+
+/**
+ * One seeded interleaving: two publishers over one etcd, each seeing a different moment of the
+ * same 40-table history (deployments deleted and re-created at random), publishing stale tables
+ * concurrently. Returns the keys left under the round's root and the newest table's keys.
+ */
+async function concurrentPublishes(
+  seed: number,
+  base: string,
+): Promise<{ actual: Record<string, string>; expected: Record<string, string> }> {
+  const rand = prng(seed);
+  const r = `${base}traefik`;
+  const m = `${base}meta/`;
+  const tables: RoutingTable[] = [];
+  for (let v = 1; v <= 40; v++) {
+    const deployments: DeploymentRoutes[] = [];
+    for (const name of ['a', 'b', 'c', 'd']) {
+      if (rand() < 0.25) continue; // sometimes deleted
+      const n = 1 + Math.floor(rand() * 3);
+      deployments.push(
+        deployment(
+          name,
+          Array.from({ length: n }, (_, j) =>
+            route(`${name}${j}`, 9000 + v * 10 + j, rand() < 0.8 ? 'HEALTHY' : 'UNHEALTHY'),
+          ),
+        ),
+      );
+    }
+    tables.push(
+      table(v, deployments, [
+        {
+          name: 'split',
+          backends: [
+            { deployment: 'a', weight: 1 },
+            { deployment: 'b', weight: 2 },
+          ],
+        },
+      ]),
+    );
+  }
+  const over = (current: () => RoutingTable) => {
+    const p = createTraefikPublisher({ client, rootKey: r, metaPrefix: m, current });
+    publishers.push(p);
+    return p;
+  };
+  let cur = tables[0] as RoutingTable;
+  const p1 = over(() => cur);
+  // Two publishers over one etcd, each seeing a different moment of the same history.
+  let other = tables[0] as RoutingTable;
+  const p2 = over(() => other);
+  const pending: Promise<void>[] = [];
+  for (const t of tables) {
+    cur = t;
+    pending.push(p1.publish(tables[Math.floor(rand() * tables.length)] as RoutingTable));
+    if (rand() < 0.5) {
+      other = tables[Math.floor(rand() * t.version)] as RoutingTable;
+      pending.push(p2.publish(other));
+    }
+    if (rand() < 0.5) await jitter(rand);
+  }
+  other = tables.at(-1) as RoutingTable;
+  pending.push(p2.publish(other));
+  await Promise.all(pending);
+  const newest = tables.at(-1) as RoutingTable;
+  const expected: Record<string, string> = {};
+  for (const g of [
+    ...['a', 'b', 'c', 'd'].map((name) => ({ kind: 'deployment' as const, name })),
+    { kind: 'endpoint' as const, name: 'split' },
+  ]) {
+    for (const [k, v] of groupKeys(r, newest, g) ?? []) expected[k.slice(r.length)] = v;
+  }
+  const all = await client.getAll().prefix(`${r}/`).strings();
+  const actual = Object.fromEntries(
+    Object.keys(all)
+      .sort()
+      .map((k) => [k.slice(r.length), all[k] as string]),
+  );
+  return { actual, expected: Object.fromEntries(Object.entries(expected).sort()) };
 }
 
 describe('Traefik KV publisher', () => {
@@ -260,65 +343,39 @@ describe('Traefik KV publisher', () => {
     );
   });
 
-  it('concurrent publishes end with the newest table’s keys', async () => {
-    const seed = seedFromEnv();
-    console.log(`[traefik-publisher] concurrency seed ${seed}`);
-    const rand = prng(seed);
-    const tables: RoutingTable[] = [];
-    for (let v = 1; v <= 40; v++) {
-      const deployments: DeploymentRoutes[] = [];
-      for (const name of ['a', 'b', 'c', 'd']) {
-        if (rand() < 0.25) continue; // sometimes deleted
-        const n = 1 + Math.floor(rand() * 3);
-        deployments.push(
-          deployment(
-            name,
-            Array.from({ length: n }, (_, j) =>
-              route(`${name}${j}`, 9000 + v * 10 + j, rand() < 0.8 ? 'HEALTHY' : 'UNHEALTHY'),
-            ),
-          ),
-        );
-      }
-      tables.push(
-        table(v, deployments, [
-          {
-            name: 'split',
-            backends: [
-              { deployment: 'a', weight: 1 },
-              { deployment: 'b', weight: 2 },
-            ],
-          },
-        ]),
+  it(
+    'concurrent publishes end with the newest table’s keys',
+    async () => {
+      // FLOTILLA_TRAEFIK_INTERLEAVINGS=1000 replays many seeded interleavings in one run (each
+      // under its own key prefix); the default is a few, so `npm test` stays short.
+      const rounds = interleavings();
+      const first = seedFromEnv();
+      console.log(
+        `[traefik-publisher] concurrency seeds ${first}..${first + rounds - 1} (FLOTILLA_TEST_SEED replays)`,
       );
-    }
-    let cur = tables[0] as RoutingTable;
-    const p1 = publisherOver(() => cur);
-    // Two publishers over one etcd, each seeing a different moment of the same history.
-    let other = tables[0] as RoutingTable;
-    const p2 = publisherOver(() => other);
-    const pending: Promise<void>[] = [];
-    for (const t of tables) {
-      cur = t;
-      pending.push(p1.publish(tables[Math.floor(rand() * tables.length)] as RoutingTable));
-      if (rand() < 0.5) {
-        other = tables[Math.floor(rand() * t.version)] as RoutingTable;
-        pending.push(p2.publish(other));
+      const failures: string[] = [];
+      for (let i = 0; i < rounds; i++) {
+        const seed = first + i;
+        const { actual, expected } = await concurrentPublishes(seed, `${prefix}r${i}/`);
+        if (JSON.stringify(actual) !== JSON.stringify(expected)) {
+          failures.push(
+            `seed ${seed}: ${Object.keys(actual).length} keys, ${Object.keys(expected).length} expected; extra: ${Object.keys(
+              actual,
+            )
+              .filter((k) => !(k in expected))
+              .join(', ')}; missing: ${Object.keys(expected)
+              .filter((k) => !(k in actual))
+              .join(', ')}`,
+          );
+        }
+        for (const p of publishers.splice(0)) await p.close();
+        await client.delete().prefix(`${prefix}r${i}/`);
       }
-      if (rand() < 0.5) await jitter(rand);
-    }
-    other = tables.at(-1) as RoutingTable;
-    pending.push(p2.publish(other));
-    await Promise.all(pending);
-    const newest = tables.at(-1) as RoutingTable;
-    const expected: Record<string, string> = {};
-    for (const g of [
-      ...['a', 'b', 'c', 'd'].map((name) => ({ kind: 'deployment' as const, name })),
-      { kind: 'endpoint' as const, name: 'split' },
-    ]) {
-      for (const [k, v] of groupKeys(root, newest, g) ?? []) expected[k.slice(root.length)] = v;
-    }
-    expect(await dump()).toEqual(Object.fromEntries(Object.entries(expected).sort()));
-  });
+      console.log(`[traefik-publisher] ${rounds} interleavings, ${failures.length} failed`);
+      expect(failures).toEqual([]);
+    },
+    60_000 + 2_000 * interleavings(),
+  );
 
   it('a publisher whose leader key is gone writes nothing', async () => {
     const lease = client.lease(5);

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import type { HealthRecord } from '../../../src/domain/health.ts';
 import type { HealthStore } from '../../../src/health/health-store.ts';
+import { withLocalResults } from '../../../src/health/local-first-health-store.ts';
 import { createMemoryHealthStore } from '../../../src/health/memory-health-store.ts';
 import { createRedisHealthStore, healthKeys } from '../../../src/health/redis-health-store.ts';
 import { isolatedPrefix, services } from '../../harness/isolation.ts';
@@ -55,6 +56,22 @@ const adapters: { name: string; backend: (ctx: TestContext) => Backend }[] = [
       return {
         open: () => {
           const store = createRedisHealthStore({ url, keyPrefix, logger: quiet });
+          cleanups.push(() => store.close());
+          return store;
+        },
+      };
+    },
+  },
+  {
+    // All-in-one with --redis-url: Redis seen through this process's own results first.
+    name: 'redis, local results first',
+    backend: (ctx) => {
+      const url = services().redisUrl;
+      const keyPrefix = isolatedPrefix(ctx);
+      cleanups.push(() => deletePrefix(url, keyPrefix));
+      return {
+        open: () => {
+          const store = withLocalResults(createRedisHealthStore({ url, keyPrefix, logger: quiet }));
           cleanups.push(() => store.close());
           return store;
         },
