@@ -118,6 +118,14 @@ export function selectRevision(id: string): Statement {
   return { text: 'SELECT * FROM revisions WHERE id = $1', values: [id] };
 }
 
+/** The revisions of these ids, in one statement (restore reads every live one). */
+export function selectRevisionsById(ids: readonly string[]): Statement {
+  return {
+    text: 'SELECT * FROM revisions WHERE id IN (SELECT jsonb_array_elements_text($1::text::jsonb))',
+    values: [json(ids)],
+  };
+}
+
 export function selectRevisions(deploymentId: string): Statement {
   return {
     text: 'SELECT * FROM revisions WHERE deployment_id = $1 ORDER BY number',
@@ -252,7 +260,12 @@ export function writeActorBatch(writes: CoalescedWrite[], history: HistoryRow[])
   };
 }
 
-export function selectSnapshots(opts: { kinds?: string[]; excludeStates?: string[] }): Statement {
+export function selectSnapshots(opts: {
+  kinds?: string[];
+  excludeStates?: string[];
+  deploymentIds?: readonly string[];
+  snapshotKinds?: readonly string[];
+}): Statement {
   const where: string[] = [];
   const values: unknown[] = [];
   if (opts.kinds !== undefined) {
@@ -265,9 +278,23 @@ export function selectSnapshots(opts: { kinds?: string[]; excludeStates?: string
     where.push(`s.state NOT IN (SELECT jsonb_array_elements_text(${p}))`);
     where.push(`(d.state IS NULL OR d.state NOT IN (SELECT jsonb_array_elements_text(${p})))`);
   }
+  if (opts.deploymentIds !== undefined) {
+    values.push(json(opts.deploymentIds));
+    where.push(
+      `s.deployment_id IN (SELECT jsonb_array_elements_text($${values.length}::text::jsonb))`,
+    );
+  }
+  let snapshot = 's.snapshot';
+  if (opts.snapshotKinds !== undefined) {
+    values.push(json(opts.snapshotKinds));
+    snapshot = `CASE WHEN s.kind IN (SELECT jsonb_array_elements_text($${values.length}::text::jsonb))
+                     THEN s.snapshot END AS snapshot`;
+  }
   // Parents before children: a deployment's row, then its replicas, then its routes.
   return {
-    text: `SELECT s.* FROM actor_snapshots s
+    text: `SELECT s.actor_id, s.kind, s.parent_id, s.deployment_id, s.state, ${snapshot},
+                  s.version, s.updated_at
+             FROM actor_snapshots s
              LEFT JOIN deployments d ON d.id = s.deployment_id
             ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
             ORDER BY s.deployment_id,

@@ -179,6 +179,8 @@ export interface Store {
     session: SessionSpec;
   }): Promise<void>;
   getRevision(id: string): Promise<RevisionRecord | null>;
+  /** The revisions of these ids that exist, in one read (any order). */
+  getRevisions(ids: readonly string[]): Promise<RevisionRecord[]>;
   /** Every revision of a deployment, by number. */
   listRevisions(deploymentId: string): Promise<RevisionRecord[]>;
 
@@ -202,6 +204,14 @@ export interface Store {
   loadSnapshots(opts?: {
     kinds?: ActorKind[];
     excludeStates?: string[];
+    /** Only the rows of these deployments. */
+    deploymentIds?: readonly string[];
+    /**
+     * Kinds whose snapshot body is read (default every kind); the other rows come back with
+     * `snapshot: null`. Restore reads only the deployment rows' bodies: each carries its
+     * whole subtree, so the replica and route bodies would be read twice.
+     */
+    snapshotKinds?: readonly ActorKind[];
   }): Promise<ActorSnapshotRow[]>;
 
   /** Replica projections of a deployment (terminated ones included), by id. */
@@ -475,7 +485,9 @@ export function createStore(exec: SqlExecutor): Store {
     },
 
     async listDeployments(opts = {}) {
-      return (await run(sql.selectDeployments(opts.includeDeleted ?? false))).map(toDeployment);
+      // The whole fleet (restore, list): the long statement limit, as for loadSnapshots.
+      const stmt = sql.selectDeployments(opts.includeDeleted ?? false);
+      return (await exec.transaction((tx) => run(stmt, tx))).map(toDeployment);
     },
 
     async updateDeployment(id, patch) {
@@ -491,6 +503,12 @@ export function createStore(exec: SqlExecutor): Store {
     async getRevision(id) {
       const [row] = await run(sql.selectRevision(id));
       return row ? toRevision(row) : null;
+    },
+
+    async getRevisions(ids) {
+      if (ids.length === 0) return [];
+      const rows = await exec.transaction((tx) => run(sql.selectRevisionsById(ids), tx));
+      return rows.map(toRevision);
     },
 
     async listRevisions(deploymentId) {
@@ -509,7 +527,10 @@ export function createStore(exec: SqlExecutor): Store {
     },
 
     async loadSnapshots(opts = {}) {
-      return (await run(sql.selectSnapshots(opts))).map(toSnapshot);
+      // A whole-fleet read (restore): inside a transaction, so it gets the long statement limit
+      // once BEGIN is answered (tens of MB on a busy machine take longer than the 1 s limit).
+      const rows = await exec.transaction((tx) => run(sql.selectSnapshots(opts), tx));
+      return rows.map(toSnapshot);
     },
 
     async listReplicas(deploymentId) {
