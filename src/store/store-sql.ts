@@ -4,6 +4,7 @@
  * as text: JSON goes in as a string with a `::jsonb` cast, timestamps as ISO strings. Both
  * adapters (pg and PGlite) then bind them identically.
  */
+import type { DeploymentPatch } from './store.ts';
 
 export interface Statement {
   text: string;
@@ -67,17 +68,7 @@ export function selectDeployments(includeDeleted: boolean): Statement {
   };
 }
 
-export function updateDeployment(
-  id: string,
-  patch: {
-    target_replicas?: number;
-    spec?: unknown;
-    revision_id?: string;
-    state?: string;
-    reason?: string | null;
-    deleted_at?: Date | string | null;
-  },
-): Statement {
+export function updateDeployment(id: string, patch: DeploymentPatch): Statement {
   const sets: string[] = [];
   const values: unknown[] = [id];
   const set = (column: string, value: unknown, cast = '') => {
