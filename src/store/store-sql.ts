@@ -4,7 +4,7 @@
  * as text: JSON goes in as a string with a `::jsonb` cast, timestamps as ISO strings. Both
  * adapters (pg and PGlite) then bind them identically.
  */
-import type { DeploymentPatch } from './store.ts';
+import type { DeploymentPatch, TransitionRow } from './store.ts';
 
 export interface Statement {
   text: string;
@@ -147,17 +147,8 @@ export interface CoalescedWrite {
   route_reason: string | null;
 }
 
-export interface HistoryRow {
-  seq: number;
-  actor_id: string;
-  kind: string;
-  deployment_id: string;
-  from_state: string | null;
-  to_state: string;
-  event: string;
-  reason: string | null;
-  at: string;
-}
+/** A history row as written: a TransitionRow before it has an id, `seq` its place in the batch. */
+export type HistoryRow = Omit<TransitionRow, 'id'> & { seq: number };
 
 /**
  * A whole batch of actor writes as ONE statement, hence one round trip and one transaction
