@@ -13,10 +13,12 @@
  *
  *   npx tsx --expose-gc bench/scale/run.ts                 (DATABASE_URL, default local postgres)
  *   BENCH_SCALE_SIZES=200,500,1000 BENCH_SCALE_LATENCY_AT=100,1000 npm run bench:scale  (smaller)
+ *   BENCH_SCALE_PROFILE=/tmp/prof ...   also writes CPU profiles of each restore and close there
  * The same file runs unchanged in a checkout of main (same Runtime API): run it there for a
  * same-machine baseline.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createMemoryHealthStore } from '../../src/health/memory-health-store.ts';
@@ -41,6 +43,39 @@ const LATENCY_AT = (process.env.BENCH_SCALE_LATENCY_AT ?? '100,1000,5000')
   .filter((n) => n > 0 && n <= (SIZES.at(-1) ?? 0));
 /** Creates averaged around each latency point (the n-WINDOW+1th .. nth). */
 const WINDOW = 20;
+const PROFILE_DIR = process.env.BENCH_SCALE_PROFILE;
+
+/** Runs `fn`, with a CPU profile of it written to BENCH_SCALE_PROFILE/<name>.cpuprofile if set. */
+async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  if (!PROFILE_DIR) return fn();
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await fn();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(join(PROFILE_DIR, `${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  }
+}
+
+/**
+ * The writer's flush, tried again when PostgreSQL is slow to answer (a loaded machine): the
+ * runtime itself retries a failed flush, so a bench that gave up here would measure nothing.
+ */
+async function flushed(runtime: Runtime): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runtime.writer.flush();
+    } catch (err) {
+      if (attempt >= 10) throw err;
+      console.log(`(flush failed, attempt ${attempt}: ${(err as Error).message}; retrying)`);
+    }
+  }
+}
+
 /** A runtime with the in-process proxy's routing state following its tables. */
 function runtimeOn(store: Store, backend: FakeBackend, expected: number) {
   const runtime = new Runtime({
@@ -111,18 +146,18 @@ async function main() {
           console.log(`create #${created}: ${ms.toFixed(2)} ms (median of the last ${WINDOW})`);
         }
       }
-      await runtime.writer.flush();
+      await flushed(runtime);
       // Let the burst of transitions of the last creates settle before measuring the tree.
       await new Promise((r) => setTimeout(r, 200));
-      await runtime.writer.flush();
+      await flushed(runtime);
       const deployments = proxy.version > 0 ? [...proxy.allDeployments()].length : 0;
       const c0 = performance.now();
-      await runtime.close();
+      await profiled(`close-${size}`, () => runtime.close());
       const closeMs = performance.now() - c0;
       const before = heapMb();
       ({ runtime, proxy } = runtimeOn(store, backend, last));
       const r0 = performance.now();
-      await runtime.start();
+      await profiled(`restore-${size}`, () => runtime.start());
       const restoreMs = performance.now() - r0;
       const actors = runtime.actorCount();
       const kbPerActor = ((heapMb() - before) * 1024) / Math.max(1, actors);

@@ -7,12 +7,13 @@
  * tree. Create the registry before `createFlotilla` (its hooks go into the options), then
  * `attach` the Flotilla once it exists.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { LIVE_DEPLOYMENT_STATES } from '../../machines/deployment.ts';
 import { LIVE_REPLICA_STATES } from '../../machines/replica.ts';
 import type { HealthRecord } from '../domain/health.ts';
 import { RouteStates } from '../domain/routing.ts';
 import type { ChangeEvent, Flotilla } from '../index.ts';
+import { metricsIn } from '../metrics/registry-helpers.ts';
 
 // Live states (a terminated actor is gone from the gauges), read from the machines.
 const DEPLOYMENT_STATES = LIVE_DEPLOYMENT_STATES;
@@ -52,50 +53,45 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): MetricsR
     }
   }
   let flotilla: Flotilla | null = null;
+  const m = metricsIn(registry);
 
   const deployments = (verb: string) =>
-    new Counter({
-      name: `flotilla_deployments_${verb}_total`,
-      help: `Deployments ${verb} through this process's API`,
-      registers: [registry],
-    });
+    m.counter(
+      `flotilla_deployments_${verb}_total`,
+      `Deployments ${verb} through this process's API`,
+    );
   const created = deployments('created');
   const updated = deployments('updated');
   const deleted = deployments('deleted');
-  const scaling = new Counter({
-    name: 'flotilla_scaling_events_total',
-    help: 'Changes of a deployment target replica count, by direction and source',
-    labelNames: ['direction', 'source'] as const,
-    registers: [registry],
-  });
-  const checks = new Counter({
-    name: 'flotilla_health_checks_total',
-    help: 'Readiness checks run by this process, by result (error: no HTTP answer)',
-    labelNames: ['result'] as const,
-    registers: [registry],
-  });
+  const scaling = m.counter(
+    'flotilla_scaling_events_total',
+    'Changes of a deployment target replica count, by direction and source',
+    ['direction', 'source'],
+  );
+  const checks = m.counter(
+    'flotilla_health_checks_total',
+    'Readiness checks run by this process, by result (error: no HTTP answer)',
+    ['result'],
+  );
   const checkChildren = {
     passed: checks.labels({ result: 'passed' }),
     failed: checks.labels({ result: 'failed' }),
     error: checks.labels({ result: 'error' }),
   };
-  const transitions = new Counter({
-    name: 'flotilla_actor_transitions_total',
-    help: 'Actor state transitions, by actor kind and the state entered',
-    labelNames: ['kind', 'to'] as const,
-    registers: [registry],
-  });
-  const flushSeconds = new Histogram({
-    name: 'flotilla_snapshot_write_seconds',
-    help: 'Time to persist one batch of actor snapshots and history rows',
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-    registers: [registry],
-  });
-  const flushWrites = new Counter({
-    name: 'flotilla_snapshot_writes_total',
-    help: 'Actor writes persisted (a batch holds one or more)',
-    registers: [registry],
-  });
+  const transitions = m.counter(
+    'flotilla_actor_transitions_total',
+    'Actor state transitions, by actor kind and the state entered',
+    ['kind', 'to'],
+  );
+  const flushSeconds = m.histogram(
+    'flotilla_snapshot_write_seconds',
+    'Time to persist one batch of actor snapshots and history rows',
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  );
+  const flushWrites = m.counter(
+    'flotilla_snapshot_writes_total',
+    'Actor writes persisted (a batch holds one or more)',
+  );
 
   // Gauges read the runtime at scrape time: one walk of the live actors per scrape.
   let scrape: { at: number; states: Map<string, string> } | null = null;
@@ -115,16 +111,9 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): MetricsR
     return counts;
   };
   const stateGauge = (kind: string, plural: string, states: readonly string[]) =>
-    new Gauge({
-      name: `flotilla_${plural}`,
-      help: `Live ${plural} by state`,
-      labelNames: ['state'] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const [state, n] of byState(kind, states)) this.set({ state }, n);
-      },
-    });
+    m.sampledGauge(`flotilla_${plural}`, `Live ${plural} by state`, 'state', () =>
+      byState(kind, states),
+    );
   stateGauge('deployment', 'deployments', DEPLOYMENT_STATES);
   stateGauge('replica', 'replicas', REPLICA_STATES);
   stateGauge('route', 'routes', ROUTE_STATES);

@@ -4,7 +4,8 @@
  * admission state at scrape time, so the request path only pays for counters and the latency
  * histogram, through label children cached per deployment.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
+import { metricsIn } from '../metrics/registry-helpers.ts';
 import { type AdmissionLevel, LEVEL_VALUE } from './admission.ts';
 
 /** What a scrape reads of one deployment. */
@@ -41,59 +42,45 @@ export interface ProxyMetrics {
 /** Creates the metrics in a new registry; `sample` feeds the gauges at scrape time. */
 export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): ProxyMetrics {
   const registry = new Registry();
-  const requests = new Counter({
-    name: 'flotilla_proxy_requests_total',
-    help: 'Requests answered by the proxy, by deployment and status class',
-    labelNames: ['deployment', 'code'] as const,
-    registers: [registry],
-  });
-  const duration = new Histogram({
-    name: 'flotilla_proxy_request_duration_seconds',
-    help: 'Time from arrival at the proxy to the end of the response',
-    labelNames: ['deployment'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-    registers: [registry],
-  });
-  const rejections = new Counter({
-    name: 'flotilla_proxy_rejections_total',
-    help: 'Requests refused before reaching a replica, by reason',
-    labelNames: ['deployment', 'reason'] as const,
-    registers: [registry],
-  });
-  const timeouts = new Counter({
-    name: 'flotilla_proxy_timeouts_total',
-    help: 'Requests that timed out in the queue or waiting for a replica',
-    labelNames: ['deployment', 'kind'] as const,
-    registers: [registry],
-  });
-  const retries = new Counter({
-    name: 'flotilla_proxy_retries_total',
-    help: 'Attempts retried on another replica',
-    labelNames: ['deployment'] as const,
-    registers: [registry],
-  });
-  const ejections = new Counter({
-    name: 'flotilla_proxy_outlier_ejections_total',
-    help: 'Replicas taken out of rotation by passive outlier detection',
-    labelNames: ['deployment'] as const,
-    registers: [registry],
-  });
+  const m = metricsIn(registry);
+  const requests = m.counter(
+    'flotilla_proxy_requests_total',
+    'Requests answered by the proxy, by deployment and status class',
+    ['deployment', 'code'],
+  );
+  const duration = m.histogram(
+    'flotilla_proxy_request_duration_seconds',
+    'Time from arrival at the proxy to the end of the response',
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    ['deployment'],
+  );
+  const rejections = m.counter(
+    'flotilla_proxy_rejections_total',
+    'Requests refused before reaching a replica, by reason',
+    ['deployment', 'reason'],
+  );
+  const timeouts = m.counter(
+    'flotilla_proxy_timeouts_total',
+    'Requests that timed out in the queue or waiting for a replica',
+    ['deployment', 'kind'],
+  );
+  const retries = m.counter('flotilla_proxy_retries_total', 'Attempts retried on another replica', [
+    'deployment',
+  ]);
+  const ejections = m.counter(
+    'flotilla_proxy_outlier_ejections_total',
+    'Replicas taken out of rotation by passive outlier detection',
+    ['deployment'],
+  );
   const tableVersion = new Gauge({
     name: 'flotilla_proxy_routing_table_version',
     help: 'Version of the routing table the proxy routes by',
     registers: [registry],
   });
   const gauge = (name: string, help: string, pick: (s: DeploymentGaugeSample) => number) =>
-    new Gauge({
-      name,
-      help,
-      labelNames: ['deployment'] as const,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const s of sample()) this.set({ deployment: s.deployment }, pick(s));
-      },
-    });
+    m.sampledGauge(name, help, 'deployment', () =>
+      sample().map((s) => [s.deployment, pick(s)] as const),
+    );
   gauge('flotilla_proxy_inflight', 'Requests in flight to replicas', (s) => s.inflight);
   gauge('flotilla_proxy_queue_depth', 'Requests waiting in the admission queue', (s) => s.queued);
   gauge(

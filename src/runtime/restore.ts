@@ -228,15 +228,28 @@ export async function loadRestorePlan(deps: {
     records.set(r.id, r);
     tracked.track(r);
   }
-  const rows = await store.loadSnapshots({ excludeStates: ['TERMINATED'] });
+  // Only the deployment rows' bodies: each carries its subtree (the children's rows would
+  // repeat them); the children's rows give their versions and states.
+  let rows = await store.loadSnapshots({
+    excludeStates: ['TERMINATED'],
+    snapshotKinds: ['deployment'],
+  });
   const { restorable, rejected } = restorableDeploymentRows(rows, (id) => tracked.has(id));
   for (const r of rejected) tracked.untrack(r.deploymentId);
-  await Promise.all(
-    Array.from(tracked.ids(), async (id) => {
-      const revisionId = records.get(id)?.revision_id;
-      if (revisionId) await sessions.sessionFor(revisionId);
-    }),
-  );
+  if (rejected.length > 0) {
+    // A quarantined deployment keeps its rows whole (its deletion writes them back).
+    const ids = new Set(rejected.map((r) => r.deploymentId));
+    const whole = await store.loadSnapshots({
+      excludeStates: ['TERMINATED'],
+      deploymentIds: [...ids],
+    });
+    rows = [...rows.filter((r) => !ids.has(r.deployment_id)), ...whole];
+  }
+  // Revisions of the fleet in one read, then any the read did not find (sessionFor says why).
+  const revisionIds = Array.from(tracked.ids(), (id) => records.get(id)?.revision_id);
+  const wanted = revisionIds.filter((r): r is string => !!r);
+  await sessions.prefetch(wanted);
+  for (const revisionId of wanted) await sessions.sessionFor(revisionId);
   // At least ≈√N shards for the N deployments restored: each parent's child list stays short,
   // and XState copies it on every spawn and stop (stopping a shard of k deployments costs k²).
   const shards = Math.max(deps.shards, shardCountFor(tracked.size));

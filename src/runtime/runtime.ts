@@ -68,6 +68,7 @@ import { recordShutdownStops } from './shutdown-restart.ts';
 import type { PersistedSubtree, SnapshotWriter } from './snapshot-writer.ts';
 import type { StorePause } from './store-pause.ts';
 import { type Clock, systemClock } from './system-clock.ts';
+import { Tickers } from './tickers.ts';
 import { TrackedDeployments } from './tracked-deployments.ts';
 import { type ChangeEvent, TransitionRecorder } from './transition-recorder.ts';
 
@@ -102,8 +103,7 @@ export class Runtime {
   private readonly closeHooks: Array<() => void> = [];
   private readonly commands: DeploymentCommands;
   readonly transitions: TransitionRecorder;
-  private readonly tickers: Array<ReturnType<typeof setInterval>> = [];
-  private readonly cleanups: Array<() => void | Promise<void>> = [];
+  private readonly tickers = new Tickers((err) => this.log.error({ err }, 'ticker failed'));
   private closed = false;
   ready = false;
   /** Set when the actor tree died; the process must be restarted (it restores from PostgreSQL). */
@@ -173,7 +173,7 @@ export class Runtime {
     });
     this.actor = actor;
     // Exits noticed while the coordinator was down are delivered to the first listener.
-    this.cleanups.push(backend.onExit(exitListenerOf(this)));
+    this.tickers.onStop(backend.onExit(exitListenerOf(this)));
     actor.start();
     // Taken before any effect can resolve: what restore produced, for tests and the inspector.
     this.restoredStates = this.actorStates();
@@ -195,23 +195,14 @@ export class Runtime {
   }
 
   private startTickers(): void {
-    const every = (s: number, fn: () => Promise<unknown>) => {
-      const t = setInterval(() => {
-        fn().catch((err) => this.log.error({ err }, 'ticker failed'));
-      }, s * 1000);
-      t.unref();
-      this.tickers.push(t);
-    };
+    const every = (s: number, fn: () => Promise<unknown>) => this.tickers.every(s, fn);
     const { healthFeed, deps } = this;
     if (healthFeed && deps.health) {
       every(this.config.healthCheckIntervalS, () => healthFeed.classifyNow());
       deps.health
         .subscribe((record) => healthFeed.onRecord(record))
         .then(
-          (unsub) => {
-            if (this.closed) void unsub();
-            else this.cleanups.push(unsub);
-          },
+          (unsub) => this.tickers.onStop(unsub),
           (err) => this.log.error({ err }, 'health subscription failed'),
         );
     }
@@ -226,9 +217,8 @@ export class Runtime {
     if (this.closed) return;
     this.closed = true;
     this.ready = false;
-    for (const t of this.tickers) clearInterval(t);
+    await this.tickers.stop();
     this.storePause.close();
-    for (const c of this.cleanups) await c();
     for (const c of this.closeHooks) c();
     if (opts.stopReplicas) {
       // The next start starts these again as a planned event (restore.ts, reconcileSessions).

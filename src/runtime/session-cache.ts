@@ -13,7 +13,21 @@ export class SessionCache {
   private readonly sessions = new Map<string, SessionSpec>();
   private readonly revisions = new Map<string, RevisionRecord>();
 
-  constructor(private readonly store: Pick<Store, 'getRevision'>) {}
+  constructor(private readonly store: Pick<Store, 'getRevision' | 'getRevisions'>) {}
+
+  /**
+   * Reads the revisions not cached yet in one query and generates their sessions (restore:
+   * one read for the fleet instead of one per deployment). A revision that does not exist is
+   * left out; `sessionFor` reports it.
+   */
+  async prefetch(revisionIds: Iterable<string>): Promise<void> {
+    const missing = [...new Set(revisionIds)].filter((id) => !this.sessions.has(id));
+    if (missing.length === 0) return;
+    for (const rev of await this.store.getRevisions(missing)) {
+      this.revisions.set(rev.id, rev);
+      this.sessions.set(rev.id, sessionOf(rev));
+    }
+  }
 
   /** The cached session of a revision, if generated already. */
   cached(revisionId: string): SessionSpec | undefined {
@@ -30,9 +44,7 @@ export class SessionCache {
     if (cached && !opts.regenerate) return cached;
     const rev = await this.revision(revisionId);
     if (!rev) throw new FlotillaError('not_found', `revision ${revisionId} not found`);
-    // `declared` comes from the request, not the revision spec: keep what was stored.
-    const stored = rev.session as SessionSpec | null | undefined;
-    const session = withDeclared(generateSession(rev.spec as ModelRevisionSpec), stored?.declared);
+    const session = sessionOf(rev);
     this.sessions.set(revisionId, session);
     return session;
   }
@@ -44,6 +56,13 @@ export class SessionCache {
     if (rev) this.revisions.set(id, rev);
     return rev;
   }
+}
+
+/** The session a stored revision runs, generated again from its spec. */
+function sessionOf(rev: RevisionRecord): SessionSpec {
+  // `declared` comes from the request, not the revision spec: keep what was stored.
+  const stored = rev.session as SessionSpec | null | undefined;
+  return withDeclared(generateSession(rev.spec as ModelRevisionSpec), stored?.declared);
 }
 
 /** A session with the resource slots the operator declared (the rest are best effort). */

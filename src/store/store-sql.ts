@@ -4,6 +4,7 @@
  * as text: JSON goes in as a string with a `::jsonb` cast, timestamps as ISO strings. Both
  * adapters (pg and PGlite) then bind them identically.
  */
+import type { DeploymentPatch, TransitionRow } from './store.ts';
 
 export interface Statement {
   text: string;
@@ -67,18 +68,7 @@ export function selectDeployments(includeDeleted: boolean): Statement {
   };
 }
 
-export function updateDeployment(
-  id: string,
-  patch: {
-    target_replicas?: number;
-    spec?: unknown;
-    revision_id?: string;
-    state?: string;
-    reason?: string | null;
-    deleted_at?: Date | string | null;
-    last_scaled_at?: Date | null;
-  },
-): Statement {
+export function updateDeployment(id: string, patch: DeploymentPatch): Statement {
   const sets: string[] = [];
   const values: unknown[] = [id];
   const set = (column: string, value: unknown, cast = '') => {
@@ -122,6 +112,14 @@ export function selectRevision(id: string): Statement {
   return { text: 'SELECT * FROM revisions WHERE id = $1', values: [id] };
 }
 
+/** The revisions of these ids, in one statement (restore reads every live one). */
+export function selectRevisionsById(ids: readonly string[]): Statement {
+  return {
+    text: 'SELECT * FROM revisions WHERE id IN (SELECT jsonb_array_elements_text($1::text::jsonb))',
+    values: [json(ids)],
+  };
+}
+
 export function selectRevisions(deploymentId: string): Statement {
   return {
     text: 'SELECT * FROM revisions WHERE deployment_id = $1 ORDER BY number',
@@ -152,17 +150,8 @@ export interface CoalescedWrite {
   route_reason: string | null;
 }
 
-export interface HistoryRow {
-  seq: number;
-  actor_id: string;
-  kind: string;
-  deployment_id: string;
-  from_state: string | null;
-  to_state: string;
-  event: string;
-  reason: string | null;
-  at: string;
-}
+/** A history row as written: a TransitionRow before it has an id, `seq` its place in the batch. */
+export type HistoryRow = Omit<TransitionRow, 'id'> & { seq: number };
 
 /**
  * A whole batch of actor writes as ONE statement, hence one round trip and one transaction
@@ -256,7 +245,12 @@ export function writeActorBatch(writes: CoalescedWrite[], history: HistoryRow[])
   };
 }
 
-export function selectSnapshots(opts: { kinds?: string[]; excludeStates?: string[] }): Statement {
+export function selectSnapshots(opts: {
+  kinds?: string[];
+  excludeStates?: string[];
+  deploymentIds?: readonly string[];
+  snapshotKinds?: readonly string[];
+}): Statement {
   const where: string[] = [];
   const values: unknown[] = [];
   if (opts.kinds !== undefined) {
@@ -269,9 +263,23 @@ export function selectSnapshots(opts: { kinds?: string[]; excludeStates?: string
     where.push(`s.state NOT IN (SELECT jsonb_array_elements_text(${p}))`);
     where.push(`(d.state IS NULL OR d.state NOT IN (SELECT jsonb_array_elements_text(${p})))`);
   }
+  if (opts.deploymentIds !== undefined) {
+    values.push(json(opts.deploymentIds));
+    where.push(
+      `s.deployment_id IN (SELECT jsonb_array_elements_text($${values.length}::text::jsonb))`,
+    );
+  }
+  let snapshot = 's.snapshot';
+  if (opts.snapshotKinds !== undefined) {
+    values.push(json(opts.snapshotKinds));
+    snapshot = `CASE WHEN s.kind IN (SELECT jsonb_array_elements_text($${values.length}::text::jsonb))
+                     THEN s.snapshot END AS snapshot`;
+  }
   // Parents before children: a deployment's row, then its replicas, then its routes.
   return {
-    text: `SELECT s.* FROM actor_snapshots s
+    text: `SELECT s.actor_id, s.kind, s.parent_id, s.deployment_id, s.state, ${snapshot},
+                  s.version, s.updated_at
+             FROM actor_snapshots s
              LEFT JOIN deployments d ON d.id = s.deployment_id
             ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
             ORDER BY s.deployment_id,

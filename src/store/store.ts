@@ -3,6 +3,7 @@ import type { SessionSpec } from '../domain/session.ts';
 import { createEmbeddedExecutor } from './embedded-executor.ts';
 import { migrate } from './migrate.ts';
 import { createPostgresExecutor, type PostgresTimeouts } from './postgres-executor.ts';
+import { column, type Row, rowMapper } from './row-mapper.ts';
 import { type SqlExecutor, violatedConstraint } from './sql-executor.ts';
 import * as sql from './store-sql.ts';
 
@@ -183,6 +184,8 @@ export interface Store {
     session: SessionSpec;
   }): Promise<void>;
   getRevision(id: string): Promise<RevisionRecord | null>;
+  /** The revisions of these ids that exist, in one read (any order). */
+  getRevisions(ids: readonly string[]): Promise<RevisionRecord[]>;
   /** Every revision of a deployment, by number. */
   listRevisions(deploymentId: string): Promise<RevisionRecord[]>;
 
@@ -206,6 +209,14 @@ export interface Store {
   loadSnapshots(opts?: {
     kinds?: ActorKind[];
     excludeStates?: string[];
+    /** Only the rows of these deployments. */
+    deploymentIds?: readonly string[];
+    /**
+     * Kinds whose snapshot body is read (default every kind); the other rows come back with
+     * `snapshot: null`. Restore reads only the deployment rows' bodies: each carries its
+     * whole subtree, so the replica and route bodies would be read twice.
+     */
+    snapshotKinds?: readonly ActorKind[];
   }): Promise<ActorSnapshotRow[]>;
 
   /** Replica projections of a deployment (terminated ones included), by id. */
@@ -262,111 +273,91 @@ export interface Store {
 
 export const DEFAULT_ROUTE_CLEANUP_TARGET_STATUSES: readonly string[] = ['unhealthy'];
 
-const iso = (v: unknown): string =>
-  v instanceof Date ? v.toISOString() : new Date(String(v)).toISOString();
-const isoOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : iso(v));
+const c = column;
 
-type Row = Record<string, unknown>;
+const toDeployment = rowMapper<DeploymentRecord>({
+  id: c.text,
+  name: c.text,
+  runtime_variant: c.text,
+  spec: c.json,
+  revision_id: c.textOrNull,
+  target_replicas: c.number,
+  state: c.text,
+  reason: c.textOrNull,
+  created_at: c.iso,
+  updated_at: c.iso,
+  deleted_at: c.isoOrNull,
+  last_scaled_at: c.isoOrNull,
+});
 
-function toDeployment(r: Row): DeploymentRecord {
-  return {
-    id: r.id as string,
-    name: r.name as string,
-    runtime_variant: r.runtime_variant as string,
-    spec: r.spec,
-    revision_id: (r.revision_id as string | null) ?? null,
-    target_replicas: Number(r.target_replicas),
-    state: r.state as string,
-    reason: (r.reason as string | null) ?? null,
-    created_at: iso(r.created_at),
-    updated_at: iso(r.updated_at),
-    deleted_at: isoOrNull(r.deleted_at),
-    last_scaled_at: isoOrNull(r.last_scaled_at),
-  };
-}
+const toRevision = rowMapper<RevisionRecord>({
+  id: c.text,
+  deployment_id: c.text,
+  number: c.number,
+  spec: c.json,
+  session: c.as<SessionSpec>(),
+  created_at: c.iso,
+});
 
-function toRevision(r: Row): RevisionRecord {
-  return {
-    id: r.id as string,
-    deployment_id: r.deployment_id as string,
-    number: Number(r.number),
-    spec: r.spec,
-    session: r.session as SessionSpec,
-    created_at: iso(r.created_at),
-  };
-}
+const toReplica = rowMapper<ReplicaRecord>({
+  id: c.text,
+  deployment_id: c.text,
+  revision_id: c.text,
+  state: c.text,
+  endpoint: c.textOrNull,
+  info: c.json,
+  created_at: c.iso,
+  updated_at: c.iso,
+});
 
-function toReplica(r: Row): ReplicaRecord {
-  return {
-    id: r.id as string,
-    deployment_id: r.deployment_id as string,
-    revision_id: r.revision_id as string,
-    state: r.state as string,
-    endpoint: (r.endpoint as string | null) ?? null,
-    info: r.info,
-    created_at: iso(r.created_at),
-    updated_at: iso(r.updated_at),
-  };
-}
+const toRoute = rowMapper<RouteRecord>({
+  id: c.text,
+  deployment_id: c.text,
+  replica_id: c.text,
+  state: c.text,
+  weight: c.number,
+  last_health: c.jsonOrNull,
+  reason: c.textOrNull,
+  created_at: c.iso,
+  updated_at: c.iso,
+});
 
-function toRoute(r: Row): RouteRecord {
-  return {
-    id: r.id as string,
-    deployment_id: r.deployment_id as string,
-    replica_id: r.replica_id as string,
-    state: r.state as string,
-    weight: Number(r.weight),
-    last_health: r.last_health ?? null,
-    reason: (r.reason as string | null) ?? null,
-    created_at: iso(r.created_at),
-    updated_at: iso(r.updated_at),
-  };
-}
+const toSnapshot = rowMapper<ActorSnapshotRow>({
+  actor_id: c.text,
+  kind: c.as<ActorKind>(),
+  parent_id: c.textOrNull,
+  deployment_id: c.text,
+  state: c.text,
+  snapshot: c.json,
+  version: c.number,
+  updated_at: c.iso,
+});
 
-function toSnapshot(r: Row): ActorSnapshotRow {
-  return {
-    actor_id: r.actor_id as string,
-    kind: r.kind as ActorKind,
-    parent_id: (r.parent_id as string | null) ?? null,
-    deployment_id: r.deployment_id as string,
-    state: r.state as string,
-    snapshot: r.snapshot,
-    version: Number(r.version),
-    updated_at: iso(r.updated_at),
-  };
-}
+const toTransition = rowMapper<TransitionRow>({
+  id: c.number,
+  actor_id: c.text,
+  kind: c.as<ActorKind>(),
+  deployment_id: c.text,
+  from_state: c.textOrNull,
+  to_state: c.text,
+  event: c.text,
+  reason: c.textOrNull,
+  at: c.iso,
+});
 
-function toTransition(r: Row): TransitionRow {
-  return {
-    id: Number(r.id),
-    actor_id: r.actor_id as string,
-    kind: r.kind as ActorKind,
-    deployment_id: r.deployment_id as string,
-    from_state: (r.from_state as string | null) ?? null,
-    to_state: r.to_state as string,
-    event: r.event as string,
-    reason: (r.reason as string | null) ?? null,
-    at: iso(r.at),
-  };
-}
+const toScalingGroup = rowMapper<ScalingGroup>({
+  name: c.text,
+  route_cleanup_target_statuses: c.as<string[]>(),
+  settings: c.as<Record<string, unknown>>(),
+  updated_at: c.iso,
+});
 
-function toScalingGroup(r: Row): ScalingGroup {
-  return {
-    name: r.name as string,
-    route_cleanup_target_statuses: r.route_cleanup_target_statuses as string[],
-    settings: r.settings as Record<string, unknown>,
-    updated_at: iso(r.updated_at),
-  };
-}
-
-function toEndpoint(r: Row): EndpointRecord {
-  return {
-    name: r.name as string,
-    backends: r.backends as EndpointBackend[],
-    created_at: iso(r.created_at),
-    updated_at: iso(r.updated_at),
-  };
-}
+const toEndpoint = rowMapper<EndpointRecord>({
+  name: c.text,
+  backends: c.as<EndpointBackend[]>(),
+  created_at: c.iso,
+  updated_at: c.iso,
+});
 
 /**
  * Folds a batch into one row per actor (first-seen order) plus every history row in batch
@@ -480,7 +471,9 @@ export function createStore(exec: SqlExecutor): Store {
     },
 
     async listDeployments(opts = {}) {
-      return (await run(sql.selectDeployments(opts.includeDeleted ?? false))).map(toDeployment);
+      // The whole fleet (restore, list): the long statement limit, as for loadSnapshots.
+      const stmt = sql.selectDeployments(opts.includeDeleted ?? false);
+      return (await exec.transaction((tx) => run(stmt, tx))).map(toDeployment);
     },
 
     async updateDeployment(id, patch) {
@@ -496,6 +489,12 @@ export function createStore(exec: SqlExecutor): Store {
     async getRevision(id) {
       const [row] = await run(sql.selectRevision(id));
       return row ? toRevision(row) : null;
+    },
+
+    async getRevisions(ids) {
+      if (ids.length === 0) return [];
+      const rows = await exec.transaction((tx) => run(sql.selectRevisionsById(ids), tx));
+      return rows.map(toRevision);
     },
 
     async listRevisions(deploymentId) {
@@ -514,7 +513,10 @@ export function createStore(exec: SqlExecutor): Store {
     },
 
     async loadSnapshots(opts = {}) {
-      return (await run(sql.selectSnapshots(opts))).map(toSnapshot);
+      // A whole-fleet read (restore): inside a transaction, so it gets the long statement limit
+      // once BEGIN is answered (tens of MB on a busy machine take longer than the 1 s limit).
+      const rows = await exec.transaction((tx) => run(sql.selectSnapshots(opts), tx));
+      return rows.map(toSnapshot);
     },
 
     async listReplicas(deploymentId) {

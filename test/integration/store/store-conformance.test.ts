@@ -532,6 +532,33 @@ describe.each(adapters)('store on $name', (adapter) => {
       expect(routes.map((r) => r.actor_id)).toEqual(['d-a-route', 'd-b-route']);
     });
 
+    it('restore can read only the deployment bodies, one deployment, and revisions in one call', async (ctx) => {
+      const { store } = await freshStore(ctx);
+      for (const id of ['d-a', 'd-b']) {
+        await store.createDeployment(deploymentInput(id, id));
+        await store.writeActors([
+          { ...snapshotWrite(id, id, 0, 'RUNNING'), kind: 'deployment', parentId: null },
+          snapshotWrite(`${id}-rep1`, id, 0, 'HEALTHY'),
+        ]);
+      }
+      const light = await store.loadSnapshots({ snapshotKinds: ['deployment'] });
+      expect(light.map((r) => [r.actor_id, r.state, r.version])).toEqual([
+        ['d-a', 'RUNNING', 1],
+        ['d-a-rep1', 'HEALTHY', 1],
+        ['d-b', 'RUNNING', 1],
+        ['d-b-rep1', 'HEALTHY', 1],
+      ]);
+      expect(light.map((r) => r.snapshot === null)).toEqual([false, true, false, true]);
+      expect(light[0]?.snapshot).toMatchObject({ value: 'RUNNING' });
+      const one = await store.loadSnapshots({ deploymentIds: ['d-b'] });
+      expect(one.map((r) => r.actor_id)).toEqual(['d-b', 'd-b-rep1']);
+      expect(one[1]?.snapshot).toMatchObject({ value: 'HEALTHY' });
+      const revs = await store.getRevisions(['d-a-r1', 'd-b-r1', 'missing']);
+      expect(revs.map((r) => r.id).sort()).toEqual(['d-a-r1', 'd-b-r1']);
+      expect(revs[0]).toEqual(await store.getRevision(revs[0]?.id ?? ''));
+      expect(await store.getRevisions([])).toEqual([]);
+    });
+
     it('pages through history with a cursor', async (ctx) => {
       const { store } = await freshStore(ctx);
       const writes = Array.from({ length: 25 }, (_, i) =>
