@@ -17,7 +17,7 @@ import {
 import { type ErrorCode, errorBody as errorShape, FlotillaError } from '../domain/errors.ts';
 import { hostForUrl } from '../domain/host.ts';
 import { isPathAllowed, type RoutingTable } from '../domain/routing.ts';
-import { type AdmissionLevel, LEVEL_VALUE, type Waiter } from './admission.ts';
+import { type AdmissionLevel, LEVEL_VALUE, type Waiter, type WorkerShare } from './admission.ts';
 import {
   buildResponseHeaders,
   type RequestHeaderScan,
@@ -54,6 +54,8 @@ export interface ProxyOptions {
    * the deployment's `request_timeout_s` allows, and that deadline bounds it.
    */
   timeouts?: Partial<ConnectionTimeouts>;
+  /** This process's part of every deployment's admission limits (several proxy workers). */
+  workerShare?: WorkerShare;
 }
 
 /** Load status of one deployment as seen by this proxy. */
@@ -244,6 +246,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     metrics,
     outliers,
     warn: (msg, fields) => log.warn(fields ?? {}, msg),
+    share: opts.workerShare,
   });
 
   const applyTable = (t: RoutingTable) => {
@@ -453,6 +456,10 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       const a = new Attempt(this, u, this.dep.failStatic);
       this.attempt = a;
       u.inflight++;
+      if (u.adaptive) {
+        a.sentAt = performance.now();
+        a.sentInflight = u.inflight;
+      }
       const opts: Dispatcher.DispatchOptions = {
         path: u.basePath ? u.basePath + this.path : this.path,
         method: this.req.method as Dispatcher.HttpMethod,
@@ -521,12 +528,27 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     private discarding = 0;
     private status = 0;
     private settled = false;
+    /** Adaptive mode: when the request left for the replica (0: not measured), and the replica's load then. */
+    sentAt = 0;
+    sentInflight = 0;
 
     constructor(
       private readonly ex: Exchange,
       private readonly u: Upstream,
       private readonly failStatic: boolean,
     ) {}
+
+    /** Adaptive mode: the first byte came (a latency sample) or the attempt failed (a drop). */
+    private measure(ok: boolean): void {
+      const u = this.u;
+      const limit = u.adaptive;
+      const now = performance.now();
+      const t = this.sentAt;
+      this.sentAt = 0;
+      if (!limit) return;
+      const changed = ok ? limit.sample(now, now - t, this.sentInflight) : limit.drop();
+      if (changed && !u.retired) u.deployment.recomputeCapacity();
+    }
 
     abort(): void {
       this.aborted = true;
@@ -581,6 +603,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     private ended = false;
 
     onData(chunk: Buffer): boolean {
+      if (this.sentAt !== 0) this.measure(this.status < 500);
       if (this.discarding) return true;
       const res = this.ex.res;
       if (this.ex.clientGone || res.destroyed) return true;
@@ -605,6 +628,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       if (this.settled) return;
       this.settled = true;
       const { ex, u } = this;
+      if (this.sentAt !== 0) this.measure(this.status < 500);
       u.release();
       if (this.status >= 500) outliers.failure(u, 'status_5xx');
       else outliers.success(u);
@@ -630,6 +654,10 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       if (this.settled) return;
       this.settled = true;
       const { ex, u } = this;
+      if (this.sentAt !== 0) {
+        if (this.aborted || ex.clientGone) this.sentAt = 0;
+        else this.measure(false);
+      }
       u.release();
       ex.attempt = null;
       if (this.aborted || ex.clientGone) {
