@@ -83,7 +83,8 @@ function positiveInt(s: string | undefined): number | undefined {
 export function flagValue(argv: readonly string[], flag: string): number | undefined {
   let found: number | undefined;
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    const a = argv[i];
+    if (typeof a !== 'string') continue;
     if (a === flag) {
       const v = positiveInt(argv[i + 1]);
       if (v !== undefined) found = v;
@@ -104,14 +105,17 @@ export function replicaConcurrencyOf(
   session: Pick<SessionSpec, 'runtime_variant' | 'command' | 'environ'>,
 ): ReplicaConcurrency {
   const v = VARIANT_LIMITS[session.runtime_variant];
+  // Sessions stored by older builds may lack fields: read what is there.
+  const argv = Array.isArray(session.command) ? session.command : [];
+  const environ = session.environ ?? {};
   for (const flag of v ? v.flags : ALL_FLAGS) {
-    const n = flagValue(session.command, flag);
+    const n = flagValue(argv, flag);
     if (n !== undefined)
       return { max_concurrent_requests: n, max_limit: n, source: `flag ${flag}` };
   }
   if (v) {
     for (const name of v.env) {
-      const n = positiveInt(session.environ[name]);
+      const n = positiveInt(environ[name]);
       if (n !== undefined)
         return { max_concurrent_requests: n, max_limit: n, source: `env ${name}` };
     }

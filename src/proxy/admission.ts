@@ -55,7 +55,9 @@ export interface AdmissionConfig {
 export const ADMISSION_DEFAULTS: Readonly<AdmissionConfig> = Object.freeze({
   request_timeout_s: 60,
   max_queue_size: 50,
-  max_concurrent_requests: CONSERVATIVE_CONCURRENCY,
+  // Only for a table that says nothing about its replicas (hand-written, or from a control
+  // plane before replica_concurrency): the old default. Tables Flotilla builds always say.
+  max_concurrent_requests: 3,
   queue_rejection_threshold: 0.8,
   rejection_threshold: 0.7,
   queue_timeout_s: 30,
@@ -134,7 +136,7 @@ export function resolveAdmissionConfig(d: DeploymentRoutes, share?: WorkerShare)
   const replicaDefault =
     mode === 'adaptive'
       ? (rc?.max_limit ?? CONSERVATIVE_ADAPTIVE_MAX)
-      : (rc?.max_concurrent_requests ?? CONSERVATIVE_CONCURRENCY);
+      : (rc?.max_concurrent_requests ?? ADMISSION_DEFAULTS.max_concurrent_requests);
   const positive = (n: number) => n > 0;
   const nonNegative = (n: number) => n >= 0;
   const fraction = (n: number) => n >= 0 && n <= 1;
