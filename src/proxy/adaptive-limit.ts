@@ -10,9 +10,11 @@
  *     limit    = clamp(limit × gradient + √limit, minLimit, maxLimit)
  *   (no growth while the replica is not used up to half its limit: an idle replica tells
  *   nothing about its capacity.)
- *   every probeIntervalMs (jittered) the limit is pinned at probeLimit for one window and
- *   that window's median becomes the new minRtt (Envoy's minRTT recalculation), so a slow
- *   drift of the unloaded latency is followed; the limit then resumes where it was.
+ *   it starts at initialLimit (the fixed per-replica default), taking the fastest sample of
+ *   its first window as minRtt, so a burst at start is served as in fixed mode; then every
+ *   probeIntervalMs (jittered) the limit is pinned at probeLimit for one window and that
+ *   window's median becomes the new minRtt (Envoy's minRTT recalculation), so the unloaded
+ *   latency is measured unloaded and its drift followed; the limit then resumes where it was.
  *   a dropped request (timeout, 5xx, connection failure) cuts the limit by backoff (×0.9).
  *
  * Pure: no clock, no timers. The caller passes `now` (ms, any monotonic origin) and the
@@ -24,7 +26,7 @@ export interface AdaptiveLimitOptions {
   minLimit: number;
   /** Highest limit: the variant's maximum (e.g. vLLM's --max-num-seqs). */
   maxLimit: number;
-  /** Limit after the first minRtt measurement; default min(maxLimit, 2 × probeLimit). */
+  /** Limit at start (the fixed per-replica default); default probeLimit. */
   initialLimit?: number;
   /** Concurrency while minRtt is measured; default min(maxLimit, max(minLimit, 3)) (Envoy's 3). */
   probeLimit?: number;
@@ -51,7 +53,7 @@ export class AdaptiveLimit {
   /** The unloaded latency measured last (ms); undefined before the first probe ends. */
   minRtt: number | undefined = undefined;
   /** Whether the limit is pinned for a minRtt measurement. */
-  probing = true;
+  probing = false;
   private estimate: number;
   private resumeAt: number;
   private readonly opts: Required<Omit<AdaptiveLimitOptions, 'initialLimit' | 'probeLimit'>> & {
@@ -77,9 +79,12 @@ export class AdaptiveLimit {
       backoff: options.backoff ?? 0.9,
       random: options.random ?? Math.random,
     };
-    this.resumeAt = Math.min(maxLimit, Math.max(minLimit, options.initialLimit ?? 2 * probeLimit));
-    this.estimate = probeLimit;
-    this.limit = probeLimit;
+    this.limit = Math.min(
+      maxLimit,
+      Math.max(minLimit, Math.floor(options.initialLimit ?? probeLimit)),
+    );
+    this.estimate = this.limit;
+    this.resumeAt = this.limit;
   }
 
   get maxLimit(): number {
@@ -92,6 +97,9 @@ export class AdaptiveLimit {
    */
   sample(now: number, latencyMs: number, inflight: number): boolean {
     if (!(latencyMs >= 0)) return false;
+    // While probing, only requests sent at the probe's concurrency measure the unloaded
+    // latency (those sent before the probe are still finishing at the old load).
+    if (this.probing && inflight > this.opts.probeLimit) return false;
     if (this.windowStart === undefined) this.windowStart = now;
     if (this.window.length < MAX_WINDOW_SAMPLES) this.window.push(latencyMs);
     if (inflight > this.windowMaxInflight) this.windowMaxInflight = inflight;
@@ -100,6 +108,12 @@ export class AdaptiveLimit {
     }
     const median = medianOf(this.window);
     const maxInflight = this.windowMaxInflight;
+    if (this.minRtt === undefined) {
+      // First window: its fastest request is the best guess of the unloaded latency until
+      // the first probe measures it.
+      this.minRtt = Math.max(0.001, Math.min(...this.window));
+      this.nextProbeAt = now + this.opts.probeIntervalMs * (1 + 0.15 * this.opts.random());
+    }
     this.window = [];
     this.windowStart = undefined;
     this.windowMaxInflight = 0;

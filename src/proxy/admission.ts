@@ -12,10 +12,7 @@
  * (capacity ≫ queue) the zone would otherwise begin before the replica is full.
  */
 import type { ReplicaConcurrency } from '../domain/replica-concurrency.ts';
-import {
-  CONSERVATIVE_ADAPTIVE_MAX,
-  CONSERVATIVE_CONCURRENCY,
-} from '../domain/replica-concurrency.ts';
+import { CONSERVATIVE_ADAPTIVE_MAX } from '../domain/replica-concurrency.ts';
 import type { AdmissionMode, AdmissionProfile, DeploymentRoutes } from '../domain/routing.ts';
 
 /** Per-deployment admission settings; snake_case like the rest of the deployment config. */
@@ -45,6 +42,8 @@ export interface AdmissionConfig {
   queue_timeout_s: number;
   /** `fixed` (default): max_concurrent_requests per replica; `adaptive`: a limit per replica following latency. */
   mode: AdmissionMode;
+  /** Adaptive mode: each replica's limit at start (the fixed-mode default, within the ceiling). */
+  initial_limit: number;
 }
 
 /**
@@ -62,6 +61,7 @@ export const ADMISSION_DEFAULTS: Readonly<AdmissionConfig> = Object.freeze({
   rejection_threshold: 0.7,
   queue_timeout_s: 30,
   mode: 'fixed',
+  initial_limit: 3,
 });
 
 /** The graceful-degradation guide's recommended settings, selectable as `admission.profile`. */
@@ -166,6 +166,16 @@ export function resolveAdmissionConfig(d: DeploymentRoutes, share?: WorkerShare)
       num(raw.rejection_threshold, fraction) ?? ADMISSION_DEFAULTS.rejection_threshold,
     queue_timeout_s: num(raw.queue_timeout_s, positive) ?? ADMISSION_DEFAULTS.queue_timeout_s,
     mode,
+    initial_limit: splitShare(
+      Math.min(
+        perReplica,
+        profile?.max_concurrent_requests ??
+          rc?.max_concurrent_requests ??
+          ADMISSION_DEFAULTS.max_concurrent_requests,
+      ),
+      share,
+      1,
+    ),
   };
 }
 

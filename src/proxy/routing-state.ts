@@ -173,6 +173,7 @@ export class ProxiedDeployment {
         u.adaptive = new AdaptiveLimit({
           minLimit: 1,
           maxLimit: cfg.max_concurrent_requests,
+          initialLimit: cfg.initial_limit,
           random: this.random,
         });
       }

@@ -32,15 +32,20 @@ function drive(
 const fixedRandom = () => 0.5;
 
 describe('adaptive limit (virtual clock)', () => {
-  it('measures the unloaded latency at the probe limit first, then climbs to the capacity', () => {
-    const l = new AdaptiveLimit({ minLimit: 1, maxLimit: 256, random: fixedRandom });
+  it("starts at its initial limit, takes the first window's fastest sample as minRtt, climbs to the capacity", () => {
+    const l = new AdaptiveLimit({
+      minLimit: 1,
+      maxLimit: 256,
+      initialLimit: 8,
+      random: fixedRandom,
+    });
     const clock = { now: 0 };
-    expect(l.probing).toBe(true);
-    expect(l.limit).toBe(3);
+    expect(l.limit).toBe(8);
+    expect(l.minRtt).toBeUndefined();
     drive(l, clock, 300, (c) => latencyAt(c, 40, 20));
-    expect(l.probing).toBe(false);
     expect(l.minRtt).toBe(20);
     drive(l, clock, 20_000, (c) => latencyAt(c, 40, 20));
+    expect(l.minRtt).toBe(20);
     // Latency tolerance 50 %: (c/40)² ≤ 1.5 up to c ≈ 49; settles around the capacity.
     expect(l.limit).toBeGreaterThanOrEqual(32);
     expect(l.limit).toBeLessThanOrEqual(64);
@@ -52,6 +57,23 @@ describe('adaptive limit (virtual clock)', () => {
     const seen = drive(l, clock, 20_000, () => 15);
     expect(Math.max(...seen)).toBe(24);
     expect(l.limit).toBe(24);
+  });
+
+  it('started above the capacity (a big fixed default), comes down to it', () => {
+    const l = new AdaptiveLimit({
+      minLimit: 1,
+      maxLimit: 256,
+      initialLimit: 256,
+      random: fixedRandom,
+    });
+    const clock = { now: 0 };
+    // The first window already runs 256 at once: its fastest sample is slow, so minRtt is
+    // too high until the first probe (60 s) measures it at 3 in flight.
+    drive(l, clock, 70_000, (c) => latencyAt(c, 16, 10));
+    expect(l.minRtt).toBe(10);
+    // Around the knee (16; 50 % latency tolerance allows ≈ 19.6, √limit headroom on top).
+    expect(l.limit).toBeGreaterThanOrEqual(12);
+    expect(l.limit).toBeLessThanOrEqual(32);
   });
 
   it('backs off when the replica degrades, and climbs again when it recovers', () => {

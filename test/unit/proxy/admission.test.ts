@@ -55,6 +55,7 @@ describe('admission config', () => {
       rejection_threshold: 0.7,
       queue_timeout_s: 30,
       mode: 'fixed',
+      initial_limit: 3,
     });
   });
 
