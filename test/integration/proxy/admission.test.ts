@@ -240,12 +240,12 @@ describe('admission control', () => {
     expect(statuses.filter((s) => s === 503).length).toBeGreaterThan(0);
   });
 
-  it('adaptive mode: starts at the probe limit, grows under load, never past the variant maximum', async () => {
+  it('adaptive mode: starts at the fixed default, grows under load, never past the variant maximum', async () => {
     const echo = await startEchoReplica('echo-slow', [
       '--token-latency-ms',
       '10',
       '--slow-above',
-      '8',
+      '16',
     ]);
     const m = {
       ...deployment({ name: 'm', replicas: [{ replica: echo }] }),
@@ -256,8 +256,8 @@ describe('admission control', () => {
     proxies.push(proxy);
     const c = client(512);
     clients.push(c);
-    // Before any traffic: the probe limit (3), measuring the unloaded latency.
-    expect(proxy.status('m').capacity).toBe(3);
+    // Before any traffic: the fixed-mode default of the variant (8).
+    expect(proxy.status('m').capacity).toBe(8);
 
     let stop = false;
     const samples: ReturnType<FlotillaProxy['status']>[] = [];
@@ -275,7 +275,7 @@ describe('admission control', () => {
       }
     })();
     try {
-      await waitFor(() => proxy.status('m').capacity > 6, 'the limit grows past the probe', 20_000);
+      await waitFor(() => proxy.status('m').capacity > 8, 'the limit grows past 8', 20_000);
     } finally {
       stop = true;
       await Promise.all([...loops, sampler]);
