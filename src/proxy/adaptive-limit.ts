@@ -11,7 +11,8 @@
  *   (no growth while the replica is not used up to half its limit: an idle replica tells
  *   nothing about its capacity.)
  *   it starts at initialLimit (the fixed per-replica default), taking the fastest sample of
- *   its first window as minRtt, so a burst at start is served as in fixed mode; then every
+ *   its first window as minRtt, so a burst at start is served as in fixed mode; the first
+ *   probe follows firstProbeMs (2 s) later, then every
  *   probeIntervalMs (jittered) the limit is pinned at probeLimit for one window and that
  *   window's median becomes the new minRtt (Envoy's minRTT recalculation), so the unloaded
  *   latency is measured unloaded and its drift followed; the limit then resumes where it was.
@@ -38,6 +39,8 @@ export interface AdaptiveLimitOptions {
   tolerance?: number;
   /** Time between minRtt re-measurements; default 60 s, plus up to 15 % jitter. */
   probeIntervalMs?: number;
+  /** Time from the first window to the first probe; default min(probeIntervalMs, 2 s). */
+  firstProbeMs?: number;
   /** Factor applied on a drop; default 0.9. */
   backoff?: number;
   /** Uniform [0, 1) for the probe jitter; default Math.random. */
@@ -76,6 +79,7 @@ export class AdaptiveLimit {
       minSamples: Math.max(1, options.minSamples ?? 5),
       tolerance: options.tolerance ?? 0.5,
       probeIntervalMs: options.probeIntervalMs ?? 60_000,
+      firstProbeMs: options.firstProbeMs ?? Math.min(options.probeIntervalMs ?? 60_000, 2_000),
       backoff: options.backoff ?? 0.9,
       random: options.random ?? Math.random,
     };
@@ -112,7 +116,7 @@ export class AdaptiveLimit {
       // First window: its fastest request is the best guess of the unloaded latency until
       // the first probe measures it.
       this.minRtt = Math.max(0.001, Math.min(...this.window));
-      this.nextProbeAt = now + this.opts.probeIntervalMs * (1 + 0.15 * this.opts.random());
+      this.nextProbeAt = now + this.opts.firstProbeMs;
     }
     this.window = [];
     this.windowStart = undefined;

@@ -68,8 +68,10 @@ describe('adaptive limit (virtual clock)', () => {
     });
     const clock = { now: 0 };
     // The first window already runs 256 at once: its fastest sample is slow, so minRtt is
-    // too high until the first probe (60 s) measures it at 3 in flight.
-    drive(l, clock, 70_000, (c) => latencyAt(c, 16, 10));
+    // too high until the first probe (2 s later) measures it at 3 in flight.
+    drive(l, clock, 1_500, (c) => latencyAt(c, 16, 10));
+    expect(l.limit).toBe(256);
+    drive(l, clock, 8_000, (c) => latencyAt(c, 16, 10));
     expect(l.minRtt).toBe(10);
     // Around the knee (16; 50 % latency tolerance allows ≈ 19.6, √limit headroom on top).
     expect(l.limit).toBeGreaterThanOrEqual(12);
@@ -116,7 +118,7 @@ describe('adaptive limit (virtual clock)', () => {
     // reads as overload and the limit shrinks; the probe (pinned at 3) measures 30 ms, and
     // the limit climbs back to the maximum.
     const seen = drive(l, clock, 4_500, () => 30);
-    expect(Math.min(...seen)).toBe(3);
+    expect(Math.min(...seen)).toBeLessThanOrEqual(3);
     expect(l.minRtt).toBe(30);
     expect(l.probing).toBe(false);
     expect(l.limit).toBe(100);
