@@ -117,7 +117,7 @@ describe('adaptive limit (virtual clock)', () => {
     // The unloaded latency drifts up to 30 ms (a longer prompt mix). Until the next probe it
     // reads as overload and the limit shrinks; the probe (pinned at 3) measures 30 ms, and
     // the limit climbs back to the maximum.
-    const seen = drive(l, clock, 4_500, () => 30);
+    const seen = drive(l, clock, 8_000, () => 30);
     expect(Math.min(...seen)).toBeLessThanOrEqual(3);
     expect(l.minRtt).toBe(30);
     expect(l.probing).toBe(false);
