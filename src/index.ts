@@ -47,6 +47,7 @@ import {
   publishRoutingTable,
   type StaticTableSource,
 } from './proxy/routing-table-source.ts';
+import { createProxyWorkers } from './proxy/workers.ts';
 import { generateRevision } from './revision/index.ts';
 import { createClusterInflight } from './runtime/cluster-inflight.ts';
 import type { RuntimeConfig } from './runtime/config.ts';
@@ -119,6 +120,13 @@ export interface FlotillaOptions {
         port?: number | undefined;
         /** Limits on client connections (README "Connection timeouts"). */
         timeouts?: Partial<ConnectionTimeouts> | undefined;
+        /**
+         * Proxy processes sharing the port (README "Proxy workers"); 1 or absent: the proxy
+         * runs in this process.
+         */
+        workers?: number | undefined;
+        /** pino level of the workers' logs (with workers > 1). Default `info`. */
+        workerLogLevel?: string | undefined;
       }
     | undefined;
   runtime?: Partial<RuntimeConfig> | undefined;
@@ -256,12 +264,23 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       tableSource = createStaticTableSource(runtime.routingTable());
       const src = tableSource;
       const unsub = runtime.onRoutingTable((t) => src.set(t));
-      proxy = await createProxy({
-        source: tableSource,
-        host: options.proxy?.host ?? '127.0.0.1',
-        port: options.proxy?.port ?? 0,
-        ...(options.proxy?.timeouts ? { timeouts: options.proxy.timeouts } : {}),
-      });
+      const workers = options.proxy?.workers ?? 1;
+      proxy =
+        workers > 1
+          ? await createProxyWorkers({
+              source: tableSource,
+              count: workers,
+              host: options.proxy?.host,
+              port: options.proxy?.port,
+              timeouts: options.proxy?.timeouts,
+              logLevel: options.proxy?.workerLogLevel,
+            })
+          : await createProxy({
+              source: tableSource,
+              host: options.proxy?.host ?? '127.0.0.1',
+              port: options.proxy?.port ?? 0,
+              ...(options.proxy?.timeouts ? { timeouts: options.proxy.timeouts } : {}),
+            });
       const p = proxy;
       const proxyEvents = createEventOutbox({
         write: (events) => store.recordEvents(events),

@@ -183,6 +183,9 @@ function sendError(
 export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
   const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'proxy' });
   const random = opts.random ?? Math.random;
+  // Several workers: each response says which one served it (README "Proxy workers").
+  const workerTag =
+    opts.workerShare && opts.workerShare.count > 1 ? String(opts.workerShare.index) : undefined;
   const listeners = new Set<ProxyEventListener>();
   const emit = (e: ProxyEvent) => {
     for (const l of listeners) {
@@ -576,6 +579,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       const res = ex.res;
       if (ex.clientGone || res.destroyed) return true;
       const headers = buildResponseHeaders(rawHeaders, this.u.replicaId, this.failStatic);
+      if (workerTag !== undefined) headers.push('x-flotilla-worker', workerTag);
       res.writeHead(statusCode, statusText || undefined, headers);
       // Streams (SSE, chunked) get their headers out now; fixed-length bodies carry them
       // with the first chunk (one write instead of two).
