@@ -76,7 +76,10 @@ export async function createProxyWorkers(opts: ProxyWorkersOptions): Promise<Flo
   const listeners = new Set<ProxyEventListener>();
   const states: WorkerState[] = [];
   let closing = false;
-  let port = opts.port ?? 0;
+  // Every worker listens on the same address and port as given (0 too): node:cluster keys
+  // the shared handle by them, so all get the one port the primary bound.
+  const listenPort = opts.port ?? 0;
+  let port = listenPort;
 
   // The worker entry next to this file, in the same form (.ts under tsx, .js when built);
   // workers inherit this process's execArgv, so a TypeScript loader carries over.
@@ -91,7 +94,7 @@ export async function createProxyWorkers(opts: ProxyWorkersOptions): Promise<Flo
     if (w.isConnected()) w.send(m);
   };
 
-  function fork(index: number, listenPort: number): Promise<WorkerState> {
+  function fork(index: number): Promise<WorkerState> {
     const worker = cluster.fork({
       FLOTILLA_PROXY_WORKER_INDEX: String(index),
       FLOTILLA_PROXY_WORKER_COUNT: String(count),
@@ -122,7 +125,7 @@ export async function createProxyWorkers(opts: ProxyWorkersOptions): Promise<Flo
       // A worker died: its requests are gone; start another in its place.
       log?.error({ worker: index, code, signal }, 'proxy worker exited; starting a new one');
       const i = states.indexOf(st);
-      fork(index, port).then(
+      fork(index).then(
         (next) => {
           if (i >= 0 && !closing) states[i] = next;
           else send(next.worker, { type: 'close' });
@@ -152,11 +155,8 @@ export async function createProxyWorkers(opts: ProxyWorkersOptions): Promise<Flo
     });
   }
 
-  // The first worker picks the port (0: any free one); the others listen on it.
   try {
-    states.push(await fork(0, port));
-    const rest = await Promise.all(Array.from({ length: count - 1 }, (_, i) => fork(i + 1, port)));
-    states.push(...rest);
+    states.push(...(await Promise.all(Array.from({ length: count }, (_, i) => fork(i)))));
   } catch (err) {
     closing = true;
     for (const s of states) s.worker.process.kill('SIGKILL');
