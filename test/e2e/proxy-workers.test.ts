@@ -135,7 +135,7 @@ describe('serve --proxy-workers 2', () => {
         admission: { max_concurrent_requests: 4, max_queue_size: 0 },
       }),
     });
-    expect(created.status, await created.text()).toBe(201);
+    expect(created.status, `${await created.text()}\n${stderr.slice(-2000)}`).toBe(201);
 
     // Both workers follow the table: each answers through the new deployment.
     const workers = new Set<string>();
