@@ -288,7 +288,9 @@ describe('admission control', () => {
     );
     for (const s of samples) {
       expect(s.capacity).toBeLessThanOrEqual(24);
-      expect(s.inflight).toBeLessThanOrEqual(s.capacity);
+      // A shrinking limit does not cut running requests: in flight may exceed the new
+      // capacity for a moment, never the ceiling.
+      expect(s.inflight).toBeLessThanOrEqual(24);
     }
     expect(statuses.filter((x) => x !== 200 && x !== 503)).toEqual([]);
     expect(statuses.filter((x) => x === 200).length).toBeGreaterThan(0);
