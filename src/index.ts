@@ -50,6 +50,7 @@ import {
   publishRoutingTable,
   type StaticTableSource,
 } from './proxy/routing-table-source.ts';
+import { createProxyWorkers, type ProxyWorkers } from './proxy/workers.ts';
 import { generateRevision } from './revision/index.ts';
 import { startActivationListener } from './runtime/activation-listener.ts';
 import { createClusterInflight } from './runtime/cluster-inflight.ts';
@@ -131,6 +132,13 @@ export interface FlotillaOptions {
         dataPlane?: DataPlaneKind | undefined;
         /** Where the data plane logs (HAProxy's own lines too); default silent. */
         logger?: Logger | undefined;
+        /**
+         * Proxy processes sharing the port (README "Proxy workers"); 1 or absent: the proxy
+         * runs in this process.
+         */
+        workers?: number | undefined;
+        /** pino level of the workers' logs (with workers > 1). Default `info`. */
+        workerLogLevel?: string | undefined;
       }
     | undefined;
   runtime?: Partial<RuntimeConfig> | undefined;
@@ -265,6 +273,8 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       resourceMetrics = sampler;
     }
     let localLoad: LoadCounters | null = null;
+    // With `--proxy-workers N`, each worker reports its own load (src/proxy/workers.ts).
+    let workerProxies: ProxyWorkers | null = null;
     const runtime: Runtime = new Runtime({
       store,
       backend,
@@ -280,7 +290,8 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
           localLoad ? localLoad.report() : null,
           clusterLoad ? clusterLoad.reports() : [],
         ]);
-        return local ? [local, ...remote] : remote;
+        const workers = workerProxies?.loadReports() ?? [];
+        return local ? [local, ...workers, ...remote] : [...workers, ...remote];
       },
       routeInflight: async () => {
         const counts = new Map<string, number>();
@@ -332,26 +343,44 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       tableSource = createStaticTableSource(runtime.routingTable());
       const src = tableSource;
       const unsub = runtime.onRoutingTable((t) => src.set(t));
-      proxy = await createDataPlane({
-        kind: options.proxy?.dataPlane,
-        logger: options.proxy?.logger,
-        source: tableSource,
-        host: options.proxy?.host ?? '127.0.0.1',
-        port: options.proxy?.port ?? 0,
-        ...(options.proxy?.timeouts ? { timeouts: options.proxy.timeouts } : {}),
-        activation: { request: (id) => runtime.activate(id) },
-      });
+      const workers = options.proxy?.workers ?? 1;
+      const activation = { request: (id: string) => runtime.activate(id) };
+      workerProxies =
+        workers > 1 && options.proxy?.dataPlane !== 'haproxy'
+          ? await createProxyWorkers({
+              source: tableSource,
+              count: workers,
+              host: options.proxy?.host,
+              port: options.proxy?.port,
+              timeouts: options.proxy?.timeouts,
+              logLevel: options.proxy?.workerLogLevel,
+              activation,
+            })
+          : null;
+      proxy =
+        workerProxies ??
+        (await createDataPlane({
+          kind: options.proxy?.dataPlane,
+          logger: options.proxy?.logger,
+          source: tableSource,
+          host: options.proxy?.host ?? '127.0.0.1',
+          port: options.proxy?.port ?? 0,
+          ...(options.proxy?.timeouts ? { timeouts: options.proxy.timeouts } : {}),
+          activation,
+        }));
       const p = proxy;
-      const counters = startLoadCounters({
-        source: {
-          deployments: () => runtime.routingTable().deployments,
-          status: (name) => p.status(name),
-          metrics: p.metrics,
-        },
-        proxyId: 'local',
-      });
-      localLoad = counters;
-      closers.push(async () => counters.stop());
+      if (!workerProxies) {
+        const counters = startLoadCounters({
+          source: {
+            deployments: () => runtime.routingTable().deployments,
+            status: (name) => p.status(name),
+            metrics: p.metrics,
+          },
+          proxyId: 'local',
+        });
+        localLoad = counters;
+        closers.push(async () => counters.stop());
+      }
       const proxyEvents = createEventOutbox({
         write: (events) => store.recordEvents(events),
         ...(options.logger ? { logger: options.logger } : {}),

@@ -5,7 +5,7 @@
  * are handed to revision generation as the highest-priority layer.
  */
 import { z } from 'zod';
-import { BalancingStrategies } from './routing.ts';
+import { AdmissionModes, AdmissionProfiles, BalancingStrategies } from './routing.ts';
 import { parseOrThrow } from './validation.ts';
 
 export const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -68,6 +68,12 @@ export const routingSchema = z.strictObject({
 });
 
 export const admissionSchema = z.strictObject({
+  profile: z
+    .enum(AdmissionProfiles, { error: `expected one of ${AdmissionProfiles.join(', ')}` })
+    .optional(),
+  mode: z
+    .enum(AdmissionModes, { error: `expected one of ${AdmissionModes.join(', ')}` })
+    .optional(),
   request_timeout_s: z.number().positive().max(3600).optional(),
   max_queue_size: z.int().min(0).max(100_000).optional(),
   max_concurrent_requests: z.int().min(1).max(10_000).optional(),

@@ -3,6 +3,7 @@
  * read. Produced by the runtime from route actors; always published as a full replace.
  */
 import type { RouteState } from '../../machines/route-states.ts';
+import type { ReplicaConcurrency } from './replica-concurrency.ts';
 import type { HealthCheckSpec } from './session.ts';
 
 // One definition, shared with the route machine (machines/route-states.ts says why it is there).
@@ -60,11 +61,21 @@ export interface RouteEntry {
   health?: HealthCheckSpec | undefined;
 }
 
+/** The graceful-degradation guide's named settings (README "Admission"). */
+export const AdmissionProfiles = ['small', 'medium', 'large'] as const;
+export type AdmissionProfile = (typeof AdmissionProfiles)[number];
+/** `fixed`: a set number per replica; `adaptive`: a limit that follows measured latency. */
+export const AdmissionModes = ['fixed', 'adaptive'] as const;
+export type AdmissionMode = (typeof AdmissionModes)[number];
+
 /**
- * Per-deployment admission control (docs/health-and-degradation.md); absent fields take the proxy's
- * defaults (src/proxy/admission.ts: 60 s, queue 50, 3 per replica, 0.8, 0.7, queue 30 s).
+ * Per-deployment admission control (docs/health-and-degradation.md); absent fields take the
+ * profile's values, then the proxy's defaults (src/proxy/admission.ts: 60 s, queue 50, the
+ * replica's own concurrency from its runtime, 0.8, 0.7, queue 30 s, mode fixed).
  */
 export interface AdmissionSettings {
+  profile?: AdmissionProfile | undefined;
+  mode?: AdmissionMode | undefined;
   request_timeout_s?: number | undefined;
   max_queue_size?: number | undefined;
   max_concurrent_requests?: number | undefined;
@@ -84,6 +95,8 @@ export interface DeploymentRoutes {
    * replica, a proxy holds its requests and asks for an activation instead of answering 503.
    */
   activation?: true | undefined;
+  /** What one replica takes at once, from its runtime's launch command (admission default). */
+  replica_concurrency?: ReplicaConcurrency | undefined;
 }
 
 export interface EndpointBackend {

@@ -45,6 +45,12 @@ export interface EchoServerOptions {
   tokenLatencyMs?: number;
   /** Model id served. Default `echo`. */
   model?: string;
+  /**
+   * A replica that slows down past a concurrency level: with more than this many replies
+   * being generated at once, every token's delay is multiplied by (generating / slowAbove)²
+   * (a batch that no longer fits: past the knee, throughput falls). 0 or absent: never.
+   */
+  slowAbove?: number;
   /** Reported in /v1/models and `x-echo-replica` (the CLI passes FLOTILLA_REPLICA_ID). */
   replicaId?: string;
   /** What `POST /admin/crash` does. Default `process.exit(1)`; tests in-process replace it. */
@@ -147,6 +153,13 @@ function completionId(prefix: string): string {
 export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServer> {
   const model = opts.model ?? 'echo';
   const tokenLatencyMs = Math.max(0, opts.tokenLatencyMs ?? 0);
+  const slowAbove = Math.max(0, Math.floor(opts.slowAbove ?? 0));
+  /** Replies being generated now (for slowAbove). */
+  let generating = 0;
+  const tokenDelay = () =>
+    slowAbove > 0 && generating > slowAbove
+      ? tokenLatencyMs * (generating / slowAbove) ** 2
+      : tokenLatencyMs;
   const startupDelayMs = Math.max(0, opts.startupDelayMs ?? 0);
   const onCrash = opts.onCrash ?? (() => process.exit(1));
   let burners: ChildProcess[] = [];
@@ -216,7 +229,7 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
       gone = true;
     });
     for (let i = 0; i < tokens.length; i++) {
-      await sleep(tokenLatencyMs);
+      await sleep(tokenDelay());
       if (hung) return untilClosed();
       if (gone || closing) return;
       res.write(`data: ${JSON.stringify(chunkFor(tokens[i]!, i))}\n\n`);
@@ -258,7 +271,7 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
         tail,
       );
     }
-    await sleep(tokenLatencyMs * tokens.length);
+    await sleep(tokenDelay() * tokens.length);
     if (hung) return untilClosed();
     sendJson(res, 200, chatCompletion(meta, tokens.join(''), finish, u));
   }
@@ -282,7 +295,7 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
       if (includeUsage) tail.push({ ...textCompletion(meta, '', null), choices: [], usage: u });
       return streamSse(res, tokens, (token) => textCompletion(meta, token, null), tail);
     }
-    await sleep(tokenLatencyMs * tokens.length);
+    await sleep(tokenDelay() * tokens.length);
     if (hung) return untilClosed();
     sendJson(res, 200, textCompletion(meta, tokens.join(''), finish, u));
   }
@@ -304,9 +317,13 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
       case 'GET /v1/models':
         return sendJson(res, 200, modelsBody());
       case 'POST /v1/chat/completions':
-        return chatCompletions(req, res);
       case 'POST /v1/completions':
-        return completions(req, res);
+        generating++;
+        try {
+          return await (route === 'POST /v1/completions' ? completions : chatCompletions)(req, res);
+        } finally {
+          generating--;
+        }
       case 'POST /admin/health': {
         const body = await readJson(req);
         if (typeof body.ok !== 'boolean') throw new BadRequest('ok: expected a boolean');

@@ -7,9 +7,13 @@
  * where capacity = max_concurrent_requests × replicas that can serve now. Below
  * `rejection_threshold` (0.7) every request is admitted; between it and 1 a request is
  * rejected with probability (load − 0.7) / 0.3; at 1 every request is rejected. The queue
- * is measured in the same load, so it fills before the graduated zone bites.
+ * is measured in the same load, so it fills before the graduated zone bites. A request that
+ * finds a free slot and an empty queue always runs: with a replica that batches hundreds
+ * (capacity ≫ queue) the zone would otherwise begin before the replica is full.
  */
-import type { DeploymentRoutes } from '../domain/routing.ts';
+import type { ReplicaConcurrency } from '../domain/replica-concurrency.ts';
+import { CONSERVATIVE_ADAPTIVE_MAX } from '../domain/replica-concurrency.ts';
+import type { AdmissionMode, AdmissionProfile, DeploymentRoutes } from '../domain/routing.ts';
 
 /** Per-deployment admission settings; snake_case like the rest of the deployment config. */
 export interface AdmissionConfig {
@@ -21,7 +25,10 @@ export interface AdmissionConfig {
   request_timeout_s: number;
   /** Longest queue per deployment. */
   max_queue_size: number;
-  /** Requests in flight per servable replica; capacity = this × servable replicas. */
+  /**
+   * Requests in flight per servable replica; capacity = this × servable replicas. In
+   * adaptive mode, the ceiling of each replica's adaptive limit.
+   */
   max_concurrent_requests: number;
   /**
    * Share of the queue open to requests of default or lower priority (`x-flotilla-priority`
@@ -33,49 +40,142 @@ export interface AdmissionConfig {
   rejection_threshold: number;
   /** Longest a request waits in the queue before 503 `overloaded`. */
   queue_timeout_s: number;
+  /** `fixed` (default): max_concurrent_requests per replica; `adaptive`: a limit per replica following latency. */
+  mode: AdmissionMode;
+  /** Adaptive mode: each replica's limit at start (the fixed-mode default, within the ceiling). */
+  initial_limit: number;
 }
 
-/** The documented defaults (docs/health-and-degradation.md); queue timeout is ours: half the request budget. */
+/**
+ * The documented defaults (docs/health-and-degradation.md) for what does not depend on the
+ * replica; queue timeout is ours: half the request budget. The per-replica concurrency
+ * defaults to what the replica's runtime is launched with (src/domain/replica-concurrency.ts).
+ */
 export const ADMISSION_DEFAULTS: Readonly<AdmissionConfig> = Object.freeze({
   request_timeout_s: 60,
   max_queue_size: 50,
+  // Only for a table that says nothing about its replicas (hand-written, or from a control
+  // plane before replica_concurrency): the old default. Tables Flotilla builds always say.
   max_concurrent_requests: 3,
   queue_rejection_threshold: 0.8,
   rejection_threshold: 0.7,
   queue_timeout_s: 30,
+  mode: 'fixed',
+  initial_limit: 3,
 });
+
+/** The graceful-degradation guide's recommended settings, selectable as `admission.profile`. */
+export const ADMISSION_PROFILES: Readonly<
+  Record<
+    AdmissionProfile,
+    Readonly<
+      Pick<AdmissionConfig, 'request_timeout_s' | 'max_queue_size' | 'max_concurrent_requests'>
+    >
+  >
+> = Object.freeze({
+  small: { request_timeout_s: 60, max_queue_size: 50, max_concurrent_requests: 3 },
+  medium: { request_timeout_s: 90, max_queue_size: 100, max_concurrent_requests: 8 },
+  large: { request_timeout_s: 120, max_queue_size: 200, max_concurrent_requests: 16 },
+});
+
+/** This proxy's part of the deployment's limits when several proxy workers share them. */
+export interface WorkerShare {
+  /** 0-based worker index. */
+  index: number;
+  /** Number of workers. */
+  count: number;
+}
+
+/**
+ * Worker `index`'s part of `total` when `count` workers split it: the parts sum to `total`
+ * (the first `total mod count` workers get one more), and none is below `floor`.
+ */
+export function splitShare(total: number, share: WorkerShare | undefined, floor: number): number {
+  if (!share || share.count <= 1) return total;
+  const base = Math.floor(total / share.count);
+  const extra = share.index < total % share.count ? 1 : 0;
+  return Math.max(floor, base + extra);
+}
 
 function num(v: unknown, ok: (n: number) => boolean): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && ok(v) ? v : undefined;
 }
 
+/** The per-replica concurrency the table carries for a deployment, read defensively. */
+function replicaConcurrency(d: DeploymentRoutes): ReplicaConcurrency | undefined {
+  const rc = (d as { replica_concurrency?: Partial<ReplicaConcurrency> | null })
+    .replica_concurrency;
+  if (!rc || typeof rc !== 'object') return undefined;
+  const fixed = num(rc.max_concurrent_requests, (n) => n >= 1);
+  if (fixed === undefined) return undefined;
+  const max = num(rc.max_limit, (n) => n >= 1) ?? fixed;
+  return {
+    max_concurrent_requests: Math.floor(fixed),
+    max_limit: Math.floor(max),
+    source: typeof rc.source === 'string' ? rc.source : 'table',
+  };
+}
+
 /**
- * The admission settings of a deployment: the defaults overridden by its optional
- * `admission` field. Read defensively (the field may be absent, partial or wrong): an invalid
- * value falls back to the default instead of breaking the data plane.
+ * The admission settings of a deployment. Each field: the deployment's `admission` value,
+ * else its `admission.profile`'s, else the default; the per-replica concurrency defaults to
+ * the replica's runtime limit from the table (`replica_concurrency`), in adaptive mode to
+ * its ceiling. Read defensively (the field may be absent, partial or wrong): an invalid value
+ * falls back instead of breaking the data plane. With `share`, the concurrency and the queue
+ * are this worker's part (README "Proxy workers").
  */
-export function resolveAdmissionConfig(d: DeploymentRoutes): AdmissionConfig {
-  const raw = (d as { admission?: Partial<AdmissionConfig> | null }).admission;
-  if (!raw || typeof raw !== 'object') return { ...ADMISSION_DEFAULTS };
+export function resolveAdmissionConfig(d: DeploymentRoutes, share?: WorkerShare): AdmissionConfig {
+  const rawAny = (d as { admission?: Record<string, unknown> | null }).admission;
+  const raw: Record<string, unknown> = rawAny && typeof rawAny === 'object' ? rawAny : {};
+  const profile =
+    typeof raw.profile === 'string' && Object.hasOwn(ADMISSION_PROFILES, raw.profile)
+      ? ADMISSION_PROFILES[raw.profile as AdmissionProfile]
+      : undefined;
+  const mode: AdmissionMode = raw.mode === 'adaptive' ? 'adaptive' : 'fixed';
+  const rc = replicaConcurrency(d);
+  const replicaDefault =
+    mode === 'adaptive'
+      ? (rc?.max_limit ?? CONSERVATIVE_ADAPTIVE_MAX)
+      : (rc?.max_concurrent_requests ?? ADMISSION_DEFAULTS.max_concurrent_requests);
   const positive = (n: number) => n > 0;
   const nonNegative = (n: number) => n >= 0;
   const fraction = (n: number) => n >= 0 && n <= 1;
+  const perReplica = Math.max(
+    1,
+    Math.floor(
+      num(raw.max_concurrent_requests, positive) ??
+        profile?.max_concurrent_requests ??
+        replicaDefault,
+    ),
+  );
+  const queue = Math.floor(
+    num(raw.max_queue_size, nonNegative) ??
+      profile?.max_queue_size ??
+      ADMISSION_DEFAULTS.max_queue_size,
+  );
   return {
-    request_timeout_s: num(raw.request_timeout_s, positive) ?? ADMISSION_DEFAULTS.request_timeout_s,
-    max_queue_size: Math.floor(
-      num(raw.max_queue_size, nonNegative) ?? ADMISSION_DEFAULTS.max_queue_size,
-    ),
-    max_concurrent_requests: Math.max(
-      1,
-      Math.floor(
-        num(raw.max_concurrent_requests, positive) ?? ADMISSION_DEFAULTS.max_concurrent_requests,
-      ),
-    ),
+    request_timeout_s:
+      num(raw.request_timeout_s, positive) ??
+      profile?.request_timeout_s ??
+      ADMISSION_DEFAULTS.request_timeout_s,
+    max_queue_size: splitShare(queue, share, 0),
+    max_concurrent_requests: splitShare(perReplica, share, 1),
     queue_rejection_threshold:
       num(raw.queue_rejection_threshold, fraction) ?? ADMISSION_DEFAULTS.queue_rejection_threshold,
     rejection_threshold:
       num(raw.rejection_threshold, fraction) ?? ADMISSION_DEFAULTS.rejection_threshold,
     queue_timeout_s: num(raw.queue_timeout_s, positive) ?? ADMISSION_DEFAULTS.queue_timeout_s,
+    mode,
+    initial_limit: splitShare(
+      Math.min(
+        perReplica,
+        profile?.max_concurrent_requests ??
+          rc?.max_concurrent_requests ??
+          ADMISSION_DEFAULTS.max_concurrent_requests,
+      ),
+      share,
+      1,
+    ),
   };
 }
 
@@ -210,6 +310,11 @@ export class AdmissionController {
    * is held. The caller checks capacity > 0 first (no capacity is `no_healthy_replicas`).
    */
   admit(waiter: Waiter): AdmissionDecision {
+    // A free slot and nobody waiting: the replica can start it now, so it is never refused.
+    if (this.inflight < this.capacity && this.queue.size === 0) {
+      this.inflight++;
+      return RUN;
+    }
     const load = this.load();
     if (load >= this.config.rejection_threshold) {
       const p = rejectionProbability(load, this.config.rejection_threshold);
@@ -217,10 +322,6 @@ export class AdmissionController {
         this.observer?.rejected('overloaded');
         return { kind: 'rejected', reason: 'overloaded', load };
       }
-    }
-    if (this.inflight < this.capacity && this.queue.size === 0) {
-      this.inflight++;
-      return RUN;
     }
     const q = this.queue.size;
     const ordinaryRoom = Math.floor(

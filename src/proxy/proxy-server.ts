@@ -18,7 +18,7 @@ import { type ErrorCode, errorBody as errorShape, FlotillaError } from '../domai
 import { hostForUrl } from '../domain/host.ts';
 import { isPathAllowed, type RoutingTable } from '../domain/routing.ts';
 import { ActivationGate, type HeldRequest } from './activation.ts';
-import { type AdmissionLevel, LEVEL_VALUE, type Waiter } from './admission.ts';
+import { type AdmissionLevel, LEVEL_VALUE, type Waiter, type WorkerShare } from './admission.ts';
 import {
   buildResponseHeaders,
   type RequestHeaderScan,
@@ -66,6 +66,8 @@ export interface ProxyOptions {
     timeoutMs?: number;
     resendMs?: number;
   };
+  /** This process's part of every deployment's admission limits (several proxy workers). */
+  workerShare?: WorkerShare;
 }
 
 /** Load status of one deployment as seen by this proxy. */
@@ -200,6 +202,9 @@ function sendError(
 export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
   const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'proxy' });
   const random = opts.random ?? Math.random;
+  // Several workers: each response says which one served it (README "Proxy workers").
+  const workerTag =
+    opts.workerShare && opts.workerShare.count > 1 ? String(opts.workerShare.index) : undefined;
   const listeners = new Set<ProxyEventListener>();
   const emit = (e: ProxyEvent) => {
     for (const l of listeners) {
@@ -263,6 +268,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     metrics,
     outliers,
     warn: (msg, fields) => log.warn(fields ?? {}, msg),
+    share: opts.workerShare,
   });
 
   const gate = opts.activation
@@ -492,6 +498,10 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       const a = new Attempt(this, u, this.dep.failStatic);
       this.attempt = a;
       u.inflight++;
+      if (u.adaptive) {
+        a.sentAt = performance.now();
+        a.sentInflight = u.inflight;
+      }
       const opts: Dispatcher.DispatchOptions = {
         path: u.basePath ? u.basePath + this.path : this.path,
         method: this.req.method as Dispatcher.HttpMethod,
@@ -560,12 +570,27 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     private discarding = 0;
     private status = 0;
     private settled = false;
+    /** Adaptive mode: when the request left for the replica (0: not measured), and the replica's load then. */
+    sentAt = 0;
+    sentInflight = 0;
 
     constructor(
       private readonly ex: Exchange,
       private readonly u: Upstream,
       private readonly failStatic: boolean,
     ) {}
+
+    /** Adaptive mode: the first byte came (a latency sample) or the attempt failed (a drop). */
+    private measure(ok: boolean): void {
+      const u = this.u;
+      const limit = u.adaptive;
+      const now = performance.now();
+      const t = this.sentAt;
+      this.sentAt = 0;
+      if (!limit) return;
+      const changed = ok ? limit.sample(now, now - t, this.sentInflight) : limit.drop();
+      if (changed && !u.retired) u.deployment.recomputeCapacity();
+    }
 
     abort(): void {
       this.aborted = true;
@@ -593,6 +618,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       const res = ex.res;
       if (ex.clientGone || res.destroyed) return true;
       const headers = buildResponseHeaders(rawHeaders, this.u.replicaId, this.failStatic);
+      if (workerTag !== undefined) headers.push('x-flotilla-worker', workerTag);
       res.writeHead(statusCode, statusText || undefined, headers);
       // Streams (SSE, chunked) get their headers out now; fixed-length bodies carry them
       // with the first chunk (one write instead of two).
@@ -620,6 +646,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     private ended = false;
 
     onData(chunk: Buffer): boolean {
+      if (this.sentAt !== 0) this.measure(this.status < 500);
       if (this.discarding) return true;
       const res = this.ex.res;
       if (this.ex.clientGone || res.destroyed) return true;
@@ -644,6 +671,7 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       if (this.settled) return;
       this.settled = true;
       const { ex, u } = this;
+      if (this.sentAt !== 0) this.measure(this.status < 500);
       u.release();
       if (this.status >= 500) outliers.failure(u, 'status_5xx');
       else outliers.success(u);
@@ -669,6 +697,10 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       if (this.settled) return;
       this.settled = true;
       const { ex, u } = this;
+      if (this.sentAt !== 0) {
+        if (this.aborted || ex.clientGone) this.sentAt = 0;
+        else this.measure(false);
+      }
       u.release();
       ex.attempt = null;
       if (this.aborted || ex.clientGone) {

@@ -16,11 +16,13 @@ import type {
   RoutingTable,
 } from '../domain/routing.ts';
 import { changeOf, type RoutingTableChange } from '../domain/routing-change.ts';
+import { AdaptiveLimit } from './adaptive-limit.ts';
 import {
   type AdmissionConfig,
   AdmissionController,
   type AdmissionLevel,
   resolveAdmissionConfig,
+  type WorkerShare,
 } from './admission.ts';
 import { type Balancer, type BalancerTarget, createBalancer } from './balancer.ts';
 import type { OutlierDetector, OutlierSubject } from './outlier-detector.ts';
@@ -54,6 +56,8 @@ export class Upstream implements BalancerTarget, OutlierSubject {
   ejections = 0;
   probation = false;
   ejectTimer: NodeJS.Timeout | undefined = undefined;
+  /** This replica's own limit in adaptive admission mode; undefined in fixed mode. */
+  adaptive: AdaptiveLimit | undefined = undefined;
   private pool: Pool | undefined;
 
   constructor(
@@ -131,6 +135,7 @@ export class ProxiedDeployment {
     d: DeploymentRoutes,
     private readonly random: () => number,
     metrics: ProxyMetrics,
+    private readonly share?: WorkerShare,
   ) {
     this.id = d.deploymentId;
     this.name = d.name;
@@ -139,7 +144,7 @@ export class ProxiedDeployment {
     this.balancer = createBalancer<Upstream>(this.strategy, random);
     this.activation = d.activation === true;
     this.metrics = metrics.forDeployment(d.name);
-    this.admission = new AdmissionController(resolveAdmissionConfig(d), random, {
+    this.admission = new AdmissionController(resolveAdmissionConfig(d, share), random, {
       rejected: (reason) => this.metrics.rejected(reason),
       queueTimedOut: () => this.metrics.timedOut('queue'),
     });
@@ -157,7 +162,31 @@ export class ProxiedDeployment {
       this.strategy = d.routing.strategy;
       this.balancer = createBalancer<Upstream>(this.strategy, this.random);
     }
-    this.admission.config = resolveAdmissionConfig(d);
+    this.admission.config = resolveAdmissionConfig(d, this.share);
+  }
+
+  /**
+   * Gives each route an adaptive limit in adaptive mode (kept across table updates, its
+   * ceiling following the config), none in fixed mode.
+   */
+  syncLimits(): void {
+    const cfg = this.admission.config;
+    for (const u of this.routes) {
+      if (cfg.mode !== 'adaptive') u.adaptive = undefined;
+      else if (!u.adaptive || u.adaptive.maxLimit !== cfg.max_concurrent_requests) {
+        u.adaptive = new AdaptiveLimit({
+          minLimit: 1,
+          maxLimit: cfg.max_concurrent_requests,
+          initialLimit: cfg.initial_limit,
+          random: this.random,
+        });
+      }
+    }
+  }
+
+  /** A replica's concurrency limit now: its adaptive limit, else max_concurrent_requests. */
+  limitOf(u: Upstream): number {
+    return u.adaptive ? u.adaptive.limit : this.admission.config.max_concurrent_requests;
   }
 
   get admissionConfig(): AdmissionConfig {
@@ -173,9 +202,15 @@ export class ProxiedDeployment {
 
   /** Re-derives admission capacity from the servable, non-ejected replicas. */
   recomputeCapacity(): void {
-    this.admission.setCapacity(
-      this.admission.config.max_concurrent_requests * this.availableCount(),
-    );
+    if (this.admission.config.mode !== 'adaptive') {
+      this.admission.setCapacity(
+        this.admission.config.max_concurrent_requests * this.availableCount(),
+      );
+      return;
+    }
+    let capacity = 0;
+    for (const u of this.targets) if (!u.ejected) capacity += this.limitOf(u);
+    this.admission.setCapacity(capacity);
   }
 
   /**
@@ -202,7 +237,7 @@ export class ProxiedDeployment {
   private readonly untried = (u: Upstream): boolean =>
     !u.ejected && (this.pickTried === null || !this.pickTried.includes(u));
   private readonly underLimit = (u: Upstream): boolean =>
-    u.inflight < this.pickLimit && this.untried(u);
+    u.inflight < (u.adaptive ? u.adaptive.limit : this.pickLimit) && this.untried(u);
 
   /** Whether a replica not in `tried` could take an attempt now (does not move the balancer). */
   hasAlternative(tried: readonly Upstream[] | null): boolean {
@@ -269,6 +304,8 @@ export interface RoutingStateDeps {
   random: () => number;
   metrics: ProxyMetrics;
   outliers: OutlierDetector<Upstream>;
+  /** This process's part of every deployment's limits (several proxy workers). */
+  share?: WorkerShare | undefined;
   warn(msg: string, fields?: Record<string, unknown>): void;
 }
 
@@ -379,7 +416,7 @@ export class RoutingState {
     const { random, metrics } = this.deps;
     let ds = this.deployments.get(d.deploymentId);
     if (!ds) {
-      ds = new ProxiedDeployment(d, random, metrics);
+      ds = new ProxiedDeployment(d, random, metrics, this.deps.share);
       this.deployments.set(d.deploymentId, ds);
     } else {
       ds.update(d, metrics);
@@ -412,6 +449,7 @@ export class RoutingState {
     ds.routes = routes;
     ds.targets = healthy.length > 0 ? healthy : degraded;
     ds.failStatic = healthy.length === 0 && degraded.length > 0;
+    ds.syncLimits();
     return ds;
   }
 

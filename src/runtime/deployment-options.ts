@@ -5,6 +5,8 @@
 import { z } from 'zod';
 import { defaultMaxReplicas } from '../domain/replica-bounds.ts';
 import {
+  AdmissionModes,
+  AdmissionProfiles,
   type AdmissionSettings,
   BalancingStrategies,
   DEFAULT_ROUTING,
@@ -43,6 +45,8 @@ const storedSpecSchema = z.looseObject({
   ),
   admission: lenient(
     z.object({
+      profile: lenient(z.enum(AdmissionProfiles)),
+      mode: lenient(z.enum(AdmissionModes)),
       request_timeout_s: num,
       max_queue_size: num,
       max_concurrent_requests: num,

@@ -5,6 +5,11 @@
  */
 
 import type { DeploymentContext } from '../../machines/deployment.ts';
+import {
+  type ReplicaConcurrency,
+  replicaConcurrencyOf,
+  tightest,
+} from '../domain/replica-concurrency.ts';
 import type {
   AdmissionSettings,
   DeploymentRoutes,
@@ -56,10 +61,12 @@ export function buildDeploymentRouting(
 ): DeploymentRouting {
   const routes: RouteEntry[] = [];
   const targets: ProbeTarget[] = [];
+  const concurrency: ReplicaConcurrency[] = [];
   for (const [replicaId, r] of Object.entries(context.replicas)) {
     if (!r.endpoint) continue;
     const session = sessionOf(r.revisionId);
     if (TABLE_ROUTE_STATES.has(r.routeState)) {
+      if (session) concurrency.push(replicaConcurrencyOf(session));
       routes.push({
         routeId: r.routeId,
         replicaId,
@@ -74,6 +81,7 @@ export function buildDeploymentRouting(
       targets.push({ routeId: r.routeId, replicaId, url: r.endpoint, health: session.health });
     }
   }
+  const replicaConcurrency = tightest(concurrency);
   return {
     entry: {
       deploymentId: deployment.id,
@@ -82,6 +90,7 @@ export function buildDeploymentRouting(
       routes,
       ...(deployment.admission ? { admission: deployment.admission } : {}),
       ...(deployment.activation ? { activation: true as const } : {}),
+      ...(replicaConcurrency ? { replica_concurrency: replicaConcurrency } : {}),
     },
     targets,
   };

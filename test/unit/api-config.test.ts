@@ -6,6 +6,7 @@ import {
   isLoopback,
   parseServeConfig,
 } from '../../src/cli/commands/serve-config.ts';
+import { defaultProxyWorkers } from '../../src/proxy/workers.ts';
 
 afterEach(() => {
   vi.unstubAllEnvs();
@@ -23,6 +24,17 @@ function problems(fn: () => unknown): string[] {
 }
 
 describe('serve configuration', () => {
+  it('defaults --proxy-workers to the cores minus one, at least one, and validates it', () => {
+    expect(defaultProxyWorkers(1)).toBe(1);
+    expect(defaultProxyWorkers(2)).toBe(1);
+    expect(defaultProxyWorkers(16)).toBe(15);
+    expect(parseServeConfig({ 'proxy-workers': '3' }, {}, '/srv/app').proxyWorkers).toBe(3);
+    expect(parseServeConfig({}, { FLOTILLA_PROXY_WORKERS: '2' }, '/srv/app').proxyWorkers).toBe(2);
+    expect(() => parseServeConfig({ 'proxy-workers': '0' }, {}, '/srv/app')).toThrow(
+      /--proxy-workers/,
+    );
+  });
+
   it('has the documented defaults with an empty environment', () => {
     const c = parseServeConfig({}, {}, '/srv/app');
     expect(c).toEqual({
@@ -32,6 +44,8 @@ describe('serve configuration', () => {
       etcdEndpoints: undefined,
       apiPort: 8080,
       proxyPort: 8000,
+      // Cores minus one for the rest of serve, at least one (README "Proxy workers").
+      proxyWorkers: defaultProxyWorkers(),
       host: '127.0.0.1',
       dataDir: '/srv/app/.flotilla',
       apiToken: undefined,

@@ -16,6 +16,8 @@ options:
   --startup-delay-ms <n>   /health answers 503 this long after start (env ECHO_STARTUP_DELAY_MS)
   --token-latency-ms <n>   delay per generated token (env ECHO_TOKEN_LATENCY_MS)
   --model <id>             model id served (env ECHO_MODEL, default echo)
+  --slow-above <n>         past n replies at once, each token takes (n_now/n)^2 times longer
+                           (a replica that degrades past a concurrency level; env ECHO_SLOW_ABOVE)
   -h, --help               show this help
 
 fault injection (HTTP):
@@ -43,6 +45,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
       'startup-delay-ms': { type: 'string' },
       'token-latency-ms': { type: 'string' },
       model: { type: 'string' },
+      'slow-above': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     { allowPositionals: false },
@@ -73,6 +76,11 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
         0,
       ),
       model: str(values.model) ?? env.ECHO_MODEL ?? 'echo',
+      slowAbove: nonNegativeInt(
+        '--slow-above',
+        str(values['slow-above']) ?? env.ECHO_SLOW_ABOVE,
+        0,
+      ),
       replicaId: env.FLOTILLA_REPLICA_ID || undefined,
     };
   } catch (err) {

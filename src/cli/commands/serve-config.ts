@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { type DataPlaneKind, DataPlaneKinds } from '../../data-plane/create-data-plane.ts';
 import { parseMemory } from '../../domain/revision.ts';
 import type { ResourceSlots } from '../../domain/session.ts';
+import { defaultProxyWorkers } from '../../proxy/workers.ts';
 import { ConfigError, isUrlWithScheme } from '../client-config.ts';
 
 export { ConfigError } from '../client-config.ts';
@@ -29,6 +30,8 @@ export interface ServeConfig {
   etcdEndpoints: readonly string[] | undefined;
   apiPort: number;
   proxyPort: number;
+  /** Proxy processes sharing the proxy port; 1: the proxy runs in the serve process. */
+  proxyWorkers: number;
   host: string;
   /** Absolute. */
   dataDir: string;
@@ -62,6 +65,7 @@ export const SERVE_SOURCES = {
   etcdEndpoints: { flag: '--etcd-endpoints', env: 'ETCD_ENDPOINTS' },
   apiPort: { flag: '--api-port', env: 'FLOTILLA_API_PORT' },
   proxyPort: { flag: '--proxy-port', env: 'FLOTILLA_PROXY_PORT' },
+  proxyWorkers: { flag: '--proxy-workers', env: 'FLOTILLA_PROXY_WORKERS' },
   host: { flag: '--host', env: 'FLOTILLA_HOST' },
   dataDir: { flag: '--data-dir', env: 'FLOTILLA_DATA_DIR' },
   apiToken: { flag: '--api-token', env: 'FLOTILLA_API_TOKEN' },
@@ -157,6 +161,12 @@ const serveSchema = z.object({
     .optional(),
   apiPort: port.default(8080),
   proxyPort: port.default(8000),
+  proxyWorkers: z.coerce
+    .number({ error: 'expected a whole number of processes' })
+    .int({ error: 'expected a whole number of processes' })
+    .min(1)
+    .max(256)
+    .default(defaultProxyWorkers),
   host: z.string().min(1).default('127.0.0.1'),
   dataDir: z.string().min(1).default('.flotilla'),
   apiToken: z.string().min(1, { error: 'must not be empty' }).optional(),

@@ -49,6 +49,8 @@ options:
                             the key "traefik/" in Traefik's KV layout
   --api-port <n>            HTTP API port (env FLOTILLA_API_PORT, default 8080; 0: any free)
   --proxy-port <n>          data-plane proxy port (env FLOTILLA_PROXY_PORT, default 8000)
+  --proxy-workers <n>       proxy processes sharing the proxy port (env FLOTILLA_PROXY_WORKERS,
+                            default: cores - 1, at least 1; 1 runs the proxy in this process)
   --host <addr>             listen address of both (env FLOTILLA_HOST, default 127.0.0.1);
                             any non-loopback address needs an API token
   --data-dir <dir>          embedded database, replica state and logs (env FLOTILLA_DATA_DIR,
@@ -106,6 +108,7 @@ export async function run(argv: string[]): Promise<number> {
       'etcd-endpoints': { type: 'string' },
       'api-port': { type: 'string' },
       'proxy-port': { type: 'string' },
+      'proxy-workers': { type: 'string' },
       host: { type: 'string' },
       'data-dir': { type: 'string' },
       'api-token': { type: 'string' },
@@ -424,6 +427,8 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
               port: config.proxyPort,
               dataPlane: config.dataPlane,
               logger: log.child({ component: 'proxy' }),
+              workers: config.proxyWorkers,
+              workerLogLevel: config.logLevel,
             },
       prober: config.role !== 'coordinator',
       runtime: {

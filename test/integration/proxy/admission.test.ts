@@ -1,6 +1,8 @@
 /**
  * Admission control against a real slow replica: graduated rejection under saturation,
- * priority order in the queue, queue timeout, and /health staying responsive.
+ * priority order in the queue, queue timeout, and /health staying responsive; per-replica
+ * defaults from the runtime (64 streams to a replica launched for 256) and the adaptive limit
+ * against an echo replica that slows down past a concurrency level.
  */
 import { describe, expect, it } from 'vitest';
 import { createProxy, type FlotillaProxy } from '../../../src/proxy/proxy-server.ts';
@@ -11,6 +13,7 @@ import {
   countBy,
   deployment,
   proxyTestFixture,
+  startEchoReplica,
   startReplica,
   table,
   waitFor,
@@ -179,5 +182,117 @@ describe('admission control', () => {
     expect(await proxy.metrics.metrics()).toContain(
       'flotilla_proxy_timeouts_total{deployment="m",kind="queue"} 1',
     );
+  });
+
+  /** `n` concurrent streaming chat completions of `words` tokens each; statuses and bodies. */
+  function streams(c: ReturnType<typeof client>, url: string, n: number, words = 40) {
+    const content = Array.from({ length: words }, (_, i) => `w${i}`).join(' ');
+    const body = JSON.stringify({
+      model: 'echo',
+      stream: true,
+      messages: [{ role: 'user', content }],
+    });
+    return Array.from({ length: n }, () =>
+      c.get(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      }),
+    );
+  }
+
+  it('lets 64 streams run at once on a replica launched for 256 (vLLM default), none queued or refused', async () => {
+    const echo = await startEchoReplica('echo-1', ['--token-latency-ms', '100']);
+    const m = {
+      ...deployment({ name: 'm', replicas: [{ replica: echo }] }),
+      // What the control plane puts in the table for `vllm serve` without --max-num-seqs.
+      replica_concurrency: { max_concurrent_requests: 256, max_limit: 256, source: 'default' },
+    };
+    // The same replica under the guide's small profile (the old default, 3 per replica).
+    const small = {
+      ...deployment({
+        id: 'dep-small',
+        name: 'small',
+        replicas: [{ replica: echo, routeId: 'route-small' }],
+      }),
+      admission: { profile: 'small' as const },
+    };
+    const proxy = await createProxy({ source: createStaticTableSource(table([m, small])) });
+    proxies.push(proxy);
+    const c = client(512);
+    clients.push(c);
+
+    expect(proxy.status('m').capacity).toBe(256);
+    const all = streams(c, `${proxy.url}/m`, 64);
+    // All 64 reach the replica together: 40 tokens × 100 ms keep each stream open ≥ 4 s.
+    await waitFor(() => proxy.status('m').inflight === 64, '64 streams in flight at once');
+    expect(proxy.status('m').queued).toBe(0);
+    const done = await Promise.all(all);
+    expect(done.map((r) => r.status)).toEqual(Array(64).fill(200));
+    for (const r of done) expect(r.text).toContain('data: [DONE]');
+
+    // The small profile caps the same replica at 3: the rest wait in the queue or are refused.
+    expect(proxy.status('small').capacity).toBe(3);
+    const capped = streams(c, `${proxy.url}/small`, 64, 8);
+    await waitFor(() => proxy.status('small').queued > 0, 'requests queued behind 3 slots');
+    expect(proxy.status('small').inflight).toBe(3);
+    const statuses = (await Promise.all(capped)).map((r) => r.status);
+    expect(statuses.filter((s) => s === 503).length).toBeGreaterThan(0);
+  });
+
+  it('adaptive mode: starts at the fixed default, grows under load, never past the variant maximum', async () => {
+    const echo = await startEchoReplica('echo-slow', [
+      '--token-latency-ms',
+      '10',
+      '--slow-above',
+      '16',
+    ]);
+    const m = {
+      ...deployment({ name: 'm', replicas: [{ replica: echo }] }),
+      admission: { mode: 'adaptive' as const, max_queue_size: 200 },
+      replica_concurrency: { max_concurrent_requests: 8, max_limit: 24, source: 'conservative' },
+    };
+    const proxy = await createProxy({ source: createStaticTableSource(table([m])) });
+    proxies.push(proxy);
+    const c = client(512);
+    clients.push(c);
+    // Before any traffic: the fixed-mode default of the variant (8).
+    expect(proxy.status('m').capacity).toBe(8);
+
+    let stop = false;
+    const samples: ReturnType<FlotillaProxy['status']>[] = [];
+    const statuses: number[] = [];
+    const loops = Array.from({ length: 40 }, async () => {
+      while (!stop) {
+        const [r] = streams(c, `${proxy.url}/m`, 1, 10);
+        statuses.push((await r!).status);
+      }
+    });
+    const sampler = (async () => {
+      while (!stop) {
+        samples.push(proxy.status('m'));
+        await sleep(20);
+      }
+    })();
+    try {
+      await waitFor(() => proxy.status('m').capacity > 8, 'the limit grows past 8', 20_000);
+    } finally {
+      stop = true;
+      await Promise.all([...loops, sampler]);
+    }
+    console.log(
+      `adaptive capacity over time: ${samples
+        .filter((_, i) => i % 10 === 0)
+        .map((s) => s.capacity)
+        .join(' ')}`,
+    );
+    for (const s of samples) {
+      expect(s.capacity).toBeLessThanOrEqual(24);
+      // A shrinking limit does not cut running requests: in flight may exceed the new
+      // capacity for a moment, never the ceiling.
+      expect(s.inflight).toBeLessThanOrEqual(24);
+    }
+    expect(statuses.filter((x) => x !== 200 && x !== 503)).toEqual([]);
+    expect(statuses.filter((x) => x === 200).length).toBeGreaterThan(0);
   });
 });

@@ -17,6 +17,25 @@ export interface BadRequestCase {
 const D = '/v1/deployments';
 const ok = { name: 'fresh', command: 'sleep 1000', replicas: 0 };
 export const badRequestCases: BadRequestCase[] = [
+  // admission: a profile or mode that does not exist is refused at its field
+  {
+    name: 'unknown admission profile',
+    method: 'POST',
+    url: D,
+    payload: { ...ok, admission: { profile: 'huge' } },
+    status: 400,
+    code: 'validation',
+    path: 'admission.profile',
+  },
+  {
+    name: 'unknown admission mode',
+    method: 'POST',
+    url: D,
+    payload: { ...ok, admission: { mode: 'auto' } },
+    status: 400,
+    code: 'validation',
+    path: 'admission.mode',
+  },
   // POST /v1/deployments: shapes
   {
     name: 'empty object',

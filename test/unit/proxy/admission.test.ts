@@ -46,7 +46,7 @@ describe('admission config', () => {
     routes: [],
   };
 
-  it('uses the documented defaults when the deployment has none', () => {
+  it('uses the documented defaults when the deployment and the table say nothing (3 per replica)', () => {
     expect(resolveAdmissionConfig(base)).toEqual({
       request_timeout_s: 60,
       max_queue_size: 50,
@@ -54,6 +54,8 @@ describe('admission config', () => {
       queue_rejection_threshold: 0.8,
       rejection_threshold: 0.7,
       queue_timeout_s: 30,
+      mode: 'fixed',
+      initial_limit: 3,
     });
   });
 
@@ -185,14 +187,22 @@ describe('admission controller', () => {
   it('rejects at the graduated rate, measured over many decisions at fixed loads', () => {
     const seed = 99;
     const random = seededRandom(seed);
+    // capacity 1 + queue 999 = room 1000: the load is set by the queue behind a full slot.
+    const config = { ...ADMISSION_DEFAULTS, max_queue_size: 999, queue_rejection_threshold: 1 };
     for (const load of [0.5, 0.7, 0.775, 0.85, 0.925, 1]) {
+      let filling = true;
+      const c = new AdmissionController(config, () => (filling ? 1 : random()));
+      c.setCapacity(1);
+      for (let i = 0; i < Math.round(load * 1000); i++) c.admit(waiter());
+      expect(c.load()).toBeCloseTo(load);
+      filling = false;
       let rejected = 0;
       const n = 4000;
       for (let i = 0; i < n; i++) {
-        const c = new AdmissionController({ ...ADMISSION_DEFAULTS, max_queue_size: 0 }, random);
-        c.capacity = 1000;
-        c.inflight = Math.round(load * 1000);
-        if (c.admit(waiter()).kind === 'rejected') rejected++;
+        const w = waiter();
+        const d = c.admit(w);
+        if (d.kind === 'rejected') rejected++;
+        else c.cancel(w);
       }
       const expected = rejectionProbability(load, 0.7);
       console.log(
@@ -200,6 +210,15 @@ describe('admission controller', () => {
       );
       expect(Math.abs(rejected / n - expected), `seed ${seed} load ${load}`).toBeLessThan(0.03);
     }
+  });
+
+  it('never refuses a request that finds a free slot and an empty queue, whatever the load', () => {
+    // A replica batching 256 with a queue of 50: 0.7 × 306 = 214 in flight would start the
+    // graduated zone with 42 slots still free.
+    const c = controller({ max_queue_size: 50 }, 256, () => 0);
+    for (let i = 0; i < 256; i++) expect(c.admit(waiter()).kind).toBe('run');
+    expect(c.load()).toBeGreaterThan(0.7);
+    expect(c.admit(waiter()).kind).toBe('rejected');
   });
 
   it('reports the load level: healthy, stressed, degraded, critical', () => {
