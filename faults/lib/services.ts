@@ -138,7 +138,7 @@ export async function ownPostgres(opts: { logStatements?: boolean } = {}): Promi
       '-c', 'full_page_writes=off',
       '-c', 'max_connections=300',
       '-c', "log_line_prefix=%m [%a] ",
-      ...(opts.logStatements ? ['-c', 'log_statement=mod'] : []),
+      ...(opts.logStatements ? ['-c', 'log_statement=all'] : []),
     ];
     const srv = cmd(postgres, args);
     const fd = openSync(logFile, 'a');

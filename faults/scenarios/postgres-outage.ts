@@ -9,7 +9,7 @@
 import type { Topology } from '../lib/cluster.ts';
 import type { Context, Scenario } from '../lib/context.ts';
 import { emptyFigures, type Figures, percentile } from '../lib/figures.ts';
-import { call, until } from '../lib/http.ts';
+import { type Answer, call, until } from '../lib/http.ts';
 import { setHealth, sleep, testBed, waitSettled } from '../lib/setup.ts';
 
 interface HistoryItem {
@@ -26,14 +26,14 @@ async function history(api: string, id: string): Promise<HistoryItem[]> {
   const out: HistoryItem[] = [];
   let after: number | null = null;
   for (;;) {
-    const r = await call<{ items: Array<HistoryItem & { id: number }>; next: number | null }>(
+    const r: Answer<{ items: Array<HistoryItem & { id: number }>; next: number | null }> = await call(
       api,
       'GET',
       `/v1/deployments/${id}/events?limit=500${after !== null ? `&after=${after}` : ''}`,
     );
     if (r.status !== 200) throw new Error(`events of ${id}: ${r.status}`);
     // actor_id is `<kind>:<id>`.
-    out.push(...r.body.items.map((e) => ({ ...e, actor_id: e.actor_id.slice(e.actor_id.indexOf(':') + 1) })));
+    out.push(...r.body.items.map((e: HistoryItem) => ({ ...e, actor_id: e.actor_id.slice(e.actor_id.indexOf(':') + 1) })));
     if (r.body.next === null) return out;
     after = r.body.next;
   }
@@ -123,10 +123,14 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
       for (const v of after ?? []) {
         const h = await history(c.apiUrl, v.id);
         const last = new Map<string, string>();
-        for (const e of h) last.set(e.actor_id, e.to_state);
+        const seq = new Map<string, string[]>();
+        for (const e of h) {
+          last.set(e.actor_id, e.to_state);
+          seq.set(e.actor_id, [...(seq.get(e.actor_id) ?? []), `${e.from_state}→${e.to_state}@${e.at.slice(11, 23)}`]);
+        }
         for (const a of [...v.replicas.map((r) => ({ id: r.id, state: r.state })), ...v.routes]) {
           if (last.get(a.id) !== a.state) {
-            f.violations.push(`after outage ${i + 1}: ${v.name} actor ${a.id} is ${a.state}, its history ends in ${last.get(a.id) ?? 'nothing'}`);
+            f.violations.push(`after outage ${i + 1}: ${v.name} actor ${a.id} is ${a.state}, its history ends in ${last.get(a.id) ?? 'nothing'} (${(seq.get(a.id) ?? []).join(' ')})`);
           }
         }
         if (last.get(v.id) !== undefined && last.get(v.id) !== v.state) {
