@@ -34,6 +34,20 @@ export interface RunOptions {
   log?: (msg: string) => void;
 }
 
+/** A context for one scenario (the e2e test runs scenarios through it). */
+export function scenarioContext(s: Scenario, o: RunOptions & { seed: number; logRoot: string }): Context {
+  return {
+    seed: o.seed,
+    rand: rng(o.seed).fork(s.name),
+    runs: o.runs ?? (o.quick ? s.defaultRuns.quick : s.defaultRuns.full),
+    quick: o.quick ?? false,
+    outageMs: (o.outageS ?? (o.quick ? 5 : 30)) * 1000,
+    runId: `${s.name}-${o.seed}-${process.pid}`,
+    logDir: join(o.logRoot, s.name),
+    log: o.log ?? ((m: string) => console.log(m)),
+  };
+}
+
 /** Runs the chosen scenarios one after another; returns every figures row. */
 export async function runSuite(o: RunOptions): Promise<{ rows: Figures[]; seed: number }> {
   const seed = o.seed ?? (Math.floor(Math.random() * 2 ** 31) >>> 0);
@@ -50,16 +64,7 @@ export async function runSuite(o: RunOptions): Promise<{ rows: Figures[]; seed: 
   log(`process logs under ${logRoot}`);
   const rows: Figures[] = [];
   for (const s of chosen) {
-    const ctx: Context = {
-      seed,
-      rand: rng(seed).fork(s.name),
-      runs: o.runs ?? (o.quick ? s.defaultRuns.quick : s.defaultRuns.full),
-      quick: o.quick ?? false,
-      outageMs: (o.outageS ?? (o.quick ? 5 : 30)) * 1000,
-      runId: `${s.name}-${seed}-${process.pid}`,
-      logDir: join(logRoot, s.name),
-      log,
-    };
+    const ctx = scenarioContext(s, { ...o, seed, logRoot, log });
     log(`\n# ${s.name}: ${s.title} (${ctx.runs} runs per variant)`);
     rows.push(...(await s.run(ctx)));
   }
