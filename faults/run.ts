@@ -4,7 +4,7 @@
  * on free ports (never the system's). Each scenario is seeded; the seed is printed and
  * `--seed S` replays the same fault points and workload (timing still varies).
  *
- *   npm run faults -- [--scenario NAME[,NAME]] [--seed S] [--runs N] [--quick] [--outage-s S]
+ *   npm run faults -- [--scenario NAME[,NAME]] [--seed S] [--runs N|NAME=N,...] [--quick] [--outage-s S]
  *                     [--no-write]
  *
  * Prints each scenario's figures and rewrites the table in docs/reliability.md between its
@@ -28,18 +28,24 @@ export const SCENARIOS: Scenario[] = [coordinatorKill, redisOutage, postgresOuta
 export interface RunOptions {
   scenarios?: string[];
   seed?: number;
-  runs?: number;
+  /** Runs per variant, for every scenario or per scenario name. */
+  runs?: number | Record<string, number>;
   quick?: boolean;
   outageS?: number;
   log?: (msg: string) => void;
 }
 
 /** A context for one scenario (the e2e test runs scenarios through it). */
-export function scenarioContext(s: Scenario, o: RunOptions & { seed: number; logRoot: string }): Context {
+export function scenarioContext(
+  s: Scenario,
+  o: RunOptions & { seed: number; logRoot: string },
+): Context {
   return {
     seed: o.seed,
     rand: rng(o.seed).fork(s.name),
-    runs: o.runs ?? (o.quick ? s.defaultRuns.quick : s.defaultRuns.full),
+    runs:
+      (typeof o.runs === 'number' ? o.runs : o.runs?.[s.name]) ??
+      (o.quick ? s.defaultRuns.quick : s.defaultRuns.full),
     quick: o.quick ?? false,
     outageMs: (o.outageS ?? (o.quick ? 5 : 30)) * 1000,
     runId: `${s.name}-${o.seed}-${process.pid}`,
@@ -50,12 +56,15 @@ export function scenarioContext(s: Scenario, o: RunOptions & { seed: number; log
 
 /** Runs the chosen scenarios one after another; returns every figures row. */
 export async function runSuite(o: RunOptions): Promise<{ rows: Figures[]; seed: number }> {
-  const seed = o.seed ?? (Math.floor(Math.random() * 2 ** 31) >>> 0);
+  const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31) >>> 0;
   const log = o.log ?? ((m: string) => console.log(m));
   const chosen = o.scenarios?.length
     ? o.scenarios.map((n) => {
         const s = SCENARIOS.find((x) => x.name === n);
-        if (!s) throw new Error(`unknown scenario "${n}"; known: ${SCENARIOS.map((x) => x.name).join(', ')}`);
+        if (!s)
+          throw new Error(
+            `unknown scenario "${n}"; known: ${SCENARIOS.map((x) => x.name).join(', ')}`,
+          );
         return s;
       })
     : SCENARIOS;
@@ -92,14 +101,22 @@ async function main(): Promise<number> {
   const num = (name: string, v: string | undefined) => {
     if (v === undefined) return undefined;
     const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: expected a non-negative number, got "${v}"`);
+    if (!Number.isFinite(n) || n < 0)
+      throw new Error(`--${name}: expected a non-negative number, got "${v}"`);
     return n;
   };
   const t0 = performance.now();
   const { rows, seed } = await runSuite({
     scenarios: values.scenario?.flatMap((s) => s.split(',')),
     seed: num('seed', values.seed),
-    runs: num('runs', values.runs),
+    runs: values.runs?.includes('=')
+      ? Object.fromEntries(
+          values.runs.split(',').map((kv) => {
+            const [k, v] = kv.split('=');
+            return [k ?? '', num('runs', v) ?? 0];
+          }),
+        )
+      : num('runs', values.runs),
     quick: values.quick ?? false,
     outageS: num('outage-s', values['outage-s']),
   });
@@ -113,7 +130,7 @@ async function main(): Promise<number> {
       quick: values.quick ?? false,
       command: `npm run faults -- ${process.argv.slice(2).join(' ')}`.trim(),
       durationMs,
-      date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
+      date: `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
     });
     console.log(`table written to ${path}`);
   }

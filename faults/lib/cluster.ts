@@ -8,8 +8,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { call, type DeploymentView, listDeployments, until } from './http.ts';
-import { freePort } from './services.ts';
 import { killRun, type Role, ServeProcess } from './serve.ts';
+import { freePort } from './services.ts';
 
 export type Topology = 'all-in-one' | 'separate';
 
@@ -49,18 +49,32 @@ export class Cluster {
     return c;
   }
 
-  private async proc(role: Role, label: string, env: Record<string, string>): Promise<ServeProcess> {
+  private async proc(
+    role: Role,
+    label: string,
+    env: Record<string, string>,
+  ): Promise<ServeProcess> {
     const o = this.opts;
     return new ServeProcess({
       role,
       label,
       apiPort: await freePort(),
       proxyPort: await freePort(),
-      dataDir: role === 'all' || role === 'coordinator' ? this.dataDir : mkdtempSync(join(tmpdir(), `flotilla-faults-${role}-`)),
+      dataDir:
+        role === 'all' || role === 'coordinator'
+          ? this.dataDir
+          : mkdtempSync(join(tmpdir(), `flotilla-faults-${role}-`)),
       runId: o.runId,
       logDir: o.logDir,
       env,
-      extra: ['--health-interval', String(o.healthIntervalS ?? 0.5), '--log-level', 'info', '--redis-prefix', `faults:${o.runId}:`],
+      extra: [
+        '--health-interval',
+        String(o.healthIntervalS ?? 0.5),
+        '--log-level',
+        'info',
+        '--redis-prefix',
+        `faults:${o.runId}:`,
+      ],
     });
   }
 
@@ -74,7 +88,9 @@ export class Cluster {
     for (let i = 0; i < n; i++) {
       const url = new URL(o.databaseUrl);
       url.searchParams.set('application_name', `coord${i}`);
-      this.coordinators.push(await this.proc(role, `coord${i}`, { ...env, DATABASE_URL: url.toString() }));
+      this.coordinators.push(
+        await this.proc(role, `coord${i}`, { ...env, DATABASE_URL: url.toString() }),
+      );
     }
     // The first coordinator leads (or is alone); the others stand by.
     await this.coordinators[0]!.start();
@@ -100,7 +116,13 @@ export class Cluster {
   async leader(): Promise<ServeProcess | undefined> {
     for (const c of this.coordinators) {
       if (!c.alive) continue;
-      const r = await call(`http://127.0.0.1:${c.spec.apiPort}`, 'GET', '/v1/deployments', undefined, 2_000);
+      const r = await call(
+        `http://127.0.0.1:${c.spec.apiPort}`,
+        'GET',
+        '/v1/deployments',
+        undefined,
+        2_000,
+      );
       if (r.status === 200) return c;
     }
     return undefined;
@@ -123,7 +145,12 @@ export class Cluster {
   /** Waits until the API answers a list again; ms waited. */
   async apiBack(api = this.apiUrl, timeoutMs = 60_000): Promise<number> {
     const t0 = performance.now();
-    await until(async () => (await listDeployments(api, 2_000)) !== null, timeoutMs, `API ${api} answers`, 25);
+    await until(
+      async () => (await listDeployments(api, 2_000)) !== null,
+      timeoutMs,
+      `API ${api} answers`,
+      25,
+    );
     return performance.now() - t0;
   }
 
@@ -140,12 +167,16 @@ export function unsettled(v: DeploymentView): string | null {
   if (v.state === 'DESTROYING') return `${v.name} DESTROYING`;
   const routes = v.routes.filter((r) => r.state !== 'TERMINATED');
   if (v.target_replicas === 0) {
-    return v.replicas.length === 0 && routes.length === 0 ? null : `${v.name} target 0, ${v.replicas.length} replicas`;
+    return v.replicas.length === 0 && routes.length === 0
+      ? null
+      : `${v.name} target 0, ${v.replicas.length} replicas`;
   }
   if (v.state !== 'RUNNING') return `${v.name} ${v.state}`;
-  if (v.replicas.length !== v.target_replicas) return `${v.name} ${v.replicas.length}/${v.target_replicas} replicas`;
+  if (v.replicas.length !== v.target_replicas)
+    return `${v.name} ${v.replicas.length}/${v.target_replicas} replicas`;
   const bad = v.replicas.find((r) => r.state !== 'HEALTHY' || r.revision_id !== v.revision_id);
-  if (bad) return `${v.name} replica ${bad.id} ${bad.state} rev ${bad.revision_id === v.revision_id ? 'current' : 'old'}`;
+  if (bad)
+    return `${v.name} replica ${bad.id} ${bad.state} rev ${bad.revision_id === v.revision_id ? 'current' : 'old'}`;
   if (routes.length !== v.target_replicas || routes.some((r) => r.state !== 'HEALTHY')) {
     return `${v.name} routes ${routes.map((r) => r.state).join(',')}`;
   }

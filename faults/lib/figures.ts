@@ -51,7 +51,8 @@ export function percentile(xs: readonly number[], p: number): number {
   return s[i] as number;
 }
 
-const ms = (x: number) => (Number.isNaN(x) ? '–' : x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : `${Math.round(x)} ms`);
+const ms = (x: number) =>
+  Number.isNaN(x) ? '–' : x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : `${Math.round(x)} ms`;
 
 export function pct(failed: number, sent: number): string {
   return sent === 0 ? '–' : `${((100 * failed) / sent).toFixed(2)}%`;

@@ -70,7 +70,9 @@ export async function until<T>(
     }
     if (performance.now() > deadline) {
       const m = typeof message === 'function' ? message() : message;
-      throw new Error(`${m} (not within ${timeoutMs} ms)${last ? `; last error: ${String(last)}` : ''}`);
+      throw new Error(
+        `${m} (not within ${timeoutMs} ms)${last ? `; last error: ${String(last)}` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
@@ -101,7 +103,16 @@ export interface DeploymentView {
   }>;
 }
 
-export async function listDeployments(api: string, timeoutMs = 5_000): Promise<DeploymentView[] | null> {
-  const r = await call<{ items: DeploymentView[] }>(api, 'GET', '/v1/deployments', undefined, timeoutMs);
+export async function listDeployments(
+  api: string,
+  timeoutMs = 5_000,
+): Promise<DeploymentView[] | null> {
+  const r = await call<{ items: DeploymentView[] }>(
+    api,
+    'GET',
+    '/v1/deployments',
+    undefined,
+    timeoutMs,
+  );
   return r.status === 200 ? r.body.items : null;
 }

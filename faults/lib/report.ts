@@ -15,7 +15,7 @@ export function printFigures(f: Figures): void {
 
 /**
  * The block between the markers: the table, then each row's notes and violations, then how
- * the run was made (seed, mode, duration). Rows of scenarios not run this time are kept.
+ * the run was made (seed, mode, duration). The whole block is replaced: it shows one run.
  */
 export function writeReport(
   path: string,

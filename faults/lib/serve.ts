@@ -4,7 +4,7 @@
  * environment, so the suite finds its own processes in /proc and nobody else's.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isAlive, waitGone } from './services.ts';
 
@@ -117,7 +117,9 @@ export class ServeProcess {
         );
       }
       if (performance.now() > until) {
-        throw new Error(`${s.label} not ready within ${timeoutMs} ms; stderr: ${this.stderrTail()}`);
+        throw new Error(
+          `${s.label} not ready within ${timeoutMs} ms; stderr: ${this.stderrTail()}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 20));
     }

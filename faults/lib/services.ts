@@ -4,7 +4,15 @@
  * 5432/6379 are never touched.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,14 +108,15 @@ async function stopChild(child: ChildProcess | null, signal: NodeJS.Signals): Pr
  * PostgreSQL with statement logging available: `logFile` receives the server's log, one line
  * per statement when `logStatements` is set, prefixed with the time (ms) and application name.
  */
-export async function ownPostgres(opts: { logStatements?: boolean } = {}): Promise<
-  Service & { logFile: string }
-> {
+export async function ownPostgres(
+  opts: { logStatements?: boolean } = {},
+): Promise<Service & { logFile: string }> {
   const dirs = pgBinDirs();
   const initdb = which('initdb', dirs);
   const postgres = which('postgres', dirs);
   const isready = which('pg_isready', dirs);
-  if (!initdb || !postgres) throw new Error('PostgreSQL binaries missing: apt-get install -y postgresql');
+  if (!initdb || !postgres)
+    throw new Error('PostgreSQL binaries missing: apt-get install -y postgresql');
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-faults-pg-'));
   chmodSync(dir, 0o777);
   const data = join(dir, 'data');
@@ -118,7 +127,16 @@ export async function ownPostgres(opts: { logStatements?: boolean } = {}): Promi
     const full = [...asUser, bin, ...args];
     return { bin: full[0] as string, args: full.slice(1) };
   };
-  const init = cmd(initdb, ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
+  const init = cmd(initdb, [
+    '-D',
+    data,
+    '-U',
+    'postgres',
+    '--auth=trust',
+    '-E',
+    'UTF8',
+    '--no-sync',
+  ]);
   execFileSync(init.bin, init.args, { stdio: 'ignore' });
   let child: ChildProcess | null = null;
   const postmasterPid = () => {
@@ -131,13 +149,24 @@ export async function ownPostgres(opts: { logStatements?: boolean } = {}): Promi
   };
   const start = async () => {
     const args = [
-      '-D', data, '-p', String(port), '-k', dir,
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off',
-      '-c', 'full_page_writes=off',
-      '-c', 'max_connections=300',
-      '-c', "log_line_prefix=%m [%a] ",
+      '-D',
+      data,
+      '-p',
+      String(port),
+      '-k',
+      dir,
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'max_connections=300',
+      '-c',
+      'log_line_prefix=%m [%a] ',
       ...(opts.logStatements ? ['-c', 'log_statement=all'] : []),
     ];
     const srv = cmd(postgres, args);
@@ -148,7 +177,9 @@ export async function ownPostgres(opts: { logStatements?: boolean } = {}): Promi
     for (;;) {
       try {
         if (isready) {
-          execFileSync(isready, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres'], { stdio: 'ignore' });
+          execFileSync(isready, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres'], {
+            stdio: 'ignore',
+          });
         }
         break;
       } catch (e) {
@@ -181,7 +212,8 @@ export async function ownPostgres(opts: { logStatements?: boolean } = {}): Promi
       await stop();
       rmSync(dir, { recursive: true, force: true });
     },
-    pids: () => [postmasterPid(), child?.pid].filter((p): p is number => p !== undefined && isAlive(p)),
+    pids: () =>
+      [postmasterPid(), child?.pid].filter((p): p is number => p !== undefined && isAlive(p)),
   };
 }
 
@@ -194,7 +226,18 @@ export async function ownRedis(): Promise<Service> {
   const start = async () => {
     child = spawn(
       bin,
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+      ],
       { stdio: 'ignore' },
     );
     await waitPort(port, child, 'redis-server');
@@ -229,12 +272,18 @@ export async function ownEtcd(): Promise<Service> {
     child = spawn(
       bin,
       [
-        '--data-dir', join(dir, 'data'),
-        '--listen-client-urls', `http://127.0.0.1:${port}`,
-        '--advertise-client-urls', `http://127.0.0.1:${port}`,
-        '--listen-peer-urls', `http://127.0.0.1:${peer}`,
-        '--initial-advertise-peer-urls', `http://127.0.0.1:${peer}`,
-        '--initial-cluster', `default=http://127.0.0.1:${peer}`,
+        '--data-dir',
+        join(dir, 'data'),
+        '--listen-client-urls',
+        `http://127.0.0.1:${port}`,
+        '--advertise-client-urls',
+        `http://127.0.0.1:${port}`,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${peer}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${peer}`,
+        '--initial-cluster',
+        `default=http://127.0.0.1:${peer}`,
         '--unsafe-no-fsync',
       ],
       { stdio: 'ignore' },

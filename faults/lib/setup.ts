@@ -47,14 +47,28 @@ export async function testBed(
     });
     const c = cluster;
     for (const name of BASE) {
-      const r = await call(c.apiUrl, 'POST', '/v1/deployments', deploymentBody(name, 2, 'g0'), 20_000);
-      if (r.status !== 201) throw new Error(`create ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+      const r = await call(
+        c.apiUrl,
+        'POST',
+        '/v1/deployments',
+        deploymentBody(name, 2, 'g0'),
+        20_000,
+      );
+      if (r.status !== 201)
+        throw new Error(`create ${name}: ${r.status} ${JSON.stringify(r.body)}`);
     }
     await waitSettled(c, 120_000);
-    const traffic = new Traffic(() => c.proxyUrls.flatMap((p) => BASE.map((n) => `${p}/${n}/v1/models`)), 4);
+    const traffic = new Traffic(
+      () => c.proxyUrls.flatMap((p) => BASE.map((n) => `${p}/${n}/v1/models`)),
+      4,
+    );
     traffic.start();
     // Every proxy serves before the fault.
-    await until(() => c.proxyUrls.every((p) => traffic.samples.some((s) => s.ok && s.target.startsWith(p))), 30_000, 'every proxy serves');
+    await until(
+      () => c.proxyUrls.every((p) => traffic.samples.some((s) => s.ok && s.target.startsWith(p))),
+      30_000,
+      'every proxy serves',
+    );
     return { cluster: c, traffic, pg, redis, etcd, runId, close };
   } catch (err) {
     await close();
@@ -62,16 +76,26 @@ export async function testBed(
   }
 }
 
-export async function waitSettled(c: Cluster, timeoutMs: number, api?: string): Promise<DeploymentView[]> {
-  return until(async () => {
-    const vs = await c.list(api);
-    return vs && vs.length > 0 && vs.every(settled) ? vs : null;
-  }, timeoutMs, 'every deployment RUNNING with its replicas and routes HEALTHY', 200);
+export async function waitSettled(
+  c: Cluster,
+  timeoutMs: number,
+  api?: string,
+): Promise<DeploymentView[]> {
+  return until(
+    async () => {
+      const vs = await c.list(api);
+      return vs && vs.length > 0 && vs.every(settled) ? vs : null;
+    },
+    timeoutMs,
+    'every deployment RUNNING with its replicas and routes HEALTHY',
+    200,
+  );
 }
 
 export async function setHealth(endpoint: string, ok: boolean): Promise<void> {
   const r = await call(endpoint, 'POST', '/admin/health', { ok }, 5_000);
-  if (r.status >= 300 || r.status === 0) throw new Error(`${endpoint}/admin/health: ${r.status} ${r.error ?? ''}`);
+  if (r.status >= 300 || r.status === 0)
+    throw new Error(`${endpoint}/admin/health: ${r.status} ${r.error ?? ''}`);
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

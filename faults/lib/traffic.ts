@@ -64,7 +64,10 @@ export class Traffic {
   }
 
   /** Requests that started in [from, to): sent and failed. */
-  window(from: number, to: number): { sent: number; failed: number; statuses: Record<string, number> } {
+  window(
+    from: number,
+    to: number,
+  ): { sent: number; failed: number; statuses: Record<string, number> } {
     let sent = 0;
     let failed = 0;
     const statuses: Record<string, number> = {};

@@ -4,8 +4,9 @@
  * (the coordinator died under it) may or may not have taken effect: both outcomes are allowed
  * until the next check, which adopts whichever the coordinator shows.
  */
-import type { Rng } from './prng.ts';
+
 import { type Answer, call, type DeploymentView, neverSent } from './http.ts';
+import type { Rng } from './prng.ts';
 
 export interface Desired {
   exists: boolean;
@@ -31,8 +32,13 @@ function genOf(v: DeploymentView): string | undefined {
 
 export function matches(d: Desired, v: DeploymentView | undefined): boolean {
   if (!d.exists) return v === undefined || v.state === 'TERMINATED';
-  return v !== undefined && v.state !== 'TERMINATED' && v.state !== 'DESTROYING' &&
-    v.target_replicas === d.replicas && genOf(v) === d.gen;
+  return (
+    v !== undefined &&
+    v.state !== 'TERMINATED' &&
+    v.state !== 'DESTROYING' &&
+    v.target_replicas === d.replicas &&
+    genOf(v) === d.gen
+  );
 }
 
 export function describe(v: DeploymentView | undefined): string {
@@ -61,8 +67,15 @@ export class Workload {
   async seed(): Promise<void> {
     for (const name of BASE) {
       const d: Desired = { exists: true, replicas: 2, gen: 'g0' };
-      const r = await call(this.api(), 'POST', '/v1/deployments', deploymentBody(name, 2, 'g0'), 20_000);
-      if (r.status !== 201) throw new Error(`create ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+      const r = await call(
+        this.api(),
+        'POST',
+        '/v1/deployments',
+        deploymentBody(name, 2, 'g0'),
+        20_000,
+      );
+      if (r.status !== 201)
+        throw new Error(`create ${name}: ${r.status} ${JSON.stringify(r.body)}`);
       this.confirmed.set(name, d);
       this.acknowledged++;
     }
@@ -76,14 +89,21 @@ export class Workload {
   /** One seeded command. */
   async step(): Promise<void> {
     const names = [...this.confirmed.keys()].filter(
-      (n) => this.confirmed.get(n)!.exists && !(this.pending.get(n)?.length),
+      (n) => this.confirmed.get(n)!.exists && !this.pending.get(n)?.length,
     );
     const extras = names.filter((n) => !BASE.includes(n));
     const r = this.rand.next();
     if (r < 0.2 && extras.length < this.maxExtra) {
       const name = `w${this.next++}`;
       const d: Desired = { exists: true, replicas: this.rand.int(1, 2), gen: `g${++this.gen}` };
-      await this.send(name, d, 'POST', '/v1/deployments', deploymentBody(name, d.replicas, d.gen), 201);
+      await this.send(
+        name,
+        d,
+        'POST',
+        '/v1/deployments',
+        deploymentBody(name, d.replicas, d.gen),
+        201,
+      );
       return;
     }
     if (names.length === 0) return;
@@ -92,7 +112,14 @@ export class Workload {
     const base = BASE.includes(name);
     if (r < 0.5) {
       const replicas = base ? this.rand.int(2, 3) : this.rand.int(0, 3);
-      await this.send(name, { ...cur, replicas }, 'POST', `/v1/deployments/${name}/scale`, { replicas }, 200);
+      await this.send(
+        name,
+        { ...cur, replicas },
+        'POST',
+        `/v1/deployments/${name}/scale`,
+        { replicas },
+        200,
+      );
     } else if (r < 0.75) {
       const gen = `g${++this.gen}`;
       await this.send(
@@ -104,11 +131,25 @@ export class Workload {
         200,
       );
     } else if (!base) {
-      await this.send(name, { ...cur, exists: false }, 'DELETE', `/v1/deployments/${name}`, undefined, 202);
+      await this.send(
+        name,
+        { ...cur, exists: false },
+        'DELETE',
+        `/v1/deployments/${name}`,
+        undefined,
+        202,
+      );
     }
   }
 
-  private async send(name: string, d: Desired, method: string, path: string, body: unknown, ok: number) {
+  private async send(
+    name: string,
+    d: Desired,
+    method: string,
+    path: string,
+    body: unknown,
+    ok: number,
+  ) {
     const a: Answer = await call(this.api(), method, path, body, 10_000);
     const tag = `${method} ${path} -> ${a.status || a.error}`;
     this.log.push(tag);
@@ -127,7 +168,8 @@ export class Workload {
       const list = this.pending.get(name) ?? [];
       list.push(d);
       this.pending.set(name, list);
-      if (!this.confirmed.has(name)) this.confirmed.set(name, { exists: false, replicas: 0, gen: '' });
+      if (!this.confirmed.has(name))
+        this.confirmed.set(name, { exists: false, replicas: 0, gen: '' });
     }
   }
 
@@ -162,14 +204,26 @@ export class Workload {
         this.confirmed.set(name, hit);
         this.pending.delete(name);
       } else {
-        lost.push(`${name}: acknowledged ${JSON.stringify(c)}${allowed.length > 1 ? ` (or unknown ${JSON.stringify(allowed.slice(1))})` : ''}, coordinator shows ${describe(v)}`);
+        lost.push(
+          `${name}: acknowledged ${JSON.stringify(c)}${allowed.length > 1 ? ` (or unknown ${JSON.stringify(allowed.slice(1))})` : ''}, coordinator shows ${describe(v)}`,
+        );
         // Go on from what is there, so one loss is counted once.
-        this.confirmed.set(name, v ? { exists: true, replicas: v.target_replicas, gen: (v.session?.environ?.FAULTS_GEN ?? '') } : { exists: false, replicas: 0, gen: '' });
+        this.confirmed.set(
+          name,
+          v
+            ? {
+                exists: true,
+                replicas: v.target_replicas,
+                gen: v.session?.environ?.FAULTS_GEN ?? '',
+              }
+            : { exists: false, replicas: 0, gen: '' },
+        );
         this.pending.delete(name);
       }
     }
     for (const v of byName.values()) {
-      if (!this.confirmed.has(v.name)) lost.push(`${v.name}: exists (${describe(v)}) but no command created it`);
+      if (!this.confirmed.has(v.name))
+        lost.push(`${v.name}: exists (${describe(v)}) but no command created it`);
     }
     return { lost };
   }

@@ -18,7 +18,10 @@ import { Traffic } from '../lib/traffic.ts';
 import { BASE, Workload } from '../lib/workload.ts';
 
 async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
-  const f = emptyFigures('1. coordinator kill -9', topology === 'all-in-one' ? 'all-in-one' : 'coordinator + 2 proxies + prober');
+  const f = emptyFigures(
+    '1. coordinator kill -9',
+    topology === 'all-in-one' ? 'all-in-one' : 'coordinator + 2 proxies + prober',
+  );
   const t0 = performance.now();
   const rand = ctx.rand.fork(`kill:${topology}`);
   const pg = await ownPostgres();
@@ -27,16 +30,29 @@ async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
   let cluster: Cluster | undefined;
   try {
     const databaseUrl = await createDatabase(pg.url, 'faults');
-    cluster = await Cluster.start({ topology, runId, databaseUrl, redisUrl: redis?.url, logDir: `${ctx.logDir}/kill-${topology}` });
+    cluster = await Cluster.start({
+      topology,
+      runId,
+      databaseUrl,
+      redisUrl: redis?.url,
+      logDir: `${ctx.logDir}/kill-${topology}`,
+    });
     const c = cluster;
     const coord = c.coordinators[0]!;
     const work = new Workload(() => c.apiUrl, rand.fork('workload'));
     await work.seed();
-    await until(async () => {
-      const vs = await c.list();
-      return vs && BASE.every((n) => vs.find((v) => v.name === n && settled(v)));
-    }, 120_000, 'base deployments RUNNING with every route HEALTHY');
-    const traffic = new Traffic(() => c.proxyUrls.flatMap((p) => BASE.map((n) => `${p}/${n}/v1/models`)), 4);
+    await until(
+      async () => {
+        const vs = await c.list();
+        return vs && BASE.every((n) => vs.find((v) => v.name === n && settled(v)));
+      },
+      120_000,
+      'base deployments RUNNING with every route HEALTHY',
+    );
+    const traffic = new Traffic(
+      () => c.proxyUrls.flatMap((p) => BASE.map((n) => `${p}/${n}/v1/models`)),
+      4,
+    );
     traffic.start();
     const windows: Array<{ from: number; to: number }> = [];
     const converge: number[] = [];
@@ -57,16 +73,23 @@ async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
       // The fleet converges: every deployment settled, and the model matches.
       let views: Awaited<ReturnType<Cluster['list']>> = null;
       try {
-        views = await until(async () => {
-          const vs = await c.list();
-          if (!vs) return null;
-          const live = vs.filter((v) => v.state !== 'TERMINATED');
-          return live.every(settled) ? vs : null;
-        }, 120_000, `fleet converges after kill ${i + 1}`, 200);
+        views = await until(
+          async () => {
+            const vs = await c.list();
+            if (!vs) return null;
+            const live = vs.filter((v) => v.state !== 'TERMINATED');
+            return live.every(settled) ? vs : null;
+          },
+          120_000,
+          `fleet converges after kill ${i + 1}`,
+          200,
+        );
         converge.push(performance.now() - killedAt);
       } catch (err) {
         const vs = await c.list();
-        f.violations.push(`kill ${i + 1}: ${(err as Error).message}: ${vs?.map(unsettled).filter(Boolean).join('; ')}`);
+        f.violations.push(
+          `kill ${i + 1}: ${(err as Error).message}: ${vs?.map(unsettled).filter(Boolean).join('; ')}`,
+        );
         views = await c.list();
       }
       if (!views) continue;
@@ -74,21 +97,34 @@ async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
       f.acknowledgedLost += lost.length;
       for (const l of lost) f.violations.push(`kill ${i + 1}: acknowledged command lost: ${l}`);
       // No replica id started twice (a restart by the replica machine counts as its own start).
-      const restarts = new Map(views.flatMap((v) => v.replicas.map((r) => [r.id, r.restarts] as const)));
+      const restarts = new Map(
+        views.flatMap((v) => v.replicas.map((r) => [r.id, r.restarts] as const)),
+      );
       for (const [id, n] of replicaStarts([c.dataDir])) {
         if (n > 1 + (restarts.get(id) ?? 0)) {
           f.duplicateReplicas++;
-          f.violations.push(`kill ${i + 1}: replica ${id} started ${n} times (restarts ${restarts.get(id) ?? 0})`);
+          f.violations.push(
+            `kill ${i + 1}: replica ${id} started ${n} times (restarts ${restarts.get(id) ?? 0})`,
+          );
         }
       }
       // No replica process that no actor owns (stopping ones get a few seconds to go).
-      const owned = new Set(views.filter((v) => v.state !== 'TERMINATED').flatMap((v) => v.replicas.map((r) => r.id)));
+      const owned = new Set(
+        views.filter((v) => v.state !== 'TERMINATED').flatMap((v) => v.replicas.map((r) => r.id)),
+      );
       let orphans: string[] = [];
       try {
-        await until(() => {
-          orphans = runReplicaProcesses(runId).filter((p) => !owned.has(p.replicaId)).map((p) => `${p.replicaId} (pid ${p.pid})`);
-          return orphans.length === 0;
-        }, 10_000, 'no orphan replica', 200);
+        await until(
+          () => {
+            orphans = runReplicaProcesses(runId)
+              .filter((p) => !owned.has(p.replicaId))
+              .map((p) => `${p.replicaId} (pid ${p.pid})`);
+            return orphans.length === 0;
+          },
+          10_000,
+          'no orphan replica',
+          200,
+        );
       } catch {
         f.orphanReplicas += orphans.length;
         f.violations.push(`kill ${i + 1}: replica processes no actor owns: ${orphans.join(', ')}`);
@@ -102,7 +138,9 @@ async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
           f.violations.push(`kill ${i + 1}: replica ${id} has ${n} processes`);
         }
       }
-      ctx.log(`  ${topology} kill ${i + 1}/${ctx.runs}: API back in ${Math.round(back)} ms after restart, recovered ${Math.round(backAt - killedAt)} ms, converged ${Math.round(converge.at(-1) ?? Number.NaN)} ms, lost ${lost.length}`);
+      ctx.log(
+        `  ${topology} kill ${i + 1}/${ctx.runs}: API back in ${Math.round(back)} ms after restart, recovered ${Math.round(backAt - killedAt)} ms, converged ${Math.round(converge.at(-1) ?? Number.NaN)} ms, lost ${lost.length}`,
+      );
     }
     await traffic.stop();
     f.runs = ctx.runs;
@@ -117,7 +155,9 @@ async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
       for (const [k, v] of Object.entries(s.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
     }
     // Failures outside the restart windows (rolling updates, scale-ins, drains).
-    const outside = traffic.samples.filter((s) => !s.ok && !windows.some((w) => s.start >= w.from && s.start < w.to));
+    const outside = traffic.samples.filter(
+      (s) => !s.ok && !windows.some((w) => s.start >= w.from && s.start < w.to),
+    );
     f.commandsAcknowledged = work.acknowledged;
     f.notes.push(
       `traffic error rate in the restart windows (kill → API answers again): ${f.windowFailed} of ${f.windowSent} requests; failed answers by status (0 = connection error/timeout): ${JSON.stringify(statuses)}`,

@@ -26,21 +26,30 @@ async function history(api: string, id: string): Promise<HistoryItem[]> {
   const out: HistoryItem[] = [];
   let after: number | null = null;
   for (;;) {
-    const r: Answer<{ items: Array<HistoryItem & { id: number }>; next: number | null }> = await call(
-      api,
-      'GET',
-      `/v1/deployments/${id}/events?limit=500${after !== null ? `&after=${after}` : ''}`,
-    );
+    const r: Answer<{ items: Array<HistoryItem & { id: number }>; next: number | null }> =
+      await call(
+        api,
+        'GET',
+        `/v1/deployments/${id}/events?limit=500${after !== null ? `&after=${after}` : ''}`,
+      );
     if (r.status !== 200) throw new Error(`events of ${id}: ${r.status}`);
     // actor_id is `<kind>:<id>`.
-    out.push(...r.body.items.map((e: HistoryItem) => ({ ...e, actor_id: e.actor_id.slice(e.actor_id.indexOf(':') + 1) })));
+    out.push(
+      ...r.body.items.map((e: HistoryItem) => ({
+        ...e,
+        actor_id: e.actor_id.slice(e.actor_id.indexOf(':') + 1),
+      })),
+    );
     if (r.body.next === null) return out;
     after = r.body.next;
   }
 }
 
 async function variant(ctx: Context, topology: Topology): Promise<Figures> {
-  const f = emptyFigures('3. PostgreSQL stopped', topology === 'all-in-one' ? 'all-in-one' : 'coordinator + 2 proxies + prober');
+  const f = emptyFigures(
+    '3. PostgreSQL stopped',
+    topology === 'all-in-one' ? 'all-in-one' : 'coordinator + 2 proxies + prober',
+  );
   const t0 = performance.now();
   const rand = ctx.rand.fork(topology);
   const bed = await testBed(ctx, topology, `pg-${topology}`);
@@ -57,7 +66,9 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
       const fromWall = Date.now();
       await bed.pg.stop();
       f.faultsInjected++;
-      ctx.log(`  ${topology} outage ${i + 1}: PostgreSQL stopped; ${victim.id} of ${dep.name} fails /health during it`);
+      ctx.log(
+        `  ${topology} outage ${i + 1}: PostgreSQL stopped; ${victim.id} of ${dep.name} fails /health during it`,
+      );
       await setHealth(victim.endpoint!, false);
       let readyChecked = false;
       let n = 0;
@@ -65,27 +76,52 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
       while (performance.now() - from < ctx.outageMs) {
         const write = n++ % 2 === 0;
         const a = write
-          ? await call(c.apiUrl, 'POST', '/v1/deployments', { name: `pgx${i}-${n}`, model_path: 'examples/echo', replicas: 1 }, 10_000)
+          ? await call(
+              c.apiUrl,
+              'POST',
+              '/v1/deployments',
+              { name: `pgx${i}-${n}`, model_path: 'examples/echo', replicas: 1 },
+              10_000,
+            )
           : await call(c.apiUrl, 'GET', `/v1/deployments/${dep.name}`, undefined, 10_000);
         apiLatency.push(a.ms);
-        const code = (a.body as { error?: { code?: string } } | undefined)?.error?.code ?? String(a.status);
-        codes[`${write ? 'write' : 'read'} ${a.status} ${code}`] = (codes[`${write ? 'write' : 'read'} ${a.status} ${code}`] ?? 0) + 1;
-        if (a.ms > 2_000) f.violations.push(`outage ${i + 1}: ${write ? 'POST' : 'GET'} answered after ${Math.round(a.ms)} ms (${a.status})`);
+        const code =
+          (a.body as { error?: { code?: string } } | undefined)?.error?.code ?? String(a.status);
+        codes[`${write ? 'write' : 'read'} ${a.status} ${code}`] =
+          (codes[`${write ? 'write' : 'read'} ${a.status} ${code}`] ?? 0) + 1;
+        if (a.ms > 2_000)
+          f.violations.push(
+            `outage ${i + 1}: ${write ? 'POST' : 'GET'} answered after ${Math.round(a.ms)} ms (${a.status})`,
+          );
         if (write && !(a.status === 503 && code === STORE_UNAVAILABLE)) {
-          f.violations.push(`outage ${i + 1}: a create during the outage answered ${a.status} ${code}, not 503 ${STORE_UNAVAILABLE}`);
+          f.violations.push(
+            `outage ${i + 1}: a create during the outage answered ${a.status} ${code}, not 503 ${STORE_UNAVAILABLE}`,
+          );
         }
         if (!write && a.status === 200) {
           const v = a.body as { routes: Array<{ id: string; state: string }> };
-          if (v.routes.find((r) => r.id === victimRoute.id)?.state === 'UNHEALTHY') sawUnhealthy = true;
+          if (v.routes.find((r) => r.id === victimRoute.id)?.state === 'UNHEALTHY')
+            sawUnhealthy = true;
         } else if (!write && !(a.status === 503 && code === STORE_UNAVAILABLE)) {
-          f.violations.push(`outage ${i + 1}: a read during the outage answered ${a.status} ${code}`);
+          f.violations.push(
+            `outage ${i + 1}: a read during the outage answered ${a.status} ${code}`,
+          );
         }
         if (!readyChecked && performance.now() - from > 2_000) {
           readyChecked = true;
-          const r = await call<{ ready?: boolean; missing?: string[] }>(c.apiUrl, 'GET', '/ready', undefined, 5_000);
+          const r = await call<{ ready?: boolean; missing?: string[] }>(
+            c.apiUrl,
+            'GET',
+            '/ready',
+            undefined,
+            5_000,
+          );
           const why = JSON.stringify(r.body);
-          f.notes.push(`/ready during the outage (${topology}): ${r.status} ${why} in ${Math.round(r.ms)} ms`);
-          if (r.status !== 503 || !/database|postgres/i.test(why)) f.violations.push(`outage ${i + 1}: /ready answered ${r.status} ${why}`);
+          f.notes.push(
+            `/ready during the outage (${topology}): ${r.status} ${why} in ${Math.round(r.ms)} ms`,
+          );
+          if (r.status !== 503 || !/database|postgres/i.test(why))
+            f.violations.push(`outage ${i + 1}: /ready answered ${r.status} ${why}`);
         }
         await sleep(200);
       }
@@ -95,22 +131,52 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
       f.windowSent += w.sent;
       f.windowFailed += w.failed;
       // Writes work again.
-      await until(async () => (await call(c.apiUrl, 'POST', `/v1/deployments/${dep.name}/scale`, { replicas: 2 }, 5_000)).status === 200, 60_000, 'a write succeeds after PostgreSQL returned', 100);
+      await until(
+        async () =>
+          (
+            await call(
+              c.apiUrl,
+              'POST',
+              `/v1/deployments/${dep.name}/scale`,
+              { replicas: 2 },
+              5_000,
+            )
+          ).status === 200,
+        60_000,
+        'a write succeeds after PostgreSQL returned',
+        100,
+      );
       f.recoverMs.push(performance.now() - backAt);
       // The transition made during the outage is in the history, dated inside it.
       try {
         // The route leaves HEALTHY (it may be replaced at once after the outage): its history row.
         let h: HistoryItem[] = [];
-        await until(async () => {
-          h = await history(c.apiUrl, dep.id);
-          return h.some((e) => e.actor_id === victimRoute.id && e.to_state === 'UNHEALTHY');
-        }, 30_000, `a history row: route ${victimRoute.id} → UNHEALTHY`);
-        const t = h.find((e) => e.actor_id === victimRoute.id && e.to_state === 'UNHEALTHY' && Date.parse(e.at) >= fromWall);
-        if (!t) f.violations.push(`outage ${i + 1}: no history row for route ${victimRoute.id} → UNHEALTHY after the outage began (seen during the outage: ${sawUnhealthy})`);
+        await until(
+          async () => {
+            h = await history(c.apiUrl, dep.id);
+            return h.some((e) => e.actor_id === victimRoute.id && e.to_state === 'UNHEALTHY');
+          },
+          30_000,
+          `a history row: route ${victimRoute.id} → UNHEALTHY`,
+        );
+        const t = h.find(
+          (e) =>
+            e.actor_id === victimRoute.id &&
+            e.to_state === 'UNHEALTHY' &&
+            Date.parse(e.at) >= fromWall,
+        );
+        if (!t)
+          f.violations.push(
+            `outage ${i + 1}: no history row for route ${victimRoute.id} → UNHEALTHY after the outage began (seen during the outage: ${sawUnhealthy})`,
+          );
         else if (Date.parse(t.at) > fromWall + ctx.outageMs + 5_000 && sawUnhealthy) {
-          f.violations.push(`outage ${i + 1}: the route went UNHEALTHY during the outage but its history row is dated ${t.at}`);
+          f.violations.push(
+            `outage ${i + 1}: the route went UNHEALTHY during the outage but its history row is dated ${t.at}`,
+          );
         }
-        f.notes.push(`outage ${i + 1} (${topology}): route UNHEALTHY ${t ? `recorded at +${Math.round(Date.parse(t.at) - fromWall)} ms from the outage start` : 'not recorded'}; seen UNHEALTHY through the API during the outage: ${sawUnhealthy}`);
+        f.notes.push(
+          `outage ${i + 1} (${topology}): route UNHEALTHY ${t ? `recorded at +${Math.round(Date.parse(t.at) - fromWall)} ms from the outage start` : 'not recorded'}; seen UNHEALTHY through the API during the outage: ${sawUnhealthy}`,
+        );
       } catch (err) {
         f.violations.push(`outage ${i + 1}: ${(err as Error).message}`);
       }
@@ -126,18 +192,27 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
         const seq = new Map<string, string[]>();
         for (const e of h) {
           last.set(e.actor_id, e.to_state);
-          seq.set(e.actor_id, [...(seq.get(e.actor_id) ?? []), `${e.from_state}→${e.to_state}@${e.at.slice(11, 23)}`]);
+          seq.set(e.actor_id, [
+            ...(seq.get(e.actor_id) ?? []),
+            `${e.from_state}→${e.to_state}@${e.at.slice(11, 23)}`,
+          ]);
         }
         for (const a of [...v.replicas.map((r) => ({ id: r.id, state: r.state })), ...v.routes]) {
           if (last.get(a.id) !== a.state) {
-            f.violations.push(`after outage ${i + 1}: ${v.name} actor ${a.id} is ${a.state}, its history ends in ${last.get(a.id) ?? 'nothing'} (${(seq.get(a.id) ?? []).join(' ')})`);
+            f.violations.push(
+              `after outage ${i + 1}: ${v.name} actor ${a.id} is ${a.state}, its history ends in ${last.get(a.id) ?? 'nothing'} (${(seq.get(a.id) ?? []).join(' ')})`,
+            );
           }
         }
         if (last.get(v.id) !== undefined && last.get(v.id) !== v.state) {
-          f.violations.push(`after outage ${i + 1}: deployment ${v.name} is ${v.state}, its history ends in ${last.get(v.id)}`);
+          f.violations.push(
+            `after outage ${i + 1}: deployment ${v.name} is ${v.state}, its history ends in ${last.get(v.id)}`,
+          );
         }
       }
-      ctx.log(`  ${topology} outage ${i + 1}: ${w.failed} of ${w.sent} proxied requests failed; writes back ${Math.round(f.recoverMs.at(-1)!)} ms after PostgreSQL returned`);
+      ctx.log(
+        `  ${topology} outage ${i + 1}: ${w.failed} of ${w.sent} proxied requests failed; writes back ${Math.round(f.recoverMs.at(-1)!)} ms after PostgreSQL returned`,
+      );
     }
     for (const p of [...c.coordinators, ...c.nodes]) {
       if (!p.alive) f.violations.push(`${p.spec.label} exited (${p.exitCode ?? p.exitSignal})`);

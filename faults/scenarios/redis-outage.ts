@@ -13,7 +13,10 @@ import { until } from '../lib/http.ts';
 import { HEALTH_INTERVAL_S, setHealth, sleep, testBed, waitSettled } from '../lib/setup.ts';
 
 async function variant(ctx: Context, topology: Topology): Promise<Figures> {
-  const f = emptyFigures('2. Redis stopped', topology === 'all-in-one' ? 'all-in-one (--redis-url)' : 'coordinator + 2 proxies + prober');
+  const f = emptyFigures(
+    '2. Redis stopped',
+    topology === 'all-in-one' ? 'all-in-one (--redis-url)' : 'coordinator + 2 proxies + prober',
+  );
   const t0 = performance.now();
   const rand = ctx.rand.fork(topology);
   const bed = await testBed(ctx, topology, `redis-${topology}`);
@@ -29,7 +32,9 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
       const from = performance.now();
       await bed.redis.stop();
       f.faultsInjected++;
-      ctx.log(`  ${topology} outage ${i + 1}: Redis stopped; ${victim.id} of ${victimDeployment.name} fails /health from a seeded point`);
+      ctx.log(
+        `  ${topology} outage ${i + 1}: Redis stopped; ${victim.id} of ${victimDeployment.name} fails /health from a seeded point`,
+      );
       const flipAt = from + rand.int(1_000, Math.max(1_500, ctx.outageMs / 2));
       let flipped = false;
       let evicted: string[] = [];
@@ -41,13 +46,18 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
         const vs = await c.list(undefined);
         if (vs) {
           const now = new Map(vs.flatMap((v) => v.routes.map((r) => [r.id, r.state] as const)));
-          evicted = [...healthy.keys()].filter((id) => !now.has(id) || now.get(id) === 'TERMINATED' || now.get(id) === 'TERMINATING');
+          evicted = [...healthy.keys()].filter(
+            (id) => !now.has(id) || now.get(id) === 'TERMINATED' || now.get(id) === 'TERMINATING',
+          );
           if (evicted.length) break;
         }
         await sleep(250);
       }
       if (!flipped) await setHealth(victim.endpoint!, false);
-      for (const id of evicted) f.violations.push(`outage ${i + 1}: route ${id} of ${healthy.get(id)} evicted while Redis was down`);
+      for (const id of evicted)
+        f.violations.push(
+          `outage ${i + 1}: route ${id} of ${healthy.get(id)} evicted while Redis was down`,
+        );
       await bed.redis.start();
       const backAt = performance.now();
       const w = traffic.window(from, backAt);
@@ -56,29 +66,40 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
       // Classification current again: the victim's route UNHEALTHY, every other route's health newer than the return.
       const backWall = Date.now();
       try {
-        await until(async () => {
-          const vs = await c.list();
-          if (!vs) return false;
-          const routes = vs.flatMap((v) => v.routes);
-          const vr = routes.find((r) => r.id === victimRoute.id);
-          if (!vr || vr.state !== 'UNHEALTHY') return false;
-          return routes
-            .filter((r) => r.id !== victimRoute.id && r.state !== 'TERMINATED')
-            .every((r) => r.last_health && Date.parse(r.last_health.at) >= backWall);
-        }, 60_000, 'classification current after Redis returned', 50);
+        await until(
+          async () => {
+            const vs = await c.list();
+            if (!vs) return false;
+            const routes = vs.flatMap((v) => v.routes);
+            const vr = routes.find((r) => r.id === victimRoute.id);
+            if (vr?.state !== 'UNHEALTHY') return false;
+            return routes
+              .filter((r) => r.id !== victimRoute.id && r.state !== 'TERMINATED')
+              .every((r) => r.last_health && Date.parse(r.last_health.at) >= backWall);
+          },
+          60_000,
+          'classification current after Redis returned',
+          50,
+        );
         const ms = performance.now() - backAt;
         catchUp.push(ms);
         f.recoverMs.push(ms);
         if (ms > 2 * HEALTH_INTERVAL_S * 1000 + 500) {
-          f.violations.push(`outage ${i + 1}: classification current ${Math.round(ms)} ms after Redis returned (two ticks: ${2 * HEALTH_INTERVAL_S * 1000} ms, plus one 500 ms probe interval)`);
+          f.violations.push(
+            `outage ${i + 1}: classification current ${Math.round(ms)} ms after Redis returned (two ticks: ${2 * HEALTH_INTERVAL_S * 1000} ms, plus one 500 ms probe interval)`,
+          );
         }
       } catch (err) {
         f.violations.push(`outage ${i + 1}: ${(err as Error).message}`);
       }
       await setHealth(victim.endpoint!, true).catch(() => {});
-      ctx.log(`  ${topology} outage ${i + 1}: ${w.failed} of ${w.sent} requests failed during it; classification current ${Math.round(catchUp.at(-1) ?? Number.NaN)} ms after Redis returned`);
+      ctx.log(
+        `  ${topology} outage ${i + 1}: ${w.failed} of ${w.sent} requests failed during it; classification current ${Math.round(catchUp.at(-1) ?? Number.NaN)} ms after Redis returned`,
+      );
     }
-    await waitSettled(c, 120_000).catch((err) => f.violations.push(`after the outages: ${(err as Error).message}`));
+    await waitSettled(c, 120_000).catch((err) =>
+      f.violations.push(`after the outages: ${(err as Error).message}`),
+    );
     for (const p of [...c.coordinators, ...c.nodes]) {
       if (!p.alive) f.violations.push(`${p.spec.label} exited (${p.exitCode ?? p.exitSignal})`);
     }

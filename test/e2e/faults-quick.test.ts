@@ -21,7 +21,12 @@ import { postgresOutage } from '../../faults/scenarios/postgres-outage.ts';
 
 const seed = Number(process.env.FLOTILLA_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const logRoot = mkdtempSync(join(tmpdir(), 'flotilla-faults-quick-'));
-const opts = { seed, logRoot, quick: true, log: (m: string) => console.log(`[faults seed ${seed}] ${m}`) };
+const opts = {
+  seed,
+  logRoot,
+  quick: true,
+  log: (m: string) => console.log(`[faults seed ${seed}] ${m}`),
+};
 
 describe('fault suite, quick subset', () => {
   it('coordinator kill -9 at 3 points per topology: nothing acknowledged lost, no duplicate or orphan replica, converged, no failed request with separate proxies', async () => {
@@ -41,7 +46,9 @@ describe('fault suite, quick subset', () => {
   }, 600_000);
 
   it('PostgreSQL stopped 5 s: 503 store_unavailable, /ready says why, the proxies serve, the transition reaches the history, nothing exits', async () => {
-    const [row] = await postgresOutage.run(scenarioContext(postgresOutage, { ...opts, runs: 1, outageS: 5 }));
+    const [row] = await postgresOutage.run(
+      scenarioContext(postgresOutage, { ...opts, runs: 1, outageS: 5 }),
+    );
     expect(row!.faultsInjected).toBe(1);
     // Answer times over 2 s are the machine's load, reported by `npm run faults`; everything else must hold.
     const violations = row!.violations.filter((v) => !/answered after \d+ ms/.test(v));
