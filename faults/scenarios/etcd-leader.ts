@@ -176,115 +176,122 @@ export const etcdLeader: Scenario = {
     const takeover: number[] = [];
     try {
       for (let i = 0; i < ctx.runs; i++) {
-        // a. etcd stopped.
-        await converged(fa, `etcd outage ${i + 1} (before)`, etcd, c);
-        const from = performance.now();
-        await bed.etcd!.stop();
-        fa.faultsInjected++;
-        await sleep(ctx.outageMs);
-        const exited = c.coordinators.filter(
-          (p) => p.starts > 0 && (!p.alive || p.starts > 1),
-        ).length;
-        const answering = await leaderOf(c);
-        await bed.etcd!.start();
-        const backAt = performance.now();
-        await until(() => leaderOf(c), 90_000, 'a leader after etcd returned').catch((err) =>
-          fa.violations.push((err as Error).message),
-        );
-        fa.recoverMs.push(performance.now() - backAt);
-        const w = traffic.window(from, performance.now());
-        fa.windowSent += w.sent;
-        fa.windowFailed += w.failed;
-        fa.notes.push(
-          `outage ${i + 1}: at its end ${answering ? `${answering.spec.label} still answered /v1 (leadership unconfirmed!)` : 'no coordinator answered /v1'}; coordinators restarted by the supervisor so far: ${sup.restarts} (${exited} had exited)`,
-        );
-        if (answering)
-          fa.violations.push(
-            `etcd outage ${i + 1}: ${answering.spec.label} still served /v1 after ${ctx.outageMs} ms without etcd`,
-          );
-        await converged(fa, `etcd outage ${i + 1} (after)`, etcd, c);
-        ctx.log(
-          `  etcd outage ${i + 1}: ${w.failed} of ${w.sent} proxied requests failed; a leader ${Math.round(fa.recoverMs.at(-1)!)} ms after etcd returned`,
-        );
-
-        // b. The leader partitioned.
-        const old = await until(() => leaderOf(c), 60_000, 'a leader');
-        const oldEpoch = elections(old).at(-1)?.createRevision;
-        const other = c.coordinators.find((p) => p !== old)!;
-        await until(
-          () => other.alive && other.lines.some((l) => l.text.startsWith('standby')),
-          60_000,
-          'the other coordinator stands by',
-        );
-        const stopAt = performance.now();
-        const stopWall = Date.now();
-        old.signal('SIGSTOP');
-        fb.faultsInjected++;
-        let fresh: ServeProcess | undefined;
         try {
-          fresh = await until(
-            async () => {
-              const l = await leaderOf(c);
-              return l && l !== old ? l : undefined;
-            },
-            60_000,
-            'the standby takes over',
-            100,
+          // a. etcd stopped.
+          await converged(fa, `etcd outage ${i + 1} (before)`, etcd, c);
+          const from = performance.now();
+          await bed.etcd!.stop();
+          fa.faultsInjected++;
+          await sleep(ctx.outageMs);
+          const exited = c.coordinators.filter(
+            (p) => p.starts > 0 && (!p.alive || p.starts > 1),
+          ).length;
+          const answering = await leaderOf(c);
+          await bed.etcd!.start();
+          const backAt = performance.now();
+          await until(() => leaderOf(c), 90_000, 'a leader after etcd returned').catch((err) =>
+            fa.violations.push((err as Error).message),
           );
-          takeover.push(performance.now() - stopAt);
-          fb.recoverMs.push(performance.now() - stopAt);
+          fa.recoverMs.push(performance.now() - backAt);
+          const w = traffic.window(from, performance.now());
+          fa.windowSent += w.sent;
+          fa.windowFailed += w.failed;
+          fa.notes.push(
+            `outage ${i + 1}: at its end ${answering ? `${answering.spec.label} still answered /v1 (leadership unconfirmed!)` : 'no coordinator answered /v1'}; coordinators restarted by the supervisor so far: ${sup.restarts} (${exited} had exited)`,
+          );
+          if (answering)
+            fa.violations.push(
+              `etcd outage ${i + 1}: ${answering.spec.label} still served /v1 after ${ctx.outageMs} ms without etcd`,
+            );
+          await converged(fa, `etcd outage ${i + 1} (after)`, etcd, c);
+          ctx.log(
+            `  etcd outage ${i + 1}: ${w.failed} of ${w.sent} proxied requests failed; a leader ${Math.round(fa.recoverMs.at(-1)!)} ms after etcd returned`,
+          );
+        } catch (err) {
+          fa.violations.push(`etcd outage ${i + 1}: ${(err as Error).message}`);
+        }
+        try {
+          // b. The leader partitioned.
+          const old = await until(() => leaderOf(c), 60_000, 'a leader');
+          const oldEpoch = elections(old).at(-1)?.createRevision;
+          const other = c.coordinators.find((p) => p !== old)!;
+          await until(
+            () => other.alive && other.lines.some((l) => l.text.startsWith('standby')),
+            60_000,
+            'the other coordinator stands by',
+          );
+          const stopAt = performance.now();
+          const stopWall = Date.now();
+          old.signal('SIGSTOP');
+          fb.faultsInjected++;
+          let fresh: ServeProcess | undefined;
+          try {
+            fresh = await until(
+              async () => {
+                const l = await leaderOf(c);
+                return l && l !== old ? l : undefined;
+              },
+              60_000,
+              'the standby takes over',
+              100,
+            );
+            takeover.push(performance.now() - stopAt);
+            fb.recoverMs.push(performance.now() - stopAt);
+          } catch (err) {
+            fb.violations.push(`partition ${i + 1}: ${(err as Error).message}`);
+          }
+          const hold = Math.max(0, (LEASE_S + 3) * 1000 - (performance.now() - stopAt));
+          await sleep(hold);
+          const contAt = Date.now();
+          old.signal('SIGCONT');
+          try {
+            await until(() => !old.alive, 15_000, 'the old leader exits after SIGCONT', 50);
+            fb.notes.push(
+              `partition ${i + 1}: old leader exited with ${old.exitCode ?? old.exitSignal} ${Date.now() - contAt} ms after SIGCONT; standby led ${Math.round(takeover.at(-1) ?? Number.NaN)} ms after SIGSTOP`,
+            );
+          } catch (err) {
+            fb.violations.push(`partition ${i + 1}: ${(err as Error).message} (two leaders)`);
+          }
+          const oldExitAt = Date.now();
+          const w2 = traffic.window(stopAt, performance.now());
+          fb.windowSent += w2.sent;
+          fb.windowFailed += w2.failed;
+          const newElection = fresh
+            ? elections(fresh)
+                .filter((e) => e.at >= stopWall)
+                .at(-1)
+            : undefined;
+          if (newElection) {
+            const label = old.spec.label;
+            const late = pgWrites(bed.pg.logFile, label, newElection.at, oldExitAt + 1_000);
+            for (const l of late.slice(0, 3))
+              fb.violations.push(
+                `partition ${i + 1}: PostgreSQL write from the old leader after the election: ${l}`,
+              );
+            if (late.length > 3)
+              fb.violations.push(
+                `partition ${i + 1}: … ${late.length - 3} more late PostgreSQL writes`,
+              );
+            const lateEtcd = puts.filter(
+              (p) => p.epoch === oldEpoch && p.modRevision > BigInt(newElection.createRevision),
+            );
+            for (const p of lateEtcd)
+              fb.violations.push(
+                `partition ${i + 1}: etcd version record ${p.key} written by the old epoch ${p.epoch} at revision ${p.modRevision} (new leader's key revision ${newElection.createRevision})`,
+              );
+            fb.notes.push(
+              `partition ${i + 1}: old epoch ${oldEpoch}, new ${newElection.createRevision}; PostgreSQL writes of the old leader after the election: ${late.length}; etcd writes of the old epoch after it: ${lateEtcd.length}`,
+            );
+          } else if (fresh) {
+            fb.violations.push(`partition ${i + 1}: no election logged by ${fresh.spec.label}`);
+          }
+          await converged(fb, `partition ${i + 1} (after)`, etcd, c);
+          ctx.log(
+            `  partition ${i + 1}: standby led ${Math.round(takeover.at(-1) ?? Number.NaN)} ms after SIGSTOP; ${w2.failed} of ${w2.sent} proxied requests failed`,
+          );
         } catch (err) {
           fb.violations.push(`partition ${i + 1}: ${(err as Error).message}`);
         }
-        const hold = Math.max(0, (LEASE_S + 3) * 1000 - (performance.now() - stopAt));
-        await sleep(hold);
-        const contAt = Date.now();
-        old.signal('SIGCONT');
-        try {
-          await until(() => !old.alive, 15_000, 'the old leader exits after SIGCONT', 50);
-          fb.notes.push(
-            `partition ${i + 1}: old leader exited with ${old.exitCode ?? old.exitSignal} ${Date.now() - contAt} ms after SIGCONT; standby led ${Math.round(takeover.at(-1) ?? Number.NaN)} ms after SIGSTOP`,
-          );
-        } catch (err) {
-          fb.violations.push(`partition ${i + 1}: ${(err as Error).message} (two leaders)`);
-        }
-        const oldExitAt = Date.now();
-        const w2 = traffic.window(stopAt, performance.now());
-        fb.windowSent += w2.sent;
-        fb.windowFailed += w2.failed;
-        const newElection = fresh
-          ? elections(fresh)
-              .filter((e) => e.at >= stopWall)
-              .at(-1)
-          : undefined;
-        if (newElection) {
-          const label = old.spec.label;
-          const late = pgWrites(bed.pg.logFile, label, newElection.at, oldExitAt + 1_000);
-          for (const l of late.slice(0, 3))
-            fb.violations.push(
-              `partition ${i + 1}: PostgreSQL write from the old leader after the election: ${l}`,
-            );
-          if (late.length > 3)
-            fb.violations.push(
-              `partition ${i + 1}: … ${late.length - 3} more late PostgreSQL writes`,
-            );
-          const lateEtcd = puts.filter(
-            (p) => p.epoch === oldEpoch && p.modRevision > BigInt(newElection.createRevision),
-          );
-          for (const p of lateEtcd)
-            fb.violations.push(
-              `partition ${i + 1}: etcd version record ${p.key} written by the old epoch ${p.epoch} at revision ${p.modRevision} (new leader's key revision ${newElection.createRevision})`,
-            );
-          fb.notes.push(
-            `partition ${i + 1}: old epoch ${oldEpoch}, new ${newElection.createRevision}; PostgreSQL writes of the old leader after the election: ${late.length}; etcd writes of the old epoch after it: ${lateEtcd.length}`,
-          );
-        } else if (fresh) {
-          fb.violations.push(`partition ${i + 1}: no election logged by ${fresh.spec.label}`);
-        }
-        await converged(fb, `partition ${i + 1} (after)`, etcd, c);
-        ctx.log(
-          `  partition ${i + 1}: standby led ${Math.round(takeover.at(-1) ?? Number.NaN)} ms after SIGSTOP; ${w2.failed} of ${w2.sent} proxied requests failed`,
-        );
       }
       sup.stop();
       await traffic.stop();
