@@ -64,8 +64,18 @@ async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
       const killedAt = performance.now();
       await coord.kill9();
       f.faultsInjected++;
-      startMs.push(await c.restart(coord));
-      const back = await c.apiBack();
+      let back: number;
+      try {
+        startMs.push(await c.restart(coord));
+        back = await c.apiBack(c.apiUrl, 180_000);
+      } catch (err) {
+        // Recorded, and the next kill point goes on (a coordinator that never answers is the finding).
+        f.violations.push(`kill ${i + 1}: ${(err as Error).message}`);
+        windows.push({ from: killedAt, to: performance.now() });
+        await work.stop();
+        if (!coord.alive) break;
+        continue;
+      }
       const backAt = performance.now();
       f.recoverMs.push(backAt - killedAt);
       windows.push({ from: killedAt, to: backAt });
