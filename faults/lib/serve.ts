@@ -53,7 +53,7 @@ export class ServeProcess {
   }
 
   /** Spawns the process; resolves once a stdout line matches `ready` (default: its listeners). */
-  async start(ready?: (l: string) => boolean, timeoutMs = 60_000): Promise<number> {
+  async start(ready?: (l: string) => boolean, timeoutMs = 180_000): Promise<number> {
     const s = this.spec;
     mkdirSync(s.logDir, { recursive: true });
     const err = openSync(this.stderrFile, 'a');
