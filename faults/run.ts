@@ -33,6 +33,8 @@ export interface RunOptions {
   quick?: boolean;
   outageS?: number;
   log?: (msg: string) => void;
+  /** Called with each scenario's rows as soon as it finished. */
+  onScenario?: (rows: Figures[]) => void;
 }
 
 /** A context for one scenario (the e2e test runs scenarios through it). */
@@ -75,7 +77,9 @@ export async function runSuite(o: RunOptions): Promise<{ rows: Figures[]; seed: 
   for (const s of chosen) {
     const ctx = scenarioContext(s, { ...o, seed, logRoot, log });
     log(`\n# ${s.name}: ${s.title} (${ctx.runs} runs per variant)`);
-    rows.push(...(await s.run(ctx)));
+    const got = await s.run(ctx);
+    rows.push(...got);
+    o.onScenario?.(got);
   }
   return { rows, seed };
 }
@@ -106,9 +110,26 @@ async function main(): Promise<number> {
     return n;
   };
   const t0 = performance.now();
+  const path = resolve(import.meta.dirname, '../docs/reliability.md');
+  const command = `npm run faults -- ${process.argv.slice(2).join(' ')}`.trim();
+  const date = `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+  let seedUsed = 0;
+  const write = (rows: Figures[]) => {
+    if (values['no-write']) return;
+    writeReport(path, rows, {
+      seed: seedUsed,
+      quick: values.quick ?? false,
+      command,
+      durationMs: performance.now() - t0,
+      date,
+    });
+    console.log(`table written to ${path}`);
+  };
+  const seedGiven = num('seed', values.seed);
+  seedUsed = seedGiven ?? Math.floor(Math.random() * 2 ** 31) >>> 0;
   const { rows, seed } = await runSuite({
     scenarios: values.scenario?.flatMap((s) => s.split(',')),
-    seed: num('seed', values.seed),
+    seed: seedUsed,
     runs: values.runs?.includes('=')
       ? Object.fromEntries(
           values.runs.split(',').map((kv) => {
@@ -119,21 +140,13 @@ async function main(): Promise<number> {
       : num('runs', values.runs),
     quick: values.quick ?? false,
     outageS: num('outage-s', values['outage-s']),
+    // Each scenario's rows are written as soon as it ends: an interrupted run keeps them.
+    onScenario: write,
   });
   for (const f of rows) printFigures(f);
   const durationMs = performance.now() - t0;
   console.log(`\nfault suite: ${(durationMs / 60_000).toFixed(1)} min, seed ${seed}`);
-  if (!values['no-write']) {
-    const path = resolve(import.meta.dirname, '../docs/reliability.md');
-    writeReport(path, rows, {
-      seed,
-      quick: values.quick ?? false,
-      command: `npm run faults -- ${process.argv.slice(2).join(' ')}`.trim(),
-      durationMs,
-      date: `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
-    });
-    console.log(`table written to ${path}`);
-  }
+  write(rows);
   return rows.some((f) => f.violations.length > 0) ? 1 : 0;
 }
 

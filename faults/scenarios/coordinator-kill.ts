@@ -57,6 +57,7 @@ async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
     const windows: Array<{ from: number; to: number }> = [];
     const converge: number[] = [];
     const startMs: number[] = [];
+    const startFailures: string[] = [];
     for (let i = 0; i < ctx.runs; i++) {
       work.start(() => rand.int(50, 300));
       // The seeded kill point: this long into the workload.
@@ -66,7 +67,19 @@ async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
       f.faultsInjected++;
       let back: number;
       try {
-        startMs.push(await c.restart(coord));
+        // A supervisor restarts it until it runs (1 s apart, at most 5 times).
+        for (let attempt = 1; ; attempt++) {
+          try {
+            startMs.push(await c.restart(coord));
+            break;
+          } catch (err) {
+            startFailures.push(
+              `kill ${i + 1}, start ${attempt}: ${(err as Error).message.slice(0, 300)}`,
+            );
+            if (attempt >= 5) throw err;
+            await new Promise((r) => setTimeout(r, 1_000));
+          }
+        }
         back = await c.apiBack(c.apiUrl, 180_000);
       } catch (err) {
         // Recorded, and the next kill point goes on (a coordinator that never answers is the finding).
@@ -173,6 +186,7 @@ async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
       `traffic error rate in the restart windows (kill → API answers again): ${f.windowFailed} of ${f.windowSent} requests; failed answers by status (0 = connection error/timeout): ${JSON.stringify(statuses)}`,
       `failed requests outside the restart windows: ${outside.length} (statuses ${JSON.stringify(countBy(outside.map((s) => String(s.status))))})`,
       `commands: ${work.acknowledged} acknowledged, ${work.unknown} without an answer (effect checked either way), ${work.refused} refused or never sent`,
+      `restarts that failed and were retried by the supervisor: ${startFailures.length}${startFailures.length ? ` (first: ${startFailures[0]})` : ''}`,
       `process start (spawn → listening, node startup included) p50 ${Math.round(percentile(startMs, 50))} ms, max ${Math.round(Math.max(...startMs, 0))} ms`,
       `time to recover = kill → the restarted coordinator answers GET /v1/deployments; fleet converged (every deployment RUNNING, replicas and routes HEALTHY) p50 ${Math.round(percentile(converge, 50))} ms, max ${Math.round(Math.max(...converge, 0))} ms after the kill`,
     );
