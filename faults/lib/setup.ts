@@ -4,7 +4,7 @@ import type { Context } from './context.ts';
 import { call, type DeploymentView, until } from './http.ts';
 import { createDatabase, ownEtcd, ownPostgres, ownRedis, type Service } from './services.ts';
 import { Traffic } from './traffic.ts';
-import { BASE, deploymentBody } from './workload.ts';
+import { BASE, createWithRetry } from './workload.ts';
 
 export interface Bed {
   cluster: Cluster;
@@ -46,17 +46,7 @@ export async function testBed(
       logDir: `${ctx.logDir}/${label}`,
     });
     const c = cluster;
-    for (const name of BASE) {
-      const r = await call(
-        c.apiUrl,
-        'POST',
-        '/v1/deployments',
-        deploymentBody(name, 2, 'g0'),
-        20_000,
-      );
-      if (r.status !== 201)
-        throw new Error(`create ${name}: ${r.status} ${JSON.stringify(r.body)}`);
-    }
+    for (const name of BASE) await createWithRetry(c.apiUrl, name);
     await waitSettled(c, 120_000);
     const traffic = new Traffic(
       () => c.proxyUrls.flatMap((p) => BASE.map((n) => `${p}/${n}/v1/models`)),

@@ -30,6 +30,22 @@ function genOf(v: DeploymentView): string | undefined {
   return v.session?.environ?.FAULTS_GEN ?? v.revision?.environ?.FAULTS_GEN;
 }
 
+/**
+ * Creates a base deployment (2 replicas); a starved PostgreSQL may answer 503
+ * store_unavailable, so this tries again for a minute.
+ */
+export async function createWithRetry(api: string, name: string): Promise<void> {
+  let last = '';
+  for (let i = 0; i < 60; i++) {
+    const r = await call(api, 'POST', '/v1/deployments', deploymentBody(name, 2, 'g0'), 20_000);
+    last = `${r.status} ${JSON.stringify(r.body)}`;
+    if (r.status === 201 || r.status === 409) return;
+    if (r.status !== 503 && r.status !== 0) break;
+    await new Promise((res) => setTimeout(res, 1_000));
+  }
+  throw new Error(`create ${name}: ${last}`);
+}
+
 export function matches(d: Desired, v: DeploymentView | undefined): boolean {
   if (!d.exists) return v === undefined || v.state === 'TERMINATED';
   return (
@@ -67,15 +83,7 @@ export class Workload {
   async seed(): Promise<void> {
     for (const name of BASE) {
       const d: Desired = { exists: true, replicas: 2, gen: 'g0' };
-      const r = await call(
-        this.api(),
-        'POST',
-        '/v1/deployments',
-        deploymentBody(name, 2, 'g0'),
-        20_000,
-      );
-      if (r.status !== 201)
-        throw new Error(`create ${name}: ${r.status} ${JSON.stringify(r.body)}`);
+      await createWithRetry(this.api(), name);
       this.confirmed.set(name, d);
       this.acknowledged++;
     }
