@@ -229,6 +229,25 @@ export function runProcesses(runId: string): number[] {
   return out;
 }
 
+/** SIGKILLs the processes of every run whose id contains `part`. */
+export async function killRunsMatching(part: string): Promise<void> {
+  const ids = new Set<string>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const env = readFileSync(`/proc/${name}/environ`, 'utf8');
+      const id = env
+        .split('\0')
+        .find((e) => e.startsWith('FAULTS_RUN='))
+        ?.slice('FAULTS_RUN='.length);
+      if (id?.includes(part)) ids.add(id);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  for (const id of ids) await killRun(id);
+}
+
 /** SIGKILLs every process of this run (the end of a scenario; nothing is left behind). */
 export async function killRun(runId: string): Promise<void> {
   for (let i = 0; i < 3; i++) {

@@ -34,6 +34,24 @@ export interface Service {
   pids(): number[];
 }
 
+/** Services started and not destroyed yet: `destroyAll()` stops them (an aborted run's cleanup). */
+const live = new Set<Service>();
+
+export async function destroyAllServices(): Promise<void> {
+  await Promise.all([...live].map((s) => s.destroy().catch(() => {})));
+}
+
+function tracked<T extends Service>(s: T): T {
+  live.add(s);
+  const destroy = s.destroy;
+  return Object.assign(s, {
+    destroy: async () => {
+      live.delete(s);
+      await destroy();
+    },
+  });
+}
+
 function which(bin: string, dirs: string[] = []): string | undefined {
   for (const dir of [...dirs, ...(process.env.PATH ?? '').split(':')]) {
     if (dir && existsSync(join(dir, bin))) return join(dir, bin);
@@ -201,7 +219,7 @@ export async function ownPostgres(
     child = null;
   };
   await start();
-  return {
+  return tracked({
     name: 'postgres',
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     port,
@@ -214,7 +232,7 @@ export async function ownPostgres(
     },
     pids: () =>
       [postmasterPid(), child?.pid].filter((p): p is number => p !== undefined && isAlive(p)),
-  };
+  });
 }
 
 export async function ownRedis(): Promise<Service> {
@@ -247,7 +265,7 @@ export async function ownRedis(): Promise<Service> {
     child = null;
   };
   await start();
-  return {
+  return tracked({
     name: 'redis',
     url: `redis://127.0.0.1:${port}`,
     port,
@@ -258,7 +276,7 @@ export async function ownRedis(): Promise<Service> {
       rmSync(dir, { recursive: true, force: true });
     },
     pids: () => (child?.pid && isAlive(child.pid) ? [child.pid] : []),
-  };
+  });
 }
 
 export async function ownEtcd(): Promise<Service> {
@@ -295,7 +313,7 @@ export async function ownEtcd(): Promise<Service> {
     child = null;
   };
   await start();
-  return {
+  return tracked({
     name: 'etcd',
     url: `http://127.0.0.1:${port}`,
     port,
@@ -306,7 +324,7 @@ export async function ownEtcd(): Promise<Service> {
       rmSync(dir, { recursive: true, force: true });
     },
     pids: () => (child?.pid && isAlive(child.pid) ? [child.pid] : []),
-  };
+  });
 }
 
 /** A fresh database on `pg` for one scenario; its URL (with an application name, when given). */
