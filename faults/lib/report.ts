@@ -1,5 +1,7 @@
 /** Prints a scenario's figures and rewrites its rows in docs/reliability.md (between markers). */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { type Figures, markdownTable } from './figures.ts';
 
 export const BEGIN = '<!-- faults:table:begin -->';
@@ -36,6 +38,21 @@ export function writeReport(
     ...fresh.map((f) => ({ ...f, run: thisRun })),
   ].sort((a, b) => a.scenario.localeCompare(b.scenario, 'en', { numeric: true }));
   writeFileSync(jsonPath, `${JSON.stringify({ rows: all }, null, 2)}\n`);
+  // In the repository's format, so `npm run lint` stays clean after a run.
+  try {
+    execFileSync(
+      process.execPath,
+      [
+        resolve(import.meta.dirname, '../../node_modules/@biomejs/biome/bin/biome'),
+        'format',
+        '--write',
+        jsonPath,
+      ],
+      { stdio: 'ignore' },
+    );
+  } catch {
+    // Formatting is cosmetic.
+  }
   const rows = all;
   const runs = [...new Map(all.map((r) => [`${r.run.command}|${r.run.date}`, r.run])).values()];
   const text = existsSync(path) ? readFileSync(path, 'utf8') : `${BEGIN}\n${END}\n`;
