@@ -20,6 +20,8 @@ export const ErrorCodes = {
   generator_failed: 422,
   insufficient_resources: 409,
   dependency_unavailable: 503,
+  /** PostgreSQL (or the embedded database) unreachable, frozen or closed; retryable. */
+  store_unavailable: 503,
   no_healthy_replicas: 503,
   no_backends: 503,
   overloaded: 503,

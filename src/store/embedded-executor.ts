@@ -12,7 +12,7 @@ export function toStoreError(err: unknown): FlotillaError {
   if (classified) return classified;
   const message = err instanceof Error ? err.message : String(err);
   if (/PGlite is closed/i.test(message)) {
-    return new FlotillaError('dependency_unavailable', 'embedded PostgreSQL is closed', {
+    return new FlotillaError('store_unavailable', 'embedded PostgreSQL is closed', {
       cause: err,
     });
   }
@@ -72,14 +72,14 @@ function acquireLock(lockPath: string): () => void {
     const holder = Number.parseInt(pidText ?? '', 10);
     if (Number.isInteger(holder) && holder > 0 && holds(holder, startText)) {
       throw new FlotillaError(
-        'dependency_unavailable',
+        'store_unavailable',
         `embedded database ${lockPath} is in use by process ${holder}` +
           (holder === process.pid ? ' (this process: close the other store first)' : ''),
       );
     }
     rmSync(lockPath, { force: true });
   }
-  throw new FlotillaError('dependency_unavailable', `could not lock ${lockPath}`);
+  throw new FlotillaError('store_unavailable', `could not lock ${lockPath}`);
 }
 
 /** Whether the process that wrote a lock (`pid`, and its start time when recorded) still runs. */

@@ -27,33 +27,33 @@ export function toStoreError(err: unknown): FlotillaError {
   const e = err as { code?: unknown; message?: unknown } | null;
   const message = typeof e?.message === 'string' ? e.message : String(err);
   if (typeof e?.code === 'string' && CONNECTION_ERRNOS.has(e.code)) {
-    return new FlotillaError('dependency_unavailable', `PostgreSQL unreachable: ${message}`, {
+    return new FlotillaError('store_unavailable', `PostgreSQL unreachable: ${message}`, {
       retryable: true,
       cause: err,
     });
   }
   if (/Query read timeout/i.test(message)) {
     return new FlotillaError(
-      'dependency_unavailable',
+      'store_unavailable',
       'PostgreSQL unavailable: no answer within the query timeout',
       { retryable: true, cause: err },
     );
   }
   if (/timeout exceeded when trying to connect/i.test(message)) {
     return new FlotillaError(
-      'dependency_unavailable',
+      'store_unavailable',
       'PostgreSQL unavailable: no connection within the acquire timeout',
       { retryable: true, cause: err },
     );
   }
   if (CONNECTION_MESSAGES.test(message)) {
-    return new FlotillaError('dependency_unavailable', `PostgreSQL unavailable: ${message}`, {
+    return new FlotillaError('store_unavailable', `PostgreSQL unavailable: ${message}`, {
       retryable: true,
       cause: err,
     });
   }
   if (/after calling end on the pool/i.test(message)) {
-    return new FlotillaError('dependency_unavailable', 'PostgreSQL store is closed', {
+    return new FlotillaError('store_unavailable', 'PostgreSQL store is closed', {
       cause: err,
     });
   }
@@ -65,7 +65,7 @@ export function toStoreError(err: unknown): FlotillaError {
  * a ROLLBACK on it would only wait for another timeout, so the connection is destroyed.
  */
 function connectionLost(err: FlotillaError): boolean {
-  return err.code === 'dependency_unavailable';
+  return err.code === 'store_unavailable' || err.code === 'dependency_unavailable';
 }
 
 /** Time limits of a PostgreSQL executor, in milliseconds. */

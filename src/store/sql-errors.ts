@@ -48,7 +48,7 @@ export function fromSqlState(err: unknown, database: string): FlotillaError | un
     code.startsWith('57P') ||
     code === '57014'
   ) {
-    return new FlotillaError('dependency_unavailable', `${database} unavailable: ${message}`, {
+    return new FlotillaError('store_unavailable', `${database} unavailable: ${message}`, {
       retryable: true,
       cause: err,
     });

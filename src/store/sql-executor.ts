@@ -22,7 +22,7 @@ export interface QueryOptions {
  *   A nested `tx.transaction(g)` runs `g` in the same transaction (no savepoint).
  * - Every error that leaves an adapter is a FlotillaError (`toStoreError` of that adapter):
  *   unique violation -> `conflict` (409) naming the constraint; unreachable database ->
- *   `dependency_unavailable` (503, retryable); the driver error is the `cause`.
+ *   `store_unavailable` (503, retryable); the driver error is the `cause`.
  */
 export interface SqlExecutor {
   query<T>(text: string, params?: unknown[], opts?: QueryOptions): Promise<T[]>;

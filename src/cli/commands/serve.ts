@@ -394,6 +394,9 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
     const won = await awaitLeadership(config, log, etcd);
     if ('exit' in won) {
       etcd.close();
+      // A failed campaign (etcd gone) must end the process so its supervisor restarts it: the
+      // etcd client's handles outlive close() and would keep a process that serves nothing up.
+      setTimeout(() => process.exit(won.exit), 2_000).unref();
       return won.exit;
     }
     leadership = won.leadership;

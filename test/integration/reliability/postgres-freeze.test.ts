@@ -77,7 +77,7 @@ afterAll(async () => {
 });
 
 describe('a frozen PostgreSQL (SIGSTOP)', () => {
-  it('fails reads, transactions and new connections with a 503 dependency_unavailable within 2 s, and serves again after SIGCONT', async () => {
+  it('fails reads, transactions and new connections with a 503 store_unavailable within 2 s, and serves again after SIGCONT', async () => {
     const store: Store = await openStore({ databaseUrl: pg.url, dataDir: '/nonexistent' });
     try {
       // Warm the pool so the freeze catches pooled connections mid-use, as in production.
@@ -92,7 +92,7 @@ describe('a frozen PostgreSQL (SIGSTOP)', () => {
         for (const { ms, err } of calls) {
           expect(isFlotillaError(err), String(err)).toBe(true);
           if (!isFlotillaError(err)) continue;
-          expect(err.code).toBe('dependency_unavailable');
+          expect(err.code).toBe('store_unavailable');
           expect(err.status).toBe(503);
           expect(ms).toBeLessThan(2_500);
         }
@@ -117,7 +117,7 @@ describe('a frozen PostgreSQL (SIGSTOP)', () => {
         const { ms, err } = await timedFailure(() =>
           exec.transaction(async (tx) => tx.query('SELECT 1')),
         );
-        expect(isFlotillaError(err) && err.code).toBe('dependency_unavailable');
+        expect(isFlotillaError(err) && err.code).toBe('store_unavailable');
         expect(ms).toBeLessThan(2_500);
       } finally {
         thaw();

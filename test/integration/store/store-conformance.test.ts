@@ -693,7 +693,7 @@ describe.each(adapters)('store on $name', (adapter) => {
       expect(await store.ping()).toBe(true);
       await store.close();
       expect(await store.ping()).toBe(false);
-      await expectFlotillaError(store.listEndpoints(), 'dependency_unavailable');
+      await expectFlotillaError(store.listEndpoints(), 'store_unavailable');
     });
 
     it('prints persisted snapshot writes per second for a batch of 4,000', async (ctx) => {
@@ -747,7 +747,7 @@ describe('openStore', () => {
     await first.writeActors([snapshotWrite('r-1', 'd-1', 0, 'HEALTHY')]);
     await first.putEndpoint({ name: 'chat', backends: [{ deployment: 'echo', weight: 1 }] });
     // A second opener of the same data dir would corrupt it: refused while the first is open.
-    await expectFlotillaError(openStore({ dataDir }), 'dependency_unavailable');
+    await expectFlotillaError(openStore({ dataDir }), 'store_unavailable');
     await first.close();
 
     const second = await openStore({ dataDir });

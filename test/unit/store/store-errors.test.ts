@@ -36,7 +36,7 @@ describe.each([
   it('a server going away is a retryable 503', () => {
     for (const code of ['57P01', '08006', '53300']) {
       expect(toStoreError(pgError(code))).toMatchObject({
-        code: 'dependency_unavailable',
+        code: 'store_unavailable',
         status: 503,
         retryable: true,
       });
@@ -51,16 +51,16 @@ describe.each([
 });
 
 describe('PostgreSQL executor', () => {
-  it('an unreachable server is dependency_unavailable, retryable', async () => {
+  it('an unreachable server is store_unavailable, retryable', async () => {
     // Port 1 on loopback: nothing listens there, the connection is refused at once.
     const exec = createPostgresExecutor('postgres://flotilla@127.0.0.1:1/flotilla');
     try {
       await expect(exec.query('SELECT 1')).rejects.toMatchObject({
-        code: 'dependency_unavailable',
+        code: 'store_unavailable',
         retryable: true,
       });
       await expect(exec.transaction(async () => 1)).rejects.toMatchObject({
-        code: 'dependency_unavailable',
+        code: 'store_unavailable',
       });
     } finally {
       await exec.close();
@@ -69,9 +69,9 @@ describe('PostgreSQL executor', () => {
 
   it('socket errors without a SQLSTATE are retryable 503s', () => {
     const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
-    expect(fromPg(refused)).toMatchObject({ code: 'dependency_unavailable', retryable: true });
+    expect(fromPg(refused)).toMatchObject({ code: 'store_unavailable', retryable: true });
     expect(fromPg(new Error('Connection terminated unexpectedly'))).toMatchObject({
-      code: 'dependency_unavailable',
+      code: 'store_unavailable',
       retryable: true,
     });
   });

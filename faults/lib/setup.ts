@@ -1,0 +1,91 @@
+/** The common start of the dependency scenarios: own services, a cluster, two deployments, traffic. */
+import { Cluster, settled, type Topology } from './cluster.ts';
+import type { Context } from './context.ts';
+import { call, type DeploymentView, until } from './http.ts';
+import { createDatabase, ownEtcd, ownPostgres, ownRedis, type Service } from './services.ts';
+import { Traffic } from './traffic.ts';
+import { BASE, createWithRetry } from './workload.ts';
+
+export interface Bed {
+  cluster: Cluster;
+  traffic: Traffic;
+  pg: Service & { logFile: string };
+  redis: Service;
+  etcd: Service | undefined;
+  runId: string;
+  close(): Promise<void>;
+}
+
+export const HEALTH_INTERVAL_S = 0.5;
+
+export async function testBed(
+  ctx: Context,
+  topology: Topology,
+  label: string,
+  opts: { etcd?: boolean; coordinators?: number; logStatements?: boolean } = {},
+): Promise<Bed> {
+  const pg = await ownPostgres({ logStatements: opts.logStatements ?? false });
+  const redis = await ownRedis();
+  const etcd = opts.etcd ? await ownEtcd() : undefined;
+  const runId = `${ctx.runId}-${label}`;
+  let cluster: Cluster | undefined;
+  const close = async () => {
+    await cluster?.close();
+    await Promise.all([pg.destroy(), redis.destroy(), etcd?.destroy()]);
+  };
+  try {
+    const databaseUrl = await createDatabase(pg.url, 'faults');
+    cluster = await Cluster.start({
+      topology,
+      runId,
+      databaseUrl,
+      redisUrl: redis.url,
+      etcdEndpoints: etcd?.url,
+      coordinators: opts.coordinators ?? 1,
+      healthIntervalS: HEALTH_INTERVAL_S,
+      logDir: `${ctx.logDir}/${label}`,
+    });
+    const c = cluster;
+    for (const name of BASE) await createWithRetry(c.apiUrl, name);
+    await waitSettled(c, 120_000);
+    const traffic = new Traffic(
+      () => c.proxyUrls.flatMap((p) => BASE.map((n) => `${p}/${n}/v1/models`)),
+      4,
+    );
+    traffic.start();
+    // Every proxy serves before the fault.
+    await until(
+      () => c.proxyUrls.every((p) => traffic.samples.some((s) => s.ok && s.target.startsWith(p))),
+      30_000,
+      'every proxy serves',
+    );
+    return { cluster: c, traffic, pg, redis, etcd, runId, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+export async function waitSettled(
+  c: Cluster,
+  timeoutMs: number,
+  api?: string,
+): Promise<DeploymentView[]> {
+  return until(
+    async () => {
+      const vs = await c.list(api);
+      return vs && vs.length > 0 && vs.every(settled) ? vs : null;
+    },
+    timeoutMs,
+    'every deployment RUNNING with its replicas and routes HEALTHY',
+    200,
+  );
+}
+
+export async function setHealth(endpoint: string, ok: boolean): Promise<void> {
+  const r = await call(endpoint, 'POST', '/admin/health', { ok }, 5_000);
+  if (r.status >= 300 || r.status === 0)
+    throw new Error(`${endpoint}/admin/health: ${r.status} ${r.error ?? ''}`);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
