@@ -56,6 +56,7 @@ import { startActivationListener } from './runtime/activation-listener.ts';
 import { createClusterInflight } from './runtime/cluster-inflight.ts';
 import { createClusterLoad } from './runtime/cluster-load.ts';
 import type { RuntimeConfig } from './runtime/config.ts';
+import { previousReplicaIds } from './runtime/crash-loop.ts';
 import {
   type ChangeEvent,
   type DeploymentView,
@@ -605,7 +606,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       async logs(idOrName, opts = {}) {
         const d = await runtime.get(parseIdOrName(idOrName));
         const pool = opts.previous
-          ? await runtime.previousReplicas(d.id)
+          ? (await previousReplicaIds(store, d.id)).kept
           : d.replicas.map((r) => r.id);
         const ids = opts.replica ? [opts.replica] : pool;
         if (opts.replica && !pool.includes(opts.replica)) {

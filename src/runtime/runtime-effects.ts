@@ -29,6 +29,7 @@ import type { Runtime } from './runtime.ts';
 import { resumeAfterShutdown } from './shutdown-restart.ts';
 import { SnapshotWriter, topState } from './snapshot-writer.ts';
 import { StorePause } from './store-pause.ts';
+import type { Tickers } from './tickers.ts';
 import type { TransitionRecord } from './transition-recorder.ts';
 
 export function deploymentTransition(
@@ -312,4 +313,21 @@ export function reconcileDepsOf(rt: Runtime): SessionReconcileDeps {
       rt.sendTo(replicaActorId(replicaId), { type: 'replica.session.resumed', endpoint }),
     warn: (obj, msg) => rt.log.warn(obj, msg),
   };
+}
+
+/** The runtime's periodic work: health classification, eviction, autoscaling, scale to zero. */
+export function startTickersOf(rt: Runtime, tickers: Tickers): void {
+  const every = (s: number, fn: () => Promise<unknown>) => tickers.every(s, fn);
+  const { healthFeed, deps } = rt;
+  if (healthFeed && deps.health) {
+    every(rt.config.healthCheckIntervalS, () => healthFeed.classifyNow());
+    deps.health
+      .subscribe((record) => healthFeed.onRecord(record))
+      .then(
+        (unsub) => tickers.onStop(unsub),
+        (err) => rt.log.error({ err }, 'health subscription failed'),
+      );
+  }
+  every(rt.config.evictionIntervalS, () => rt.evictNow());
+  rt.scaling.start(every, rt.config, Boolean(deps.lastRequests));
 }

@@ -15,8 +15,7 @@ import { deploymentActorId } from '../../machines/deployment.ts';
 import type { RoutingTable } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { ProbeTarget } from '../health/prober.ts';
-import type { Autoscaler, AutoscalingStatus, ScalingEvent } from '../scaling/autoscaler.ts';
-import type { ScaleToZero } from '../scaling/scale-to-zero.ts';
+import type { AutoscalingStatus, ScalingEvent } from '../scaling/autoscaler.ts';
 import type { DeploymentRecord } from '../store/store.ts';
 import {
   actorCountIn,
@@ -60,9 +59,11 @@ import {
   reconcileDepsOf,
   runtimeEffects,
   snapshotWriterOf,
+  startTickersOf,
   storePauseOf,
 } from './runtime-effects.ts';
-import { scaleToZeroOf, scaleToZeroView } from './scale-to-zero-wiring.ts';
+import { RuntimeScaling } from './runtime-scaling.ts';
+import { scaleToZeroOf } from './scale-to-zero-wiring.ts';
 import { SessionCache } from './session-cache.ts';
 import { recordShutdownStops } from './shutdown-restart.ts';
 import type { PersistedSubtree, SnapshotWriter } from './snapshot-writer.ts';
@@ -96,10 +97,8 @@ export class Runtime {
   readonly sessions: SessionCache;
   readonly routing: RoutingPublisher;
   readonly healthFeed: HealthFeed | null;
-  private readonly autoscaler: Autoscaler;
-  /** Scale to zero and activation (src/scaling/scale-to-zero.ts). */
-  readonly scaleToZero: ScaleToZero;
-  private scaling: Promise<unknown> | null = null;
+  /** The autoscaler and scale to zero (runtime-scaling.ts). */
+  readonly scaling: RuntimeScaling;
   private readonly closeHooks: Array<() => void> = [];
   private readonly commands: DeploymentCommands;
   readonly transitions: TransitionRecorder;
@@ -125,8 +124,7 @@ export class Runtime {
       warn: (obj, msg) => this.log.warn(obj, msg),
     });
     this.healthFeed = healthFeedOf(this);
-    this.autoscaler = autoscalerOf(this);
-    this.scaleToZero = scaleToZeroOf(this);
+    this.scaling = new RuntimeScaling(autoscalerOf(this), scaleToZeroOf(this));
     this.commands = commandsOf(this);
     this.storePause = storePauseOf(this);
     this.writer = snapshotWriterOf(this);
@@ -188,28 +186,10 @@ export class Runtime {
     await this.reloadEndpoints();
     for (const id of this.tracked.ids()) this.routing.markDirty(id);
     this.routing.publishNow();
-    this.startTickers();
+    startTickersOf(this, this.tickers);
     this.wakeCapacityWaiters();
     this.ready = true;
     return { restoredDeployments: restorable.length };
-  }
-
-  private startTickers(): void {
-    const every = (s: number, fn: () => Promise<unknown>) => this.tickers.every(s, fn);
-    const { healthFeed, deps } = this;
-    if (healthFeed && deps.health) {
-      every(this.config.healthCheckIntervalS, () => healthFeed.classifyNow());
-      deps.health
-        .subscribe((record) => healthFeed.onRecord(record))
-        .then(
-          (unsub) => this.tickers.onStop(unsub),
-          (err) => this.log.error({ err }, 'health subscription failed'),
-        );
-    }
-    every(this.config.evictionIntervalS, () => this.evictNow());
-    every(this.config.scalingIntervalS, () => this.evaluateScaling());
-    if (deps.lastRequests)
-      every(this.config.scaleToZeroIntervalS, () => this.evaluateScaleToZero());
   }
 
   /** Stops tickers and actors, flushes what is queued; replicas keep running unless asked. */
@@ -245,7 +225,7 @@ export class Runtime {
     opts: { removalOrder?: readonly string[] } = {},
   ): Promise<DeploymentView> {
     const id = await this.commands.scale(idOrName, replicas, opts);
-    this.scaleToZero.scaled(id, replicas);
+    this.scaling.toZero.scaled(id, replicas);
     return this.view(id);
   }
 
@@ -254,12 +234,7 @@ export class Runtime {
    * its scale-to-zero policy. Idempotent; resolves true when this call scaled it.
    */
   activate(deploymentId: string): Promise<boolean> {
-    return this.scaleToZero.activate(deploymentId);
-  }
-
-  /** One scale-to-zero pass: deployments idle past `scale_to_zero_after_s` go to zero. */
-  async evaluateScaleToZero(): Promise<void> {
-    await this.scaleToZero.evaluate();
+    return this.scaling.toZero.activate(deploymentId);
   }
 
   async update(idOrName: string, cmd: UpdateDeploymentCommand): Promise<DeploymentView> {
@@ -276,27 +251,9 @@ export class Runtime {
     this.routing.setEndpoints(endpoints.map((e) => ({ name: e.name, backends: e.backends })));
   }
 
-  /** One autoscaling pass over every deployment that has a scaling policy. */
-  async evaluateScaling(): Promise<void> {
-    // One pass at a time: a slow pass (Redis, a scale) must not overlap the next tick.
-    this.scaling ??= this.autoscaler.evaluate().finally(() => {
-      this.scaling = null;
-    });
-    await this.scaling;
-  }
-
-  /** A deployment's autoscaling as `status` shows it (null without a policy). */
-  autoscalingOf(deploymentId: string): AutoscalingStatus | null {
-    return this.autoscaler.statusOf(deploymentId);
-  }
-
   /** Runs when the runtime closes (after its tickers stopped). */
   onClose(hook: () => void): void {
     this.closeHooks.push(hook);
-  }
-
-  onScaling(listener: (e: ScalingEvent) => void): () => void {
-    return this.autoscaler.onScaling(listener);
   }
 
   /** One classification tick: every probed route, read in pipelined batches. */
@@ -366,17 +323,11 @@ export class Runtime {
       .then(async () => {
         await this.deps.store.updateDeployment(id, { deleted_at: new Date(this.now()) });
         this.tracked.untrack(id);
-        this.autoscaler.forget(id);
-        this.scaleToZero.forget(id);
+        this.scaling.forget(id);
         this.actor?.send({ type: 'coordinator.deployment.remove', deploymentId: id });
         this.routing.markDirty(id);
       })
       .catch((err) => this.log.error({ deployment: id, err }, 'finishing deletion failed'));
-  }
-
-  /** Exited replicas whose output `logs --previous` shows, oldest first. */
-  async previousReplicas(deploymentId: string): Promise<string[]> {
-    return (await previousReplicaIds(this.deps.store, deploymentId)).kept;
   }
 
   /** Capacity may have freed (a replica stopped or exited, the runtime started). */
@@ -437,19 +388,6 @@ export class Runtime {
       quarantined: this.quarantine.get(record.id)?.reason,
       paused: this.storePause.describe(),
     });
-    const options = this.tracked.get(record.id)?.options ?? optionsOf(record);
-    const zero = scaleToZeroView(
-      this.scaleToZero,
-      { id: record.id, min_replicas: options.min_replicas, policy: options.scaling_policy },
-      view.target_replicas,
-    );
-    const withZero = zero ? { ...view, scale_to_zero: zero } : view;
-    const autoscaling = this.autoscaler.statusOf(record.id);
-    if (!autoscaling) return withZero;
-    // A paused autoscaler is something wrong with a RUNNING deployment: say it where
-    // `status` says what is wrong.
-    const paused = this.autoscaler.pausedReason(record.id);
-    const reason = paused ? [paused, view.reason].filter(Boolean).join('; ') : view.reason;
-    return { ...withZero, reason, autoscaling };
+    return this.scaling.decorate(view, this.tracked.get(record.id)?.options ?? optionsOf(record));
   }
 }

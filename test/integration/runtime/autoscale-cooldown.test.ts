@@ -98,7 +98,7 @@ describe.each(['postgres'] as const)('autoscaling cooldown on %s', (kind: StoreK
     await waitFor(() => second.runtime.probeTargets().length === 3);
     await reportAll(second.runtime, second.health);
     await waitFor(async () => (await second.runtime.get('held')).healthy_replicas === 2);
-    await second.runtime.evaluateScaling();
+    await second.runtime.scaling.evaluate();
 
     // `free` was never scaled: 10 in flight on 1 replica is above its threshold, it scales.
     expect((await second.runtime.get('free')).target_replicas).toBe(2);
