@@ -22,7 +22,8 @@
  * Environment (seconds unless said): BENCH_AUTOSCALE_IDLE_S=5, _PLATEAU_S=60, _DROP_S=20,
  * _ZERO_AFTER_S=10 (scale_to_zero_after_s), _ZERO_MAX_S=90, _COOLDOWN_S=5, _CONCURRENCY=12,
  * _LOW_CONCURRENCY=2, _TOKEN_MS=20 (echo delay per token; 5 tokens a request), _MAX_REPLICAS=6,
- * _SAMPLE_MS=250, _OUT_DIR=docs. Needs `npm run build` (replicas run bin/flotilla.js).
+ * _SAMPLE_MS=250, _CPU_MS=10 (cpu only: CPU milliseconds each request spins in the echo replica,
+ * ECHO_CPU_MS_PER_REQUEST; the other metrics' replicas only sleep), _OUT_DIR=docs. Needs `npm run build` (replicas run bin/flotilla.js).
  * Load goes to 127.0.0.1 only and stops by itself.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -54,11 +55,22 @@ const LOW = env('LOW_CONCURRENCY', 2);
 const TOKEN_MS = env('TOKEN_MS', 20);
 const MAX_REPLICAS = env('MAX_REPLICAS', 6);
 const SAMPLE_MS = env('SAMPLE_MS', 250);
+const CPU_MS = env('CPU_MS', 10);
 const OUT_DIR = resolve(REPO, process.env.BENCH_AUTOSCALE_OUT_DIR ?? 'docs');
 const METRICS = (process.argv[2] ?? 'concurrency,requests,cpu')
   .split(',')
   .map((m) => m.trim())
   .filter(Boolean);
+
+/**
+ * Per-metric replica environment. Echo replicas that only sleep through their token delay burn
+ * a few percent of a core at most, so a `cpu` policy never sees its threshold: for `cpu` each
+ * request also spins CPU_MS on the replica's event loop, so utilization follows the load.
+ */
+const replicaEnv = (metric: string): Record<string, string> => ({
+  ECHO_TOKEN_LATENCY_MS: String(TOKEN_MS),
+  ...(metric === 'cpu' ? { ECHO_CPU_MS_PER_REQUEST: String(CPU_MS) } : {}),
+});
 
 /** Per-metric policy: thresholds in the metric's own unit (per replica). */
 const POLICIES: Record<string, Record<string, number | string>> = {
@@ -117,7 +129,7 @@ async function chat(url: string): Promise<{ status: number; replica: string | nu
 }
 
 /** Spawns the deployment's command by hand and times spawn -> first 200 on the same request. */
-async function directStart(): Promise<number> {
+async function directStart(metric: string): Promise<number> {
   const port = await freePort();
   const t0 = performance.now();
   const child: ChildProcess = spawn(
@@ -125,7 +137,7 @@ async function directStart(): Promise<number> {
     ['../../bin/flotilla.js', 'echo-server', '--port', String(port)],
     {
       cwd: join(REPO, 'examples/echo'),
-      env: { ...process.env, ECHO_TOKEN_LATENCY_MS: String(TOKEN_MS), PORT: String(port) },
+      env: { ...process.env, ...replicaEnv(metric), PORT: String(port) },
       stdio: 'ignore',
       // As the process backend starts replicas: in a session of their own (on Linux that is
       // also a scheduler autogroup of their own, which matters on a loaded machine).
@@ -207,7 +219,7 @@ async function runMetric(f: Flotilla, metric: string): Promise<Summary> {
       // Probed often so activation is not dominated by the probe interval; tolerant of a
       // slow check or two on a loaded machine.
       health_check: { interval_s: 0.1, timeout_s: 0.1, unhealthy_threshold: 5 },
-      environ: { ECHO_TOKEN_LATENCY_MS: String(TOKEN_MS) },
+      environ: replicaEnv(metric),
     } as Parameters<Flotilla['deploy']>[0]);
   } catch (err) {
     return { metric, skipped: `deploy refused: ${(err as Error).message}` };
@@ -298,7 +310,7 @@ async function runMetric(f: Flotilla, metric: string): Promise<Summary> {
   if (zeroAt !== null) {
     phase = 'activation';
     // Direct starts just before and just after the activation: the machine's load drifts.
-    const directBefore = await directStart();
+    const directBefore = await directStart(metric);
     const still = await view();
     if (still.target_replicas !== 0 || still.current_replicas !== 0) {
       console.log(
@@ -308,7 +320,7 @@ async function runMetric(f: Flotilla, metric: string): Promise<Summary> {
     const r = await chat(url);
     done.push({ at: now(), status: r.status, ms: r.ms, replica: r.replica });
     activationMs = r.status === 200 ? r.ms : null;
-    const directAfter = await directStart();
+    const directAfter = await directStart(metric);
     directMs = (directBefore + directAfter) / 2;
     directRange = [directBefore, directAfter];
     await sleep(1_000);
@@ -370,7 +382,7 @@ async function runMetric(f: Flotilla, metric: string): Promise<Summary> {
       notes: [
         `step -> first new replica serving ${fmt(summary.stepToNewReplicaS, 's')}; peak ${peak}, settled ${settled}, overshoot ${summary.overshoot}; flaps ${flaps}; rejections in plateau ${summary.rejectedPlateau}/${inPlateau.length}`,
         `end of load -> zero replicas ${fmt(summary.toZeroS, 's')}; activation ${fmt(activationMs, 'ms', 0)} vs direct start ${fmt(directMs, 'ms', 0)} (mean of ${directRange.map((v) => v.toFixed(0)).join(' ms before and ')} ms after; overhead ${fmt(summary.overheadMs, 'ms', 0)})`,
-        `echo replicas (processes), ${TOKEN_MS} ms per token x 5 tokens; shared 2-core machine under other load`,
+        `echo replicas (processes), ${TOKEN_MS} ms per token x 5 tokens${metric === 'cpu' ? ` + ${CPU_MS} ms CPU spin per request` : ''}; shared 2-core machine under other load`,
       ],
     }),
   );

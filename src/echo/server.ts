@@ -43,6 +43,11 @@ export interface EchoServerOptions {
   startupDelayMs?: number;
   /** Delay before each token (streaming) or tokens x delay before a whole reply. Default 0. */
   tokenLatencyMs?: number;
+  /**
+   * CPU time spun (busy loop, on the event loop) before each non-streaming reply, after its
+   * delay: per-request CPU work for `cpu` autoscaling benchmarks. Default 0.
+   */
+  cpuMsPerRequest?: number;
   /** Model id served. Default `echo`. */
   model?: string;
   /**
@@ -160,6 +165,13 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
     slowAbove > 0 && generating > slowAbove
       ? tokenLatencyMs * (generating / slowAbove) ** 2
       : tokenLatencyMs;
+
+  const cpuMsPerRequest = Math.max(0, opts.cpuMsPerRequest ?? 0);
+  const spin = () => {
+    if (cpuMsPerRequest <= 0) return;
+    const end = performance.now() + cpuMsPerRequest;
+    while (performance.now() < end) {}
+  };
   const startupDelayMs = Math.max(0, opts.startupDelayMs ?? 0);
   const onCrash = opts.onCrash ?? (() => process.exit(1));
   let burners: ChildProcess[] = [];
@@ -273,6 +285,7 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
     }
     await sleep(tokenDelay() * tokens.length);
     if (hung) return untilClosed();
+    spin();
     sendJson(res, 200, chatCompletion(meta, tokens.join(''), finish, u));
   }
 
@@ -297,6 +310,7 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
     }
     await sleep(tokenDelay() * tokens.length);
     if (hung) return untilClosed();
+    spin();
     sendJson(res, 200, textCompletion(meta, tokens.join(''), finish, u));
   }
 

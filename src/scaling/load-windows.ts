@@ -3,9 +3,12 @@
  *
  * Each `ingest` takes the latest report of every live proxy. Per proxy and deployment it
  * takes the difference from that proxy's previous report (a proxy seen for the first time only
- * sets its baseline; a counter that went down was reset and counts from zero), sums the
- * differences over the proxies, and appends one slice per deployment to a ring that keeps
- * `retainS` seconds. A window of W seconds is the slices that end within the last W seconds:
+ * sets its baseline; a counter that went down was reset and counts from zero) as a rate over
+ * the proxy's own interval between the two reports (its `at`), applies that rate to the slice
+ * since the previous ingest (a proxy that has not reported anew keeps its last rate), sums over
+ * the proxies, and appends one slice per deployment to a ring that keeps `retainS` seconds. So
+ * a proxy that publishes on its own clock (about once a second, read by the coordinator every
+ * evaluation) neither inflates nor deflates a slice by the phase between the two. A window of W seconds is the slices that end within the last W seconds:
  *
  * - `requests`: answered requests per second (sum / window length);
  * - `concurrency`: average requests in flight + queued (∫ / window length);
@@ -36,7 +39,17 @@ interface DeploymentWindow {
 
 interface ProxyBaseline {
   at: number;
-  byDeployment: Map<string, { requests: number; concurrencyMs: number; latency: number[] }>;
+  byDeployment: Map<
+    string,
+    {
+      requests: number;
+      concurrencyMs: number;
+      latency: number[];
+      /** Per millisecond over the proxy's last interval with a new report. */
+      requestsRate: number;
+      concurrencyRate: number;
+    }
+  >;
 }
 
 /** One window's figures for a deployment. */
@@ -68,6 +81,7 @@ export class LoadWindows {
       { requests: number; concurrencyMs: number; latency: number[]; demand: number }
     >();
     const live = new Set<string>();
+    const sliceMs = this.lastIngest === null ? 0 : Math.max(0, now - this.lastIngest);
     for (const r of reports) {
       live.add(r.proxy);
       this.lastReportAt = now;
@@ -75,10 +89,21 @@ export class LoadWindows {
       const next: ProxyBaseline = { at: r.at, byDeployment: new Map() };
       for (const [id, c] of Object.entries(r.deployments)) {
         const latency = Array.isArray(c.latency) ? c.latency.map(Number) : [];
+        const prev = before?.byDeployment.get(id);
+        const dtMs = prev && before ? r.at - before.at : 0;
+        // A new report: its rates over the proxy's own interval; none since: the last rates.
+        const requestsRate =
+          dtMs > 0 && prev ? delta(c.requests, prev.requests) / dtMs : (prev?.requestsRate ?? 0);
+        const concurrencyRate =
+          dtMs > 0 && prev
+            ? delta(c.concurrency_ms, prev.concurrencyMs) / dtMs
+            : (prev?.concurrencyRate ?? 0);
         next.byDeployment.set(id, {
           requests: c.requests,
           concurrencyMs: c.concurrency_ms,
           latency,
+          requestsRate,
+          concurrencyRate,
         });
         const s = sums.get(id) ?? {
           requests: 0,
@@ -87,10 +112,9 @@ export class LoadWindows {
           demand: 0,
         };
         s.demand += (c.inflight ?? 0) + (c.queued ?? 0);
-        const prev = before?.byDeployment.get(id);
         if (prev) {
-          s.requests += delta(c.requests, prev.requests);
-          s.concurrencyMs += delta(c.concurrency_ms, prev.concurrencyMs);
+          s.requests += requestsRate * sliceMs;
+          s.concurrencyMs += concurrencyRate * sliceMs;
           for (let i = 0; i < s.latency.length; i++) {
             s.latency[i] = (s.latency[i] ?? 0) + delta(latency[i] ?? 0, prev.latency[i] ?? 0);
           }

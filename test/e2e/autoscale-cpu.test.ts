@@ -167,7 +167,10 @@ describe('autoscaling on cpu, as processes', () => {
     expect(up.replicas.filter((r) => r.state !== 'TERMINATED')).toHaveLength(2);
     const first = decisions()[0]!;
     expect(first).toMatchObject({ from: 1, to: 2 });
-    expect(first.reason).toMatch(/^cpu \d+(\.\d+)? per replica > scale_up_threshold 20$/);
+    // The decision with its inputs (src/scaling/autoscaler.ts): metric, value, thresholds.
+    expect(first.reason).toMatch(
+      /^scaled 1 -> 2 \(up\): \d+(\.\d+)? > scale_up_threshold 20 \| cpu \d+(\.\d+)? % averaged over /,
+    );
 
     await burn(0);
     await waitFor(
@@ -184,7 +187,9 @@ describe('autoscaling on cpu, as processes', () => {
     );
     const down = all.find((e) => e.to < e.from)!;
     expect(down).toMatchObject({ from: 2, to: 1 });
-    expect(down.reason).toMatch(/^cpu \d+(\.\d+)? per replica < scale_down_threshold 5$/);
+    expect(down.reason).toMatch(
+      /^scaled 2 -> 1 \(down\): \d+(\.\d+)? < scale_down_threshold 5; removes \S+ .* \| cpu /,
+    );
     // Consecutive decisions are at least the cooldown apart.
     for (let i = 1; i < all.length; i++) {
       expect(Date.parse(all[i]!.at) - Date.parse(all[i - 1]!.at)).toBeGreaterThanOrEqual(2000);

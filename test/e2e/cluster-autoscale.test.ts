@@ -1,9 +1,11 @@
 /**
  * Concurrency autoscaling with proxies in their own processes: a coordinator, two
  * `serve --role proxy` processes and a prober, sharing PostgreSQL and Redis. Each proxy carries
- * 2 requests in flight (closed loop); with `target_value: 2` neither proxy alone asks for a
+ * 2 requests in flight (closed loop); with `target_value: 3` neither proxy alone asks for a
  * second replica, so the deployment scales up only if the coordinator sums the proxies' load
- * reports. When the load stops it scales back down, after the panic and the cooldown.
+ * reports (4 in flight: 2 replicas; counted twice, 8: 3). The target is not a divisor of the
+ * load: at 4 against 2 the panic rule sat on its boundary, and a request overlapping its
+ * successor for a millisecond (4.001 in flight) made it ask for 3. When the load stops it scales back down, after the panic and the cooldown.
  */
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -68,7 +70,7 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
         health_check: { interval_s: 0.5, timeout_s: 0.5, unhealthy_threshold: 2 },
         scaling_policy: {
           target_metric: 'concurrency',
-          target_value: 2,
+          target_value: 3,
           min_replicas: 1,
           max_replicas: 3,
           cooldown_period: 3,
@@ -155,7 +157,7 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
       expect(scaledUp.reason).toMatch(/^scaled 1 -> 2 \(up/);
       // The inputs are in the event: metric and windows, value per replica, target, bounds.
       expect(scaledUp.reason).toMatch(/concurrency .* over the panic window 2 s/);
-      expect(scaledUp.reason).toMatch(/target 2 per replica/);
+      expect(scaledUp.reason).toMatch(/target 3 per replica/);
       expect(scaledUp.reason).toMatch(/bounds 1\.\.3/);
       expect(scaledUp.reason).toMatch(/cooldown 3 s/);
       // 4 requests in flight want 2 replicas, not 3: the load is counted once.

@@ -37,6 +37,19 @@ describe('echo server with the official openai client', () => {
     expect(reply.usage).toEqual({ prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 });
   });
 
+  it('spins cpuMsPerRequest on its thread before a plain reply', async () => {
+    const { client } = await start({ cpuMsPerRequest: 60 });
+    const t0 = performance.now();
+    const reply = await client.chat.completions.create({
+      model: 'echo',
+      messages: [{ role: 'user', content: 'spin' }],
+    });
+    const elapsed = performance.now() - t0;
+    expect(reply.choices[0]?.message.content).toBe('spin');
+    // A busy loop of 60 ms on this thread: the reply cannot come sooner.
+    expect(elapsed).toBeGreaterThanOrEqual(60);
+  });
+
   it('streams a chat completion as one chunk per token, ending with [DONE]', async () => {
     const { client } = await start({ tokenLatencyMs: 5 });
     const stream = await client.chat.completions.create({

@@ -15,6 +15,8 @@ options:
   --host <addr>            address to listen on (env HOST, default 127.0.0.1)
   --startup-delay-ms <n>   /health answers 503 this long after start (env ECHO_STARTUP_DELAY_MS)
   --token-latency-ms <n>   delay per generated token (env ECHO_TOKEN_LATENCY_MS)
+  --cpu-ms-per-request <n> CPU time spun before each non-streaming reply
+                           (env ECHO_CPU_MS_PER_REQUEST, default 0)
   --model <id>             model id served (env ECHO_MODEL, default echo)
   --slow-above <n>         past n replies at once, each token takes (n_now/n)^2 times longer
                            (a replica that degrades past a concurrency level; env ECHO_SLOW_ABOVE)
@@ -44,6 +46,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
       host: { type: 'string' },
       'startup-delay-ms': { type: 'string' },
       'token-latency-ms': { type: 'string' },
+      'cpu-ms-per-request': { type: 'string' },
       model: { type: 'string' },
       'slow-above': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -73,6 +76,11 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
       tokenLatencyMs: nonNegativeInt(
         '--token-latency-ms',
         str(values['token-latency-ms']) ?? env.ECHO_TOKEN_LATENCY_MS,
+        0,
+      ),
+      cpuMsPerRequest: nonNegativeInt(
+        '--cpu-ms-per-request',
+        str(values['cpu-ms-per-request']) ?? env.ECHO_CPU_MS_PER_REQUEST,
         0,
       ),
       model: str(values.model) ?? env.ECHO_MODEL ?? 'echo',

@@ -28,6 +28,22 @@ function report(
 }
 
 describe('load windows (coordinator side)', () => {
+  it("takes a proxy's rates over its own report interval, not the coordinator's ingest phase", () => {
+    // 4 in flight all along, 2 requests/s; the proxy publishes at 0, 900 and 2,900 ms while
+    // the coordinator reads at 0, 1,000, 2,000 (no new report) and 3,000.
+    const w = new LoadWindows();
+    const at = (ms: number) => report('a', ms, { requests: ms / 500, concurrency_ms: 4 * ms });
+    w.ingest([at(0)], 0);
+    w.ingest([at(900)], 1_000);
+    w.ingest([at(900)], 2_000);
+    w.ingest([at(2_900)], 3_000);
+    for (const windowS of [1, 2, 3]) {
+      const f = w.read('d1', windowS, 3_000)!;
+      expect(f.concurrency).toBeCloseTo(4, 9);
+      expect(f.requestsPerS).toBeCloseTo(2, 9);
+    }
+  });
+
   it('sums two proxies: requests per second, average concurrency, demand now', () => {
     const w = new LoadWindows();
     w.ingest(
