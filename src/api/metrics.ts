@@ -156,7 +156,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): MetricsR
       flotilla = f;
       merged = f.proxy ? Registry.merge([registry, f.proxy.metrics]) : registry;
       const unsub = f.subscribe((e: ChangeEvent) => transitions.inc({ kind: e.kind, to: e.to }));
-      const unsubScaling = f.runtime.scaling.onScaling((e) =>
+      const unsubScaling = f.runtime.onScaling((e) =>
         scaling.inc({ direction: e.to > e.from ? 'up' : 'down', source: 'autoscaler' }),
       );
       return () => {

@@ -15,7 +15,7 @@ import { deploymentActorId } from '../../machines/deployment.ts';
 import type { RoutingTable } from '../domain/routing.ts';
 import type { SessionSpec } from '../domain/session.ts';
 import type { ProbeTarget } from '../health/prober.ts';
-import type { AutoscalingStatus, ScalingEvent } from '../scaling/autoscaler.ts';
+import type { ScalingEvent } from '../scaling/autoscaler.ts';
 import type { DeploymentRecord } from '../store/store.ts';
 import {
   actorCountIn,
@@ -249,6 +249,10 @@ export class Runtime {
   async reloadEndpoints(): Promise<void> {
     const endpoints = await this.deps.store.listEndpoints();
     this.routing.setEndpoints(endpoints.map((e) => ({ name: e.name, backends: e.backends })));
+  }
+
+  onScaling(listener: (e: ScalingEvent) => void): () => void {
+    return this.scaling.onScaling(listener);
   }
 
   /** Runs when the runtime closes (after its tickers stopped). */

@@ -10,7 +10,7 @@
  * (capacity stays where it was) and nothing more; when the store answers again, each paused
  * effect runs once: exactly one recovery per replica that needed one.
  *
- * Only the store's own unavailability pauses (`dependency_unavailable` from a store call);
+ * Only the store's own unavailability pauses (`store_unavailable` from a store call);
  * anything else still fails the effect as before.
  */
 import { isFlotillaError } from '../domain/errors.ts';
@@ -141,7 +141,7 @@ export class StorePause {
 
 /** The store itself is unreachable (not a bad request, not a conflict). */
 export function isStoreAway(err: unknown): boolean {
-  return isFlotillaError(err) && err.code === 'dependency_unavailable';
+  return isFlotillaError(err) && err.code === 'store_unavailable';
 }
 
 function closedError(): Error {
