@@ -110,6 +110,31 @@ export function groupMembers(pgid: number): number[] {
   return members;
 }
 
+/**
+ * The process groups of live processes whose environment holds `name=value` (e.g. a replica's
+ * FLOTILLA_REPLICA_ID): how a replica spawned just before a crash, before its record was
+ * written, is still found. Reads every /proc/<pid>/environ; empty without /proc.
+ */
+export function groupsWithEnv(name: string, value: string): number[] {
+  if (!hasProcFs()) return [];
+  const needle = `${name}=${value}`;
+  const groups = new Set<number>();
+  for (const entry of readdirSync('/proc')) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    let environ: string;
+    try {
+      environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    if (!environ.split('\0').includes(needle)) continue;
+    const stat = readProcStat(pid);
+    if (stat && !isDeadState(stat.state)) groups.add(stat.pgrp);
+  }
+  return [...groups];
+}
+
 /** Signals a whole process group; false when it no longer exists. */
 export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
   try {

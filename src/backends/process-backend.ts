@@ -13,6 +13,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import {
+  appendFileSync,
   closeSync,
   existsSync,
   promises as fsp,
@@ -44,6 +45,7 @@ import { KeyedQueue } from './keyed-queue.ts';
 import {
   bootId,
   groupMembers,
+  groupsWithEnv,
   groupUsage,
   hasProcFs,
   isProcessAlive,
@@ -237,6 +239,21 @@ class ProcessBackend implements ReplicaBackend {
     }
   }
 
+  /**
+   * A replica whose directory exists but that has no record was being spawned when the
+   * previous process died (the record is written right after spawn): its process may live on
+   * with nobody owning it. Found by its FLOTILLA_REPLICA_ID and stopped, so it never runs twice.
+   */
+  private killUnrecorded(replicaId: string, dir: string): void {
+    for (const pgid of groupsWithEnv(REPLICA_ID_ENV, replicaId)) {
+      signalGroup(pgid, 'SIGKILL');
+      appendFileSync(
+        path.join(dir, LOG_FILE),
+        `[flotilla] ${new Date().toISOString()} stopped process group ${pgid} of replica ${replicaId}: spawned before a crash, never recorded\n`,
+      );
+    }
+  }
+
   private async spawnReplica(replicaId: string, spec: SessionSpec): Promise<ReplicaHandle> {
     // A replica a clean shutdown stopped comes back on its port, so its endpoint stays.
     const previous = this.replicas.get(replicaId)?.record;
@@ -247,6 +264,7 @@ class ProcessBackend implements ReplicaBackend {
         ? previous.port
         : await freePortAvoiding(this.host, this.portsInUse());
     const dir = path.join(this.replicasDir, replicaId);
+    if (!previous && existsSync(dir)) this.killUnrecorded(replicaId, dir);
     await fsp.mkdir(dir, { recursive: true });
     const argv = substitutePort(spec.command, port);
     const env: Record<string, string | undefined> = {

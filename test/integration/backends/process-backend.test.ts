@@ -445,3 +445,28 @@ describe('process backend: capacity', () => {
     expect(processesWith(MARKER)).toHaveLength(2);
   });
 });
+
+describe('process backend: a replica spawned just before a crash', () => {
+  it('stops the unrecorded process (its directory exists, its record does not) before starting the replica again', async () => {
+    const dataDir = tempDir();
+    const replicaId = 'crash-window-0';
+    // What a crash between spawn and the record leaves: the replica's directory and log, and
+    // a live process carrying the replica id, but no state.json.
+    mkdirSync(path.join(dataDir, 'replicas', replicaId), { recursive: true });
+    const orphan = spawn('sh', ['-c', 'sleep 60', MARKER], {
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env, FLOTILLA_REPLICA_ID: replicaId },
+    });
+    children.push(orphan);
+    const orphanPid = orphan.pid!;
+    await waitFor('the orphan to run', () => isAlive(orphanPid));
+    const b = await backend({ dataDir });
+    const h = await b.start(replicaId, shellSpec('sleep 60', MARKER));
+    await waitFor('the unrecorded process to stop', () => !isAlive(orphanPid));
+    expect(h.pid).not.toBe(orphanPid);
+    expect(processesWith(MARKER).map((p) => p.pgid)).toEqual([h.pid]);
+    const log = readFileSync(path.join(dataDir, 'replicas', replicaId, 'output.log'), 'utf8');
+    expect(log).toContain(`stopped process group ${orphanPid} of replica ${replicaId}`);
+  });
+});
