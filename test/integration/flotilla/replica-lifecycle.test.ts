@@ -164,6 +164,8 @@ describe('passive outlier detection through the stack', () => {
       model_path: 'examples/echo',
       replicas: 2,
       health_check: { interval_s: 0.5, timeout_s: 0.5 },
+      // 3 per replica, so capacity 6 says the proxy serves both replicas.
+      admission: { max_concurrent_requests: 3 },
     });
     const v = await waitFor(
       async () => {
