@@ -12,6 +12,12 @@
  *   POST /admin/hang           every later request, /health included, is never answered
  *   POST /admin/burn           {"seconds": N, "cores": K} spins K child processes (default 1)
  *                              for N seconds (0 stops them): CPU load for autoscaling tests
+ *   POST /admin/delay          {"ms": N}: every later /v1/ request waits N ms more before its
+ *                              answer (0 undoes it): a slow replica whose /health stays fast
+ *   POST /admin/errors         {"status": S}: every later /v1/ request answers S (500..599) in
+ *                              the OpenAI error shape; {"status": 0} undoes it. /health is spared
+ *   POST /admin/reset          {"on": true}: every later /v1/ request's connection is reset
+ *                              (TCP RST, no answer); {"on": false} undoes it. /health is spared
  *
  * Every response carries `x-echo-pid` (and `x-echo-replica` when a replica id is set). Plain
  * node:http: the server should never be the bottleneck of a proxy benchmark.
@@ -111,6 +117,7 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
 }
 
 const MAX_BURN_SECONDS = 3600;
+const MAX_DELAY_MS = 3_600_000;
 const MAX_BURN_CORES = 64;
 
 /** One child per core, each spinning until the deadline, then exiting on its own. */
@@ -191,6 +198,10 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
   let readyAt = Number.POSITIVE_INFINITY;
   let healthOk = true;
   let hung = false;
+  /** Fault toggles for /v1/ requests (POST /admin/delay, /admin/errors, /admin/reset). */
+  let extraDelayMs = 0;
+  let errorStatus = 0;
+  let resetting = false;
   let closing = false;
   // Sleepers and hung streams wake up when the server closes, so close() never waits on them.
   const wakeOnClose = new Set<() => void>();
@@ -321,7 +332,26 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
     if (opts.replicaId) res.setHeader('x-echo-replica', opts.replicaId);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const route = `${req.method} ${q < 0 ? url : url.slice(0, q)}`;
+    const path = q < 0 ? url : url.slice(0, q);
+    const route = `${req.method} ${path}`;
+    if (path.startsWith('/v1/')) {
+      if (resetting) {
+        // An abrupt close, as a crashing server or a middlebox does: RST, no response.
+        req.socket.resetAndDestroy();
+        return;
+      }
+      if (extraDelayMs > 0) {
+        await sleep(extraDelayMs);
+        if (hung) return untilClosed();
+      }
+      if (errorStatus > 0) {
+        return sendJson(
+          res,
+          errorStatus,
+          errorBody(`injected failure (POST /admin/errors)`, 'server_error'),
+        );
+      }
+    }
     switch (route) {
       case 'GET /health':
       case 'HEAD /health':
@@ -353,6 +383,30 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
         const { seconds, cores } = parseBurn(await readJson(req));
         onBurn(seconds, cores);
         return sendJson(res, 200, { seconds, cores: seconds > 0 ? cores : 0 });
+      }
+      case 'POST /admin/delay': {
+        const { ms } = await readJson(req);
+        if (typeof ms !== 'number' || !(ms >= 0 && ms <= MAX_DELAY_MS))
+          throw new BadRequest(`ms: expected a number from 0 to ${MAX_DELAY_MS}`);
+        extraDelayMs = ms;
+        return sendJson(res, 200, { ms });
+      }
+      case 'POST /admin/errors': {
+        const { status } = await readJson(req);
+        if (
+          typeof status !== 'number' ||
+          !Number.isInteger(status) ||
+          !(status === 0 || (status >= 500 && status <= 599))
+        )
+          throw new BadRequest('status: expected 0 (off) or a whole number from 500 to 599');
+        errorStatus = status;
+        return sendJson(res, 200, { status });
+      }
+      case 'POST /admin/reset': {
+        const { on } = await readJson(req);
+        if (typeof on !== 'boolean') throw new BadRequest('on: expected a boolean');
+        resetting = on;
+        return sendJson(res, 200, { on });
       }
       case 'POST /admin/hang':
         hung = true;

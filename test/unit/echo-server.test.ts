@@ -175,6 +175,59 @@ describe('echo server health and fault injection', () => {
   });
 });
 
+describe('echo server: /v1/ faults (POST /admin/delay, /admin/errors, /admin/reset)', () => {
+  const post = (base: string, path: string, body: unknown) =>
+    fetch(`${base}${path}`, { method: 'POST', body: JSON.stringify(body) });
+  const probe = (base: string, p: string, timeoutMs = 5_000) =>
+    fetch(`${base}${p}`, { signal: AbortSignal.timeout(timeoutMs) }).then(
+      (r) => `status ${r.status}`,
+      (e: Error & { cause?: { code?: string } }) => e.cause?.code ?? e.name,
+    );
+
+  it('holds /v1/ answers for the injected delay while /health answers, and stops after ms 0', async () => {
+    const { base } = await start();
+    expect((await post(base, '/admin/delay', { ms: 600_000 })).status).toBe(200);
+    expect(await probe(base, '/v1/models', 300)).toBe('TimeoutError');
+    expect(await probe(base, '/health')).toBe('status 200');
+    expect((await post(base, '/admin/delay', { ms: 0 })).status).toBe(200);
+    expect(await probe(base, '/v1/models')).toBe('status 200');
+  });
+
+  it('answers /v1/ with the injected 5xx in the OpenAI error shape, /health spared, until status 0', async () => {
+    const { base } = await start();
+    expect((await post(base, '/admin/errors', { status: 500 })).status).toBe(200);
+    const r = await fetch(`${base}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(r.status).toBe(500);
+    expect(((await r.json()) as { error: { type: string } }).error.type).toBe('server_error');
+    expect(await probe(base, '/health')).toBe('status 200');
+    expect((await post(base, '/admin/errors', { status: 0 })).status).toBe(200);
+    expect(await probe(base, '/v1/models')).toBe('status 200');
+  });
+
+  it('resets /v1/ connections without an answer, /health spared, until on false', async () => {
+    const { base } = await start();
+    expect((await post(base, '/admin/reset', { on: true })).status).toBe(200);
+    expect(await probe(base, '/v1/models')).toBe('ECONNRESET');
+    expect(await probe(base, '/health')).toBe('status 200');
+    expect((await post(base, '/admin/reset', { on: false })).status).toBe(200);
+    expect(await probe(base, '/v1/models')).toBe('status 200');
+  });
+
+  it('refuses bad toggle values with 400 naming the field', async () => {
+    const { base } = await start();
+    const bad = async (path: string, body: unknown) => {
+      const r = await post(base, path, body);
+      return `${r.status} ${((await r.json()) as { error: { message: string } }).error.message.split(':')[0]}`;
+    };
+    expect(await bad('/admin/delay', { ms: -1 })).toBe('400 ms');
+    expect(await bad('/admin/errors', { status: 404 })).toBe('400 status');
+    expect(await bad('/admin/reset', { on: 'yes' })).toBe('400 on');
+  });
+});
+
 /** Live children of this process spinning for the echo server's burn (their argv says so). */
 function burners(): number[] {
   const found: number[] = [];
