@@ -20,10 +20,19 @@ import { rng } from './lib/prng.ts';
 import { printFigures, writeReport } from './lib/report.ts';
 import { coordinatorKill } from './scenarios/coordinator-kill.ts';
 import { etcdLeader } from './scenarios/etcd-leader.ts';
+import { overload } from './scenarios/overload.ts';
 import { postgresOutage } from './scenarios/postgres-outage.ts';
 import { redisOutage } from './scenarios/redis-outage.ts';
+import { replicaChaos } from './scenarios/replica-chaos.ts';
 
-export const SCENARIOS: Scenario[] = [coordinatorKill, redisOutage, postgresOutage, etcdLeader];
+export const SCENARIOS: Scenario[] = [
+  coordinatorKill,
+  redisOutage,
+  postgresOutage,
+  etcdLeader,
+  replicaChaos,
+  overload,
+];
 
 export interface RunOptions {
   scenarios?: string[];

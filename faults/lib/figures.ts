@@ -20,6 +20,10 @@ export interface Figures {
   violations: string[];
   /** Other measured values, printed and written after the table. */
   notes: string[];
+  /** Markdown lines (e.g. a per-fault table) written after the notes; optional. */
+  tables?: string[];
+  /** Files written beside docs/reliability.md with the table (e.g. a chart); optional. */
+  files?: Record<string, string>;
   durationMs: number;
 }
 

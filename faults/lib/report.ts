@@ -1,7 +1,7 @@
 /** Prints a scenario's figures and rewrites its rows in docs/reliability.md (between markers). */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { type Figures, markdownTable } from './figures.ts';
 
 export const BEGIN = '<!-- faults:table:begin -->';
@@ -11,6 +11,7 @@ export function printFigures(f: Figures): void {
   console.log(`\n== ${f.scenario} — ${f.variant} (${(f.durationMs / 1000).toFixed(0)} s)`);
   console.log(markdownTable([f]));
   for (const n of f.notes) console.log(`  - ${n}`);
+  if (f.tables?.length) console.log(f.tables.join('\n'));
   for (const v of f.violations.slice(0, 20)) console.log(`  ! ${v}`);
   if (f.violations.length > 20) console.log(`  ! ... ${f.violations.length - 20} more`);
 }
@@ -35,9 +36,12 @@ export function writeReport(
   const freshKeys = new Set(fresh.map(key));
   const all = [
     ...stored.rows.filter((r) => !freshKeys.has(key(r))),
-    ...fresh.map((f) => ({ ...f, run: thisRun })),
+    ...fresh.map(({ files: _files, ...f }) => ({ ...f, run: thisRun })),
   ].sort((a, b) => a.scenario.localeCompare(b.scenario, 'en', { numeric: true }));
   writeFileSync(jsonPath, `${JSON.stringify({ rows: all }, null, 2)}\n`);
+  for (const f of fresh)
+    for (const [name, content] of Object.entries(f.files ?? {}))
+      writeFileSync(resolve(dirname(path), name), content);
   // In the repository's format, so `npm run lint` stays clean after a run.
   try {
     execFileSync(
@@ -64,6 +68,7 @@ export function writeReport(
     `**${f.scenario} — ${f.variant}** (${(f.durationMs / 1000).toFixed(0)} s, seed ${f.run.seed})`,
     '',
     ...f.notes.map((n) => `- ${n}`),
+    ...(f.tables?.length ? ['', ...f.tables] : []),
     ...f.violations.slice(0, 10).map((v) => `- VIOLATION: ${v}`),
     ...(f.violations.length > 10 ? [`- … ${f.violations.length - 10} more violations`] : []),
   ]);
