@@ -272,12 +272,41 @@ export const overload: Scenario = {
         rss: Math.max(0, ...mem.filter((m) => m.t >= idleFrom).map((m) => m.rss)),
       };
       loadFrom = performance.now();
+      const windows: Array<{ n: number; from: number; to: number }> = [];
       for (const n of stepsN) {
         clients.grow(n);
         await sleep(warmMs);
         const from = performance.now();
         await sleep(measureMs);
-        const to = performance.now();
+        windows.push({ n, from, to: performance.now() });
+        ctx.log(`  ${n} clients: step measured`);
+      }
+      loadTo = performance.now();
+      // No new request from here; those in flight or queued are answered (and recorded).
+      const stopping = clients.stop();
+      const stoppedAt = performance.now();
+      // Recovered: the proxy reports nothing in flight or queued and a healthy level.
+      try {
+        await until(
+          () =>
+            sampler!.samples.some(
+              (s) =>
+                s.t > stoppedAt &&
+                s.who === 'proxy' &&
+                s.load?.level === 'healthy' &&
+                s.load.inflight === 0 &&
+                s.load.queued === 0,
+            ),
+          120_000,
+          'proxy load back to healthy after the clients stopped',
+        );
+        f.recoverMs.push(performance.now() - stoppedAt);
+      } catch (err) {
+        f.violations.push((err as Error).message);
+      }
+      await stopping;
+      // Each step's requests by their start, now that every one of them was answered.
+      for (const { n, from, to } of windows) {
         const shots = clients.shots.filter((s) => s.start >= from && s.start < to);
         const rejected = shots.filter((s) => s.status === 503 && s.code === 'overloaded');
         const hs = sampler.samples.filter((s) => s.t >= from && s.t < to);
@@ -318,28 +347,6 @@ export const overload: Scenario = {
         ctx.log(
           `  ${n} clients: ${step.rejected}/${step.sent} rejected (${step.measured.toFixed(3)}), formula at offered load ${step.atOffered.toFixed(3)}, at sampled load ${step.atSampled.toFixed(3)}; served ${step.served}; RSS ${(step.rssMax / 2 ** 20).toFixed(0)} MiB; /health p99 proxy ${fmtMs(step.healthP99.proxy)}, api ${fmtMs(step.healthP99.api)}`,
         );
-      }
-      loadTo = performance.now();
-      await clients.stop();
-      const stoppedAt = performance.now();
-      // Recovered: the proxy reports nothing in flight or queued and a healthy level.
-      try {
-        await until(
-          () =>
-            sampler!.samples.some(
-              (s) =>
-                s.t > stoppedAt &&
-                s.who === 'proxy' &&
-                s.load?.level === 'healthy' &&
-                s.load.inflight === 0 &&
-                s.load.queued === 0,
-            ),
-          60_000,
-          'proxy load back to healthy after the clients stopped',
-        );
-        f.recoverMs.push(performance.now() - stoppedAt);
-      } catch (err) {
-        f.violations.push((err as Error).message);
       }
       hwm = rss(pid)?.hwm ?? 0;
       if (!bed.serve.alive)
