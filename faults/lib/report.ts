@@ -68,9 +68,9 @@ export function writeReport(
     `**${f.scenario} — ${f.variant}** (${(f.durationMs / 1000).toFixed(0)} s, seed ${f.run.seed})`,
     '',
     ...f.notes.map((n) => `- ${n}`),
-    ...(f.tables?.length ? ['', ...f.tables] : []),
     ...f.violations.slice(0, 10).map((v) => `- VIOLATION: ${v}`),
     ...(f.violations.length > 10 ? [`- … ${f.violations.length - 10} more violations`] : []),
+    ...(f.tables?.length ? ['', ...f.tables] : []),
   ]);
   const block = [
     BEGIN,

@@ -413,7 +413,7 @@ export const overload: Scenario = {
     f.tables = [
       `Rejection curve (measured under load on a shared 2-core machine; chart: [reliability-overload.svg](reliability-overload.svg)):`,
       '',
-      '| clients | offered load | sent | rejected 503 | other failures | measured share | formula at offered load | formula at sampled load | sampled load | load at rejection | served/s | RSS max | /health p99 proxy / API |',
+      '| clients | offered load | sent | rejected 503 | other failures | measured share | formula at offered load | formula at sampled load | sampled load | load at rejection | served/s (by start) | RSS max | /health p99 proxy / API |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...steps.map(
         (s) =>
