@@ -101,6 +101,8 @@ export interface Shot {
   retried: boolean;
   /** `x-flotilla-load` of a rejection: the admission load the proxy decided at. */
   load?: number;
+  /** `x-flotilla-replica`: the replica that answered (through the proxy). */
+  replica?: string;
 }
 
 export interface ClientOptions {
@@ -138,9 +140,14 @@ async function once(url: string, body: string, timeoutMs: number) {
       }
     }
     const l = res.headers.get('x-flotilla-load');
-    return { status: res.status, code, load: l === null ? undefined : Number(l) };
+    return {
+      status: res.status,
+      code,
+      load: l === null ? undefined : Number(l),
+      replica: res.headers.get('x-flotilla-replica') ?? undefined,
+    };
   } catch (err) {
-    return { status: 0, code: errCode(err), load: undefined };
+    return { status: 0, code: errCode(err), load: undefined, replica: undefined };
   }
 }
 
