@@ -86,4 +86,19 @@ export function writeReport(
     END,
   ].join('\n');
   writeFileSync(path, text.slice(0, b) + block + text.slice(e + END.length));
+  // The document too (biome formats Markdown here): `npm run lint` stays clean after a run.
+  try {
+    execFileSync(
+      process.execPath,
+      [
+        resolve(import.meta.dirname, '../../node_modules/@biomejs/biome/bin/biome'),
+        'format',
+        '--write',
+        path,
+      ],
+      { stdio: 'ignore' },
+    );
+  } catch {
+    // Formatting is cosmetic.
+  }
 }
