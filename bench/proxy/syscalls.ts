@@ -214,8 +214,8 @@ async function main(): Promise<void> {
         entries.map(([, t]) => wrk(`http://127.0.0.1:${t.port}/m/x`, c, SECONDS)),
       );
       entries.forEach(([name, t], i) => {
-        (cpu[name] ??= []).push(((cpuTicks(t.pid) - before[i]!) * 10_000) / counts[i]!);
-        (rps[name] ??= []).push(counts[i]! / SECONDS);
+        cpu[name] = [...(cpu[name] ?? []), ((cpuTicks(t.pid) - before[i]!) * 10_000) / counts[i]!];
+        rps[name] = [...(rps[name] ?? []), counts[i]! / SECONDS];
         const g = gcTotals[name] ?? { requests: 0, scavenges: 0, markCompacts: 0, allocatedMb: 0 };
         g.requests += counts[i]!;
         g.scavenges += t.gc.scavenges - gcBefore[i]!.scavenges;

@@ -173,7 +173,7 @@ export class AnswerCounts {
 
   add(status: number, seconds: number): void {
     const cls = Math.floor(status / 100) - 1;
-    this.byClass[cls < 0 ? 0 : cls > 4 ? 4 : cls]! += 1;
+    this.byClass[Math.max(0, Math.min(4, cls))]! += 1;
     let i = 0;
     // Most answers are fast: a linear scan from the smallest bucket ends early.
     while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
