@@ -165,10 +165,15 @@ async function main(): Promise<void> {
   };
   const targets: Record<string, Target> = {};
   for (const name of TARGETS) {
-    // `own`: this checkout's proxy; `own:<dir>`: the proxy of another checkout (e.g. main).
-    const dir = name.startsWith('own:') ? name.slice(4) : null;
-    targets[name] =
-      name === 'bare'
+    // `own`: this checkout's proxy through tsx; `own:<dir>`: another checkout's (e.g. main);
+    // `js` and `js:<dir>`: the same from compiled dist/ (`npm run build`), as `serve` runs it.
+    const dir = /^(own|js):/.test(name) ? name.slice(name.indexOf(':') + 1) : null;
+    targets[name] = name.startsWith('js')
+      ? await start([here('./proxy-process-dist.mjs')], {
+          BENCH_TABLE: JSON.stringify(table),
+          ...(dir ? { FLOTILLA_DIST: `${dir}/dist` } : {}),
+        })
+      : name === 'bare'
         ? await start([here('./bare-proxy.mjs')], {
             UPSTREAMS: backends.map((b) => `http://127.0.0.1:${b.port}`).join(','),
           })
