@@ -14,7 +14,8 @@
  *
  * Everything it starts it stops, also on failure or Ctrl-C.
  * Env: BENCH_SECONDS (default 3), BENCH_WARMUP_SECONDS (1), BENCH_TTFB_SAMPLES (200),
- * BENCH_ROUNDS (3), BENCH_PROXY_WORKERS (2; 1 skips the multi-worker target).
+ * BENCH_ROUNDS (3), BENCH_PROXY_WORKERS (2; 1 skips the multi-worker target), BENCH_OWN (`dist`:
+ * the own proxy from compiled dist/, run `npm run build` first; default: the sources via tsx).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -288,25 +289,20 @@ async function main(): Promise<void> {
     endpoints: [],
   };
   const tsx = ['--import', 'tsx'];
-  const own = await startListening(
-    'own proxy',
-    process.execPath,
-    [...tsx, here('./proxy-process.ts')],
-    {
-      BENCH_TABLE: JSON.stringify(table),
-    },
-  );
+  // BENCH_OWN=dist: the own proxy from compiled dist/ (`npm run build`), as `serve` runs it.
+  const ownArgs =
+    process.env.BENCH_OWN === 'dist'
+      ? [here('./proxy-process-dist.mjs')]
+      : [...tsx, here('./proxy-process.ts')];
+  const own = await startListening('own proxy', process.execPath, ownArgs, {
+    BENCH_TABLE: JSON.stringify(table),
+  });
   const ownN =
     WORKERS > 1
-      ? await startListening(
-          `own proxy ×${WORKERS}`,
-          process.execPath,
-          [...tsx, here('./proxy-process.ts')],
-          {
-            BENCH_TABLE: JSON.stringify(table),
-            PROXY_WORKERS: String(WORKERS),
-          },
-        )
+      ? await startListening(`own proxy ×${WORKERS}`, process.execPath, ownArgs, {
+          BENCH_TABLE: JSON.stringify(table),
+          PROXY_WORKERS: String(WORKERS),
+        })
       : null;
   const bare = await startListening(
     'bare node:http+undici proxy',

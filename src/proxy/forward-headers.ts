@@ -86,25 +86,34 @@ function forwardedElement(client: string, proto: string, host: string): string {
 }
 
 /**
+ * This hop's part of the forwarding headers for one client connection: its requests come from
+ * one address and nearly always name one host, so the `Forwarded` element is built once per
+ * connection rather than once per request.
+ */
+export interface HopCache {
+  remote: string | undefined;
+  proto: string;
+  host: string;
+  client: string;
+  element: string;
+}
+
+/**
  * Builds the replica's request headers from the client's raw headers. X-Forwarded-For gets
  * the client address appended to any it sent; X-Forwarded-Proto and -Host are replaced by what
  * this proxy saw (a client cannot spoof them through it). `Forwarded` (RFC 7239) is treated
  * alike: the client's elements are kept and this hop's element (`for`, `proto`, `host` as this
  * proxy saw them) is appended, so its last element, like X-Forwarded-For's last address, is
- * the one a replica can trust.
+ * the one a replica can trust. `hop`, kept per client connection, saves rebuilding this hop's
+ * element while the address, proto and host stay the same.
  */
 export function scanRequestHeaders(
   raw: readonly string[],
   remoteAddress: string | undefined,
   proto: 'http' | 'https',
+  hop?: HopCache,
 ): RequestHeaderScan {
   let connectionExtra: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const n = raw[i]!;
-    if (n.length === 10 && n.toLowerCase() === 'connection') {
-      connectionExtra = connectionTokens(raw[i + 1]!, connectionExtra);
-    }
-  }
   const headers: string[] = [];
   let priority = 0;
   let contentLength = -1;
@@ -119,6 +128,9 @@ export function scanRequestHeaders(
     switch (lower) {
       case 'host':
         host = value;
+        continue;
+      case 'connection':
+        connectionExtra = connectionTokens(value, connectionExtra);
         continue;
       case 'x-forwarded-for':
         xff = xff ? `${xff}, ${value}` : value;
@@ -140,15 +152,34 @@ export function scanRequestHeaders(
         break;
       }
     }
-    if (DROP_REQUEST.has(lower) || connectionExtra?.has(lower)) continue;
+    if (DROP_REQUEST.has(lower)) continue;
     headers.push(name, value);
   }
-  const client = clientAddress(remoteAddress);
-  headers.push('x-forwarded-for', xff ? `${xff}, ${client}` : client);
-  headers.push('x-forwarded-proto', proto);
+  // Headers named in Connection (rare): dropped once every Connection header is known.
+  if (connectionExtra) {
+    for (let i = headers.length - 2; i >= 0; i -= 2) {
+      if (connectionExtra.has(headers[i]!.toLowerCase())) headers.splice(i, 2);
+    }
+  }
+  let client: string;
+  let element: string;
+  if (hop && hop.remote === remoteAddress && hop.proto === proto && hop.host === host) {
+    client = hop.client;
+    element = hop.element;
+  } else {
+    client = clientAddress(remoteAddress);
+    element = forwardedElement(client, proto, host);
+    if (hop) {
+      hop.remote = remoteAddress;
+      hop.proto = proto;
+      hop.host = host;
+      hop.client = client;
+      hop.element = element;
+    }
+  }
+  headers.push('x-forwarded-for', xff ? `${xff}, ${client}` : client, 'x-forwarded-proto', proto);
   if (host) headers.push('x-forwarded-host', host);
-  const hop = forwardedElement(client, proto, host);
-  headers.push('forwarded', forwarded ? `${forwarded}, ${hop}` : hop);
+  headers.push('forwarded', forwarded ? `${forwarded}, ${element}` : element);
   return { headers, priority, contentLength, chunked };
 }
 

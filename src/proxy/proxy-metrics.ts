@@ -1,10 +1,12 @@
 /**
  * The proxy's Prometheus metrics, all prefixed `flotilla_proxy_`, in a registry of its own
  * (the composition root merges it into the process's /metrics). Gauges are read from the live
- * admission state at scrape time, so the request path only pays for counters and the latency
- * histogram, through label children cached per deployment.
+ * admission state at scrape time. What every request updates (answers by status class and the
+ * latency histogram) is counted in plain numbers per deployment and handed to prom-client at
+ * scrape time: a prom-client label child still builds a label hash and validates the labels on
+ * each call, which the request path does not pay for.
  */
-import { Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { metricsIn } from '../metrics/registry-helpers.ts';
 import { type AdmissionLevel, LEVEL_VALUE } from './admission.ts';
 
@@ -43,17 +45,33 @@ export interface ProxyMetrics {
 export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): ProxyMetrics {
   const registry = new Registry();
   const m = metricsIn(registry);
-  const requests = m.counter(
-    'flotilla_proxy_requests_total',
-    'Requests answered by the proxy, by deployment and status class',
-    ['deployment', 'code'],
-  );
-  const duration = m.histogram(
-    'flotilla_proxy_request_duration_seconds',
-    'Time from arrival at the proxy to the end of the response',
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-    ['deployment'],
-  );
+  /** Answers per live deployment name, counted on the request path, read at scrape time. */
+  const answered = new Map<string, AnswerCounts>();
+  const requests = new Counter<'deployment' | 'code'>({
+    name: 'flotilla_proxy_requests_total',
+    help: 'Requests answered by the proxy, by deployment and status class',
+    labelNames: ['deployment', 'code'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [deployment, c] of answered) {
+        for (let i = 0; i < CLASSES.length; i++) {
+          const n = c.byClass[i]!;
+          if (n > 0) this.inc({ deployment, code: CLASSES[i]! }, n);
+        }
+      }
+    },
+  });
+  const duration = new Histogram<'deployment'>({
+    name: 'flotilla_proxy_request_duration_seconds',
+    help: 'Time from arrival at the proxy to the end of the response',
+    buckets: DURATION_BUCKETS,
+    labelNames: ['deployment'],
+    registers: [registry],
+    collect() {
+      fillHistogram(this, answered);
+    },
+  });
   const rejections = m.counter(
     'flotilla_proxy_rejections_total',
     'Requests refused before reaching a replica, by reason',
@@ -95,16 +113,23 @@ export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): Proxy
     (s) => LEVEL_VALUE[s.level],
   );
 
-  const classes = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+  /** This name's counts, created on first use (and again after `forget`). */
+  const countsOf = (deployment: string): AnswerCounts => {
+    let c = answered.get(deployment);
+    if (!c) {
+      c = new AnswerCounts();
+      answered.set(deployment, c);
+    }
+    return c;
+  };
   return {
     registry,
     forDeployment(deployment) {
-      const byClass = classes.map((code) => requests.labels({ deployment, code }));
-      const hist = duration.labels({ deployment });
+      let counts = countsOf(deployment);
       return {
         finished(status, seconds) {
-          byClass[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))]!.inc();
-          hist.observe(seconds);
+          if (counts.forgotten) counts = countsOf(deployment);
+          counts.add(status, seconds);
         },
         rejected: (reason) => rejections.labels({ deployment, reason }).inc(),
         timedOut: (kind) => timeouts.labels({ deployment, kind }).inc(),
@@ -113,7 +138,10 @@ export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): Proxy
       };
     },
     forget(deployment) {
-      for (const code of classes) requests.remove({ deployment, code });
+      const c = answered.get(deployment);
+      if (c) c.forgotten = true;
+      answered.delete(deployment);
+      for (const code of CLASSES) requests.remove({ deployment, code });
       duration.remove({ deployment });
       for (const reason of ['overloaded', 'queue_full', 'no_healthy_replicas']) {
         rejections.remove({ deployment, reason });
@@ -126,4 +154,61 @@ export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): Proxy
       tableVersion.set(v);
     },
   };
+}
+
+const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+const DURATION_BUCKETS = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+];
+
+/** One deployment's answers: per status class, and the duration histogram (non-cumulative). */
+export class AnswerCounts {
+  readonly byClass = new Float64Array(CLASSES.length);
+  /** Per bucket of DURATION_BUCKETS, plus one past the last (+Inf); not cumulative. */
+  readonly buckets = new Float64Array(DURATION_BUCKETS.length + 1);
+  sum = 0;
+  count = 0;
+  /** Dropped by `forget`: a handle still holding it fetches fresh counts. */
+  forgotten = false;
+
+  add(status: number, seconds: number): void {
+    const cls = Math.floor(status / 100) - 1;
+    this.byClass[Math.max(0, Math.min(4, cls))]! += 1;
+    let i = 0;
+    // Most answers are fast: a linear scan from the smallest bucket ends early.
+    while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
+    this.buckets[i]! += 1;
+    this.sum += seconds;
+    this.count++;
+  }
+}
+
+/**
+ * Writes the counted durations into the prom-client histogram at scrape time: one series per
+ * deployment with answers, created by `zero` and filled in place (prom-client has no way to
+ * add bucket counts in bulk). Its exposition is pinned by test/unit/proxy/proxy-metrics.test.ts.
+ */
+function fillHistogram(h: Histogram<'deployment'>, answered: Map<string, AnswerCounts>): void {
+  h.reset();
+  for (const [deployment, c] of answered) {
+    if (c.count === 0) continue;
+    h.zero({ deployment });
+  }
+  // prom-client keeps one entry per label set: { labels, bucketValues: {bound: n}, sum, count }.
+  const entries = (h as unknown as { hashMap: Record<string, HistogramEntry> }).hashMap;
+  for (const entry of Object.values(entries)) {
+    const c = answered.get(String(entry.labels.deployment));
+    if (!c) continue;
+    for (let i = 0; i < DURATION_BUCKETS.length; i++)
+      entry.bucketValues[DURATION_BUCKETS[i]!] = c.buckets[i]!;
+    entry.sum = c.sum;
+    entry.count = c.count;
+  }
+}
+
+interface HistogramEntry {
+  labels: Record<string, string | number>;
+  bucketValues: Record<number, number>;
+  sum: number;
+  count: number;
 }

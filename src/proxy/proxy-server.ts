@@ -21,6 +21,7 @@ import { ActivationGate, type HeldRequest } from './activation.ts';
 import { type AdmissionLevel, LEVEL_VALUE, type Waiter, type WorkerShare } from './admission.ts';
 import {
   buildResponseHeaders,
+  type HopCache,
   type RequestHeaderScan,
   scanRequestHeaders,
 } from './forward-headers.ts';
@@ -154,6 +155,19 @@ function errorCodeOf(err: unknown): string {
   if (e?.cause && typeof e.cause.code === 'string') return e.cause.code;
   return '';
 }
+
+/**
+ * undici runs header and body timeouts above 1 s on a coarse clock (one tick every ~0.5 s),
+ * and re-arms its timer instead of refreshing it whenever the header timeout differs from the
+ * body timeout. An attempt whose request budget leaves it within one such tick of the full
+ * per-attempt timeout gets the per-attempt timeout for both: no new timer per request, and
+ * the budget is kept as precisely as undici's clock would keep it anyway.
+ */
+const TIMEOUT_SLACK_MS = 500;
+
+/** Per client connection: this hop's forwarding headers (forward-headers.ts). */
+const HOP = Symbol('flotilla.hop');
+type HopSocket = Socket & { [HOP]?: HopCache };
 
 /** The routing config's per-attempt timeout, 60 s when it is missing or not positive. */
 function attemptTimeoutMs(dep: ProxiedDeployment): number {
@@ -494,7 +508,10 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       if (this.tried) this.tried.push(u);
       else this.tried = [u];
       const perAttemptMs = attemptTimeoutMs(this.dep);
-      const attemptMs = Math.max(1, Math.min(perAttemptMs, remaining));
+      const attemptMs =
+        perAttemptMs > 1_000 && remaining >= perAttemptMs - TIMEOUT_SLACK_MS
+          ? perAttemptMs
+          : Math.max(1, Math.min(perAttemptMs, remaining));
       const a = new Attempt(this, u, this.dep.failStatic);
       this.attempt = a;
       u.inflight++;
@@ -805,7 +822,8 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       return;
     }
     if (endpoint) lastArrival.set(dep.id, Date.now());
-    const scan = scanRequestHeaders(req.rawHeaders, req.socket.remoteAddress, 'http');
+    const socket = req.socket as HopSocket;
+    const scan = scanRequestHeaders(req.rawHeaders, socket.remoteAddress, 'http', socket[HOP]);
     new Exchange(req, res, dep, endpoint, parsed.path, scan).admit();
   }
 
@@ -925,8 +943,9 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     },
   );
   const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => {
+  server.on('connection', (s: HopSocket) => {
     sockets.add(s);
+    s[HOP] = { remote: undefined, proto: '', host: '', client: '', element: '' };
     s.once('close', () => sockets.delete(s));
   });
 

@@ -145,3 +145,25 @@ describe('the Forwarded header (RFC 7239), treated like X-Forwarded-*', () => {
     ]);
   });
 });
+
+describe("this hop's element kept per client connection", () => {
+  it('gives the same headers as without the cache, and rebuilds when the host or address changes', () => {
+    const hop = { remote: undefined, proto: '', host: '', client: '', element: '' };
+    const requests: [string[], string][] = [
+      [['Host', 'a.example', 'Forwarded', 'for=1.2.3.4'], '10.0.0.1'],
+      [['Host', 'a.example'], '10.0.0.1'],
+      [['Host', 'b example'], '10.0.0.1'],
+      [['Host', 'b example', 'X-Forwarded-For', '9.9.9.9'], '::ffff:10.0.0.2'],
+      [[], '::1'],
+    ];
+    for (const [raw, remote] of requests) {
+      const cached = scanRequestHeaders(raw, remote, 'http', hop);
+      expect(cached).toEqual(scanRequestHeaders(raw, remote, 'http'));
+    }
+    const last = Object.fromEntries(
+      pairs(scanRequestHeaders(['Host', 'c'], '10.0.0.3', 'http', hop).headers),
+    );
+    expect(last.forwarded).toBe('for=10.0.0.3;proto=http;host=c');
+    expect(last['x-forwarded-for']).toBe('10.0.0.3');
+  });
+});
