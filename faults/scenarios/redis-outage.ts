@@ -5,6 +5,10 @@
  * made to fail its health check during the outage is classified UNHEALTHY, and every other
  * route carries a health record newer than Redis's return). Reported: failed requests during
  * the outage, and how long classification took to catch up.
+ * All-in-one, the in-process prober's results reach classification without Redis, so the
+ * failing replica leaves rotation during the outage and may already have been replaced when
+ * Redis returns: its route gone (or terminating) counts as current, and its removal is not an
+ * eviction for lack of data.
  */
 import type { Topology } from '../lib/cluster.ts';
 import type { Context, Scenario } from '../lib/context.ts';
@@ -47,7 +51,9 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
         if (vs) {
           const now = new Map(vs.flatMap((v) => v.routes.map((r) => [r.id, r.state] as const)));
           evicted = [...healthy.keys()].filter(
-            (id) => !now.has(id) || now.get(id) === 'TERMINATED' || now.get(id) === 'TERMINATING',
+            (id) =>
+              id !== victimRoute.id &&
+              (!now.has(id) || now.get(id) === 'TERMINATED' || now.get(id) === 'TERMINATING'),
           );
           if (evicted.length) break;
         }
@@ -72,9 +78,18 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
             if (!vs) return false;
             const routes = vs.flatMap((v) => v.routes);
             const vr = routes.find((r) => r.id === victimRoute.id);
-            if (vr?.state !== 'UNHEALTHY') return false;
+            // Out of rotation: UNHEALTHY, or (all-in-one) already being replaced.
+            const out =
+              !vr ||
+              vr.state === 'UNHEALTHY' ||
+              vr.state === 'TERMINATING' ||
+              vr.state === 'TERMINATED';
+            if (!out) return false;
             return routes
-              .filter((r) => r.id !== victimRoute.id && r.state !== 'TERMINATED')
+              .filter(
+                (r) =>
+                  r.id !== victimRoute.id && r.state !== 'TERMINATED' && r.state !== 'TERMINATING',
+              )
               .every((r) => r.last_health && Date.parse(r.last_health.at) >= backWall);
           },
           60_000,
