@@ -218,8 +218,9 @@ export function leaseRenewal(
       const ok = await waitConfirmed(2 * every);
       if (!ok || stopped) return false;
       interval = setInterval(() => {
-        send();
+        // Judge first: after a stall past the lease, not even a keepalive goes out.
         onTimer();
+        send();
       }, every);
       return true;
     },
