@@ -243,11 +243,19 @@ export const etcdLeader: Scenario = {
           const hold = Math.max(0, (LEASE_S + 3) * 1000 - (performance.now() - stopAt));
           await sleep(hold);
           const contAt = Date.now();
+          const exitsBefore = old.exits.length;
           old.signal('SIGCONT');
           try {
-            await until(() => !old.alive, 15_000, 'the old leader exits after SIGCONT', 50);
+            // By its exit record: the supervisor may have started it again before a poll of
+            // `alive` saw it down.
+            const exit = await until(
+              () => old.exits.slice(exitsBefore)[0],
+              15_000,
+              'the old leader exits after SIGCONT',
+              50,
+            );
             fb.notes.push(
-              `partition ${i + 1}: old leader exited with ${old.exitCode ?? old.exitSignal} ${Date.now() - contAt} ms after SIGCONT; standby led ${Math.round(takeover.at(-1) ?? Number.NaN)} ms after SIGSTOP`,
+              `partition ${i + 1}: old leader exited with ${exit.code ?? exit.signal} ${exit.at - contAt} ms after SIGCONT; standby led ${Math.round(takeover.at(-1) ?? Number.NaN)} ms after SIGSTOP`,
             );
           } catch (err) {
             fb.violations.push(`partition ${i + 1}: ${(err as Error).message} (two leaders)`);
