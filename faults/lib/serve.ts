@@ -37,6 +37,8 @@ export class ServeProcess {
   private exitWaiters: Array<() => void> = [];
   exitCode: number | null = null;
   exitSignal: string | null = null;
+  /** Every exit of every start, in order (a supervisor may start it again at once). */
+  readonly exits: Array<{ code: number | null; signal: string | null; at: number }> = [];
 
   constructor(readonly spec: ServeSpec) {}
 
@@ -98,6 +100,7 @@ export class ServeProcess {
     child.once('exit', (code, signal) => {
       this.exitCode = code;
       this.exitSignal = signal;
+      this.exits.push({ code, signal, at: Date.now() });
       for (const w of this.exitWaiters.splice(0)) w();
     });
     const want =

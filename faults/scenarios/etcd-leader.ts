@@ -214,6 +214,9 @@ export const etcdLeader: Scenario = {
           // b. The leader partitioned.
           const old = await until(() => leaderOf(c), 60_000, 'a leader');
           const oldEpoch = elections(old).at(-1)?.createRevision;
+          const oldKey = (
+            old.logLines('elected coordinator leader').at(-1)?.fence as { key?: string } | undefined
+          )?.key;
           const other = c.coordinators.find((p) => p !== old)!;
           await until(
             () => other.alive && other.lines.some((l) => l.text.startsWith('standby')),
@@ -243,11 +246,19 @@ export const etcdLeader: Scenario = {
           const hold = Math.max(0, (LEASE_S + 3) * 1000 - (performance.now() - stopAt));
           await sleep(hold);
           const contAt = Date.now();
+          const exitsBefore = old.exits.length;
           old.signal('SIGCONT');
           try {
-            await until(() => !old.alive, 15_000, 'the old leader exits after SIGCONT', 50);
+            // By its exit record: the supervisor may have started it again before a poll of
+            // `alive` saw it down.
+            const exit = await until(
+              () => old.exits.slice(exitsBefore)[0],
+              15_000,
+              'the old leader exits after SIGCONT',
+              50,
+            );
             fb.notes.push(
-              `partition ${i + 1}: old leader exited with ${old.exitCode ?? old.exitSignal} ${Date.now() - contAt} ms after SIGCONT; standby led ${Math.round(takeover.at(-1) ?? Number.NaN)} ms after SIGSTOP`,
+              `partition ${i + 1}: old leader exited with ${exit.code ?? exit.signal} ${exit.at - contAt} ms after SIGCONT; standby led ${Math.round(takeover.at(-1) ?? Number.NaN)} ms after SIGSTOP`,
             );
           } catch (err) {
             fb.violations.push(`partition ${i + 1}: ${(err as Error).message} (two leaders)`);
@@ -272,12 +283,26 @@ export const etcdLeader: Scenario = {
               fb.violations.push(
                 `partition ${i + 1}: … ${late.length - 3} more late PostgreSQL writes`,
               );
-            const lateEtcd = puts.filter(
+            // The new leader's key is created when it starts campaigning, which can be before
+            // the old leader's last legitimate writes: a write of the old epoch is late only if
+            // the old leader's key was gone at its revision (read back at that revision).
+            const candidates = puts.filter(
               (p) => p.epoch === oldEpoch && p.modRevision > BigInt(newElection.createRevision),
             );
+            const lateEtcd: typeof candidates = [];
+            for (const p of candidates) {
+              const then = oldKey
+                ? await etcd
+                    .get(oldKey)
+                    .revision(String(p.modRevision))
+                    .exec()
+                    .catch(() => null)
+                : null;
+              if (then?.kvs[0]?.create_revision !== oldEpoch) lateEtcd.push(p);
+            }
             for (const p of lateEtcd)
               fb.violations.push(
-                `partition ${i + 1}: etcd version record ${p.key} written by the old epoch ${p.epoch} at revision ${p.modRevision} (new leader's key revision ${newElection.createRevision})`,
+                `partition ${i + 1}: etcd version record ${p.key} written by the old epoch ${p.epoch} at revision ${p.modRevision}, when its election key was gone (new leader's key revision ${newElection.createRevision})`,
               );
             fb.notes.push(
               `partition ${i + 1}: old epoch ${oldEpoch}, new ${newElection.createRevision}; PostgreSQL writes of the old leader after the election: ${late.length}; etcd writes of the old epoch after it: ${lateEtcd.length}`,

@@ -5,6 +5,11 @@
  * made to fail its health check during the outage is classified UNHEALTHY, and every other
  * route carries a health record newer than Redis's return). Reported: failed requests during
  * the outage, and how long classification took to catch up.
+ * All-in-one, the in-process prober's results reach classification without Redis, so the
+ * failing replica leaves rotation during the outage and may already have been replaced when
+ * Redis returns (or restarted, healthy again): its route gone or terminating, or its replica
+ * restarted and its route checked after the return, counts as current; its removal is not an
+ * eviction for lack of data.
  */
 import type { Topology } from '../lib/cluster.ts';
 import type { Context, Scenario } from '../lib/context.ts';
@@ -47,7 +52,9 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
         if (vs) {
           const now = new Map(vs.flatMap((v) => v.routes.map((r) => [r.id, r.state] as const)));
           evicted = [...healthy.keys()].filter(
-            (id) => !now.has(id) || now.get(id) === 'TERMINATED' || now.get(id) === 'TERMINATING',
+            (id) =>
+              id !== victimRoute.id &&
+              (!now.has(id) || now.get(id) === 'TERMINATED' || now.get(id) === 'TERMINATING'),
           );
           if (evicted.length) break;
         }
@@ -65,16 +72,37 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
       f.windowFailed += w.failed;
       // Classification current again: the victim's route UNHEALTHY, every other route's health newer than the return.
       const backWall = Date.now();
+      let lastSeen = 'no answer from the API';
       try {
         await until(
           async () => {
             const vs = await c.list();
             if (!vs) return false;
             const routes = vs.flatMap((v) => v.routes);
+            lastSeen = routes
+              .map(
+                (r) =>
+                  `${r.id === victimRoute.id ? 'victim ' : ''}${r.id.slice(-3)} ${r.state} ${r.last_health ? `${r.last_health.class}@${Date.parse(r.last_health.at) - backWall}ms` : 'no health'}`,
+              )
+              .join(', ');
             const vr = routes.find((r) => r.id === victimRoute.id);
-            if (vr?.state !== 'UNHEALTHY') return false;
+            const vrep = vs.flatMap((v) => v.replicas).find((r) => r.id === victim.id);
+            // Out of rotation: UNHEALTHY, or (all-in-one, seen during the outage) already
+            // being replaced, or restarted and checked again since the return.
+            const out =
+              !vr ||
+              vr.state === 'UNHEALTHY' ||
+              vr.state === 'TERMINATING' ||
+              vr.state === 'TERMINATED' ||
+              ((vrep?.restarts ?? 0) > victim.restarts &&
+                !!vr.last_health &&
+                Date.parse(vr.last_health.at) >= backWall);
+            if (!out) return false;
             return routes
-              .filter((r) => r.id !== victimRoute.id && r.state !== 'TERMINATED')
+              .filter(
+                (r) =>
+                  r.id !== victimRoute.id && r.state !== 'TERMINATED' && r.state !== 'TERMINATING',
+              )
               .every((r) => r.last_health && Date.parse(r.last_health.at) >= backWall);
           },
           60_000,
@@ -90,7 +118,9 @@ async function variant(ctx: Context, topology: Topology): Promise<Figures> {
           );
         }
       } catch (err) {
-        f.violations.push(`outage ${i + 1}: ${(err as Error).message}`);
+        f.violations.push(
+          `outage ${i + 1}: ${(err as Error).message}; last seen (health time relative to the return): ${lastSeen}`,
+        );
       }
       await setHealth(victim.endpoint!, true).catch(() => {});
       ctx.log(

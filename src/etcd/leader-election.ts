@@ -4,15 +4,17 @@
  *
  * Losing leadership must be noticed before another process can win it. etcd3's own `lost`
  * event only fires 2×TTL after the last keepalive (node_modules/etcd3/lib/lease.js,
- * `keepalive()`), i.e. after a standby may already have taken over. So a watchdog asks etcd
- * for the lease's remaining time every TTL/5: the lease is known to live at least until
- * `sent + (remaining − 1) s` (the answer is rounded up), and when the clock passes the last
- * such bound without a fresh answer, leadership counts as lost. The key being deleted and the
+ * `keepalive()`), i.e. after a standby may already have taken over. So the leader renews and
+ * confirms its lease itself (lease-renewal.ts): a keepalive every TTL/5 whose answer proves the
+ * lease alive until `sent + TTL − 0.5 s`; without an answer by then, leadership counts as lost,
+ * unless the process was stalled (event loop blocked by a restore on a starved CPU) for less
+ * than the lease, in which case one late keepalive decides. The key being deleted and the
  * campaign failing count as lost too. `onLost` is called once; the caller must stop writing at
  * once (serve exits non-zero and lets its supervisor restart it).
  */
 import type { Campaign, Etcd3, Watcher } from 'etcd3';
 import { FlotillaError } from '../domain/errors.ts';
+import { leaseRenewal } from './lease-renewal.ts';
 import type { EtcdFence } from './traefik-publisher.ts';
 
 export interface LeadershipOptions {
@@ -37,6 +39,12 @@ export interface Leadership {
   readonly fence: EtcdFence;
   /** Leader id. */
   readonly id: string;
+  /**
+   * True while etcd has confirmed the lease alive until now (no I/O). A writer that wants to
+   * be strict checks it before each write: it turns false at once when the process resumes
+   * after being stopped or starved past the confirmation, before the watchdog has decided.
+   */
+  confirmed(): boolean;
   /** Stops the watchdog and gives leadership up at once (revokes the lease). Idempotent. */
   resign(): Promise<void>;
 }
@@ -120,11 +128,11 @@ export async function campaignForLeadership(opts: LeadershipOptions): Promise<Le
 
   let lostCalled = false;
   let stopped = false;
-  let timer: ReturnType<typeof setInterval> | undefined;
   let watcher: Watcher | null = null;
+  const renewal = leaseRenewal(client, leaseId, ttlS, (reason) => lost(reason));
   const stop = () => {
     stopped = true;
-    if (timer) clearInterval(timer);
+    renewal.stop();
     // Safe to ignore: we stop listening either way; the watch dies with the client.
     void watcher?.cancel().catch(() => {});
   };
@@ -137,33 +145,6 @@ export async function campaignForLeadership(opts: LeadershipOptions): Promise<Le
     if (armed) opts.onLost(reason);
   };
 
-  const checkEveryMs = Math.max(200, (ttlS * 1000) / 5);
-  // Lease alive at least until this monotonic time (ms); the first check below sets it from
-  // etcd's answer.
-  let validUntil = performance.now() + checkEveryMs * 2;
-  let checking = false;
-  const check = async () => {
-    if (performance.now() > validUntil) {
-      lost(`lease ${leaseId} no longer confirmed by etcd (it may expire any moment)`);
-      return;
-    }
-    if (checking) return;
-    checking = true;
-    const sent = performance.now();
-    try {
-      const res = await client.leaseClient.leaseTimeToLive(
-        { ID: leaseId },
-        { deadline: Date.now() + checkEveryMs * 2 },
-      );
-      const remaining = Number(res.TTL);
-      if (remaining <= 0) lost(`lease ${leaseId} expired`);
-      else validUntil = Math.max(validUntil, sent + (remaining - 1) * 1000);
-    } catch {
-      // Unanswered: the deadline above decides.
-    } finally {
-      checking = false;
-    }
-  };
   campaign.on('error', (err: Error) => lost(`campaign failed: ${err.message}`));
   watcher = await client
     .watch()
@@ -172,19 +153,19 @@ export async function campaignForLeadership(opts: LeadershipOptions): Promise<Le
     .catch(() => null);
   watcher?.on('delete', () => lost('election key deleted'));
   watcher?.on('error', () => {});
-  await check();
+  if (!lostCalled && !(await renewal.start())) lost(`lease ${leaseId} not confirmed by etcd`);
   if (lostCalled) {
     await giveUp();
     throw new FlotillaError('conflict', 'elected, but the lease could not be confirmed', {
       retryable: true,
     });
   }
-  timer = setInterval(() => void check(), checkEveryMs);
   armed = true;
 
   return {
     fence,
     id,
+    confirmed: () => !lostCalled && !resigned && renewal.confirmed(),
     async resign() {
       if (!stopped) stop();
       await giveUp();

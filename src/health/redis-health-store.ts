@@ -4,6 +4,7 @@ import type { HealthRecord } from '../domain/health.ts';
 import { defaultHealthLogger, errorText, type HealthLogger } from './health-log.ts';
 import { decodeHealthRecord, encodeHealthRecord } from './health-record-codec.ts';
 import type { HealthStore } from './health-store.ts';
+import { keepConnected, MANAGED_RECONNECT, type Reconnector } from './redis-reconnect.ts';
 
 export interface RedisHealthStoreOptions {
   url: string;
@@ -18,6 +19,14 @@ export interface RedisHealthStoreOptions {
    * answer fast during an outage, not after the command timeout). Default 1000.
    */
   pingTimeoutMs?: number;
+  /**
+   * While the connection is down, a command first tries to connect (at once, at most every
+   * 100 ms) and waits this long for it before failing. Connection refused fails at once; this
+   * bounds the wait on an unreachable host. Default 1000.
+   */
+  connectWaitMs?: number;
+  /** Longest delay between background reconnect attempts (ms). Default 500. */
+  reconnectMaxDelayMs?: number;
   logger?: HealthLogger;
 }
 
@@ -84,28 +93,31 @@ export function createRedisHealthStore(opts: RedisHealthStoreOptions): HealthSto
   };
 
   const clientOptions: RedisOptions = {
-    // Fail a command after one reconnect attempt rather than queueing it for minutes: a tick
-    // that cannot read should report DEGRADED-causing errors now, not stall.
+    // Reconnection is ours (redis-reconnect.ts): ioredis's own backoff grows to 2 s, so after
+    // Redis returned a tick waited up to that long (issue 15: classification current 3 s after
+    // Redis returned, against two 500 ms ticks). A command while the connection is down tries
+    // to connect at once and fails at once when Redis is still away (no offline queueing).
+    ...MANAGED_RECONNECT,
     maxRetriesPerRequest: 1,
     commandTimeout: opts.commandTimeoutMs ?? 5000,
     connectionName: 'flotilla-health',
   };
+  const reconnect = { maxDelayMs: opts.reconnectMaxDelayMs ?? 500 };
+  const connectWaitMs = opts.connectWaitMs ?? 1000;
   const redis = new Redis(opts.url, { ...clientOptions, enableAutoPipelining: true });
+  const commands: Reconnector = keepConnected(redis, reconnect);
+  let subscriber: Reconnector | undefined;
 
-  // Whether the command connection has failed and not come back: `ping` answers at once.
-  let commandsDown = false;
   // ioredis emits 'error' on every failed reconnect; log a transition once, not each retry.
   // Every client has this listener: without one ioredis prints a stack trace per retry.
   const watch = (client: Redis, role: string) => {
     let down = false;
     client.on('error', (err: unknown) => {
-      if (role === 'commands') commandsDown = true;
       if (down) return;
       down = true;
       logger().warn({ err: errorText(err), role }, 'Redis health store unreachable; retrying');
     });
     client.on('ready', () => {
-      if (role === 'commands') commandsDown = false;
       if (!down) return;
       down = false;
       logger().info({ role }, 'Redis health store reachable again');
@@ -141,6 +153,8 @@ export function createRedisHealthStore(opts: RedisHealthStoreOptions): HealthSto
     if (subscribed) return subscribed;
     const s = new Redis(opts.url, { ...clientOptions, connectionName: 'flotilla-health-sub' });
     watch(s, 'subscriber');
+    // Re-subscribes (ioredis's autoResubscribe) within the background delay of Redis's return.
+    subscriber = keepConnected(s, reconnect);
     s.on('message', (channel: string, message: string) => {
       if (channel === keys.channel) deliver(message);
     });
@@ -150,6 +164,8 @@ export function createRedisHealthStore(opts: RedisHealthStoreOptions): HealthSto
       (err: unknown) => {
         subscribed = undefined;
         sub = undefined;
+        subscriber?.stop();
+        subscriber = undefined;
         s.disconnect();
         throw storeError('subscribe', err);
       },
@@ -157,12 +173,21 @@ export function createRedisHealthStore(opts: RedisHealthStoreOptions): HealthSto
     return subscribed;
   }
 
-  async function run<T>(op: string, fn: () => Promise<T>): Promise<T> {
+  async function attempt<T>(op: string, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
       throw storeError(op, err);
     }
+  }
+
+  function run<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    // Connected: send now (same tick, so concurrent commands share an auto-pipeline).
+    if (redis.status === 'ready') return attempt(op, fn);
+    return commands.whenReady(connectWaitMs).then((ready) => {
+      if (!ready) throw storeError(op, new Error(`Redis not connected (${redis.status})`));
+      return attempt(op, fn);
+    });
   }
 
   return {
@@ -247,9 +272,11 @@ export function createRedisHealthStore(opts: RedisHealthStoreOptions): HealthSto
     },
 
     async ping() {
-      // Known down (reconnecting after an error): say so now instead of queueing a PING for
-      // the reconnect, which during an outage waits for the command timeout.
-      if (closed || commandsDown) return false;
+      if (closed) return false;
+      // Down: one connection attempt (refused at once while Redis is away) instead of a PING
+      // queued for a reconnect, which during an outage would wait for the command timeout.
+      if (redis.status !== 'ready' && !(await commands.whenReady(opts.pingTimeoutMs ?? 1000)))
+        return false;
       let timer: NodeJS.Timeout | undefined;
       try {
         const timeout = new Promise<'timeout'>((resolve) => {
@@ -266,6 +293,8 @@ export function createRedisHealthStore(opts: RedisHealthStoreOptions): HealthSto
     async close() {
       if (closed) return;
       closed = true;
+      commands.stop();
+      subscriber?.stop();
       listeners.clear();
       const quit = async (c: Redis) => {
         // QUIT flushes pending replies; a dead connection would never answer it.

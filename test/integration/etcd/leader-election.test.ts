@@ -1,7 +1,9 @@
 /**
  * Leader election with contenders in their own processes (fixtures/contender.ts) on a real
  * etcd: one leader at a time, a standby taking over within the lease TTL when the leader is
- * killed with SIGKILL, and a leader that loses its lease noticing it and exiting.
+ * killed with SIGKILL, and a leader that loses its lease noticing it and exiting; a leader
+ * whose event loop stalls (a restore holding a starved CPU) for less than its lease keeps it,
+ * one stalled past its lease steps down without writing again.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { realpathSync } from 'node:fs';
@@ -43,7 +45,11 @@ afterEach(async () => {
   client.close();
 });
 
-function contender(id: string, endpoints = services().etcdEndpoints): Contender {
+function contender(
+  id: string,
+  endpoints = services().etcdEndpoints,
+  env: Record<string, string> = {},
+): Contender {
   const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
     cwd: REPO,
     env: {
@@ -52,6 +58,7 @@ function contender(id: string, endpoints = services().etcdEndpoints): Contender 
       ELECTION_NAME: electionName,
       CONTENDER_ID: id,
       LEASE_TTL_S: String(TTL_S),
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -180,5 +187,49 @@ describe('leader election', () => {
     );
     expect(lost.at).toBeLessThan(took.at);
     expect(await a.exited).toBe(3);
+  });
+
+  it('a leader whose event loop is blocked longer than a renewal interval but shorter than the lease keeps leadership', async () => {
+    // 3 s: longer than our renewal interval (TTL/5 = 1 s) and etcd3's (TTL/3), shorter than 5 s.
+    const a = contender('a', undefined, { BLOCK_MS: '3000' });
+    await waitLine(a, 'write elected ok');
+    const b = contender('b');
+    await waitLine(b, 'standby ');
+    a.child.kill('SIGUSR2');
+    await waitLine(a, 'unblocked', 20_000);
+    const wrote = await waitLine(a, 'write after-stall ok', 10_000);
+    // Kept for a whole lease after the stall: no loss, no takeover, etcd still names a.
+    const until = wrote.at + TTL_S * 1000;
+    while (performance.now() < until) {
+      expect(line(a, 'lost ')).toBeUndefined();
+      expect(line(b, 'leader ')).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(a.child.exitCode).toBeNull();
+    expect(await client.election(electionName).leader()).toBe('a');
+    expect(line(a, 'write after-stall skipped')).toBeUndefined();
+  });
+
+  it('a leader blocked past its lease steps down and never writes after the new election', async () => {
+    // 8 s, as the fault suite's SIGSTOP: past the 5 s lease, the standby takes over meanwhile.
+    const a = contender('a', undefined, { BLOCK_MS: '8000' });
+    const aElected = await waitLine(a, 'leader ');
+    await waitLine(a, 'write elected ok');
+    const b = contender('b');
+    await waitLine(b, 'standby ');
+    a.child.kill('SIGUSR2');
+    await waitLine(a, 'blocking ');
+    const bElected = await waitLine(b, 'leader ', 30_000);
+    expect(await a.exited).toBe(3);
+    const lost = line(a, 'lost ');
+    console.log(`[leader-election] stalled past the lease: ${lost?.text}`);
+    expect(lost).toBeDefined();
+    // Nothing written after the stall: the write was not even tried (lease unconfirmed).
+    expect(a.lines.some((l) => /^write after-stall (ok|refused)/.test(l.text))).toBe(false);
+    const rev = (l: { text: string }) => BigInt(l.text.split(' ')[1]!);
+    expect(rev(bElected) > rev(aElected)).toBe(true);
+    const kv = (await client.get(`election/${electionName}-writes/a`).exec()).kvs[0];
+    expect(kv?.value.toString()).toBe('elected');
+    expect(BigInt(kv!.mod_revision) < rev(bElected)).toBe(true);
   });
 });
