@@ -91,6 +91,27 @@ async function flushed(runtime: Runtime): Promise<void> {
   }
 }
 
+/**
+ * Starts (restores) a new runtime from `make`, timed. A start whose whole-fleet read PostgreSQL
+ * did not answer in time (a loaded machine) is closed and tried again with a new runtime; the
+ * figures are the successful attempt's.
+ */
+async function started(name: string, make: () => ReturnType<typeof runtimeOn>) {
+  for (let attempt = 1; ; attempt++) {
+    const made = make();
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    try {
+      await profiled(name, () => made.runtime.start());
+      return { ...made, ms: performance.now() - t0, cpuMs: cpuMs(c0) };
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      console.log(`(${name} failed, attempt ${attempt}: ${(err as Error).message}; retrying)`);
+      await made.runtime.close().catch(() => {});
+    }
+  }
+}
+
 /** A runtime with the in-process proxy's routing state following its tables. */
 function runtimeOn(store: Store, backend: FakeBackend, expected: number, skewMs = 0) {
   const clock: Clock = {
@@ -165,6 +186,9 @@ async function main() {
     const store = await openStore({
       databaseUrl: url,
       dataDir: mkdtempSync(join(tmpdir(), 'flotilla-scale-')),
+      // Whole-fleet reads of 10,000 deployments on a loaded machine outlast the defaults; the
+      // bench measures the runtime, not the store's time limits.
+      postgresTimeouts: { acquireMs: 10_000, queryMs: 10_000, transactionQueryMs: 120_000 },
     });
     const backend = new FakeBackend();
     const last = SIZES.at(-1) ?? 0;
@@ -203,12 +227,9 @@ async function main() {
       const closeMs = performance.now() - c0;
       const closeCpuMs = cpuMs(cc0);
       const before = heapMb();
-      ({ runtime, proxy } = runtimeOn(store, backend, last));
-      const r0 = performance.now();
-      const rc0 = process.cpuUsage();
-      await profiled(`restore-${size}`, () => runtime.start());
-      const restoreMs = performance.now() - r0;
-      const restoreCpuMs = cpuMs(rc0);
+      const restored = await started(`restore-${size}`, () => runtimeOn(store, backend, last));
+      ({ runtime, proxy } = restored);
+      const { ms: restoreMs, cpuMs: restoreCpuMs } = restored;
       const actors = runtime.actorCount();
       const kbPerActor = ((heapMb() - before) * 1024) / Math.max(1, actors);
       checkpoints.push({
@@ -227,12 +248,11 @@ async function main() {
     // Restore after every deadline expired: all replicas are STARTING past their startup deadline.
     await flushed(runtime);
     await runtime.close();
-    ({ runtime } = runtimeOn(store, backend, last, SKEW_MS));
-    const s0 = performance.now();
-    const sc0 = process.cpuUsage();
-    await profiled(`restore-expired-${last}`, () => runtime.start());
-    const expiredStartMs = performance.now() - s0;
-    const expiredStartCpuMs = cpuMs(sc0);
+    const late = await started(`restore-expired-${last}`, () =>
+      runtimeOn(store, backend, last, SKEW_MS),
+    );
+    runtime = late.runtime;
+    const { ms: expiredStartMs, cpuMs: expiredStartCpuMs } = late;
     // Those are the replicas whose expired deadline is still to fire (new replicas that retried
     // provisionings spawn meanwhile are not counted).
     const expired = starting(runtime);
