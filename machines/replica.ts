@@ -30,7 +30,7 @@
  * Every deadline is absolute (epoch ms) in context and served by the invoked deadline timer,
  * so it survives persist/restore (statelyai/xstate#5331).
  */
-import { assign, fromPromise, sendParent, setup } from 'xstate';
+import { assign, fromPromise, sendParent, setup, stopChild } from 'xstate';
 import { backoffDelayS } from './backoff.ts';
 import { type MachineClock, unprovidedClock } from './clock.ts';
 import { type DeadlineReachedEvent, deadlineTimer, deadlineTimerOn } from './deadline-timer.ts';
@@ -306,6 +306,9 @@ export const replicaMachine = setup({
                 actions: [
                   assign({ endpoint: ({ event }) => event.output.endpoint }),
                   { type: 'notifyParent', params: { state: 'STARTING' } },
+                  // A finished child stays in the parent (and in every snapshot) until stopped
+                  // (docs/xstate-rules.md rule 8): drop it, the state is unchanged.
+                  stopChild('start-session'),
                 ],
               },
               onError: [

@@ -29,7 +29,7 @@ import {
 } from './actor-refs.ts';
 import { wakeCapacityWaiters } from './capacity-wait.ts';
 import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
-import { previousReplicaIds } from './crash-loop.ts';
+import { DeadlineScheduler } from './deadline-scheduler.ts';
 import {
   type CreateDeploymentCommand,
   type DeploymentCommands,
@@ -86,7 +86,8 @@ export class Runtime {
   readonly config: RuntimeConfig;
   readonly log: RuntimeLogger;
   readonly clock: Clock;
-  readonly now: () => number;
+  readonly now = () => this.clock.now();
+  readonly deadlines: DeadlineScheduler;
   private readonly machine: ProvidedCoordinator;
   private actor: Actor<ProvidedCoordinator> | null = null;
   readonly writer: SnapshotWriter;
@@ -116,7 +117,6 @@ export class Runtime {
     this.config = { ...DEFAULT_RUNTIME_CONFIG, ...(deps.config ?? {}) };
     this.log = deps.logger ?? silentLogger;
     this.clock = deps.clock ?? systemClock;
-    this.now = () => this.clock.now();
     this.sessions = new SessionCache(deps.store);
     this.routing = new RoutingPublisher({
       build: (id) => this.routingOf(id),
@@ -134,7 +134,8 @@ export class Runtime {
       deploymentChanged: (id) => this.routing.markDirty(id),
       log: this.log,
     });
-    this.machine = provideEffects(runtimeEffects(this), this.clock);
+    this.deadlines = new DeadlineScheduler(this.clock, { held: true }); // released by start
+    this.machine = provideEffects(runtimeEffects(this), this.deadlines);
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -188,6 +189,7 @@ export class Runtime {
     this.routing.publishNow();
     startTickersOf(this, this.tickers);
     this.wakeCapacityWaiters();
+    this.deadlines.release(); // deadlines that passed while down fire now, in batches
     this.ready = true;
     return { restoredDeployments: restorable.length };
   }
@@ -351,8 +353,7 @@ export class Runtime {
 
   persistedSubtree(deploymentId: string): PersistedSubtree | undefined {
     const ref = this.deploymentRef(deploymentId);
-    if (!ref) return undefined;
-    return persistedSubtreeOf(ref, SNAPSHOT_SCHEMA_VERSION);
+    return ref && persistedSubtreeOf(ref, SNAPSHOT_SCHEMA_VERSION);
   }
 
   spawnDeployment(record: DeploymentRecord, session?: SessionSpec): void {
