@@ -44,16 +44,8 @@ export interface HaproxyDataPlaneOptions {
   threads?: number;
   /** The haproxy binary; default `haproxy` on PATH. */
   binary?: string;
-  /**
-   * How old in-flight counts may be when something reads them (`show stat` is asked again,
-   * on demand, when they are older); default 200 ms. Nothing reads: no question to HAProxy.
-   */
+  /** How often in-flight counts are read from HAProxy (`show stat`); default 200 ms. */
   statsIntervalMs?: number;
-  /**
-   * How often the counts are read with no reader asking (scale to zero's idle signal needs a
-   * sight of traffic now and then); default 1000 ms. Routing changes read them at once too.
-   */
-  statsBackgroundMs?: number;
 }
 
 /** The running data plane, plus what tests and the bench may look at. */
@@ -197,47 +189,17 @@ export async function createHaproxyDataPlane(
   }, 250);
   deleter.unref();
 
-  // In-flight counts per server from `show stat`: read when a reader finds them older than
-  // statsIntervalMs, after every routing change, and every statsBackgroundMs otherwise (not
-  // per request nor per short tick: the manager's CPU counts against the data plane's).
-  const freshMs = opts.statsIntervalMs ?? 200;
+  // In-flight counts per server, read every statsIntervalMs.
   let current = new Map<string, number>();
   let backendQueue = new Map<string, number>();
   let backendTotal = new Map<string, number>();
   // The last time each deployment (by id) took a request or held one: scale to zero's idle
-  // signal, as the own proxy's lastRequests(). Seen at the poll's resolution.
+  // signal, as the own proxy's lastRequests(). Seen at the poll's resolution (statsIntervalMs).
   const lastRequest = new Map<string, number>();
-  // Tables received (changeGen), applied (appliedGen), and the one the counts were read
-  // after (statsGen): counts read before the latest table is applied may miss a drain it
-  // started, see inflight().
-  let changeGen = 0;
-  let appliedGen = 0;
-  let statsGen = -1;
-  let statsAt = 0;
-  let polling: Promise<void> | null = null;
-  let again = false;
-  /** Reads the counts now (once more after the current read if one is under way). */
-  function refresh(): Promise<void> {
-    if (closed) return Promise.resolve();
-    if (polling) {
-      again = true;
-      return polling;
-    }
-    polling = poll().finally(() => {
-      polling = null;
-      if (again) {
-        again = false;
-        void refresh();
-      }
-    });
-    return polling;
-  }
-  /** A reader's look at the counts: they are read again (in the background) when too old. */
-  function touch(): void {
-    if (Date.now() - statsAt > freshMs) void refresh();
-  }
+  let polling = false;
   async function poll(): Promise<void> {
-    const gen = appliedGen;
+    if (polling || closed) return;
+    polling = true;
     try {
       const s = parseShowStat(await runtimeCommand(paths.adminSocket, 'show stat', 2_000));
       current = new Map(s.servers.map((x) => [`${x.backend}/${x.server}`, x.current]));
@@ -249,35 +211,24 @@ export async function createHaproxyDataPlane(
         if (busy && backendTotal.has(b.name)) lastRequest.set(b.deploymentId, now);
       }
       backendTotal = s.backendTotal;
-      statsAt = now;
-      statsGen = gen;
     } catch (err) {
       log.debug({ err }, 'haproxy: show stat failed');
+    } finally {
+      polling = false;
     }
   }
-  await refresh();
-  const poller = setInterval(() => {
-    if (Date.now() - statsAt >= (opts.statsBackgroundMs ?? 1_000) - 5) void refresh();
-  }, opts.statsBackgroundMs ?? 1_000);
+  await poll();
+  const poller = setInterval(() => void poll(), opts.statsIntervalMs ?? 200);
   poller.unref();
 
-  // Each table applied, then the counts read (a drain it started is seen at once).
-  const onTable = (t: RoutingTable) => {
-    const gen = ++changeGen;
-    void enqueue(() => apply(t)).then(() => {
-      appliedGen = Math.max(appliedGen, gen);
-      return refresh();
-    });
-  };
-  const unsubscribe = opts.source.subscribe(onTable);
+  const unsubscribe = opts.source.subscribe((t) => void enqueue(() => apply(t)));
   // A table published while HAProxy started.
-  onTable(opts.source.current());
+  void enqueue(() => apply(opts.source.current()));
 
   function backendOf(deployment: string): BackendSpec | undefined {
     return backends.find((b) => b.deploymentName === deployment || b.deploymentId === deployment);
   }
   function status(deployment: string): DeploymentLoadStatus {
-    touch();
     const b = backendOf(deployment);
     if (!b) return { level: 'healthy', inflight: 0, queued: 0, capacity: 0 };
     let inflight = 0;
@@ -335,23 +286,16 @@ export async function createHaproxyDataPlane(
     },
     pid: proc.pid,
     inflight(routeId) {
-      touch();
       let n = 0;
-      let known = false;
       for (const [bname, servers] of applied) {
         for (const s of servers.values()) {
-          if (s.routeId !== routeId) continue;
-          known = true;
-          n += current.get(`${bname}/${s.name}`) ?? 0;
+          if (s.routeId === routeId) n += current.get(`${bname}/${s.name}`) ?? 0;
         }
       }
-      // Counts read before the latest table are not trusted to say "drained": a drain waits
-      // (at least 1) until they are read again after the table is applied.
-      return known && statsGen < changeGen ? Math.max(1, n) : n;
+      return n;
     },
     status,
     lastRequests() {
-      touch();
       const out = new Map(lastRequest);
       const now = Date.now();
       for (const b of backends)
