@@ -12,6 +12,13 @@
  * manager, nginx master+worker), then SSE time to first byte. Prints the ratios own/bare,
  * own/nginx and haproxy/nginx. Rounds interleave the targets; medians are reported.
  *
+ * nginx against HAProxy, on equal terms: one core each (worker_processes 1 / nbthread 1),
+ * keep-alive upstreams, no access log, no health checks, round robin, retries on 502/503, and
+ * no concurrency limit the bench reaches (the table's admission gives each HAProxy server
+ * maxconn 256 and a queue of 1024 for at most 64 connections: HAProxy never queues, nginx has
+ * no limit). HAProxy does the contract's work on top (x-flotilla-replica, hop-by-hop headers,
+ * prefix strip); its CPU includes its manager process (README "Proxy performance").
+ *
  * Everything it starts it stops, also on failure or Ctrl-C.
  * Env: BENCH_SECONDS (default 3), BENCH_WARMUP_SECONDS (1), BENCH_TTFB_SAMPLES (200),
  * BENCH_ROUNDS (3), BENCH_PROXY_WORKERS (2; 1 skips the multi-worker target), BENCH_OWN (`dist`:

@@ -3,8 +3,10 @@
  * text out; src/data-plane/haproxy/haproxy-data-plane.ts writes it and drives HAProxy.
  *
  * Layout: one frontend that answers /health, /ready and /metrics itself, refuses dot-dot
- * paths, looks the first path segment up in a map (name -> backend) and strips it; one
- * backend per deployment whose servers are its routes. What may change at run time without a
+ * paths, picks the backend by the first path segment through a map (name -> backend; a 404
+ * backend when none); one backend per deployment that strips that segment and whose servers
+ * are its routes. Nothing per request beyond what the contract needs (no traffic log, no
+ * regex on paths without a dot pair): bench/proxy compares it with nginx. What may change at run time without a
  * reload (servers, their weight, state and address, and the two maps keyed by server name)
  * is kept out of `structureKey`; everything else is in it, and a change of it reloads.
  */
@@ -83,6 +85,9 @@ export interface ListenSpec {
   port: number;
   threads: number;
 }
+
+/** The frontend's default backend: a 404 for a name no deployment has (never a deployment's: those start with `d_`). */
+const NOT_FOUND_BACKEND = 'flotilla_not_found';
 
 const NAME_SAFE = /[^A-Za-z0-9_.-]/g;
 
@@ -214,6 +219,8 @@ function backendSection(b: BackendSpec, paths: HaproxyPaths): string {
     '  option redispatch 1',
     `  timeout server ${s.timeoutServerMs}ms`,
     `  timeout queue ${s.timeoutQueueMs}ms`,
+    // The routing segment goes: /{name}/rest -> /rest (the frontend chose the backend by it).
+    "  http-request replace-path '^/[^/]*/?(.*)$' '/\\1'",
   ];
   // Not in a worker stopping after a reload: there nbsrv is 0 while its last accepted requests
   // still go to the servers.
@@ -280,18 +287,23 @@ defaults
 
 frontend flotilla
   bind ${host}:${listen.port}
-  http-request return status 200 content-type application/json string '{"status":"ok","data_plane":"haproxy"}' if { path /health } || { path /ready }
+  # No traffic log: HAProxy would build a log line per request (then drop it: traffic logs are
+  # at level info, the global log takes warnings); backends still log server alerts.
+  no log
+  http-request return status 200 content-type application/json string '{"status":"ok","data_plane":"haproxy"}' if { path /health /ready }
   http-request use-service prometheus-exporter if { path /metrics }
   # A dot-dot segment (also percent-encoded) is refused: HAProxy cannot resolve it within the
-  # deployment's prefix as the own proxy does, and must never let it climb out of it.
-  http-request return status 400 content-type application/json string ${errorJson('bad_request', 'path holds a dot-dot segment')} if { path,url_dec -m reg '(^|/)\\.\\.(/|$)' }
-  http-request set-var(txn.dep) path,field(2,/),url_dec
-  http-request set-var(txn.be) var(txn.dep),map_str(${paths.backendsMap})
-  http-request return status 404 content-type application/json string ${errorJson('not_found', 'no deployment or endpoint has that name')} if !{ var(txn.be) -m found }
+  # deployment's prefix as the own proxy does, and must never let it climb out of it. The
+  # substring test spares the decoding and the regex to paths without a dot pair.
+  http-request return status 400 content-type application/json string ${errorJson('bad_request', 'path holds a dot-dot segment')} if { path -m sub -i .. %2e } { path,url_dec -m reg '(^|/)\\.\\.(/|$)' }
   http-request set-header x-forwarded-proto http
   http-request set-header x-forwarded-host %[req.hdr(host)]
-  http-request replace-path '^/[^/]*/?(.*)$' '/\\1'
-  use_backend %[var(txn.be)]
+  # The first path segment names the backend; each backend strips it (replace-path).
+  use_backend %[path,field(2,/),url_dec,map_str(${paths.backendsMap})]
+  default_backend ${NOT_FOUND_BACKEND}
+
+backend ${NOT_FOUND_BACKEND}
+  http-request return status 404 content-type application/json string ${errorJson('not_found', 'no deployment or endpoint has that name')}
 
 ${backends.map((b) => backendSection(b, paths)).join('\n\n')}
 `;

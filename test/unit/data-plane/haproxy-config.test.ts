@@ -111,6 +111,28 @@ describe('haproxy config', () => {
     expect(cfg).toContain(`map_str(${paths.backendsMap})`);
   });
 
+  it('keeps per-request work to the contract: no traffic log, backend from the map, prefix stripped per backend', () => {
+    const cfg = renderConfig(listen, backendsOf(t(dep('m', [['a', 'HEALTHY']]))), paths);
+    const frontend = cfg.slice(cfg.indexOf('frontend flotilla'), cfg.indexOf('\nbackend '));
+    // A traffic log line per request would be built, then dropped by the warning filter.
+    expect(frontend).toContain('\n  no log\n');
+    expect(frontend).toContain(
+      `use_backend %[path,field(2,/),url_dec,map_str(${paths.backendsMap})]`,
+    );
+    expect(frontend).not.toContain('set-var');
+    expect(frontend).not.toContain('http-request replace-path');
+    // The dot-dot regex only runs on paths holding a dot pair.
+    expect(frontend).toContain('if { path -m sub -i .. %2e } { path,url_dec -m reg');
+    // An unknown name falls to a backend that answers 404 not_found.
+    expect(frontend).toContain('default_backend flotilla_not_found');
+    const notFound = cfg.slice(cfg.indexOf('\nbackend flotilla_not_found') + 1);
+    expect(notFound).toMatch(
+      /^backend flotilla_not_found\n {2}http-request return status 404 .*"code":"not_found"/,
+    );
+    const m = cfg.slice(cfg.indexOf('backend d_id-m'));
+    expect(m).toContain("  http-request replace-path '^/[^/]*/?(.*)$' '/\\1'\n");
+  });
+
   it('gives every server a unique, valid name and maps names to deployments and replicas', () => {
     const bs = backendsOf(
       t(dep('m', [['a b/1', 'HEALTHY']]), {
