@@ -163,8 +163,7 @@ export type HistoryRow = Omit<TransitionRow, 'id'> & { seq: number };
  * holds this very write (its new version, state and snapshot) is not a conflict and gets
  * nothing written again (`already`) — the retry of a batch that committed but whose answer
  * was lost (a client-side timeout) succeeds instead of conflicting, with no history row
- * twice. (`already` reads the statement's snapshot, in which this statement's own writes are
- * not visible; a row it updates had the expected version, never the new one.) History rows
+ * twice (`already` looks only at actors this statement did not write). History rows
  * are inserted ORDER BY seq; PostgreSQL evaluates the bigserial default after the sort
  * (volatile target-list functions run above the Sort node since 9.6), so ids follow batch
  * order.
@@ -197,8 +196,9 @@ export function writeActorBatch(writes: CoalescedWrite[], history: HistoryRow[])
     ), applied AS (
       SELECT actor_id FROM updated UNION ALL SELECT actor_id FROM inserted
     ), already AS (
-      SELECT s.actor_id FROM actor_snapshots s JOIN w ON s.actor_id = w.actor_id
-       WHERE s.version = w.new_version AND s.state = w.state AND s.snapshot = w.snapshot
+      SELECT s.actor_id FROM w JOIN actor_snapshots s ON s.actor_id = w.actor_id
+       WHERE w.actor_id NOT IN (SELECT actor_id FROM applied)
+         AND s.version = w.new_version AND s.state = w.state AND s.snapshot = w.snapshot
     ), aw AS (
       SELECT w.* FROM w JOIN applied USING (actor_id)
     ), history AS (
