@@ -8,6 +8,9 @@
 
 import { shardActorId, shardCountFor, shardOf } from '../../machines/coordinator.ts';
 import {
+  type DeploymentContext,
+  type DeploymentEvent,
+  type DeploymentSettings,
   type DeploymentState,
   DeploymentStates,
   deploymentActorId,
@@ -187,6 +190,55 @@ export async function reconcileSessions(deps: SessionReconcileDeps): Promise<voi
       await deps.backend.stop(handle.replicaId, 5_000);
     }
   }
+}
+
+/**
+ * What a restored deployment actor must be told so it follows its stored row again. A command
+ * writes the row and tells the actor (update: row first; scale: actor first), and the actor's
+ * snapshot reaches PostgreSQL a flush later; a kill in between leaves the restored actor on the
+ * old revision or target while the row (what the API shows) has the new one, and nothing would
+ * ever move it: the rollout never starts. The row wins (the command was not acknowledged, and
+ * the API shows the row), so restore sends the update and/or scale again. Pure; the runtime
+ * sends the events after the tree started (runtime.ts, `start`).
+ */
+export function restoreDriftEvents(
+  record: Pick<DeploymentRecord, 'revision_id' | 'target_replicas'>,
+  snapshot: {
+    value: unknown;
+    context: Pick<DeploymentContext, 'revisionId' | 'target' | 'minReplicas' | 'maxReplicas'>;
+  },
+  /** The stored revision's settings (its health checks), as an update would send them. */
+  settings?: Partial<DeploymentSettings>,
+): DeploymentEvent[] {
+  const top =
+    typeof snapshot.value === 'string'
+      ? snapshot.value
+      : snapshot.value && typeof snapshot.value === 'object'
+        ? Object.keys(snapshot.value)[0]
+        : undefined;
+  const events: DeploymentEvent[] = [];
+  const { context } = snapshot;
+  // The states that take an update (deployment-commands.ts); DESTROYING refuses it.
+  if (
+    record.revision_id &&
+    record.revision_id !== context.revisionId &&
+    (top === 'PENDING' || top === 'PROVISIONING' || top === 'RUNNING' || top === 'ERROR')
+  ) {
+    events.push({
+      type: 'deployment.update',
+      revisionId: record.revision_id,
+      ...(settings ? { settings } : {}),
+    });
+  }
+  if (
+    record.target_replicas !== context.target &&
+    (top === 'PENDING' || top === 'PROVISIONING' || top === 'RUNNING') &&
+    record.target_replicas >= context.minReplicas &&
+    record.target_replicas <= context.maxReplicas
+  ) {
+    events.push({ type: 'deployment.scale', replicas: record.target_replicas });
+  }
+  return events;
 }
 
 /** Top-level deployment states the runtime runs an actor for. */

@@ -34,6 +34,7 @@ import {
   type CreateDeploymentCommand,
   type DeploymentCommands,
   deploymentInput,
+  healthSettings,
   type UpdateDeploymentCommand,
 } from './deployment-commands.ts';
 import { optionsOf } from './deployment-options.ts';
@@ -46,6 +47,7 @@ import {
   loadRestorePlan,
   type ReconciledReplica,
   reconcileSessions,
+  restoreDriftEvents,
   SNAPSHOT_SCHEMA_VERSION,
 } from './restore.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
@@ -183,6 +185,8 @@ export class Runtime {
       const rec = records.get(id);
       if (!restored.has(id) && rec) this.spawnDeployment(rec);
     }
+    // A command killed between its row and the actor's snapshot: the row wins (restore.ts).
+    for (const id of restored) this.redriveFromRow(records.get(id));
     await reconcileSessions(reconcileDepsOf(this));
     await this.reloadEndpoints();
     for (const id of this.tracked.ids()) this.routing.markDirty(id);
@@ -354,6 +358,28 @@ export class Runtime {
   persistedSubtree(deploymentId: string): PersistedSubtree | undefined {
     const ref = this.deploymentRef(deploymentId);
     return ref && persistedSubtreeOf(ref, SNAPSHOT_SCHEMA_VERSION);
+  }
+
+  /**
+   * Tells a restored deployment actor what its stored row says and its snapshot does not (a
+   * revision or target written just before a crash): the rollout or scale then runs.
+   */
+  private redriveFromRow(record: DeploymentRecord | undefined): void {
+    const ref = record && this.deploymentRef(record.id);
+    if (!record || !ref) return;
+    const session = record.revision_id ? this.sessions.cached(record.revision_id) : undefined;
+    const events = restoreDriftEvents(
+      record,
+      deploymentSnapshotOf(ref),
+      session ? { health: healthSettings(session) } : undefined,
+    );
+    for (const event of events) {
+      this.log.warn(
+        { deployment: record.id, event },
+        'restored actor behind its stored row; sending the command again',
+      );
+      ref.send(event);
+    }
   }
 
   spawnDeployment(record: DeploymentRecord, session?: SessionSpec): void {

@@ -9,6 +9,13 @@
  *
  * Effects wait on `barrier()` before they report completion, so a transition is durable
  * before the effect it started counts as done.
+ *
+ * A batch whose write failed is sent again exactly as it was (same versions, same content)
+ * before anything newer: its first attempt may have committed with only the answer lost (a
+ * client-side query timeout on a starved PostgreSQL), and the store takes an identical write
+ * it already holds as done (`Store.writeActors`). Merging the failed writes into a newer batch
+ * instead made such a retry a version conflict that dropped every write in it, history rows of
+ * later transitions included (a replica HEALTHY with no STARTING → HEALTHY row).
  */
 import { deploymentActorId } from '../../machines/deployment.ts';
 import type { ActorKind, ActorWrite, Store } from '../store/store.ts';
@@ -59,6 +66,8 @@ export class SnapshotWriter {
   private readonly versions = new Map<string, number>();
   private readonly lastState = new Map<string, string>();
   private pending: TransitionNote[] = [];
+  /** The last batch whose write failed: maybe committed, maybe not; sent again as it is. */
+  private unconfirmed: ActorWrite[] | null = null;
   private readonly dirty = new Set<string>();
   private timer: unknown = null;
   private flushing: Promise<void> | null = null;
@@ -115,9 +124,7 @@ export class SnapshotWriter {
   /** Resolves once everything recorded so far is durable. */
   barrier(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.pending.length === 0 && this.dirty.size === 0 && !this.flushing) {
-      return Promise.resolve();
-    }
+    if (!this.hasWork() && !this.flushing) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       this.schedule();
@@ -131,7 +138,7 @@ export class SnapshotWriter {
       this.timer = null;
     }
     while (this.flushing) await this.flushing;
-    if (this.pending.length === 0 && this.dirty.size === 0) {
+    if (!this.hasWork()) {
       this.release();
       return;
     }
@@ -139,8 +146,12 @@ export class SnapshotWriter {
       this.flushing = null;
     });
     await this.flushing;
-    if (this.pending.length > 0 || this.dirty.size > 0) return this.flush();
+    if (this.hasWork()) return this.flush();
     this.release();
+  }
+
+  private hasWork(): boolean {
+    return this.pending.length > 0 || this.dirty.size > 0 || this.unconfirmed !== null;
   }
 
   private release(): void {
@@ -172,12 +183,17 @@ export class SnapshotWriter {
   }
 
   private async writeBatch(): Promise<void> {
+    if (this.unconfirmed) {
+      const retried = this.unconfirmed;
+      await this.send(retried, { retry: true });
+      this.unconfirmed = null;
+      // Its subtrees are as they were when it failed: write them as they are now too.
+      for (const w of retried) this.dirty.add(w.deploymentId);
+    }
     const notes = this.pending;
     const dirty = [...this.dirty];
     this.pending = [];
     this.dirty.clear();
-    // A measurement, not logic: sub-millisecond and monotonic, so not the injected clock.
-    const started = performance.now();
     const writes: ActorWrite[] = [];
     const subtrees = new Map<string, PersistedSubtree | undefined>();
     const subtree = (id: string) => {
@@ -226,20 +242,28 @@ export class SnapshotWriter {
       });
     }
     if (writes.length === 0) return;
+    // Versions are advanced for good: a failed batch is sent again as it is (see the top).
+    this.unconfirmed = writes;
+    await this.send(writes, { retry: false });
+    this.unconfirmed = null;
+  }
+
+  /** One `writeActors` call; on failure the waiters are told and the error is thrown. */
+  private async send(writes: ActorWrite[], opts: { retry: boolean }): Promise<void> {
+    // A measurement, not logic: sub-millisecond and monotonic, so not the injected clock.
+    const started = performance.now();
     try {
-      const { conflicts } = await this.store.writeActors(writes);
+      let { conflicts } = await this.store.writeActors(writes);
+      if (conflicts.length > 0 && opts.retry) {
+        // The first attempt may still have been running when this one read the rows (its
+        // commit not yet visible to this statement): once more, now that it has finished.
+        ({ conflicts } = await this.store.writeActors(writes));
+      }
       if (conflicts.length > 0) {
         this.stats.conflicts += conflicts.length;
         this.opts.onConflict?.(conflicts);
       }
     } catch (err) {
-      // Versions were advanced optimistically; roll them back so a retry can pass the check.
-      for (const w of writes) {
-        const v = this.versions.get(w.actorId);
-        if (v !== undefined) this.versions.set(w.actorId, Math.min(v, w.expectedVersion));
-      }
-      this.pending = [...notes, ...this.pending];
-      for (const d of dirty) this.dirty.add(d);
       this.failure = err;
       this.release();
       this.failure = null;

@@ -159,9 +159,14 @@ export type HistoryRow = Omit<TransitionRow, 'id'> & { seq: number };
  * writes join on `applied` (the RETURNING of the snapshot writes), so an actor whose version
  * check fails gets none of its rows written. Under READ COMMITTED a concurrent writer of the
  * same row makes the UPDATE re-check `version` against the committed row, so two writers
- * with the same expected version cannot both win. History rows are inserted ORDER BY seq;
- * PostgreSQL evaluates the bigserial default after the sort (volatile target-list functions
- * run above the Sort node since 9.6), so ids follow batch order.
+ * with the same expected version cannot both win. Idempotent: an actor whose row already
+ * holds this very write (its new version, state and snapshot) is not a conflict and gets
+ * nothing written again (`already`) — the retry of a batch that committed but whose answer
+ * was lost (a client-side timeout) succeeds instead of conflicting, with no history row
+ * twice (`already` looks only at actors this statement did not write). History rows
+ * are inserted ORDER BY seq; PostgreSQL evaluates the bigserial default after the sort
+ * (volatile target-list functions run above the Sort node since 9.6), so ids follow batch
+ * order.
  */
 export function writeActorBatch(writes: CoalescedWrite[], history: HistoryRow[]): Statement {
   return {
@@ -190,6 +195,10 @@ export function writeActorBatch(writes: CoalescedWrite[], history: HistoryRow[])
       RETURNING actor_id
     ), applied AS (
       SELECT actor_id FROM updated UNION ALL SELECT actor_id FROM inserted
+    ), already AS (
+      SELECT s.actor_id FROM w JOIN actor_snapshots s ON s.actor_id = w.actor_id
+       WHERE w.actor_id NOT IN (SELECT actor_id FROM applied)
+         AND s.version = w.new_version AND s.state = w.state AND s.snapshot = w.snapshot
     ), aw AS (
       SELECT w.* FROM w JOIN applied USING (actor_id)
     ), history AS (
@@ -240,7 +249,9 @@ export function writeActorBatch(writes: CoalescedWrite[], history: HistoryRow[])
         FROM aw WHERE aw.kind = 'deployment' AND d.id = aw.deployment_id
       RETURNING 1
     )
-    SELECT actor_id FROM w WHERE actor_id NOT IN (SELECT actor_id FROM applied)`,
+    SELECT actor_id FROM w
+     WHERE actor_id NOT IN (SELECT actor_id FROM applied)
+       AND actor_id NOT IN (SELECT actor_id FROM already)`,
     values: [JSON.stringify(writes), JSON.stringify(history)],
   };
 }

@@ -198,7 +198,10 @@ export interface Store {
    * last snapshot wins, every history row is kept in batch order, the version is checked
    * against its FIRST write's expectedVersion and the stored version becomes its last
    * (highest) expectedVersion + 1. An actor that fails the check is returned in `conflicts`
-   * and none of its writes are applied; the rest of the batch is.
+   * and none of its writes are applied; the rest of the batch is. Idempotent: an actor whose
+   * stored row already is this write's result (the new version, state and snapshot) is not a
+   * conflict and none of its rows are written again, so a batch retried after its answer was
+   * lost (it committed) succeeds without duplicating history.
    */
   writeActors(writes: ActorWrite[]): Promise<{ conflicts: string[] }>;
   /**

@@ -7,15 +7,18 @@ import { waitFor } from '../harness/wait.ts';
 /** A store that records writeActors calls and fails the first `failures` of them. */
 function recordingStore(failures = 0) {
   const batches: ActorWrite[][] = [];
+  /** Every call, the failed ones included (a copy of what was sent). */
+  const attempts: ActorWrite[][] = [];
   let left = failures;
   const store = {
     async writeActors(writes: ActorWrite[]) {
+      attempts.push(structuredClone(writes));
       if (left-- > 0) throw new Error('database unavailable');
       batches.push(writes);
       return { conflicts: [] };
     },
   } as unknown as Store;
-  return { store, batches };
+  return { store, batches, attempts };
 }
 
 /** Lets promise callbacks (the writer's flush) run. */
@@ -86,7 +89,8 @@ describe('snapshot writer', () => {
     await waitFor(
       async () => {
         await settle();
-        return batches.length === 1;
+        // The failed batch as it was, then the deployment's subtree as it is now.
+        return batches.length >= 1;
       },
       {
         timeoutMs: 5_000,
@@ -103,5 +107,41 @@ describe('snapshot writer', () => {
     const last = w.barrier();
     clock.increment(2);
     await last;
+  });
+
+  it('sends a failed batch again exactly as it was, before any newer transition (it may have committed)', async () => {
+    const { store, batches, attempts } = recordingStore(1);
+    const clock = new SimulatedClock();
+    const w = new SnapshotWriter(store, { persisted: () => tree }, { onError: () => {}, clock });
+    const note = (to: string) => ({
+      actorId: 'replica:r1',
+      kind: 'replica' as const,
+      deploymentId: 'd1',
+      to,
+      event: 'transition',
+      reason: null,
+      at: new Date(0),
+    });
+    w.record(note('STARTING'));
+    const first = w.barrier();
+    clock.increment(2);
+    await expect(first).rejects.toThrow(/database unavailable/);
+    // A transition while the failed batch waits for its retry.
+    w.record(note('HEALTHY'));
+    const next = w.barrier();
+    clock.increment(1_000);
+    clock.increment(2);
+    await next;
+    // The retry is the failed attempt, write for write: same versions, same content. Merged
+    // with HEALTHY it would have been another write at the same version (a conflict if the
+    // first attempt had in fact committed).
+    expect(batches[0]).toEqual(attempts[0]);
+    const healthy = batches
+      .slice(1)
+      .flat()
+      .filter((x) => x.actorId === 'replica:r1');
+    expect(healthy.map((x) => [x.transition?.from, x.transition?.to, x.expectedVersion])).toEqual([
+      ['STARTING', 'HEALTHY', 1],
+    ]);
   });
 });

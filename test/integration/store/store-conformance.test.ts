@@ -340,6 +340,36 @@ describe.each(adapters)('store on $name', (adapter) => {
       ]);
     });
 
+    it('a batch sent again after it committed (its answer lost) is no conflict and writes nothing twice', async (ctx) => {
+      const { store } = await freshStore(ctx);
+      await store.writeActors([snapshotWrite('r-1', 'd-1', 0, 'STARTING')]);
+      const batch = [
+        snapshotWrite('r-1', 'd-1', 1, 'HEALTHY'),
+        snapshotWrite('r-2', 'd-1', 0, 'STARTING'),
+        snapshotWrite('r-2', 'd-1', 1, 'HEALTHY'),
+      ];
+      expect(await store.writeActors(batch)).toEqual({ conflicts: [] });
+      // The writer's retry of that batch, exactly as it was: already written, so done.
+      expect(await store.writeActors(batch)).toEqual({ conflicts: [] });
+      const rows = await store.loadSnapshots();
+      expect(rows.map((r) => [r.actor_id, r.state, r.version])).toEqual([
+        ['r-1', 'HEALTHY', 2],
+        ['r-2', 'HEALTHY', 2],
+      ]);
+      const all = await store.history({ deploymentId: 'd-1' });
+      expect(all.items.map((h) => `${h.actor_id}:${h.to_state}`)).toEqual([
+        'r-1:STARTING',
+        'r-1:HEALTHY',
+        'r-2:STARTING',
+        'r-2:HEALTHY',
+      ]);
+      // The same version with other content is still a conflict, and writes nothing.
+      expect(
+        (await store.writeActors([snapshotWrite('r-1', 'd-1', 1, 'UNHEALTHY')])).conflicts,
+      ).toEqual(['r-1']);
+      expect((await store.history({ actorId: 'r-1' })).items).toHaveLength(2);
+    });
+
     it('two writers with the same expected version: exactly one wins', async (ctx) => {
       const { store } = await freshStore(ctx);
       await store.writeActors([snapshotWrite('r-1', 'd-1', 0, 'STARTING')]);
