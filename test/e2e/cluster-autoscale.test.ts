@@ -10,7 +10,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createClusterLoad } from '../../src/runtime/cluster-load.ts';
+import { createClusterProxies } from '../../src/runtime/cluster-proxies.ts';
 import { stopChildren } from '../harness/child-processes.ts';
 import { startRole as startRoleIn } from '../harness/cluster-role.ts';
 import { createDatabase, services } from '../harness/isolation.ts';
@@ -119,11 +119,11 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
 
     try {
       // Both proxies publish their load: each sees 2 in flight, not 4.
-      const reader = createClusterLoad({ url: services().redisUrl, keyPrefix: prefix });
+      const reader = createClusterProxies({ url: services().redisUrl, keyPrefix: prefix });
       try {
         await waitFor(
           async () => {
-            const reports = await reader.reports();
+            const reports = await reader.loadReports();
             const busy = reports.filter((r) =>
               Object.values(r.deployments).some((d) => d.name === 'echo' && d.inflight > 0),
             );

@@ -8,7 +8,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createClusterInflight } from '../../src/runtime/cluster-inflight.ts';
+import { createClusterProxies } from '../../src/runtime/cluster-proxies.ts';
 import { stopChildren } from '../harness/child-processes.ts';
 import { startRole as startRoleIn } from '../harness/cluster-role.ts';
 import { createDatabase, services } from '../harness/isolation.ts';
@@ -111,7 +111,7 @@ describe('route drain with proxies in other processes', () => {
       }));
     const inflight = [long(proxies[0]!), long(proxies[0]!), long(proxies[1]!), long(proxies[1]!)];
     // Both proxies report their requests in Redis before the scale-down.
-    const reader = createClusterInflight({ url: services().redisUrl, keyPrefix: prefix });
+    const reader = createClusterProxies({ url: services().redisUrl, keyPrefix: prefix });
     try {
       await waitFor(
         async () => {
