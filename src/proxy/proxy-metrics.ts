@@ -2,9 +2,19 @@
  * The proxy's Prometheus metrics, all prefixed `flotilla_proxy_`, in a registry of its own
  * (the composition root merges it into the process's /metrics). Gauges are read from the live
  * admission state at scrape time, so the request path only pays for counters and the latency
- * histogram, through label children cached per deployment.
+ * histogram, through label children cached per deployment. With proxy workers, the primary's
+ * registry sums the workers' ({@link aggregatedProxyRegistry}); each metric says how its values
+ * combine (a sum unless declared otherwise).
  */
-import { Gauge, Registry } from 'prom-client';
+import {
+  type Aggregator,
+  AggregatorRegistry,
+  Gauge,
+  type MetricObjectWithValues,
+  type MetricValue,
+  type PrometheusContentType,
+  Registry,
+} from 'prom-client';
 import { metricsIn } from '../metrics/registry-helpers.ts';
 import { type AdmissionLevel, LEVEL_VALUE } from './admission.ts';
 
@@ -76,10 +86,21 @@ export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): Proxy
     name: 'flotilla_proxy_routing_table_version',
     help: 'Version of the routing table the proxy routes by',
     registers: [registry],
+    // Over workers: the oldest table any of them routes by.
+    aggregator: 'min',
   });
-  const gauge = (name: string, help: string, pick: (s: DeploymentGaugeSample) => number) =>
-    m.sampledGauge(name, help, 'deployment', () =>
-      sample().map((s) => [s.deployment, pick(s)] as const),
+  const gauge = (
+    name: string,
+    help: string,
+    pick: (s: DeploymentGaugeSample) => number,
+    aggregator: Aggregator = 'sum',
+  ) =>
+    m.sampledGauge(
+      name,
+      help,
+      'deployment',
+      () => sample().map((s) => [s.deployment, pick(s)] as const),
+      aggregator,
     );
   gauge('flotilla_proxy_inflight', 'Requests in flight to replicas', (s) => s.inflight);
   gauge('flotilla_proxy_queue_depth', 'Requests waiting in the admission queue', (s) => s.queued);
@@ -88,11 +109,18 @@ export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): Proxy
     'Concurrent request slots (per replica × servable)',
     (s) => s.capacity,
   );
-  gauge('flotilla_proxy_load', 'Share of admission room taken (1 = all refused)', (s) => s.load);
+  // A share and a level do not add up over workers: the busiest one's.
+  gauge(
+    'flotilla_proxy_load',
+    'Share of admission room taken (1 = all refused)',
+    (s) => s.load,
+    'max',
+  );
   gauge(
     'flotilla_proxy_level',
     'Load level: 0 healthy, 1 stressed, 2 degraded, 3 critical',
     (s) => LEVEL_VALUE[s.level],
+    'max',
   );
 
   const classes = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
@@ -126,4 +154,59 @@ export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): Proxy
       tableVersion.set(v);
     },
   };
+}
+
+/** The workers' metrics, as `registry.getMetricsAsJSON()` gives them. */
+export type MetricsJSON = Array<MetricObjectWithValues<MetricValue<string>>>;
+
+/** A metric of the aggregated registry: its values are read from the workers at scrape time. */
+class WorkersMetric extends Gauge {
+  constructor(
+    name: string,
+    help: string,
+    private readonly read: () => Promise<MetricObjectWithValues<MetricValue<string>>>,
+  ) {
+    super({ name, help, registers: [] });
+  }
+
+  override get(): Promise<MetricObjectWithValues<MetricValue<string>>> {
+    return this.read();
+  }
+}
+
+/**
+ * One proxy's metrics summed over its worker processes (src/proxy/workers.ts): the same
+ * metrics as a single proxy's registry, each read at scrape time from `collect()` (every
+ * worker's `getMetricsAsJSON()`), combined by prom-client's `AggregatorRegistry.aggregate` as
+ * each metric declares (counters, histograms, in flight, queue and capacity add up). One
+ * scrape collects once, however many metrics it reads. The registry can be merged like any.
+ */
+export function aggregatedProxyRegistry(collect: () => Promise<MetricsJSON[]>): Registry {
+  // The metric names, help and empty values, from a proxy registry with nothing in it.
+  const template = createProxyMetrics(() => []).registry;
+  let snapshot: Promise<Registry> | null = null;
+  const clear = () => {
+    snapshot = null;
+  };
+  const current = (): Promise<Registry> => {
+    if (snapshot) return snapshot;
+    const p = collect().then((perWorker) =>
+      AggregatorRegistry.aggregate<PrometheusContentType>(perWorker),
+    );
+    snapshot = p;
+    // The next scrape collects again (this one's reads were all asked for synchronously).
+    void p.then(clear, clear);
+    return p;
+  };
+  const out = new Registry();
+  for (const { name, help } of template.getMetricsAsArray()) {
+    const empty = template.getSingleMetric(name);
+    if (!empty) continue;
+    out.registerMetric(
+      new WorkersMetric(name, help, async () =>
+        ((await current()).getSingleMetric(name) ?? empty).get(),
+      ),
+    );
+  }
+  return out;
 }

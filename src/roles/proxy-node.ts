@@ -6,7 +6,9 @@
  * drains wait for them, its last request per deployment (scale to zero's idle signal), and its
  * per-deployment load counters, which the coordinator's autoscaler sums. A
  * request for a deployment at zero is held and the coordinator asked, through Redis, to
- * activate it (src/proxy/activation.ts, src/runtime/activation-listener.ts).
+ * activate it (src/proxy/activation.ts, src/runtime/activation-listener.ts). With
+ * `--proxy-workers N` the proxy runs on N processes sharing the port (src/proxy/workers.ts):
+ * this process follows the table for them and reports their sum as one proxy.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -16,6 +18,7 @@ import { createDataPlane, type DataPlaneKind } from '../data-plane/create-data-p
 import { startProxyReportPublisher } from '../proxy/proxy-report.ts';
 import type { FlotillaProxy as DataPlane } from '../proxy/proxy-server.ts';
 import { createRedisTableSource, type RoutingTableSource } from '../proxy/routing-table-source.ts';
+import { createProxyWorkers } from '../proxy/workers.ts';
 import { publishActivation } from '../runtime/activation-listener.ts';
 import { startLoadCounters } from '../scaling/load-counters.ts';
 
@@ -37,6 +40,13 @@ export async function startProxyNode(opts: {
   logger: Logger;
   /** How long a request for a deployment at zero waits for a replica (default 60 s). */
   activationTimeoutMs?: number;
+  /**
+   * Own proxy only: this many processes share the port (src/proxy/workers.ts); the node's
+   * report and `/metrics` sum them. Default 1: the proxy runs in this process.
+   */
+  workers?: number | undefined;
+  /** pino level of the workers' logs. */
+  workerLogLevel?: string | undefined;
 }): Promise<ProxyNode> {
   const source = await createRedisTableSource({
     url: opts.redisUrl,
@@ -50,18 +60,30 @@ export async function startProxyNode(opts: {
   // Errors surface on the reports (logged there); the client reconnects by itself.
   redis.on('error', () => {});
   let proxy: DataPlane;
+  const activation = {
+    request: (deploymentId: string) => publishActivation(redis, opts.keyPrefix, deploymentId),
+    ...(opts.activationTimeoutMs !== undefined ? { timeoutMs: opts.activationTimeoutMs } : {}),
+  };
   try {
-    proxy = await createDataPlane({
-      kind: opts.dataPlane,
-      source,
-      host: opts.host,
-      port: opts.port,
-      logger: opts.logger,
-      activation: {
-        request: (deploymentId) => publishActivation(redis, opts.keyPrefix, deploymentId),
-        ...(opts.activationTimeoutMs !== undefined ? { timeoutMs: opts.activationTimeoutMs } : {}),
-      },
-    });
+    proxy =
+      (opts.workers ?? 1) > 1 && opts.dataPlane !== 'haproxy'
+        ? await createProxyWorkers({
+            source,
+            count: opts.workers ?? 1,
+            host: opts.host,
+            port: opts.port,
+            logger: opts.logger,
+            logLevel: opts.workerLogLevel,
+            activation,
+          })
+        : await createDataPlane({
+            kind: opts.dataPlane,
+            source,
+            host: opts.host,
+            port: opts.port,
+            logger: opts.logger,
+            activation,
+          });
   } catch (err) {
     redis.disconnect();
     await source.close();
