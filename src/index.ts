@@ -53,8 +53,7 @@ import {
 import { createProxyWorkers, type ProxyWorkers } from './proxy/workers.ts';
 import { generateRevision } from './revision/index.ts';
 import { startActivationListener } from './runtime/activation-listener.ts';
-import { createClusterInflight } from './runtime/cluster-inflight.ts';
-import { createClusterLoad } from './runtime/cluster-load.ts';
+import { createClusterProxies } from './runtime/cluster-proxies.ts';
 import type { RuntimeConfig } from './runtime/config.ts';
 import { previousReplicaIds } from './runtime/crash-loop.ts';
 import {
@@ -256,15 +255,12 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
         }
       : health;
 
-    // Drains also wait for proxies in other processes, which report through Redis.
+    // Proxies in other processes report through Redis (src/proxy/proxy-report.ts): drains
+    // wait for them, scale to zero reads their last requests, the autoscaler their load.
     const cluster = options.redisUrl
-      ? createClusterInflight({ url: options.redisUrl, keyPrefix: prefix, logger: options.logger })
+      ? createClusterProxies({ url: options.redisUrl, keyPrefix: prefix, logger: options.logger })
       : null;
     if (cluster) closers.push(() => cluster.close());
-    const clusterLoad = options.redisUrl
-      ? createClusterLoad({ url: options.redisUrl, keyPrefix: prefix })
-      : null;
-    if (clusterLoad) closers.push(() => clusterLoad.close());
     let proxy: DataPlane | null = null;
     // cpu and memory of the replicas an autoscaling policy asks about, sampled on this node.
     let resourceMetrics = options.resourceMetrics;
@@ -289,7 +285,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
       loadReports: async () => {
         const [local, remote] = await Promise.all([
           localLoad ? localLoad.report() : null,
-          clusterLoad ? clusterLoad.reports() : [],
+          cluster ? cluster.loadReports() : [],
         ]);
         const workers = workerProxies?.loadReports() ?? [];
         return local ? [local, ...workers, ...remote] : [...workers, ...remote];

@@ -1,5 +1,5 @@
 import type { HealthRecord } from '../domain/health.ts';
-import { defaultHealthLogger, errorText, type HealthLogger } from './health-log.ts';
+import { defaultHealthLogger, deliverLater, type HealthLogger } from './health-log.ts';
 import { copyHealthRecord } from './health-record-codec.ts';
 import type { HealthStore } from './health-store.ts';
 
@@ -40,20 +40,10 @@ export function withLocalResults(remote: HealthStore, opts: LocalFirstOptions = 
   function deliverLocally(record: HealthRecord): void {
     if ((delivered.get(record.routeId) ?? -1) >= record.checked_at) return;
     delivered.set(record.routeId, record.checked_at);
-    const snapshot = [...listeners];
     // Never inside the writer's stack, as over Redis (the conformance suite's timing).
-    queueMicrotask(() => {
-      for (const l of snapshot) {
-        try {
-          l(copyHealthRecord(record));
-        } catch (err) {
-          log ??= defaultHealthLogger('local-first-health-store');
-          log.error(
-            { err: errorText(err), routeId: record.routeId },
-            'health change listener threw',
-          );
-        }
-      }
+    deliverLater(listeners, record, () => {
+      log ??= defaultHealthLogger('local-first-health-store');
+      return log;
     });
   }
 

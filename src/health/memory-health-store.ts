@@ -1,5 +1,5 @@
 import type { HealthRecord } from '../domain/health.ts';
-import { defaultHealthLogger, errorText, type HealthLogger } from './health-log.ts';
+import { defaultHealthLogger, deliverLater, type HealthLogger } from './health-log.ts';
 import { copyHealthRecord } from './health-record-codec.ts';
 import type { HealthStore } from './health-store.ts';
 
@@ -58,21 +58,9 @@ export function createMemoryHealthStore(opts: MemoryHealthStoreOptions = {}): He
     },
 
     async publishChange(record) {
-      const snapshot = [...listeners];
-      // Delivered on a later microtask, as over Redis: a publisher never runs listener code
-      // inside its own call stack.
-      queueMicrotask(() => {
-        for (const l of snapshot) {
-          try {
-            l(copyHealthRecord(record));
-          } catch (err) {
-            log ??= defaultHealthLogger('memory-health-store');
-            log.error(
-              { err: errorText(err), routeId: record.routeId },
-              'health change listener threw',
-            );
-          }
-        }
+      deliverLater(listeners, record, () => {
+        log ??= defaultHealthLogger('memory-health-store');
+        return log;
       });
     },
 

@@ -4,9 +4,21 @@
  * admission state at scrape time. What every request updates (answers by status class and the
  * latency histogram) is counted in plain numbers per deployment and handed to prom-client at
  * scrape time: a prom-client label child still builds a label hash and validates the labels on
- * each call, which the request path does not pay for.
+ * each call, which the request path does not pay for. With proxy workers, the primary's
+ * registry sums the workers' ({@link aggregatedProxyRegistry}); each metric says how its values
+ * combine (a sum unless declared otherwise).
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import {
+  type Aggregator,
+  AggregatorRegistry,
+  Counter,
+  Gauge,
+  Histogram,
+  type MetricObjectWithValues,
+  type MetricValue,
+  type PrometheusContentType,
+  Registry,
+} from 'prom-client';
 import { metricsIn } from '../metrics/registry-helpers.ts';
 import { type AdmissionLevel, LEVEL_VALUE } from './admission.ts';
 
@@ -94,10 +106,21 @@ export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): Proxy
     name: 'flotilla_proxy_routing_table_version',
     help: 'Version of the routing table the proxy routes by',
     registers: [registry],
+    // Over workers: the oldest table any of them routes by.
+    aggregator: 'min',
   });
-  const gauge = (name: string, help: string, pick: (s: DeploymentGaugeSample) => number) =>
-    m.sampledGauge(name, help, 'deployment', () =>
-      sample().map((s) => [s.deployment, pick(s)] as const),
+  const gauge = (
+    name: string,
+    help: string,
+    pick: (s: DeploymentGaugeSample) => number,
+    aggregator: Aggregator = 'sum',
+  ) =>
+    m.sampledGauge(
+      name,
+      help,
+      'deployment',
+      () => sample().map((s) => [s.deployment, pick(s)] as const),
+      aggregator,
     );
   gauge('flotilla_proxy_inflight', 'Requests in flight to replicas', (s) => s.inflight);
   gauge('flotilla_proxy_queue_depth', 'Requests waiting in the admission queue', (s) => s.queued);
@@ -106,11 +129,18 @@ export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): Proxy
     'Concurrent request slots (per replica × servable)',
     (s) => s.capacity,
   );
-  gauge('flotilla_proxy_load', 'Share of admission room taken (1 = all refused)', (s) => s.load);
+  // A share and a level do not add up over workers: the busiest one's.
+  gauge(
+    'flotilla_proxy_load',
+    'Share of admission room taken (1 = all refused)',
+    (s) => s.load,
+    'max',
+  );
   gauge(
     'flotilla_proxy_level',
     'Load level: 0 healthy, 1 stressed, 2 degraded, 3 critical',
     (s) => LEVEL_VALUE[s.level],
+    'max',
   );
 
   /** This name's counts, created on first use (and again after `forget`). */
@@ -211,4 +241,59 @@ interface HistogramEntry {
   bucketValues: Record<number, number>;
   sum: number;
   count: number;
+}
+
+/** The workers' metrics, as `registry.getMetricsAsJSON()` gives them. */
+export type MetricsJSON = Array<MetricObjectWithValues<MetricValue<string>>>;
+
+/** A metric of the aggregated registry: its values are read from the workers at scrape time. */
+class WorkersMetric extends Gauge {
+  constructor(
+    name: string,
+    help: string,
+    private readonly read: () => Promise<MetricObjectWithValues<MetricValue<string>>>,
+  ) {
+    super({ name, help, registers: [] });
+  }
+
+  override get(): Promise<MetricObjectWithValues<MetricValue<string>>> {
+    return this.read();
+  }
+}
+
+/**
+ * One proxy's metrics summed over its worker processes (src/proxy/workers.ts): the same
+ * metrics as a single proxy's registry, each read at scrape time from `collect()` (every
+ * worker's `getMetricsAsJSON()`), combined by prom-client's `AggregatorRegistry.aggregate` as
+ * each metric declares (counters, histograms, in flight, queue and capacity add up). One
+ * scrape collects once, however many metrics it reads. The registry can be merged like any.
+ */
+export function aggregatedProxyRegistry(collect: () => Promise<MetricsJSON[]>): Registry {
+  // The metric names, help and empty values, from a proxy registry with nothing in it.
+  const template = createProxyMetrics(() => []).registry;
+  let snapshot: Promise<Registry> | null = null;
+  const clear = () => {
+    snapshot = null;
+  };
+  const current = (): Promise<Registry> => {
+    if (snapshot) return snapshot;
+    const p = collect().then((perWorker) =>
+      AggregatorRegistry.aggregate<PrometheusContentType>(perWorker),
+    );
+    snapshot = p;
+    // The next scrape collects again (this one's reads were all asked for synchronously).
+    void p.then(clear, clear);
+    return p;
+  };
+  const out = new Registry();
+  for (const { name, help } of template.getMetricsAsArray()) {
+    const empty = template.getSingleMetric(name);
+    if (!empty) continue;
+    out.registerMetric(
+      new WorkersMetric(name, help, async () =>
+        ((await current()).getSingleMetric(name) ?? empty).get(),
+      ),
+    );
+  }
+  return out;
 }

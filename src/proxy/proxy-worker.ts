@@ -1,10 +1,12 @@
 /**
  * One proxy worker process (forked by workers.ts through node:cluster): Flotilla's proxy with
  * its share of the admission limits, following the tables the primary sends, reporting its
- * in-flight requests and load. Its logs are JSON lines on stdout, like serve's.
+ * in-flight requests and load, and its metrics when asked. Its logs are JSON lines on stdout,
+ * like serve's.
  */
 import process from 'node:process';
 import { pino } from 'pino';
+import type { Registry } from 'prom-client';
 import type { RoutingTable } from '../domain/routing.ts';
 import { startLoadCounters } from '../scaling/load-counters.ts';
 import { createProxy } from './proxy-server.ts';
@@ -32,6 +34,8 @@ async function main(): Promise<void> {
   };
   let stop: (() => Promise<void>) | undefined;
   let closeAsked = false;
+  // The proxy's registry once it runs; the primary sums every worker's (its /metrics).
+  let metrics: Registry | null = null;
   let firstTable: (() => void) | undefined;
   const tableKnown = new Promise<void>((resolve) => {
     firstTable = resolve;
@@ -40,6 +44,15 @@ async function main(): Promise<void> {
     if (m.type === 'table') {
       onTable(m.table);
       firstTable?.();
+    } else if (m.type === 'metrics') {
+      const id = m.id;
+      void (metrics ? metrics.getMetricsAsJSON() : Promise.resolve([])).then(
+        (json) => send({ type: 'metrics', id, metrics: json }),
+        (err: unknown) => {
+          logger.warn({ err }, 'reading metrics failed');
+          send({ type: 'metrics', id, metrics: [] });
+        },
+      );
     } else if (m.type === 'close') {
       closeAsked = true;
       void stop?.();
@@ -60,6 +73,7 @@ async function main(): Promise<void> {
     workerShare: { index, count },
     activation: { request: (deploymentId) => send({ type: 'activate', deploymentId }) },
   });
+  metrics = proxy.metrics;
   // Its autoscaling counters, as a proxy of its own (the primary hands them to the runtime).
   const counters = startLoadCounters({
     source: {

@@ -8,20 +8,23 @@
  * reports its in-flight requests and load every 50 ms for drains, autoscaling and /health.
  *
  * The returned object is a FlotillaProxy like the in-process one; its `metrics` registry is
- * empty: each worker answers `/metrics` on the proxy port with its own counters.
+ * the workers' metrics summed at scrape time (each worker is asked over IPC for its registry's
+ * JSON; prom-client's AggregatorRegistry combines them), so the primary's `/metrics` counts
+ * every request once. `/metrics` on the proxy port is answered by whichever worker takes the
+ * connection, with its own counters.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
 import type { ConnectionTimeouts } from '../domain/connection-timeouts.ts';
 import { hostForUrl } from '../domain/host.ts';
 import type { RoutingTable } from '../domain/routing.ts';
 import type { LoadReport } from '../scaling/load-report.ts';
 import { type AdmissionLevel, LEVEL_VALUE } from './admission.ts';
 import type { ProxyEvent, ProxyEventListener } from './proxy-events.ts';
+import { aggregatedProxyRegistry, type MetricsJSON } from './proxy-metrics.ts';
 import type {
   DeploymentLoadStatus,
   FlotillaProxy,
@@ -59,7 +62,11 @@ export interface ProxyWorkers extends FlotillaProxy {
 }
 
 /** Primary → worker. */
-export type ToWorker = { type: 'table'; table: RoutingTable } | { type: 'close' };
+export type ToWorker =
+  | { type: 'table'; table: RoutingTable }
+  /** Asks for the worker's metrics (its registry's JSON), answered with the same id. */
+  | { type: 'metrics'; id: number }
+  | { type: 'close' };
 /** Worker → primary. */
 export type FromWorker =
   | { type: 'hello' }
@@ -76,10 +83,13 @@ export type FromWorker =
   | { type: 'load'; report: LoadReport }
   | { type: 'activate'; deploymentId: string }
   | { type: 'event'; event: ProxyEvent }
+  | { type: 'metrics'; id: number; metrics: MetricsJSON }
   | { type: 'closed' };
 
 const START_TIMEOUT_MS = 30_000;
 const CLOSE_TIMEOUT_MS = 10_000;
+/** A worker that does not answer a metrics request in this time counts as having none. */
+const METRICS_TIMEOUT_MS = 2_000;
 
 interface WorkerState {
   index: number;
@@ -116,6 +126,26 @@ export async function createProxyWorkers(opts: ProxyWorkersOptions): Promise<Pro
   const send = (w: Worker, m: ToWorker) => {
     if (w.isConnected()) w.send(m);
   };
+  // Metrics requests waiting for a worker's answer, by request id.
+  let metricsRequests = 0;
+  const metricsAnswers = new Map<number, (m: MetricsJSON) => void>();
+  const metricsOf = (st: WorkerState): Promise<MetricsJSON> => {
+    if (!st.worker.isConnected()) return Promise.resolve([]);
+    const id = ++metricsRequests;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        metricsAnswers.delete(id);
+        log?.warn({ worker: st.index }, 'proxy worker did not answer a metrics request');
+        resolve([]);
+      }, METRICS_TIMEOUT_MS);
+      metricsAnswers.set(id, (m) => {
+        clearTimeout(timer);
+        metricsAnswers.delete(id);
+        resolve(m);
+      });
+      send(st.worker, { type: 'metrics', id });
+    });
+  };
 
   function fork(index: number): Promise<WorkerState> {
     const worker = cluster.fork({
@@ -145,6 +175,8 @@ export async function createProxyWorkers(opts: ProxyWorkersOptions): Promise<Pro
         st.held = new Map(m.held);
       } else if (m.type === 'load') {
         st.load = m.report;
+      } else if (m.type === 'metrics') {
+        metricsAnswers.get(m.id)?.(m.metrics);
       } else if (m.type === 'activate') {
         try {
           void Promise.resolve(opts.activation?.request(m.deploymentId)).catch((err: unknown) =>
@@ -304,6 +336,6 @@ export async function createProxyWorkers(opts: ProxyWorkersOptions): Promise<Pro
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    metrics: new Registry(),
+    metrics: aggregatedProxyRegistry(() => Promise.all(states.map(metricsOf))),
   };
 }

@@ -139,8 +139,18 @@ export class DeploymentCommands {
     replicas: number,
     opts: { removalOrder?: readonly string[] } = {},
   ): Promise<string> {
-    const { record, ref } = await this.liveDeployment(idOrName, 'scale');
-    const tracked = this.deps.tracked.get(record.id) ?? this.deps.tracked.track(record);
+    // A deployment this runtime tracks, named by id (the autoscaler, an activation): its actor
+    // is told at once, without a store read first, so a replica starts without waiting for
+    // the store (an activation holds requests meanwhile).
+    const known = this.deps.tracked.get(idOrName);
+    const { id, ref, tracked } =
+      known && this.deps.ref(known.id)
+        ? { id: known.id, ref: this.liveRef(known.id, known.name, 'scale'), tracked: known }
+        : await this.liveDeployment(idOrName, 'scale').then(({ record, ref }) => ({
+            id: record.id,
+            ref,
+            tracked: this.deps.tracked.get(record.id) ?? this.deps.tracked.track(record),
+          }));
     assertReplicaBounds({
       replicas,
       min_replicas: tracked.options.min_replicas,
@@ -153,13 +163,13 @@ export class DeploymentCommands {
     });
     const at = (this.deps.now ?? Date.now)();
     tracked.lastScaledAt = at;
-    await this.deps.store.updateDeployment(record.id, {
+    await this.deps.store.updateDeployment(id, {
       target_replicas: replicas,
       last_scaled_at: new Date(at),
     });
     tracked.options.replicas = replicas;
     await this.deps.barrier();
-    return record.id;
+    return id;
   }
 
   /**
@@ -259,21 +269,37 @@ export class DeploymentCommands {
 
   private async liveDeployment(idOrName: string, action: string, also: string[] = []) {
     const record = await this.record(idOrName);
-    const quarantined = this.deps.quarantine.get(record.id);
+    const ref = this.liveRef(record.id, record.name, action, also, record.state);
+    return { record, ref };
+  }
+
+  /**
+   * The live actor of a deployment that takes `action` now; throws `invalid_state` when it is
+   * quarantined, not running here, or in a state that refuses it. `storedState`: what the row
+   * says, for the message when no actor runs.
+   */
+  private liveRef(
+    id: string,
+    name: string,
+    action: string,
+    also: string[] = [],
+    storedState = 'unknown',
+  ): DeploymentRef {
+    const quarantined = this.deps.quarantine.get(id);
     if (quarantined) {
       throw new FlotillaError(
         'invalid_state',
-        `cannot ${action} deployment "${record.name}": it is quarantined (${quarantined.reason}); delete it`,
+        `cannot ${action} deployment "${name}": it is quarantined (${quarantined.reason}); delete it`,
         { details: [{ path: 'state', message: quarantined.reason }] },
       );
     }
-    const ref = this.deps.ref(record.id);
-    const state = ref ? topState(deploymentSnapshotOf(ref).value) : record.state;
+    const ref = this.deps.ref(id);
+    const state = ref ? topState(deploymentSnapshotOf(ref).value) : storedState;
     const accepts = [...ACCEPTS_CHANGES, ...also];
     if (!ref || !accepts.includes(state)) {
       throw new FlotillaError(
         'invalid_state',
-        `cannot ${action} deployment "${record.name}" in state ${state}`,
+        `cannot ${action} deployment "${name}" in state ${state}`,
         {
           details: [
             {
@@ -284,6 +310,6 @@ export class DeploymentCommands {
         },
       );
     }
-    return { record, ref };
+    return ref;
   }
 }

@@ -23,7 +23,7 @@ export interface RuntimeDeps {
   inflight?: (routeId: string) => number;
   /**
    * Resolves once proxies in other processes hold no request to the route (or `signal`
-   * aborts); drains wait for it as well as for `inflight` (src/runtime/cluster-inflight.ts).
+   * aborts); drains wait for it as well as for `inflight` (src/runtime/cluster-proxies.ts).
    */
   remoteDrained?: (routeId: string, signal: AbortSignal) => Promise<void>;
   /** Observes each snapshot flush (duration ms, writes), e.g. for a latency histogram. */
@@ -31,7 +31,7 @@ export interface RuntimeDeps {
   /**
    * The latest load report (src/scaling/load-report.ts) of every proxy serving this runtime's
    * deployments: the in-process proxy's read directly, other processes' read from Redis
-   * (src/runtime/cluster-load.ts). The autoscaler's `requests`, `latency`, `inflight` and
+   * (src/runtime/cluster-proxies.ts). The autoscaler's `requests`, `latency`, `inflight` and
    * `concurrency` come from these; without it those metrics are missing (status says so).
    */
   loadReports?: () => Promise<LoadReport[]>;

@@ -26,8 +26,6 @@ export function scaleToZeroOf(rt: Runtime): ScaleToZero {
     },
     lastRequests: async () => (await rt.deps.lastRequests?.()) ?? new Map(),
     scale: (id, replicas) => rt.scale(id, replicas),
-    startNow: (id, replicas) =>
-      rt.sendTo(deploymentActorId(id), { type: 'deployment.scale', replicas }),
     now: rt.now,
     onEvent: (e) => recordScaleToZeroEvent(rt, e),
   });

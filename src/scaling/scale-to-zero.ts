@@ -93,13 +93,11 @@ export interface ScaleToZeroDeps {
   stateOf(deploymentId: string): { state: string; target: number } | null;
   /** Last request per deployment id over every proxy (epoch ms); absent: none seen. */
   lastRequests(): Promise<ReadonlyMap<string, number>>;
-  scale(deploymentId: string, replicas: number): Promise<unknown>;
   /**
-   * Optional: tells the live deployment its new target at once, before `scale` does the
-   * durable part (its reads and writes). Activation uses it so the replica starts without
-   * waiting for the store; `scale` then sets the same target again (a no-op).
+   * Sets the target. Activation holds requests meanwhile: the live deployment should be told
+   * at once, before the durable part (the runtime's scale does so for a deployment it runs).
    */
-  startNow?: (deploymentId: string, replicas: number) => void;
+  scale(deploymentId: string, replicas: number): Promise<unknown>;
   now: () => number;
   /** Each scale to zero and each activation (history events, logs). */
   onEvent?: (e: ScaleToZeroEvent) => void;
@@ -183,7 +181,6 @@ export class ScaleToZero {
     }
     const p = (async () => {
       try {
-        this.deps.startNow?.(deploymentId, 1);
         await this.deps.scale(deploymentId, 1);
         const at = this.deps.now();
         this.activeSince.set(deploymentId, at);

@@ -7,36 +7,13 @@
  * load: at 4 against 2 the panic rule sat on its boundary, and a request overlapping its
  * successor for a millisecond (4.001 in flight) made it ask for 3. When the load stops it scales back down, after the panic and the cooldown.
  */
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createClusterLoad } from '../../src/runtime/cluster-load.ts';
-import { stopChildren } from '../harness/child-processes.ts';
-import { startRole as startRoleIn } from '../harness/cluster-role.ts';
-import { createDatabase, services } from '../harness/isolation.ts';
+import { describe, expect, it } from 'vitest';
+import { createClusterProxies } from '../../src/runtime/cluster-proxies.ts';
+import { deploy, echoDeployment, useCluster } from '../harness/cluster-role.ts';
+import { services } from '../harness/isolation.ts';
 import { waitFor } from '../harness/wait.ts';
 
-const dbName = `flotilla_autoscale_${randomBytes(4).toString('hex')}`;
-const prefix = `autoscale:${dbName}:`;
-let databaseUrl = '';
-const children: ChildProcess[] = [];
-
-const cluster = {
-  get databaseUrl() {
-    return databaseUrl;
-  },
-  prefix,
-  children,
-};
-const startRole = (role: string, extra: string[] = []) => startRoleIn(cluster, role, extra);
-
-beforeAll(async () => {
-  databaseUrl = await createDatabase(dbName);
-});
-
-afterAll(async () => {
-  await stopChildren(children);
-});
+const { startRole, prefix } = useCluster('autoscale');
 
 interface View {
   id: string;
@@ -60,14 +37,9 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
     const [p1, p2] = await Promise.all([startRole('proxy'), startRole('proxy')]);
     await startRole('prober');
     const api = coordinator.api!;
-    const res = await fetch(`${api}/v1/deployments`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        name: 'echo',
-        model_path: 'examples/echo',
-        replicas: 1,
-        health_check: { interval_s: 0.5, timeout_s: 0.5, unhealthy_threshold: 2 },
+    const res = await deploy(
+      api,
+      echoDeployment(1, {
         scaling_policy: {
           target_metric: 'concurrency',
           target_value: 3,
@@ -78,7 +50,7 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
           panic_window_s: 2,
         },
       }),
-    });
+    );
     expect(res.status, await res.clone().text()).toBe(201);
     const get = async () => (await (await fetch(`${api}/v1/deployments/echo`)).json()) as View;
     const events = async () => {
@@ -119,11 +91,11 @@ describe('concurrency autoscaling with a coordinator and two proxy processes', (
 
     try {
       // Both proxies publish their load: each sees 2 in flight, not 4.
-      const reader = createClusterLoad({ url: services().redisUrl, keyPrefix: prefix });
+      const reader = createClusterProxies({ url: services().redisUrl, keyPrefix: prefix });
       try {
         await waitFor(
           async () => {
-            const reports = await reader.reports();
+            const reports = await reader.loadReports();
             const busy = reports.filter((r) =>
               Object.values(r.deployments).some((d) => d.name === 'echo' && d.inflight > 0),
             );

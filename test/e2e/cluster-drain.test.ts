@@ -5,36 +5,13 @@
  * reaches the removed replica, and its route reaches TERMINATED only after they ended (the
  * coordinator waits for the proxies' in-flight reports in Redis).
  */
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createClusterInflight } from '../../src/runtime/cluster-inflight.ts';
-import { stopChildren } from '../harness/child-processes.ts';
-import { startRole as startRoleIn } from '../harness/cluster-role.ts';
-import { createDatabase, services } from '../harness/isolation.ts';
+import { describe, expect, it } from 'vitest';
+import { createClusterProxies } from '../../src/runtime/cluster-proxies.ts';
+import { deploy, echoDeployment, replicaHits, useCluster } from '../harness/cluster-role.ts';
+import { services } from '../harness/isolation.ts';
 import { waitFor } from '../harness/wait.ts';
 
-const dbName = `flotilla_drain_${randomBytes(4).toString('hex')}`;
-const prefix = `drain:${dbName}:`;
-let databaseUrl = '';
-const children: ChildProcess[] = [];
-
-const cluster = {
-  get databaseUrl() {
-    return databaseUrl;
-  },
-  prefix,
-  children,
-};
-const startRole = (role: string, extra: string[] = []) => startRoleIn(cluster, role, extra);
-
-beforeAll(async () => {
-  databaseUrl = await createDatabase(dbName);
-});
-
-afterAll(async () => {
-  await stopChildren(children);
-});
+const { startRole, prefix } = useCluster('drain');
 
 interface View {
   id: string;
@@ -58,16 +35,7 @@ describe('route drain with proxies in other processes', () => {
     const [p1, p2] = await Promise.all([startRole('proxy'), startRole('proxy')]);
     await startRole('prober');
     const api = coordinator.api!;
-    const res = await fetch(`${api}/v1/deployments`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        name: 'echo',
-        model_path: 'examples/echo',
-        replicas: 2,
-        health_check: { interval_s: 0.5, timeout_s: 0.5, unhealthy_threshold: 2 },
-      }),
-    });
+    const res = await deploy(api, echoDeployment(2));
     expect(res.status).toBe(201);
     const get = async () => (await (await fetch(`${api}/v1/deployments/echo`)).json()) as View;
     const running = await waitFor(
@@ -80,17 +48,8 @@ describe('route drain with proxies in other processes', () => {
       { timeoutMs: 60_000, message: 'echo RUNNING with two HEALTHY routes' },
     );
     const proxies = [p1!.proxy!, p2!.proxy!];
-    const hits = async (proxy: string, n: number) => {
-      const seen: string[] = [];
-      for (let i = 0; i < n; i++) {
-        const r = await fetch(`${proxy}/echo/v1/models`);
-        if (r.status === 200) seen.push(r.headers.get('x-flotilla-replica') ?? '');
-        else await r.arrayBuffer();
-      }
-      return seen;
-    };
     for (const proxy of proxies) {
-      await waitFor(async () => new Set(await hits(proxy, 6)).size === 2, {
+      await waitFor(async () => new Set(await replicaHits(proxy, 6)).size === 2, {
         timeoutMs: 10_000,
         message: `${proxy} routes to both replicas`,
       });
@@ -111,7 +70,7 @@ describe('route drain with proxies in other processes', () => {
       }));
     const inflight = [long(proxies[0]!), long(proxies[0]!), long(proxies[1]!), long(proxies[1]!)];
     // Both proxies report their requests in Redis before the scale-down.
-    const reader = createClusterInflight({ url: services().redisUrl, keyPrefix: prefix });
+    const reader = createClusterProxies({ url: services().redisUrl, keyPrefix: prefix });
     try {
       await waitFor(
         async () => {
@@ -144,14 +103,17 @@ describe('route drain with proxies in other processes', () => {
     const victim = draining.replica_id;
     // New requests leave the draining replica alone (after the table reaches the proxies).
     for (const proxy of proxies) {
-      await waitFor(async () => !(await hits(proxy, 4)).includes(victim), {
+      await waitFor(async () => !(await replicaHits(proxy, 4)).includes(victim), {
         timeoutMs: 2_000,
         intervalMs: 20,
         message: `${proxy} stops sending to ${victim}`,
       });
     }
     const checkedAt = Date.now();
-    const after = [...(await hits(proxies[0]!, 10)), ...(await hits(proxies[1]!, 10))];
+    const after = [
+      ...(await replicaHits(proxies[0]!, 10)),
+      ...(await replicaHits(proxies[1]!, 10)),
+    ];
     expect(after).toHaveLength(20);
     expect(after.filter((id) => id === victim)).toEqual([]);
 

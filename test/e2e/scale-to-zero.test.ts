@@ -6,28 +6,12 @@
  * starts, and every request answers 200. Idle again, it goes back to zero and a single first
  * request answers 200.
  */
-import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../src/index.ts';
-import { stopChildren } from '../harness/child-processes.ts';
-import { startRole as startRoleIn } from '../harness/cluster-role.ts';
-import { createDatabase } from '../harness/isolation.ts';
+import { deploy, useCluster } from '../harness/cluster-role.ts';
 import { waitFor } from '../harness/wait.ts';
 
-const dbName = `flotilla_zero_${randomBytes(4).toString('hex')}`;
-const prefix = `zero:${dbName}:`;
-let databaseUrl = '';
-const children: ChildProcess[] = [];
-
-const cluster = {
-  get databaseUrl() {
-    return databaseUrl;
-  },
-  prefix,
-  children,
-};
-const startRole = (role: string) => startRoleIn(cluster, role);
+const { startRole } = useCluster('zero');
 
 type View = DeploymentView & {
   scale_to_zero?: { after_s: number; at_zero: boolean; message: string | null };
@@ -36,14 +20,6 @@ interface Events {
   items: Array<{ actor_id: string; kind: string; to_state: string; reason: string | null }>;
 }
 
-beforeAll(async () => {
-  databaseUrl = await createDatabase(dbName);
-});
-
-afterAll(async () => {
-  await stopChildren(children);
-});
-
 describe('scale to zero through a separate proxy', () => {
   it('goes to zero when idle; 20 concurrent first requests start exactly one replica and all answer 200', async () => {
     const coordinator = await startRole('coordinator');
@@ -51,17 +27,13 @@ describe('scale to zero through a separate proxy', () => {
     expect(prober.prober).toBeTruthy();
     const api = coordinator.api!;
     const proxy = p.proxy!;
-    const res = await fetch(`${api}/v1/deployments`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        name: 'lazy',
-        model_path: 'examples/echo',
-        replicas: 1,
-        min_replicas: 0,
-        scaling_policy: { min_replicas: 0, scale_to_zero_after_s: 2 },
-        health_check: { interval_s: 0.5, timeout_s: 0.5 },
-      }),
+    const res = await deploy(api, {
+      name: 'lazy',
+      model_path: 'examples/echo',
+      replicas: 1,
+      min_replicas: 0,
+      scaling_policy: { min_replicas: 0, scale_to_zero_after_s: 2 },
+      health_check: { interval_s: 0.5, timeout_s: 0.5 },
     });
     expect(res.status).toBe(201);
     const get = async () => (await (await fetch(`${api}/v1/deployments/lazy`)).json()) as View;

@@ -35,6 +35,18 @@ describe('serve configuration', () => {
     );
   });
 
+  it('a proxy node runs one process unless --proxy-workers says otherwise', () => {
+    const env = { REDIS_URL: 'redis://127.0.0.1:6379' };
+    expect(parseServeConfig({ role: 'proxy' }, env, '/srv/app').proxyWorkers).toBe(1);
+    expect(
+      parseServeConfig({ role: 'proxy', 'proxy-workers': '3' }, env, '/srv/app').proxyWorkers,
+    ).toBe(3);
+    expect(
+      parseServeConfig({ role: 'proxy' }, { ...env, FLOTILLA_PROXY_WORKERS: '2' }, '/srv/app')
+        .proxyWorkers,
+    ).toBe(2);
+  });
+
   it('has the documented defaults with an empty environment', () => {
     const c = parseServeConfig({}, {}, '/srv/app');
     expect(c).toEqual({

@@ -83,7 +83,7 @@ function setup(state = 'RUNNING') {
     barrier: async () => {},
     routingChanged: (id) => dirty.push(id),
   });
-  return { commands, tracked, deployments, spawned, sent: actor.sent, dirty };
+  return { commands, store, tracked, deployments, spawned, sent: actor.sent, dirty };
 }
 
 async function rejection(p: Promise<unknown>): Promise<FlotillaError> {
@@ -125,6 +125,24 @@ describe('deployment commands', () => {
     expect((await rejection(commands.scale(id, 0))).code).toBe('validation');
     expect((await rejection(commands.scale(id, 1.5))).code).toBe('validation');
     expect(sent).toHaveLength(1);
+  });
+
+  it('scale by the id of a deployment running here tells its actor before any store read', async () => {
+    const { commands, store, sent, deployments } = setup();
+    const id = await commands.create({ ...echoCommand('m', 1), min_replicas: 0, max_replicas: 3 });
+    let reads = 0;
+    const getDeployment = store.getDeployment.bind(store);
+    store.getDeployment = (idOrName) => {
+      reads++;
+      return getDeployment(idOrName);
+    };
+    const scaled = commands.scale(id, 2);
+    // Sent synchronously, before the scale's first await.
+    expect(sent).toEqual([{ type: 'deployment.scale', replicas: 2 }]);
+    await scaled;
+    expect(sent).toHaveLength(1);
+    expect(reads).toBe(0);
+    expect(deployments.get(id)?.target_replicas).toBe(2);
   });
 
   it('scale and update are refused outside PENDING, PROVISIONING and RUNNING', async () => {

@@ -229,6 +229,8 @@ export function parseServeConfig(
   }
   return Object.freeze({
     ...c,
+    // A proxy node forks workers only when asked: the cores-minus-one default is serve's.
+    proxyWorkers: raw.proxyWorkers === undefined && c.role === 'proxy' ? 1 : c.proxyWorkers,
     databaseUrl: c.databaseUrl,
     redisUrl: c.redisUrl,
     etcdEndpoints: c.etcdEndpoints ? Object.freeze([...c.etcdEndpoints]) : undefined,

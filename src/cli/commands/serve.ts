@@ -50,7 +50,8 @@ options:
   --api-port <n>            HTTP API port (env FLOTILLA_API_PORT, default 8080; 0: any free)
   --proxy-port <n>          data-plane proxy port (env FLOTILLA_PROXY_PORT, default 8000)
   --proxy-workers <n>       proxy processes sharing the proxy port (env FLOTILLA_PROXY_WORKERS,
-                            default: cores - 1, at least 1; 1 runs the proxy in this process)
+                            default: cores - 1, at least 1, and 1 with --role proxy; 1 runs
+                            the proxy in this process). /metrics on --api-port sums them
   --host <addr>             listen address of both (env FLOTILLA_HOST, default 127.0.0.1);
                             any non-loopback address needs an API token
   --data-dir <dir>          embedded database, replica state and logs (env FLOTILLA_DATA_DIR,
@@ -224,6 +225,8 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
         port: config.proxyPort,
         dataPlane: config.dataPlane,
         logger: log.child({ component: 'proxy' }),
+        workers: config.proxyWorkers,
+        workerLogLevel: config.logLevel,
       });
       registries = [p.proxy.metrics];
       proxyUrl = p.proxy.url;

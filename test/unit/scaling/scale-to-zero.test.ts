@@ -41,7 +41,6 @@ function setup(opts: { policy?: ScalingPolicy; min?: number; target?: number } =
   const live = { state: 'RUNNING', target: opts.target ?? 1 };
   const last = new Map<string, number>();
   const scaled: number[] = [];
-  const started: number[] = [];
   const events: ScaleToZeroEvent[] = [];
   let releaseScale: (() => void) | null = null;
   let holdScale = false;
@@ -51,7 +50,6 @@ function setup(opts: { policy?: ScalingPolicy; min?: number; target?: number } =
     ],
     stateOf: (id) => (id === 'd1' ? { ...live } : null),
     lastRequests: async () => last,
-    startNow: (_id, replicas) => started.push(replicas),
     scale: async (_id, replicas) => {
       scaled.push(replicas);
       if (holdScale) await new Promise<void>((r) => (releaseScale = r));
@@ -65,7 +63,6 @@ function setup(opts: { policy?: ScalingPolicy; min?: number; target?: number } =
     live,
     last,
     scaled,
-    started,
     events,
     advance: (ms: number) => (clock += ms),
     now: () => clock,
@@ -117,8 +114,6 @@ describe('ScaleToZero (the loop, virtual clock)', () => {
     const results = await Promise.all(asks);
     expect(results.every((r) => r === true)).toBe(true);
     expect(t.scaled).toEqual([1]);
-    // The live deployment was told first, once, so the replica starts before the store answers.
-    expect(t.started).toEqual([1]);
     // Later asks (a proxy repeating its request) find it activated and do nothing.
     expect(await t.s.activate('d1')).toBe(false);
     expect(t.scaled).toEqual([1]);

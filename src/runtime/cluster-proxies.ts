@@ -1,28 +1,23 @@
 /**
- * The coordinator's view of requests in flight at proxies in other processes, read from the
- * reports those proxies write to Redis (src/proxy/inflight-publisher.ts). A route's drain waits
- * here until every live proxy has reported, after the drain began, zero requests to the route.
+ * The coordinator's view of the proxies in other processes, read from the reports they write
+ * to Redis (src/proxy/proxy-report.ts): requests in flight per route (a route's drain waits here
+ * until every live proxy has reported, after the drain began, zero requests to the route), the
+ * last request per deployment (scale to zero) and the load reports the autoscaler sums
+ * (src/scaling/load-windows.ts). A proxy whose key expired is not live.
  */
 import { Redis } from 'ioredis';
-import {
-  INFLIGHT_SEQ_FIELD,
-  inflightKey,
-  LAST_REQUEST_FIELD_PREFIX,
-} from '../proxy/inflight-publisher.ts';
+import { type ProxyReport, parseProxyReport, proxyReportKey } from '../proxy/proxy-report.ts';
+import type { LoadReport } from '../scaling/load-report.ts';
 import type { RuntimeLogger } from './runtime-deps.ts';
 
-/** One live proxy's latest report. */
-export interface ProxyInflightReport {
-  seq: number;
-  /** routeId -> requests in flight (routes without requests are absent). */
-  counts: Map<string, number>;
-  /** deploymentId -> epoch ms of its last request at this proxy (scale to zero's idle signal). */
-  lastRequests: Map<string, number>;
-}
+export type { ProxyReport } from '../proxy/proxy-report.ts';
 
-export interface ClusterInflight {
-  /** The latest report of every live proxy (one whose key has not expired), by proxy id. */
-  reports(): Promise<Map<string, ProxyInflightReport>>;
+export interface ClusterProxies {
+  /**
+   * The latest report of every live proxy (one whose key has not expired), by proxy id.
+   * Throws when Redis does not answer.
+   */
+  reports(): Promise<Map<string, ProxyReport>>;
   /**
    * Resolves once every live proxy has reported zero requests to the route in a report written
    * after this call began (so a proxy that had not yet seen the route leave its table is
@@ -31,6 +26,8 @@ export interface ClusterInflight {
   waitDrained(routeId: string, signal: AbortSignal): Promise<void>;
   /** The latest request per deployment id over every live proxy, epoch ms. */
   lastRequests(): Promise<Map<string, number>>;
+  /** The latest load report of every live proxy that keeps one. Throws when Redis does not answer. */
+  loadReports(): Promise<LoadReport[]>;
   close(): Promise<void>;
 }
 
@@ -52,25 +49,25 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-export function createClusterInflight(opts: {
+export function createClusterProxies(opts: {
   url: string;
   keyPrefix: string;
   logger?: RuntimeLogger | undefined;
   /** How often a waiting drain re-reads the reports. Default 100 ms. */
   pollMs?: number;
-}): ClusterInflight {
+}): ClusterProxies {
   const redis = new Redis(opts.url, {
     maxRetriesPerRequest: 2,
-    connectionName: 'flotilla-inflight-reader',
+    connectionName: 'flotilla-proxy-reports',
   });
-  // Errors surface on the commands; the client reconnects by itself.
+  // Errors surface on the commands (drains log and retry, the autoscaler reports a missing
+  // metric); the client reconnects by itself.
   redis.on('error', () => {});
   const pollMs = opts.pollMs ?? 100;
-  const keyOf = (proxyId: string) => inflightKey(opts.keyPrefix, proxyId);
-  const keyStart = keyOf('').length;
-  const match = `${globEscape(opts.keyPrefix)}inflight:*`;
+  const keyStart = proxyReportKey(opts.keyPrefix, '').length;
+  const match = `${globEscape(proxyReportKey(opts.keyPrefix, ''))}*`;
 
-  async function reports(): Promise<Map<string, ProxyInflightReport>> {
+  async function reports(): Promise<Map<string, ProxyReport>> {
     const keys: string[] = [];
     let cursor = '0';
     do {
@@ -78,7 +75,7 @@ export function createClusterInflight(opts: {
       cursor = next;
       keys.push(...batch);
     } while (cursor !== '0');
-    const out = new Map<string, ProxyInflightReport>();
+    const out = new Map<string, ProxyReport>();
     if (keys.length === 0) return out;
     const pipeline = redis.pipeline();
     for (const k of keys) pipeline.hgetall(k);
@@ -86,27 +83,15 @@ export function createClusterInflight(opts: {
     keys.forEach((k, i) => {
       const [err, hash] = results[i] ?? [null, null];
       if (err) throw err;
-      const fields = hash as Record<string, string> | null;
       // Expired between SCAN and HGETALL: not live.
-      if (!fields || fields[INFLIGHT_SEQ_FIELD] === undefined) return;
-      const counts = new Map<string, number>();
-      const lastRequests = new Map<string, number>();
-      for (const [f, v] of Object.entries(fields)) {
-        if (f.startsWith(LAST_REQUEST_FIELD_PREFIX)) {
-          lastRequests.set(f.slice(LAST_REQUEST_FIELD_PREFIX.length), Number(v));
-        } else if (!f.startsWith('_')) counts.set(f, Number(v));
-      }
-      out.set(k.slice(keyStart), {
-        seq: Number(fields[INFLIGHT_SEQ_FIELD]),
-        counts,
-        lastRequests,
-      });
+      const report = parseProxyReport(hash as Record<string, string> | null);
+      if (report) out.set(k.slice(keyStart), report);
     });
     return out;
   }
 
   async function waitDrained(routeId: string, signal: AbortSignal): Promise<void> {
-    let before: Map<string, ProxyInflightReport> | null = null;
+    let before: Map<string, ProxyReport> | null = null;
     let warned = false;
     while (!signal.aborted) {
       try {
@@ -142,10 +127,15 @@ export function createClusterInflight(opts: {
     return out;
   }
 
+  async function loadReports(): Promise<LoadReport[]> {
+    return [...(await reports()).values()].flatMap((r) => (r.load ? [r.load] : []));
+  }
+
   return {
     reports,
     waitDrained,
     lastRequests,
+    loadReports,
     async close() {
       redis.disconnect();
     },

@@ -1,19 +1,22 @@
 /**
- * In-flight reports through real Redis: proxies publish per-route counts
- * (src/proxy/inflight-publisher.ts) and the coordinator's reader (src/runtime/cluster-inflight.ts)
- * waits for every live proxy to report zero; a proxy whose report expired is not live.
+ * Proxy reports through real Redis: proxies publish per-route counts, last requests and load
+ * counters (src/proxy/proxy-report.ts) and the coordinator's reader
+ * (src/runtime/cluster-proxies.ts) waits for every live proxy to report zero and reads their
+ * load; a proxy whose report expired is not live.
  */
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RoutingTable } from '../../../src/domain/routing.ts';
 import {
-  INFLIGHT_SEQ_FIELD,
-  inflightKey,
-  startInflightPublisher,
-} from '../../../src/proxy/inflight-publisher.ts';
+  proxyReportKey,
+  SEQ_FIELD,
+  startProxyReportPublisher,
+} from '../../../src/proxy/proxy-report.ts';
 import { createStaticTableSource } from '../../../src/proxy/routing-table-source.ts';
-import { createClusterInflight } from '../../../src/runtime/cluster-inflight.ts';
+import { createClusterProxies } from '../../../src/runtime/cluster-proxies.ts';
+import type { LoadCounters } from '../../../src/scaling/load-counters.ts';
+import { LATENCY_BUCKETS_S, type LoadReport } from '../../../src/scaling/load-report.ts';
 import { isolatedPrefix, services } from '../../harness/isolation.ts';
 import { waitFor } from '../../harness/wait.ts';
 
@@ -52,17 +55,24 @@ function tableWith(version: number, routeIds: string[]): RoutingTable {
 }
 
 /** A publisher over a static table and a settable count per route. */
-function fakeProxy(prefix: string, proxyId: string, routeIds: string[], ttlMs = 3_000) {
+function fakeProxy(
+  prefix: string,
+  proxyId: string,
+  routeIds: string[],
+  ttlMs = 3_000,
+  load?: LoadCounters,
+) {
   const counts = new Map<string, number>();
   const last = new Map<string, number>();
   const source = createStaticTableSource(tableWith(1, routeIds));
-  const publisher = startInflightPublisher({
+  const publisher = startProxyReportPublisher({
     redis: redis(),
     keyPrefix: prefix,
     proxyId,
     source,
     inflight: (id) => counts.get(id) ?? 0,
     lastRequests: () => last,
+    ...(load ? { load } : {}),
     logger: log,
     intervalMs: 100,
     ttlMs,
@@ -72,7 +82,7 @@ function fakeProxy(prefix: string, proxyId: string, routeIds: string[], ttlMs = 
 }
 
 function reader(prefix: string) {
-  const r = createClusterInflight({ url: services().redisUrl, keyPrefix: prefix, pollMs: 20 });
+  const r = createClusterProxies({ url: services().redisUrl, keyPrefix: prefix, pollMs: 20 });
   closers.push(() => r.close());
   return r;
 }
@@ -146,12 +156,8 @@ describe('cluster in-flight reports', () => {
     fakeProxy(prefix, 'proxy-live', ['r1']);
     // A proxy that died holding a request: its last report stays until the TTL runs out.
     const raw = redis();
-    const deadKey = inflightKey(prefix, 'proxy-dead');
-    await raw
-      .multi()
-      .hset(deadKey, INFLIGHT_SEQ_FIELD, '7', 'r1', '3')
-      .pexpire(deadKey, 600)
-      .exec();
+    const deadKey = proxyReportKey(prefix, 'proxy-dead');
+    await raw.multi().hset(deadKey, SEQ_FIELD, '7', 'r1', '3').pexpire(deadKey, 600).exec();
     const r = reader(prefix);
     const first = await r.reports();
     expect(first.get('proxy-dead')?.counts.get('r1')).toBe(3);
@@ -193,5 +199,49 @@ describe('cluster in-flight reports', () => {
     expect((await r.reports()).get('proxy-a')?.counts.has('r1')).toBe(false);
     await a.publisher.close();
     expect((await r.reports()).has('proxy-a')).toBe(false);
+  });
+
+  it('the load counters ride in the same report: the reader returns each live proxy load, none for a proxy without counters', async (ctx) => {
+    const prefix = isolatedPrefix(ctx);
+    let requests = 5;
+    let stopped = false;
+    const load: LoadCounters = {
+      async report(): Promise<LoadReport> {
+        return {
+          proxy: 'proxy-a',
+          at: 1_000 + requests,
+          deployments: {
+            'dep-1': {
+              name: 'd1',
+              inflight: 1,
+              queued: 0,
+              requests,
+              concurrency_ms: 10,
+              latency: new Array(LATENCY_BUCKETS_S.length + 1).fill(0),
+            },
+          },
+        };
+      },
+      stop() {
+        stopped = true;
+      },
+    };
+    const a = fakeProxy(prefix, 'proxy-a', ['r1'], 3_000, load);
+    fakeProxy(prefix, 'proxy-b', ['r1']);
+    a.counts.set('r1', 2);
+    const r = reader(prefix);
+    await waitFor(async () => (await r.reports()).size === 2, { message: 'both proxies reported' });
+    requests = 9;
+    await a.publisher.publish();
+    const reports = await r.reports();
+    // One key per proxy carries both its in-flight counts and its load.
+    expect(reports.get('proxy-a')!.counts.get('r1')).toBe(2);
+    expect(reports.get('proxy-a')!.load?.deployments['dep-1']?.requests).toBe(9);
+    expect(reports.get('proxy-b')!.load).toBeNull();
+    const loads = await r.loadReports();
+    expect(loads.map((l) => l.proxy)).toEqual(['proxy-a']);
+    await a.publisher.close();
+    expect(stopped).toBe(true);
+    expect(await r.loadReports()).toEqual([]);
   });
 });
