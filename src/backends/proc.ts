@@ -135,6 +135,19 @@ export function groupsWithEnv(name: string, value: string): number[] {
   return [...groups];
 }
 
+/** The value of `name` in a live process's environment (as it was started); undefined if unknown. */
+export function envOf(pid: number, name: string): string | undefined {
+  try {
+    const prefix = `${name}=`;
+    const entry = readFileSync(`/proc/${pid}/environ`, 'latin1')
+      .split('\0')
+      .find((e) => e.startsWith(prefix));
+    return entry?.slice(prefix.length);
+  } catch {
+    return undefined; // gone, or not ours to read
+  }
+}
+
 /** Signals a whole process group; false when it no longer exists. */
 export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
   try {

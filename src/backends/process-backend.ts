@@ -44,6 +44,7 @@ import { freePortAvoiding, isPortFree } from './free-port.ts';
 import { KeyedQueue } from './keyed-queue.ts';
 import {
   bootId,
+  envOf,
   groupMembers,
   groupsWithEnv,
   groupUsage,
@@ -242,10 +243,51 @@ class ProcessBackend implements ReplicaBackend {
   /**
    * A replica whose directory exists but that has no record was being spawned when the
    * previous process died (the record is written right after spawn): its process may live on
-   * with nobody owning it. Found by its FLOTILLA_REPLICA_ID and stopped, so it never runs twice.
+   * with nobody owning it. Found by its FLOTILLA_REPLICA_ID: a single live group is adopted
+   * (recorded now, on the PORT it was given), so the replica is started once; anything else
+   * is stopped, so it never runs twice.
    */
-  private killUnrecorded(replicaId: string, dir: string): void {
-    for (const pgid of groupsWithEnv(REPLICA_ID_ENV, replicaId)) {
+  private adoptOrKillUnrecorded(
+    replicaId: string,
+    dir: string,
+    spec: SessionSpec,
+  ): ReplicaRecord | undefined {
+    const groups = groupsWithEnv(REPLICA_ID_ENV, replicaId);
+    const only = groups.length === 1 ? groups[0]! : undefined;
+    const port = only === undefined ? undefined : Number(envOf(only, 'PORT'));
+    const stat = only === undefined ? null : readProcStat(only);
+    if (
+      only !== undefined &&
+      stat &&
+      port !== undefined &&
+      Number.isInteger(port) &&
+      port > 0 &&
+      !this.portsInUse().has(port)
+    ) {
+      const argv = substitutePort(spec.command, port);
+      const record: ReplicaRecord = {
+        version: 1,
+        replicaId,
+        pid: only,
+        pgid: only,
+        startTicks: stat.startTicks,
+        bootId: bootId(),
+        host: this.host,
+        port,
+        startedAt: Date.now(),
+        command: argv,
+        workdir: spec.workdir ?? null,
+        resources: reservedSlots(spec),
+      };
+      this.persist(record);
+      this.replicas.set(replicaId, { record, state: 'running' });
+      appendFileSync(
+        path.join(dir, LOG_FILE),
+        `[flotilla] ${new Date().toISOString()} adopted process group ${only} of replica ${replicaId} on port ${port}: spawned before a crash, never recorded\n`,
+      );
+      return record;
+    }
+    for (const pgid of groups) {
       signalGroup(pgid, 'SIGKILL');
       appendFileSync(
         path.join(dir, LOG_FILE),
@@ -264,7 +306,10 @@ class ProcessBackend implements ReplicaBackend {
         ? previous.port
         : await freePortAvoiding(this.host, this.portsInUse());
     const dir = path.join(this.replicasDir, replicaId);
-    if (!previous && existsSync(dir)) this.killUnrecorded(replicaId, dir);
+    if (!previous && existsSync(dir)) {
+      const adopted = this.adoptOrKillUnrecorded(replicaId, dir, spec);
+      if (adopted) return toHandle(adopted);
+    }
     await fsp.mkdir(dir, { recursive: true });
     const argv = substitutePort(spec.command, port);
     const env: Record<string, string | undefined> = {

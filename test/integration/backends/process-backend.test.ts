@@ -456,7 +456,8 @@ describe('process backend: a replica spawned just before a crash', () => {
     const orphan = spawn('sh', ['-c', 'sleep 60', MARKER], {
       detached: true,
       stdio: 'ignore',
-      env: { ...process.env, FLOTILLA_REPLICA_ID: replicaId },
+      // No PORT: not a replica the backend spawned, so it cannot be adopted.
+      env: { ...process.env, PORT: undefined, FLOTILLA_REPLICA_ID: replicaId },
     });
     children.push(orphan);
     const orphanPid = orphan.pid!;
@@ -468,5 +469,38 @@ describe('process backend: a replica spawned just before a crash', () => {
     expect(processesWith(MARKER).map((p) => p.pgid)).toEqual([h.pid]);
     const log = readFileSync(path.join(dataDir, 'replicas', replicaId, 'output.log'), 'utf8');
     expect(log).toContain(`stopped process group ${orphanPid} of replica ${replicaId}`);
+  });
+
+  it('adopts the unrecorded process when it is the only one and carries its PORT, so the replica starts once', async () => {
+    const dataDir = tempDir();
+    const replicaId = 'crash-window-1';
+    mkdirSync(path.join(dataDir, 'replicas', replicaId), { recursive: true });
+    const orphan = spawn('sh', ['-c', 'sleep 60', MARKER], {
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env, PORT: '45678', FLOTILLA_REPLICA_ID: replicaId },
+    });
+    children.push(orphan);
+    const orphanPid = orphan.pid!;
+    await waitFor('the orphan to run', () => isAlive(orphanPid));
+    const b = await backend({ dataDir });
+    const h = await b.start(replicaId, shellSpec('sleep 60', MARKER));
+    expect(h.pid).toBe(orphanPid);
+    expect(h.port).toBe(45678);
+    expect(isAlive(orphanPid)).toBe(true);
+    expect(processesWith(MARKER).map((p) => p.pgid)).toEqual([orphanPid]);
+    const log = readFileSync(path.join(dataDir, 'replicas', replicaId, 'output.log'), 'utf8');
+    expect(log).toContain(
+      `adopted process group ${orphanPid} of replica ${replicaId} on port 45678`,
+    );
+    // Its death is noticed like any replica's.
+    const exits: string[] = [];
+    b.onExit((e) => exits.push(e.replicaId));
+    process.kill(-orphanPid, 'SIGKILL');
+    await waitFor(
+      "the adopted replica's death to be noticed",
+      () => exits.includes(replicaId),
+      5000,
+    );
   });
 });
