@@ -47,6 +47,7 @@ async function converge(
   for (;;) {
     const vs = await c.list();
     const now = performance.now();
+    if (!vs && last === '') last = 'the API does not answer GET /v1/deployments';
     if (vs) {
       const why = vs
         .filter((v) => v.state !== 'TERMINATED')
@@ -181,6 +182,9 @@ async function runTopology(ctx: Context, topology: Topology): Promise<Figures> {
       } catch (err) {
         // The finding is recorded; a coordinator that never answers leaves nothing to check on.
         f.violations.push(`${k}: ${(err as Error).message}`);
+        ctx.log(
+          `  ${topology} ${k}/${ctx.runs}: coordinator did not come back: ${(err as Error).message.slice(0, 300)}`,
+        );
         windows.push({ from: killedAt, to: performance.now() });
         rebuilds.push(`${k}: coordinator did not come back`);
         await retire();
