@@ -5,10 +5,11 @@
  * `--seed S` replays the same fault points and workload (timing still varies).
  *
  *   npm run faults -- [--scenario NAME[,NAME]] [--seed S] [--runs N|NAME=N,...] [--quick] [--outage-s S]
- *                     [--no-write]
+ *                     [--no-write] [--max-min M]
  *
  * Prints each scenario's figures and rewrites the table in docs/reliability.md between its
- * markers (unless --no-write).
+ * markers (unless --no-write). `--max-min M`: no new fault point starts M minutes after the suite
+ * started (scenarios that honour it report the points they ran).
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,6 +42,8 @@ export interface RunOptions {
   runs?: number | Record<string, number>;
   quick?: boolean;
   outageS?: number;
+  /** performance.now() after which no new fault point starts. */
+  stopAt?: number;
   log?: (msg: string) => void;
   /** Called with each scenario's rows as soon as it finished. */
   onScenario?: (rows: Figures[]) => void;
@@ -62,6 +65,7 @@ export function scenarioContext(
     runId: `${s.name}-${o.seed}-${process.pid}`,
     logDir: join(o.logRoot, s.name),
     log: o.log ?? ((m: string) => console.log(m)),
+    stopAt: o.stopAt,
   };
 }
 
@@ -102,12 +106,13 @@ async function main(): Promise<number> {
       quick: { type: 'boolean' },
       'outage-s': { type: 'string' },
       'no-write': { type: 'boolean' },
+      'max-min': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) {
     console.log(
-      `usage: npm run faults -- [--scenario NAME] [--seed S] [--runs N] [--quick] [--outage-s S] [--no-write]\nscenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`,
+      `usage: npm run faults -- [--scenario NAME] [--seed S] [--runs N] [--quick] [--outage-s S] [--no-write] [--max-min M]\nscenarios: ${SCENARIOS.map((s) => s.name).join(', ')}`,
     );
     return 0;
   }
@@ -149,6 +154,10 @@ async function main(): Promise<number> {
       : num('runs', values.runs),
     quick: values.quick ?? false,
     outageS: num('outage-s', values['outage-s']),
+    stopAt:
+      values['max-min'] === undefined
+        ? undefined
+        : t0 + (num('max-min', values['max-min']) ?? 0) * 60_000,
     // Each scenario's rows are written as soon as it ends: an interrupted run keeps them.
     onScenario: write,
   });

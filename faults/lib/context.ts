@@ -13,6 +13,8 @@ export interface Context {
   runId: string;
   logDir: string;
   log: (msg: string) => void;
+  /** performance.now() after which a scenario starts no new fault point (`--max-min`). */
+  stopAt?: number;
 }
 
 export interface Scenario {

@@ -4,7 +4,7 @@
  * environment, so the suite finds its own processes in /proc and nobody else's.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isAlive, waitGone } from './services.ts';
 
@@ -272,7 +272,11 @@ export async function killRun(runId: string): Promise<void> {
  * How many times each replica id was started, from the process backend's log lines
  * ("[flotilla] <time> starting replica <id> on port <n>") in `<dataDir>/replicas/<id>/output.log`.
  */
-export function replicaStarts(dataDirs: readonly string[]): Map<string, number> {
+export function replicaStarts(
+  dataDirs: readonly string[],
+  /** Only replicas whose log changed at or after this time (epoch ms): an incremental check. */
+  since = 0,
+): Map<string, number> {
   const out = new Map<string, number>();
   for (const dataDir of dataDirs) {
     const dir = join(dataDir, 'replicas');
@@ -283,6 +287,17 @@ export function replicaStarts(dataDirs: readonly string[]): Map<string, number> 
       continue;
     }
     for (const id of ids) {
+      if (since > 0) {
+        let changed = 0;
+        for (const file of ['output.log', 'output.log.1']) {
+          try {
+            changed = Math.max(changed, statSync(join(dir, id, file)).mtimeMs);
+          } catch {
+            // not there
+          }
+        }
+        if (changed < since) continue;
+      }
       for (const file of ['output.log', 'output.log.1']) {
         let text = '';
         try {

@@ -1,6 +1,7 @@
 /** The common start of the dependency scenarios: own services, a cluster, two deployments, traffic. */
 import { Cluster, settled, type Topology } from './cluster.ts';
 import type { Context } from './context.ts';
+import type { Figures } from './figures.ts';
 import { call, type DeploymentView, until } from './http.ts';
 import { createDatabase, ownEtcd, ownPostgres, ownRedis, type Service } from './services.ts';
 import { Traffic } from './traffic.ts';
@@ -89,3 +90,49 @@ export async function setHealth(endpoint: string, ok: boolean): Promise<void> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A violation for each process of the cluster that exited (none may, through an outage). */
+export function exitedProcesses(f: Figures, c: Cluster): void {
+  for (const p of [...c.coordinators, ...c.nodes]) {
+    if (!p.alive) f.violations.push(`${p.spec.label} exited (${p.exitCode ?? p.exitSignal})`);
+  }
+}
+
+/** Stops the bed's traffic; its totals and the runs made go into the figures. */
+export async function trafficTotals(f: Figures, bed: Bed, runs: number): Promise<void> {
+  await bed.traffic.stop();
+  const tot = bed.traffic.totals();
+  f.runs = runs;
+  f.requestsSent = tot.sent;
+  f.requestsFailed = tot.failed;
+}
+
+/**
+ * A dependency outage's variants, each on its own bed (closed, and its duration set, however
+ * `body` ends). Quick mode (and npm test) runs the separate-process topology only.
+ */
+export async function outageVariants(
+  ctx: Context,
+  label: string,
+  figures: (topology: Topology) => Figures,
+  body: (f: Figures, bed: Bed, rand: Context['rand'], topology: Topology) => Promise<void>,
+): Promise<Figures[]> {
+  const out: Figures[] = [];
+  for (const topology of ctx.quick
+    ? (['separate'] as const)
+    : (['separate', 'all-in-one'] as const)) {
+    const f = figures(topology);
+    const t0 = performance.now();
+    const rand = ctx.rand.fork(topology);
+    const bed = await testBed(ctx, topology, `${label}-${topology}`);
+    try {
+      await body(f, bed, rand, topology);
+    } finally {
+      await bed.traffic.stop();
+      await bed.close();
+      f.durationMs = performance.now() - t0;
+    }
+    out.push(f);
+  }
+  return out;
+}

@@ -10,7 +10,16 @@ import type { Topology } from '../lib/cluster.ts';
 import type { Context, Scenario } from '../lib/context.ts';
 import { emptyFigures, type Figures, percentile } from '../lib/figures.ts';
 import { type Answer, call, until } from '../lib/http.ts';
-import { setHealth, sleep, testBed, waitSettled } from '../lib/setup.ts';
+import type { Rng } from '../lib/prng.ts';
+import {
+  type Bed,
+  exitedProcesses,
+  outageVariants,
+  setHealth,
+  sleep,
+  trafficTotals,
+  waitSettled,
+} from '../lib/setup.ts';
 
 interface HistoryItem {
   actor_id: string;
@@ -45,204 +54,186 @@ async function history(api: string, id: string): Promise<HistoryItem[]> {
   }
 }
 
-async function variant(ctx: Context, topology: Topology): Promise<Figures> {
-  const f = emptyFigures(
-    '3. PostgreSQL stopped',
-    topology === 'all-in-one' ? 'all-in-one' : 'coordinator + 2 proxies + prober',
-  );
-  const t0 = performance.now();
-  const rand = ctx.rand.fork(topology);
-  const bed = await testBed(ctx, topology, `pg-${topology}`);
+async function variant(
+  ctx: Context,
+  f: Figures,
+  bed: Bed,
+  rand: Rng,
+  topology: Topology,
+): Promise<void> {
   const { cluster: c, traffic } = bed;
   const apiLatency: number[] = [];
   const codes: Record<string, number> = {};
-  try {
-    for (let i = 0; i < ctx.runs; i++) {
-      const before = await waitSettled(c, 120_000);
-      const dep = rand.pick(before);
-      const victim = rand.pick(dep.replicas);
-      const victimRoute = dep.routes.find((r) => r.replica_id === victim.id)!;
-      const from = performance.now();
-      const fromWall = Date.now();
-      await bed.pg.stop();
-      f.faultsInjected++;
-      ctx.log(
-        `  ${topology} outage ${i + 1}: PostgreSQL stopped; ${victim.id} of ${dep.name} fails /health during it`,
-      );
-      await setHealth(victim.endpoint!, false);
-      let readyChecked = false;
-      let n = 0;
-      let sawUnhealthy = false;
-      while (performance.now() - from < ctx.outageMs) {
-        const write = n++ % 2 === 0;
-        const a = write
-          ? await call(
-              c.apiUrl,
-              'POST',
-              '/v1/deployments',
-              { name: `pgx${i}-${n}`, model_path: 'examples/echo', replicas: 1 },
-              10_000,
-            )
-          : await call(c.apiUrl, 'GET', `/v1/deployments/${dep.name}`, undefined, 10_000);
-        apiLatency.push(a.ms);
-        const code =
-          (a.body as { error?: { code?: string } } | undefined)?.error?.code ?? String(a.status);
-        codes[`${write ? 'write' : 'read'} ${a.status} ${code}`] =
-          (codes[`${write ? 'write' : 'read'} ${a.status} ${code}`] ?? 0) + 1;
-        if (a.ms > 2_000)
-          f.violations.push(
-            `outage ${i + 1}: ${write ? 'POST' : 'GET'} answered after ${Math.round(a.ms)} ms (${a.status})`,
-          );
-        if (write && !(a.status === 503 && code === STORE_UNAVAILABLE)) {
-          f.violations.push(
-            `outage ${i + 1}: a create during the outage answered ${a.status} ${code}, not 503 ${STORE_UNAVAILABLE}`,
-          );
-        }
-        if (!write && a.status === 200) {
-          const v = a.body as { routes: Array<{ id: string; state: string }> };
-          if (v.routes.find((r) => r.id === victimRoute.id)?.state === 'UNHEALTHY')
-            sawUnhealthy = true;
-        } else if (!write && !(a.status === 503 && code === STORE_UNAVAILABLE)) {
-          f.violations.push(
-            `outage ${i + 1}: a read during the outage answered ${a.status} ${code}`,
-          );
-        }
-        if (!readyChecked && performance.now() - from > 2_000) {
-          readyChecked = true;
-          const r = await call<{ ready?: boolean; missing?: string[] }>(
-            c.apiUrl,
-            'GET',
-            '/ready',
-            undefined,
-            5_000,
-          );
-          const why = JSON.stringify(r.body);
-          f.notes.push(
-            `/ready during the outage (${topology}): ${r.status} ${why} in ${Math.round(r.ms)} ms`,
-          );
-          if (r.status !== 503 || !/database|postgres/i.test(why))
-            f.violations.push(`outage ${i + 1}: /ready answered ${r.status} ${why}`);
-        }
-        await sleep(200);
-      }
-      await bed.pg.start();
-      const backAt = performance.now();
-      const w = traffic.window(from, backAt);
-      f.windowSent += w.sent;
-      f.windowFailed += w.failed;
-      // Writes work again.
-      await until(
-        async () =>
-          (
-            await call(
-              c.apiUrl,
-              'POST',
-              `/v1/deployments/${dep.name}/scale`,
-              { replicas: 2 },
-              5_000,
-            )
-          ).status === 200,
-        60_000,
-        'a write succeeds after PostgreSQL returned',
-        100,
-      );
-      f.recoverMs.push(performance.now() - backAt);
-      // The transition made during the outage is in the history, dated inside it.
-      try {
-        // The route leaves HEALTHY (it may be replaced at once after the outage): its history row.
-        let h: HistoryItem[] = [];
-        await until(
-          async () => {
-            h = await history(c.apiUrl, dep.id);
-            return h.some((e) => e.actor_id === victimRoute.id && e.to_state === 'UNHEALTHY');
-          },
-          30_000,
-          `a history row: route ${victimRoute.id} → UNHEALTHY`,
-        );
-        const t = h.find(
-          (e) =>
-            e.actor_id === victimRoute.id &&
-            e.to_state === 'UNHEALTHY' &&
-            Date.parse(e.at) >= fromWall,
-        );
-        if (!t)
-          f.violations.push(
-            `outage ${i + 1}: no history row for route ${victimRoute.id} → UNHEALTHY after the outage began (seen during the outage: ${sawUnhealthy})`,
-          );
-        else if (Date.parse(t.at) > fromWall + ctx.outageMs + 5_000 && sawUnhealthy) {
-          f.violations.push(
-            `outage ${i + 1}: the route went UNHEALTHY during the outage but its history row is dated ${t.at}`,
-          );
-        }
-        f.notes.push(
-          `outage ${i + 1} (${topology}): route UNHEALTHY ${t ? `recorded at +${Math.round(Date.parse(t.at) - fromWall)} ms from the outage start` : 'not recorded'}; seen UNHEALTHY through the API during the outage: ${sawUnhealthy}`,
-        );
-      } catch (err) {
-        f.violations.push(`outage ${i + 1}: ${(err as Error).message}`);
-      }
-      await setHealth(victim.endpoint!, true).catch(() => {});
-      const after = await waitSettled(c, 120_000).catch((err) => {
-        f.violations.push(`after outage ${i + 1}: ${(err as Error).message}`);
-        return null;
-      });
-      // None lost: each actor's last history row is the state the actors show now.
-      for (const v of after ?? []) {
-        const h = await history(c.apiUrl, v.id);
-        const last = new Map<string, string>();
-        const seq = new Map<string, string[]>();
-        for (const e of h) {
-          last.set(e.actor_id, e.to_state);
-          seq.set(e.actor_id, [
-            ...(seq.get(e.actor_id) ?? []),
-            `${e.from_state}→${e.to_state}@${e.at.slice(11, 23)}`,
-          ]);
-        }
-        for (const a of [...v.replicas.map((r) => ({ id: r.id, state: r.state })), ...v.routes]) {
-          if (last.get(a.id) !== a.state) {
-            f.violations.push(
-              `after outage ${i + 1}: ${v.name} actor ${a.id} is ${a.state}, its history ends in ${last.get(a.id) ?? 'nothing'} (${(seq.get(a.id) ?? []).join(' ')})`,
-            );
-          }
-        }
-        if (last.get(v.id) !== undefined && last.get(v.id) !== v.state) {
-          f.violations.push(
-            `after outage ${i + 1}: deployment ${v.name} is ${v.state}, its history ends in ${last.get(v.id)}`,
-          );
-        }
-      }
-      ctx.log(
-        `  ${topology} outage ${i + 1}: ${w.failed} of ${w.sent} proxied requests failed; writes back ${Math.round(f.recoverMs.at(-1)!)} ms after PostgreSQL returned`,
-      );
-    }
-    for (const p of [...c.coordinators, ...c.nodes]) {
-      if (!p.alive) f.violations.push(`${p.spec.label} exited (${p.exitCode ?? p.exitSignal})`);
-    }
-    await traffic.stop();
-    const tot = traffic.totals();
-    f.runs = ctx.runs;
-    f.requestsSent = tot.sent;
-    f.requestsFailed = tot.failed;
-    f.notes.push(
-      `outage ${ctx.outageMs / 1000} s; proxied requests failed during the outages: ${f.windowFailed} of ${f.windowSent}`,
-      `API calls during the outages: ${apiLatency.length}, answer time p50 ${Math.round(percentile(apiLatency, 50))} ms, max ${Math.round(Math.max(...apiLatency, 0))} ms; answers ${JSON.stringify(codes)}`,
-      'time to recover = PostgreSQL started again → the first write (scale) answered 200',
+  for (let i = 0; i < ctx.runs; i++) {
+    const before = await waitSettled(c, 120_000);
+    const dep = rand.pick(before);
+    const victim = rand.pick(dep.replicas);
+    const victimRoute = dep.routes.find((r) => r.replica_id === victim.id)!;
+    const from = performance.now();
+    const fromWall = Date.now();
+    await bed.pg.stop();
+    f.faultsInjected++;
+    ctx.log(
+      `  ${topology} outage ${i + 1}: PostgreSQL stopped; ${victim.id} of ${dep.name} fails /health during it`,
     );
-    return f;
-  } finally {
-    await traffic.stop();
-    await bed.close();
-    f.durationMs = performance.now() - t0;
+    await setHealth(victim.endpoint!, false);
+    let readyChecked = false;
+    let n = 0;
+    let sawUnhealthy = false;
+    while (performance.now() - from < ctx.outageMs) {
+      const write = n++ % 2 === 0;
+      const a = write
+        ? await call(
+            c.apiUrl,
+            'POST',
+            '/v1/deployments',
+            { name: `pgx${i}-${n}`, model_path: 'examples/echo', replicas: 1 },
+            10_000,
+          )
+        : await call(c.apiUrl, 'GET', `/v1/deployments/${dep.name}`, undefined, 10_000);
+      apiLatency.push(a.ms);
+      const code =
+        (a.body as { error?: { code?: string } } | undefined)?.error?.code ?? String(a.status);
+      codes[`${write ? 'write' : 'read'} ${a.status} ${code}`] =
+        (codes[`${write ? 'write' : 'read'} ${a.status} ${code}`] ?? 0) + 1;
+      if (a.ms > 2_000)
+        f.violations.push(
+          `outage ${i + 1}: ${write ? 'POST' : 'GET'} answered after ${Math.round(a.ms)} ms (${a.status})`,
+        );
+      if (write && !(a.status === 503 && code === STORE_UNAVAILABLE)) {
+        f.violations.push(
+          `outage ${i + 1}: a create during the outage answered ${a.status} ${code}, not 503 ${STORE_UNAVAILABLE}`,
+        );
+      }
+      if (!write && a.status === 200) {
+        const v = a.body as { routes: Array<{ id: string; state: string }> };
+        if (v.routes.find((r) => r.id === victimRoute.id)?.state === 'UNHEALTHY')
+          sawUnhealthy = true;
+      } else if (!write && !(a.status === 503 && code === STORE_UNAVAILABLE)) {
+        f.violations.push(`outage ${i + 1}: a read during the outage answered ${a.status} ${code}`);
+      }
+      if (!readyChecked && performance.now() - from > 2_000) {
+        readyChecked = true;
+        const r = await call<{ ready?: boolean; missing?: string[] }>(
+          c.apiUrl,
+          'GET',
+          '/ready',
+          undefined,
+          5_000,
+        );
+        const why = JSON.stringify(r.body);
+        f.notes.push(
+          `/ready during the outage (${topology}): ${r.status} ${why} in ${Math.round(r.ms)} ms`,
+        );
+        if (r.status !== 503 || !/database|postgres/i.test(why))
+          f.violations.push(`outage ${i + 1}: /ready answered ${r.status} ${why}`);
+      }
+      await sleep(200);
+    }
+    await bed.pg.start();
+    const backAt = performance.now();
+    const w = traffic.window(from, backAt);
+    f.windowSent += w.sent;
+    f.windowFailed += w.failed;
+    // Writes work again.
+    await until(
+      async () =>
+        (await call(c.apiUrl, 'POST', `/v1/deployments/${dep.name}/scale`, { replicas: 2 }, 5_000))
+          .status === 200,
+      60_000,
+      'a write succeeds after PostgreSQL returned',
+      100,
+    );
+    f.recoverMs.push(performance.now() - backAt);
+    // The transition made during the outage is in the history, dated inside it.
+    try {
+      // The route leaves HEALTHY (it may be replaced at once after the outage): its history row.
+      let h: HistoryItem[] = [];
+      await until(
+        async () => {
+          h = await history(c.apiUrl, dep.id);
+          return h.some((e) => e.actor_id === victimRoute.id && e.to_state === 'UNHEALTHY');
+        },
+        30_000,
+        `a history row: route ${victimRoute.id} → UNHEALTHY`,
+      );
+      const t = h.find(
+        (e) =>
+          e.actor_id === victimRoute.id &&
+          e.to_state === 'UNHEALTHY' &&
+          Date.parse(e.at) >= fromWall,
+      );
+      if (!t)
+        f.violations.push(
+          `outage ${i + 1}: no history row for route ${victimRoute.id} → UNHEALTHY after the outage began (seen during the outage: ${sawUnhealthy})`,
+        );
+      else if (Date.parse(t.at) > fromWall + ctx.outageMs + 5_000 && sawUnhealthy) {
+        f.violations.push(
+          `outage ${i + 1}: the route went UNHEALTHY during the outage but its history row is dated ${t.at}`,
+        );
+      }
+      f.notes.push(
+        `outage ${i + 1} (${topology}): route UNHEALTHY ${t ? `recorded at +${Math.round(Date.parse(t.at) - fromWall)} ms from the outage start` : 'not recorded'}; seen UNHEALTHY through the API during the outage: ${sawUnhealthy}`,
+      );
+    } catch (err) {
+      f.violations.push(`outage ${i + 1}: ${(err as Error).message}`);
+    }
+    await setHealth(victim.endpoint!, true).catch(() => {});
+    const after = await waitSettled(c, 120_000).catch((err) => {
+      f.violations.push(`after outage ${i + 1}: ${(err as Error).message}`);
+      return null;
+    });
+    // None lost: each actor's last history row is the state the actors show now.
+    for (const v of after ?? []) {
+      const h = await history(c.apiUrl, v.id);
+      const last = new Map<string, string>();
+      const seq = new Map<string, string[]>();
+      for (const e of h) {
+        last.set(e.actor_id, e.to_state);
+        seq.set(e.actor_id, [
+          ...(seq.get(e.actor_id) ?? []),
+          `${e.from_state}→${e.to_state}@${e.at.slice(11, 23)}`,
+        ]);
+      }
+      for (const a of [...v.replicas.map((r) => ({ id: r.id, state: r.state })), ...v.routes]) {
+        if (last.get(a.id) !== a.state) {
+          f.violations.push(
+            `after outage ${i + 1}: ${v.name} actor ${a.id} is ${a.state}, its history ends in ${last.get(a.id) ?? 'nothing'} (${(seq.get(a.id) ?? []).join(' ')})`,
+          );
+        }
+      }
+      if (last.get(v.id) !== undefined && last.get(v.id) !== v.state) {
+        f.violations.push(
+          `after outage ${i + 1}: deployment ${v.name} is ${v.state}, its history ends in ${last.get(v.id)}`,
+        );
+      }
+    }
+    ctx.log(
+      `  ${topology} outage ${i + 1}: ${w.failed} of ${w.sent} proxied requests failed; writes back ${Math.round(f.recoverMs.at(-1)!)} ms after PostgreSQL returned`,
+    );
   }
+  exitedProcesses(f, c);
+  await trafficTotals(f, bed, ctx.runs);
+  f.notes.push(
+    `outage ${ctx.outageMs / 1000} s; proxied requests failed during the outages: ${f.windowFailed} of ${f.windowSent}`,
+    `API calls during the outages: ${apiLatency.length}, answer time p50 ${Math.round(percentile(apiLatency, 50))} ms, max ${Math.round(Math.max(...apiLatency, 0))} ms; answers ${JSON.stringify(codes)}`,
+    'time to recover = PostgreSQL started again → the first write (scale) answered 200',
+  );
 }
 
 export const postgresOutage: Scenario = {
   name: 'postgres-outage',
   title: 'PostgreSQL stopped under traffic, then started',
   defaultRuns: { full: 2, quick: 1 },
-  async run(ctx) {
-    // Quick mode (and npm test) runs the separate-process topology only.
-    return ctx.quick
-      ? [await variant(ctx, 'separate')]
-      : [await variant(ctx, 'separate'), await variant(ctx, 'all-in-one')];
-  },
+  run: (ctx) =>
+    outageVariants(
+      ctx,
+      'pg',
+      (topology) =>
+        emptyFigures(
+          '3. PostgreSQL stopped',
+          topology === 'all-in-one' ? 'all-in-one' : 'coordinator + 2 proxies + prober',
+        ),
+      (f, bed, rand, topology) => variant(ctx, f, bed, rand, topology),
+    ),
 };

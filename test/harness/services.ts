@@ -11,7 +11,7 @@
  * If none works the run fails with one line naming what is missing and how to install it.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +28,14 @@ interface Running {
   url: string;
   source: string;
   stop: () => Promise<void>;
+}
+
+/** A server spawned here that can be stopped and started again (the fault suite's outages). */
+export interface Restartable extends Running {
+  port: number;
+  /** Stops the server and keeps its data: `resume` starts it again on the same port. */
+  halt: () => Promise<void>;
+  resume: () => Promise<void>;
 }
 
 export class MissingServiceError extends Error {}
@@ -93,7 +101,7 @@ function track(pid: number | undefined, name: string): void {
 }
 
 /** Whether `pid` runs (a zombie waiting for its parent to reap it does not). */
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {
@@ -109,11 +117,12 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function waitForExit(pid: number, deadlineMs: number): Promise<boolean> {
+/** Waits until `pid` is gone; false if it still runs after `deadlineMs`. */
+export async function waitForExit(pid: number, deadlineMs: number): Promise<boolean> {
   const until = Date.now() + deadlineMs;
   while (isAlive(pid)) {
     if (Date.now() > until) return false;
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 25));
   }
   return true;
 }
@@ -217,9 +226,13 @@ function haveBinaries(service: Service): boolean {
   return Boolean(which(service === 'redis' ? 'redis-server' : 'etcd'));
 }
 
-export async function spawnPostgres(): Promise<
-  Running & { halt: () => Promise<void>; resume: () => Promise<void> }
-> {
+/**
+ * An ephemeral PostgreSQL. With `log`, the server's output goes to `logFile` (each line prefixed
+ * with the time in ms and the application name; one line per statement with `logStatements`).
+ */
+export async function spawnPostgres(
+  opts: { log?: boolean; logStatements?: boolean } = {},
+): Promise<Restartable & { logFile?: string }> {
   const dirs = postgresBinDirs();
   const initdb = which('initdb', dirs);
   const postgres = which('postgres', dirs);
@@ -232,6 +245,7 @@ export async function spawnPostgres(): Promise<
   chmodSync(dir, 0o777);
   const data = join(dir, 'data');
   const port = await freePort();
+  const logFile = opts.log || opts.logStatements ? join(dir, 'server.log') : undefined;
   // PostgreSQL refuses to run as root; run it as the postgres user when we are root.
   const asUser = process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--'] : [];
   const run = (cmd: string, args: string[]) => {
@@ -266,11 +280,14 @@ export async function spawnPostgres(): Promise<
     'full_page_writes=off',
     '-c',
     'max_connections=300',
+    ...(logFile ? ['-c', 'log_line_prefix=%m [%a] '] : []),
+    ...(opts.logStatements ? ['-c', 'log_statement=all'] : []),
   ]);
   let child: ChildProcess;
   let pid: number | undefined;
   const startServer = async () => {
-    child = spawn(srv.bin, srv.args, { stdio: 'ignore' });
+    const out = logFile ? openSync(logFile, 'a') : 'ignore';
+    child = spawn(srv.bin, srv.args, { stdio: ['ignore', out, out] });
     track(child.pid, asUser.length > 0 ? 'runuser (postgres)' : 'postgres');
     await waitForPort(port, child, 'postgres');
     // The port answers before the server accepts queries; pg_isready waits for that.
@@ -296,7 +313,8 @@ export async function spawnPostgres(): Promise<
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     source: `ephemeral ${postgres} on :${port}`,
-    /** Stops the server and keeps its data: `resume` starts it again on the same port. */
+    port,
+    logFile,
     halt: async () => {
       await stopPostgres(child, pid);
     },
@@ -308,7 +326,7 @@ export async function spawnPostgres(): Promise<
   };
 }
 
-export async function spawnRedis(): Promise<Running> {
+export async function spawnRedis(): Promise<Restartable> {
   const bin = which('redis-server');
   if (!bin) {
     throw new MissingServiceError(
@@ -317,9 +335,10 @@ export async function spawnRedis(): Promise<Running> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-redis-'));
   const port = await freePort();
-  const child = spawn(
+  return restartable(`ephemeral ${bin} on :${port}`, `redis://127.0.0.1:${port}`, port, dir, {
+    name: `redis-server on :${port}`,
     bin,
-    [
+    args: [
       '--port',
       String(port),
       '--bind',
@@ -331,21 +350,43 @@ export async function spawnRedis(): Promise<Running> {
       '--dir',
       dir,
     ],
-    { stdio: 'ignore' },
-  );
-  track(child.pid, `redis-server on :${port}`);
-  await waitForPort(port, child, 'redis-server');
+  });
+}
+
+/** A server whose child is the server itself: halted with SIGTERM, started again the same way. */
+async function restartable(
+  source: string,
+  url: string,
+  port: number,
+  dir: string,
+  cmd: { name: string; bin: string; args: string[] },
+): Promise<Restartable> {
+  let child: ChildProcess | null = null;
+  const resume = async () => {
+    const c = spawn(cmd.bin, cmd.args, { stdio: 'ignore' });
+    child = c;
+    track(c.pid, cmd.name);
+    await waitForPort(port, c, cmd.name);
+  };
+  const halt = async () => {
+    if (child) await stopChild(child);
+    child = null;
+  };
+  await resume();
   return {
-    url: `redis://127.0.0.1:${port}`,
-    source: `ephemeral ${bin} on :${port}`,
+    url,
+    source,
+    port,
+    halt,
+    resume,
     stop: async () => {
-      await stopChild(child);
+      await halt();
       rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
-async function spawnEtcd(): Promise<Running> {
+export async function spawnEtcd(): Promise<Restartable> {
   const bin = which('etcd');
   if (!bin) {
     throw new MissingServiceError(
@@ -355,9 +396,10 @@ async function spawnEtcd(): Promise<Running> {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-etcd-'));
   const client = await freePort();
   const peer = await freePort();
-  const child = spawn(
+  return restartable(`ephemeral ${bin} on :${client}`, `http://127.0.0.1:${client}`, client, dir, {
+    name: `etcd on :${client}`,
     bin,
-    [
+    args: [
       '--data-dir',
       join(dir, 'data'),
       '--listen-client-urls',
@@ -372,18 +414,7 @@ async function spawnEtcd(): Promise<Running> {
       `default=http://127.0.0.1:${peer}`,
       '--unsafe-no-fsync',
     ],
-    { stdio: 'ignore' },
-  );
-  track(child.pid, `etcd on :${client}`);
-  await waitForPort(client, child, 'etcd');
-  return {
-    url: `http://127.0.0.1:${client}`,
-    source: `ephemeral ${bin} on :${client}`,
-    stop: async () => {
-      await stopChild(child);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  });
 }
 
 async function fromContainer(service: Service): Promise<Running> {
