@@ -211,6 +211,8 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
   const dataDir = resolve(options.dataDir ?? '.flotilla');
   const modelRoots = (options.modelRoots ?? [process.cwd()]).map((r) => resolve(r));
   const prefix = options.redisKeyPrefix ?? 'flotilla:';
+  /** Set when the start itself fails: the replicas are then left running (see the runtime closer). */
+  let startFailed = false;
   const closers: Array<() => Promise<void>> = [];
   const closeAll = async () => {
     for (const c of closers.reverse()) {
@@ -322,7 +324,9 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
           : undefined,
       observeFlush: options.observeFlush,
     });
-    closers.push(() => runtime.close({ stopReplicas: !options.keepReplicas }));
+    // A start that fails (e.g. PostgreSQL starved during restore) leaves the replicas it adopted
+    // running for the next start to adopt again: stopping them would start each id twice.
+    closers.push(() => runtime.close({ stopReplicas: !options.keepReplicas && !startFailed }));
     // Separate proxies ask for activations (scale to zero) through Redis.
     if (options.redisUrl) {
       const listener = await startActivationListener({
@@ -640,6 +644,7 @@ export async function createFlotilla(options: FlotillaOptions = {}): Promise<Flo
     };
     return flotilla;
   } catch (err) {
+    startFailed = true;
     await closeAll();
     throw err;
   }

@@ -2,7 +2,9 @@
  * Issue 12 ("Lifecycle an operator can trust") through the whole stack with real processes:
  * capacity waits, crash loops that end, restarts that are not failures, no stuck deployments.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
@@ -267,5 +269,38 @@ describe('no stuck deployments', () => {
     expect(gone.replicas.every((r) => r.state === 'TERMINATED')).toBe(true);
     expect((await f.ready()).warnings).toBeUndefined();
     expect(f.runtime.actorStates().size).toBe(0);
+  });
+});
+
+describe('a start that fails after restore', () => {
+  it('leaves the replicas it adopted running, so the next start adopts them and no replica id starts twice', async (ctx) => {
+    // keepReplicas: the replica outlives its coordinator, as after a crash.
+    const opts = await options(ctx, { keepReplicas: true });
+    const first = await start(opts);
+    await first.deploy({ name: 'echo', command: ECHO, replicas: 1, health_check: HEALTH });
+    const live = await running(first, 'echo', 1);
+    await close(first);
+    // The proxy port is taken, so this start fails after the runtime restored and adopted.
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      await expect(
+        createFlotilla({ ...opts, keepReplicas: false, proxy: { port } }),
+      ).rejects.toThrow();
+    } finally {
+      await new Promise<void>((r) => taken.close(() => r()));
+    }
+    const again = await start({ ...opts, keepReplicas: false });
+    const after = await running(again, 'echo', 1);
+    expect(after.replicas.map((r) => r.id)).toEqual(live.replicas.map((r) => r.id));
+    expect(after.replicas[0]!.endpoint).toBe(live.replicas[0]!.endpoint);
+    expect(after.replicas[0]!.restarts).toBe(live.replicas[0]!.restarts);
+    // The process backend logs every start of a replica: one, however many coordinators ran.
+    const log = readFileSync(
+      join(opts.dataDir!, 'replicas', live.replicas[0]!.id, 'output.log'),
+      'utf8',
+    );
+    expect(log.match(/starting replica/g)).toHaveLength(1);
   });
 });
