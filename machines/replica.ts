@@ -95,6 +95,11 @@ export interface ReplicaContext {
   /** The session exited or could not be started at least once (a crash, not a timeout). */
   crashed?: boolean;
   /**
+   * No session runs: it exited or could not be started, and no restart has brought one up yet.
+   * A passed check then comes from before the exit (a late result) and cannot make it HEALTHY.
+   */
+  sessionDown?: boolean;
+  /**
    * epoch ms: a session resumed after a planned shutdown is loading until its first passed
    * check or this deadline (the startup timeout); failed checks meanwhile are not counted.
    */
@@ -226,12 +231,14 @@ export const replicaMachine = setup({
       endpoint: ({ context, event }) =>
         event.type === 'replica.session.resumed' ? event.endpoint : context.endpoint,
       failures: 0,
+      sessionDown: false,
     }),
     setResumeDeadline: assign({ resumeUntil: unprovided.resume }),
     setCapacityRecheckDeadline: assign({ deadline: unprovided.capacityRecheck }),
     endResume: assign({ resumeUntil: null }),
   },
   guards: {
+    isSessionDown: ({ context }) => context.sessionDown === true,
     isHealthyStreakReached: ({ context }) =>
       context.successes + 1 >= context.health.healthy_threshold,
     isUnhealthyStreakReached: ({ context }) =>
@@ -324,6 +331,7 @@ export const replicaMachine = setup({
                   actions: assign({
                     reason: ({ event }) => `session failed to start: ${errorText(event.error)}`,
                     crashed: true,
+                    sessionDown: true,
                   }),
                 },
               ],
@@ -365,6 +373,7 @@ export const replicaMachine = setup({
           actions: assign({
             reason: ({ event }) => `session exited during startup${detail(event.detail)}`,
             crashed: true,
+            sessionDown: true,
           }),
         },
         'deadline.reached': {
@@ -407,6 +416,7 @@ export const replicaMachine = setup({
           actions: assign({
             reason: ({ event }) => `session exited${detail(event.detail)}`,
             crashed: true,
+            sessionDown: true,
           }),
         },
         'replica.session.resumed': {
@@ -431,6 +441,8 @@ export const replicaMachine = setup({
       initial: 'backoff',
       on: {
         'replica.health.passed': [
+          // A check that passed while no session runs was taken before the exit: ignored.
+          { guard: 'isSessionDown' },
           {
             guard: 'isHealthyStreakReached',
             target: 'HEALTHY',
@@ -487,7 +499,7 @@ export const replicaMachine = setup({
             onDone: {
               target: 'observing',
               actions: [
-                assign({ endpoint: ({ event }) => event.output.endpoint }),
+                assign({ endpoint: ({ event }) => event.output.endpoint, sessionDown: false }),
                 { type: 'notifyParent', params: { state: 'UNHEALTHY' } },
               ],
             },
@@ -514,6 +526,7 @@ export const replicaMachine = setup({
               actions: assign({
                 reason: ({ event }) => `session exited after restart${detail(event.detail)}`,
                 crashed: true,
+                sessionDown: true,
               }),
             },
           },

@@ -223,6 +223,26 @@ describe('replica machine', () => {
     a.stop();
   });
 
+  it('ignores checks that pass while no session runs (a late result from before the exit): HEALTHY only after the restart', async () => {
+    const { machine, calls } = testReplica();
+    const a = createActor(machine, { input }).start();
+    a.send({ type: 'replica.health.passed' });
+    a.send({ type: 'replica.health.passed' });
+    expect(top(a.getSnapshot().value)).toBe('HEALTHY');
+    a.send({ type: 'replica.session.exited', detail: 'killed' });
+    // Probes taken before the kill, answered after it: they must not bring a dead session back.
+    a.send({ type: 'replica.health.passed' });
+    a.send({ type: 'replica.health.passed' });
+    expect(a.getSnapshot().value).toEqual({ UNHEALTHY: 'backoff' });
+    await vi.advanceTimersByTimeAsync(1_100); // backoff 1 s, then the restart
+    expect(calls).toContain('restart:r1');
+    a.send({ type: 'replica.health.passed' });
+    a.send({ type: 'replica.health.passed' });
+    expect(top(a.getSnapshot().value)).toBe('HEALTHY');
+    expect(a.getSnapshot().context.restarts).toBe(1);
+    a.stop();
+  });
+
   it('forces the stop when the session does not end within the termination timeout', async () => {
     const calls: string[] = [];
     const machine = replicaMachine.provide({
