@@ -321,16 +321,20 @@ class ProcessBackend implements ReplicaBackend {
     const logFd = openSync(path.join(dir, LOG_FILE), 'a');
     let child: ChildProcess;
     try {
-      writeSync(
-        logFd,
-        `[flotilla] ${new Date().toISOString()} starting replica ${replicaId} on port ${port}: ${JSON.stringify(argv)}${spec.workdir ? ` in ${spec.workdir}` : ''}\n`,
-      );
       child = spawn(argv[0]!, argv.slice(1), {
         cwd: spec.workdir || undefined,
         env,
         detached: true,
         stdio: ['ignore', logFd, logFd],
       });
+      // Written once a process exists, so each line is one start: a crash before the spawn
+      // leaves no line, one right after it leaves a process the next start adopts.
+      if (child.pid !== undefined) {
+        writeSync(
+          logFd,
+          `[flotilla] ${new Date().toISOString()} starting replica ${replicaId} on port ${port}: ${JSON.stringify(argv)}${spec.workdir ? ` in ${spec.workdir}` : ''}\n`,
+        );
+      }
     } finally {
       closeSync(logFd);
     }
