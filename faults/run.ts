@@ -11,8 +11,9 @@
  * markers (unless --no-write). `--max-min M`: no new fault point starts M minutes after the suite
  * started (scenarios that honour it report the points they ran).
  */
+
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Context, Scenario } from './lib/context.ts';
@@ -128,6 +129,12 @@ async function main(): Promise<number> {
   const command = `npm run faults -- ${process.argv.slice(2).join(' ')}`.trim();
   const date = `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`;
   let seedUsed = 0;
+  // The machine's load, sampled while the suite runs: the figures depend on it.
+  const load = { start: loadavg()[0] ?? 0, max: loadavg()[0] ?? 0 };
+  const loadSampler = setInterval(() => {
+    load.max = Math.max(load.max, loadavg()[0] ?? 0);
+  }, 5000);
+  loadSampler.unref();
   const write = (rows: Figures[]) => {
     if (values['no-write']) return;
     writeReport(path, rows, {
@@ -136,6 +143,7 @@ async function main(): Promise<number> {
       command,
       durationMs: performance.now() - t0,
       date,
+      load: { ...load },
     });
     console.log(`table written to ${path}`);
   };

@@ -1,6 +1,8 @@
 /** Prints a scenario's figures and rewrites its rows in docs/reliability.md (between markers). */
+
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { type Figures, markdownTable } from './figures.ts';
 
@@ -24,7 +26,15 @@ export function printFigures(f: Figures): void {
 export function writeReport(
   path: string,
   fresh: readonly Figures[],
-  thisRun: { seed: number; quick: boolean; command: string; durationMs: number; date: string },
+  thisRun: {
+    seed: number;
+    quick: boolean;
+    command: string;
+    durationMs: number;
+    date: string;
+    /** 1-minute load average at the start and the highest sampled during the run. */
+    load?: { start: number; max: number };
+  },
 ): void {
   // Rows of scenarios not run this time are kept (from the JSON beside the document).
   const jsonPath = path.replace(/\.md$/, '.json');
@@ -77,7 +87,7 @@ export function writeReport(
     '',
     ...runs.map(
       (run) =>
-        `Run: \`${run.command}\` — seed ${run.seed}, ${run.quick ? 'quick' : 'full'} mode, ${(run.durationMs / 60_000).toFixed(1)} min, ${run.date} (2 shared cores, loaded by other work).  `,
+        `Run: \`${run.command}\` — seed ${run.seed}, ${run.quick ? 'quick' : 'full'} mode, ${(run.durationMs / 60_000).toFixed(1)} min, ${run.date} (${machineNote(run.load)}).  `,
     ),
     '',
     markdownTable(rows),
@@ -101,4 +111,10 @@ export function writeReport(
   } catch {
     // Formatting is cosmetic.
   }
+}
+
+/** What the machine was doing: runs before load was recorded keep the old wording. */
+function machineNote(load: { start: number; max: number } | undefined): string {
+  if (!load) return '2 shared cores, loaded by other work';
+  return `${cpus().length} cores; 1-min load average ${load.start.toFixed(1)} at the start, at most ${load.max.toFixed(1)} during the run, the suite's own processes included`;
 }
