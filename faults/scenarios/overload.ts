@@ -411,7 +411,7 @@ export const overload: Scenario = {
     );
     const fx = (v: number) => (Number.isNaN(v) ? '–' : v.toFixed(3));
     f.tables = [
-      `Rejection curve (measured under load on a shared 2-core machine; chart: [reliability-overload.svg](reliability-overload.svg)):`,
+      `Rejection curve (the machine's load is in the run line above; chart: [reliability-overload.svg](reliability-overload.svg)):`,
       '',
       '| clients | offered load | sent | rejected 503 | other failures | measured share | formula at offered load | formula at sampled load | sampled load | load at rejection | served/s (by start) | RSS max | /health p99 proxy / API |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
