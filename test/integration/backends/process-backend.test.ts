@@ -190,8 +190,10 @@ describe('process backend: deaths and stops', () => {
         { environ: { MARK_FILE: markFile } },
       ),
     );
+    // Line-based: the backend's "starting replica" line is written once the process exists,
+    // so the script's first output can come before it in the log.
     await waitFor('the trap to be installed', async () =>
-      (await b.logs('graceful')).includes('\nready'),
+      /(^|\n)ready\n/.test(await b.logs('graceful')),
     );
     const t0 = Date.now();
     await b.stop('graceful', 10_000);
@@ -215,7 +217,7 @@ describe('process backend: deaths and stops', () => {
       ),
     );
     await waitFor('the replica to start', async () =>
-      (await b.logs('stubborn')).includes('\nready'),
+      /(^|\n)ready\n/.test(await b.logs('stubborn')),
     );
     const members = await waitFor('the subshell to run', () => {
       const p = processesWith(MARKER);
