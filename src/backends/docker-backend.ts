@@ -33,7 +33,7 @@ import {
 } from './backend.ts';
 import { CapacityLedger, resolveCapacity } from './capacity.ts';
 import { ExitNotifier } from './exit-notifier.ts';
-import { KeyedQueue } from './keyed-queue.ts';
+import { KeyedQueue, stopEveryReplica } from './keyed-queue.ts';
 import { DEFAULT_TAIL_BYTES } from './replica-log.ts';
 
 export interface DockerBackendOptions {
@@ -434,11 +434,7 @@ class DockerBackend implements ReplicaBackend {
     if (this.closed) return;
     if (opts.stopReplicas) {
       const grace = opts.graceMs ?? DEFAULT_STOP_GRACE_MS;
-      await Promise.all(
-        [...this.replicas.values()]
-          .filter((t) => t.state !== 'exited')
-          .map((t) => this.stop(t.replicaId, grace)),
-      );
+      await stopEveryReplica(this.ops, this.replicas, (id) => this.stop(id, grace));
     }
     this.closed = true;
     if (this.timer) clearInterval(this.timer);

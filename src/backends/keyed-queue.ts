@@ -36,3 +36,18 @@ export class KeyedQueue {
     return this.tails.keys();
   }
 }
+
+/**
+ * What a backend's close({ stopReplicas: true }) stops: every tracked replica that has not
+ * exited, and every id with an operation queued or running. A replica being started is in `ops`
+ * before it is tracked; its stop queues behind the start, so what the start made is stopped.
+ */
+export async function stopEveryReplica(
+  ops: KeyedQueue,
+  tracked: ReadonlyMap<string, { state: string }>,
+  stop: (replicaId: string) => Promise<void>,
+): Promise<void> {
+  const ids = new Set(ops.keys());
+  for (const [id, t] of tracked) if (t.state !== 'exited') ids.add(id);
+  await Promise.all([...ids].map(stop));
+}

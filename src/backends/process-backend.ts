@@ -41,7 +41,7 @@ import {
 import { CapacityLedger, reservedSlots, resolveCapacity } from './capacity.ts';
 import { ExitNotifier } from './exit-notifier.ts';
 import { freePortAvoiding, isPortFree } from './free-port.ts';
-import { KeyedQueue } from './keyed-queue.ts';
+import { KeyedQueue, stopEveryReplica } from './keyed-queue.ts';
 import {
   bootId,
   envOf,
@@ -498,10 +498,7 @@ class ProcessBackend implements ReplicaBackend {
     if (opts.stopReplicas) {
       const grace = opts.graceMs ?? DEFAULT_STOP_GRACE_MS;
       this.shuttingDown = true;
-      // Replicas being started are in `ops` before they are in `replicas`; stop() waits for them.
-      const ids = new Set(this.ops.keys());
-      for (const [id, t] of this.replicas) if (t.state !== 'exited') ids.add(id);
-      await Promise.all([...ids].map((id) => this.stop(id, grace)));
+      await stopEveryReplica(this.ops, this.replicas, (id) => this.stop(id, grace));
     }
     this.closed = true;
     if (this.timer) clearInterval(this.timer);

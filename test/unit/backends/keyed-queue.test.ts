@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { KeyedQueue } from '../../../src/backends/keyed-queue.ts';
+import { KeyedQueue, stopEveryReplica } from '../../../src/backends/keyed-queue.ts';
 
 function deferred<T = void>() {
   let resolve!: (v: T) => void;
@@ -65,5 +65,30 @@ describe('KeyedQueue', () => {
     await new Promise((r) => setImmediate(r));
     expect(q.has('busy')).toBe(false);
     expect([...q.keys()]).toEqual([]);
+  });
+});
+
+describe('stopEveryReplica', () => {
+  it('stops the live tracked replicas and the ids still being started, not the exited ones', async () => {
+    const ops = new KeyedQueue();
+    const gate = deferred();
+    const starting = ops.run('starting', () => gate.promise);
+    const tracked = new Map([
+      ['running', { state: 'running' }],
+      ['stopping', { state: 'stopping' }],
+      ['exited', { state: 'exited' }],
+    ]);
+    const stopped: string[] = [];
+    // Queued behind the start, as a backend's stop() is.
+    const done = stopEveryReplica(ops, tracked, (id) =>
+      ops.run(id, async () => {
+        stopped.push(id);
+      }),
+    );
+    await new Promise((r) => setImmediate(r));
+    expect(stopped.sort()).toEqual(['running', 'stopping']);
+    gate.resolve();
+    await Promise.all([starting, done]);
+    expect(stopped.sort()).toEqual(['running', 'starting', 'stopping']);
   });
 });
