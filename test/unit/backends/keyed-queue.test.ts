@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { KeyedQueue, stopEveryReplica } from '../../../src/backends/keyed-queue.ts';
+import { DEFAULT_STOP_GRACE_MS } from '../../../src/backends/backend.ts';
+import { KeyedQueue, stopAtClose } from '../../../src/backends/keyed-queue.ts';
 
 function deferred<T = void>() {
   let resolve!: (v: T) => void;
@@ -68,8 +69,8 @@ describe('KeyedQueue', () => {
   });
 });
 
-describe('stopEveryReplica', () => {
-  it('stops the live tracked replicas and the ids still being started, not the exited ones', async () => {
+describe('stopAtClose', () => {
+  it('with stopReplicas, stops the live tracked replicas and the ids still being started, not the exited ones', async () => {
     const ops = new KeyedQueue();
     const gate = deferred();
     const starting = ops.run('starting', () => gate.promise);
@@ -80,8 +81,10 @@ describe('stopEveryReplica', () => {
     ]);
     const stopped: string[] = [];
     // Queued behind the start, as a backend's stop() is.
-    const done = stopEveryReplica(ops, tracked, (id) =>
+    const graces = new Set<number>();
+    const done = stopAtClose({ stopReplicas: true }, ops, tracked, (id, grace) =>
       ops.run(id, async () => {
+        graces.add(grace);
         stopped.push(id);
       }),
     );
@@ -90,5 +93,19 @@ describe('stopEveryReplica', () => {
     gate.resolve();
     await Promise.all([starting, done]);
     expect(stopped.sort()).toEqual(['running', 'starting', 'stopping']);
+    expect([...graces]).toEqual([DEFAULT_STOP_GRACE_MS]);
+  });
+
+  it('without stopReplicas, stops nothing', async () => {
+    const stopped: string[] = [];
+    await stopAtClose(
+      { stopReplicas: false, graceMs: 5 },
+      new KeyedQueue(),
+      new Map([['running', { state: 'running' }]]),
+      async (id) => {
+        stopped.push(id);
+      },
+    );
+    expect(stopped).toEqual([]);
   });
 });
