@@ -141,6 +141,18 @@ function logger(config: Readonly<ServeConfig>) {
 }
 
 /** Resolves with the exit code once a signal arrived and `close` finished. */
+/** The data plane's settings, the same in a proxy node and in `all`. */
+function proxyOptions(config: Readonly<ServeConfig>, log: ReturnType<typeof logger>) {
+  return {
+    host: config.host,
+    port: config.proxyPort,
+    dataPlane: config.dataPlane,
+    logger: log.child({ component: 'proxy' }),
+    workers: config.proxyWorkers,
+    workerLogLevel: config.logLevel,
+  };
+}
+
 function untilSignal(log: ReturnType<typeof logger>, close: () => Promise<void>): Promise<number> {
   return new Promise<number>((resolve) => {
     let closing = false;
@@ -186,12 +198,7 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
       const p = await startProxyNode({
         redisUrl,
         keyPrefix: config.redisPrefix,
-        host: config.host,
-        port: config.proxyPort,
-        dataPlane: config.dataPlane,
-        logger: log.child({ component: 'proxy' }),
-        workers: config.proxyWorkers,
-        workerLogLevel: config.logLevel,
+        ...proxyOptions(config, log),
       });
       registries = [p.proxy.metrics];
       proxyUrl = p.proxy.url;
@@ -390,17 +397,7 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
       backend,
       routeHealthTtlS: config.routeHealthTtlS,
       keepReplicas: config.keepReplicas,
-      proxy:
-        config.role === 'coordinator'
-          ? false
-          : {
-              host: config.host,
-              port: config.proxyPort,
-              dataPlane: config.dataPlane,
-              logger: log.child({ component: 'proxy' }),
-              workers: config.proxyWorkers,
-              workerLogLevel: config.logLevel,
-            },
+      proxy: config.role === 'coordinator' ? false : proxyOptions(config, log),
       prober: config.role !== 'coordinator',
       runtime: {
         healthCheckIntervalS: config.healthIntervalS,
