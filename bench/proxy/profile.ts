@@ -174,7 +174,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+main()
+  .catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  // The backends would keep this process alive: stop everything once the report is out.
+  .finally(() => stopChildren());
