@@ -9,40 +9,25 @@
  * profiles the bare node:http+undici reference (bare-proxy.mjs) instead; PROFILE_TARGET=both
  * profiles both and prints what the own proxy adds, by file or module.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  benchTable,
+  cpuTicks,
+  here,
+  ownProxy,
+  startBackends,
+  startListening,
+  stopChildren,
+  TICK_US,
+  wrk,
+} from './measure.ts';
 
 const CONNECTIONS = Number(process.env.PROFILE_CONNECTIONS ?? 16);
 const SECONDS = Number(process.env.PROFILE_SECONDS ?? 8);
 const WARMUP = Number(process.env.PROFILE_WARMUP_SECONDS ?? 3);
-const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
-const children: ChildProcess[] = [];
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
-});
-
-function start(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ port: number; proc: ChildProcess }> {
-  const proc = spawn(process.execPath, args, {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(proc);
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const m = /LISTENING (\d+)/.exec(buf);
-      if (m) resolve({ port: Number(m[1]), proc });
-    });
-    proc.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}`)));
-  });
-}
+process.on('exit', () => stopChildren('SIGKILL'));
 
 interface ProfileNode {
   id: number;
@@ -58,26 +43,13 @@ interface Profile {
 }
 
 /** utime+stime of a process, microseconds. */
-function cpuUs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-}
+const cpuUs = (pid: number) => cpuTicks(pid) * TICK_US;
 
-function wrk(url: string, seconds: number): Promise<number> {
-  const proc = spawn('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, url], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  return new Promise((resolve) =>
-    proc.once('exit', () => {
-      console.log(`  ${/Requests\/sec:.*/.exec(out)?.[0] ?? out}`);
-      resolve(Number(/(\d+) requests in/.exec(out)?.[1]));
-    }),
-  );
+/** One wrk run at PROFILE_CONNECTIONS; prints its Requests/sec line, returns the requests. */
+async function drive(url: string, seconds: number): Promise<number> {
+  const { out, requests } = await wrk(url, CONNECTIONS, seconds);
+  console.log(`  ${/Requests\/sec:.*/.exec(out)?.[0] ?? out}`);
+  return requests;
 }
 
 /** Self time per function and per file, in CPU µs per request, over the measured window. */
@@ -95,25 +67,27 @@ async function profileOne(
   table: unknown,
 ): Promise<Breakdown> {
   const dir = mkdtempSync(join(tmpdir(), 'flotilla-proxy-prof-'));
+  const prof = ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+  const own = ownProxy('src');
   const proxy =
     target === 'bare'
-      ? await start(['--cpu-prof', `--cpu-prof-dir=${dir}`, here('./bare-proxy.mjs')], {
+      ? await startListening('bare proxy', [...prof, here('./bare-proxy.mjs')], {
           UPSTREAMS: backends.map((b) => `http://127.0.0.1:${b.port}`).join(','),
         })
-      : await start(
-          ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--import', 'tsx', here('./proxy-process.ts')],
-          { BENCH_TABLE: JSON.stringify(table) },
-        );
+      : await startListening('own proxy', [...prof, ...own.args], {
+          ...own.env,
+          BENCH_TABLE: JSON.stringify(table),
+        });
   const url = `http://127.0.0.1:${proxy.port}/m/x`;
   console.log(
     `${target}: warm-up ${WARMUP}s, then ${SECONDS}s measured, ${CONNECTIONS} connections`,
   );
-  if (WARMUP > 0) await wrk(url, WARMUP);
+  if (WARMUP > 0) await drive(url, WARMUP);
   const pid = proxy.proc.pid!;
   const cpu0 = cpuUs(pid);
   // Same clock as the profile's timestamps (CLOCK_MONOTONIC, µs).
   const t0 = Number(process.hrtime.bigint() / 1000n);
-  const requests = await wrk(url, SECONDS);
+  const requests = await drive(url, SECONDS);
   const t1 = Number(process.hrtime.bigint() / 1000n);
   const cpu = cpuUs(pid) - cpu0;
   const exited = new Promise((r) => proxy.proc.once('exit', r));
@@ -169,28 +143,8 @@ const top = (m: Map<string, number>, n: number, total: number) =>
     .join('\n');
 
 async function main(): Promise<void> {
-  const backends = await Promise.all(
-    ['r1', 'r2'].map((id) => start([here('./backend.mjs')], { REPLICA_ID: id, PORT: '0' })),
-  );
-  const table = {
-    version: 1,
-    endpoints: [],
-    deployments: [
-      {
-        deploymentId: 'bench',
-        name: 'm',
-        routing: { strategy: 'round_robin', request_timeout_s: 60, retries: 2 },
-        routes: backends.map((b, i) => ({
-          routeId: `route-r${i + 1}`,
-          replicaId: `r${i + 1}`,
-          url: `http://127.0.0.1:${b.port}`,
-          state: 'HEALTHY',
-          weight: 1,
-        })),
-        admission: { max_concurrent_requests: 256, max_queue_size: 1024 },
-      },
-    ],
-  };
+  const backends = await startBackends();
+  const table = benchTable(backends);
   const which = (process.env.PROFILE_TARGET ?? 'own') as 'own' | 'bare' | 'both';
   const results: Partial<Record<'own' | 'bare', Breakdown>> = {};
   for (const target of which === 'both' ? (['bare', 'own'] as const) : [which]) {
@@ -220,7 +174,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+main()
+  .catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  // The backends would keep this process alive: stop everything once the report is out.
+  .finally(() => stopChildren());

@@ -24,13 +24,25 @@
  * BENCH_ROUNDS (3), BENCH_PROXY_WORKERS (2; 1 skips the multi-worker target), BENCH_OWN (`dist`:
  * the own proxy from compiled dist/, run `npm run build` first; default: the sources via tsx).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { freePort } from '../../test/harness/services.ts';
+import {
+  benchTable,
+  children,
+  here,
+  ownProxy,
+  startBackends,
+  startListening,
+  stopChildren,
+  TICK_US,
+  treeCpuTicks,
+  type WrkRun,
+  wrk,
+} from './measure.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const WARMUP = Number(process.env.BENCH_WARMUP_SECONDS ?? 1);
@@ -38,16 +50,11 @@ const TTFB_SAMPLES = Number(process.env.BENCH_TTFB_SAMPLES ?? 200);
 const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const WORKERS = Math.max(1, Number(process.env.BENCH_PROXY_WORKERS ?? 2));
 const NGINX = '/usr/sbin/nginx';
-const WRK = '/usr/bin/wrk';
-const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 
-const children: ChildProcess[] = [];
 let tmp: string | undefined;
 
 function cleanup(): void {
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-  }
+  stopChildren();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
   tmp = undefined;
 }
@@ -56,36 +63,6 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     cleanup();
     process.exit(130);
-  });
-}
-
-/** Spawns a process and waits for `LISTENING <port>` on its stdout. */
-function startListening(
-  name: string,
-  cmd: string,
-  args: string[],
-  env: Record<string, string> = {},
-) {
-  const proc = spawn(cmd, args, {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(proc);
-  return new Promise<{ port: number; pid: number }>((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start`)), 60_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const m = /LISTENING (\d+)/.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ port: Number(m[1]), pid: proc.pid ?? 0 });
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${code})`));
-    });
   });
 }
 
@@ -154,48 +131,9 @@ ${backendPorts.map((p) => `    server 127.0.0.1:${p};`).join('\n')}
   return { port, pid: proc.pid ?? 0 };
 }
 
-interface WrkResult {
-  rps: number;
-  requests: number;
+interface WrkResult extends Omit<WrkRun, 'out'> {
   /** CPU time of the target's processes per request, microseconds (NaN when not measured). */
   cpuUs: number;
-  p50: number;
-  p99: number;
-  errors: string;
-}
-
-function toMs(v: string): number {
-  const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
-  if (!m) return Number.NaN;
-  const n = Number(m[1]);
-  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
-}
-
-function wrk(url: string, connections: number, seconds: number): Promise<WrkResult> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(WRK, ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    children.push(proc);
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    proc.once('exit', (code) => {
-      if (code !== 0) return reject(new Error(`wrk exited ${code}: ${out}`));
-      const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-      const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
-      const p50 = toMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
-      const p99 = toMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
-      const errors = [
-        /Non-2xx or 3xx responses: \d+/.exec(out)?.[0],
-        /Socket errors: .*/.exec(out)?.[0],
-      ]
-        .filter(Boolean)
-        .join('; ');
-      resolve({ rps, requests, cpuUs: Number.NaN, p50, p99, errors });
-    });
-  });
 }
 
 /** Time to the first body chunk of an SSE response, over one keep-alive connection. */
@@ -228,104 +166,33 @@ const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
 const f = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 
-/** A process and all its descendants (from /proc). */
-function processTree(root: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(entry));
-      children.set(ppid, list);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out = [root];
-  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]!) ?? []));
-  return out;
-}
-
-/** utime+stime of a process tree, in clock ticks (USER_HZ, 100 on Linux). */
-function cpuTicks(root: number): number {
-  let ticks = 0;
-  for (const pid of processTree(root)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return ticks;
-}
-const TICK_US = 10_000;
 /** A signed difference in ms. */
 const sgn = (n: number) => `${n >= 0 ? '+' : ''}${f(n, 3)}`;
 
 async function main(): Promise<void> {
-  const backendPorts = await Promise.all(
-    ['r1', 'r2'].map((id) =>
-      startListening(`backend ${id}`, process.execPath, [here('./backend.mjs')], {
-        REPLICA_ID: id,
-        PORT: '0',
-      }),
-    ),
-  );
-  const table = {
-    version: 1,
-    deployments: [
-      {
-        deploymentId: 'bench',
-        name: 'm',
-        routing: { strategy: 'round_robin', request_timeout_s: 60, retries: 2 },
-        routes: backendPorts.map((b, i) => ({
-          routeId: `route-r${i + 1}`,
-          replicaId: `r${i + 1}`,
-          url: `http://127.0.0.1:${b.port}`,
-          state: 'HEALTHY',
-          weight: 1,
-        })),
-        // Admission is not under test: room for every wrk connection, like nginx has.
-        admission: { max_concurrent_requests: 256, max_queue_size: 1024 },
-      },
-    ],
-    endpoints: [],
-  };
-  const tsx = ['--import', 'tsx'];
+  const backendPorts = await startBackends();
+  const table = benchTable(backendPorts);
   // BENCH_OWN=dist: the own proxy from compiled dist/ (`npm run build`), as `serve` runs it.
-  const ownArgs =
-    process.env.BENCH_OWN === 'dist'
-      ? [here('./proxy-process-dist.mjs')]
-      : [...tsx, here('./proxy-process.ts')];
-  const own = await startListening('own proxy', process.execPath, ownArgs, {
+  const ownProc = ownProxy(process.env.BENCH_OWN === 'dist' ? 'dist' : 'src');
+  const own = await startListening('own proxy', ownProc.args, {
+    ...ownProc.env,
     BENCH_TABLE: JSON.stringify(table),
   });
   const ownN =
     WORKERS > 1
-      ? await startListening(`own proxy ×${WORKERS}`, process.execPath, ownArgs, {
+      ? await startListening(`own proxy ×${WORKERS}`, ownProc.args, {
+          ...ownProc.env,
           BENCH_TABLE: JSON.stringify(table),
           PROXY_WORKERS: String(WORKERS),
         })
       : null;
-  const bare = await startListening(
-    'bare node:http+undici proxy',
-    process.execPath,
-    [here('./bare-proxy.mjs')],
-    {
-      UPSTREAMS: backendPorts.map((b) => `http://127.0.0.1:${b.port}`).join(','),
-    },
-  );
+  const bare = await startListening('bare node:http+undici proxy', [here('./bare-proxy.mjs')], {
+    UPSTREAMS: backendPorts.map((b) => `http://127.0.0.1:${b.port}`).join(','),
+  });
   const haproxy = await startListening(
     'haproxy data plane',
-    process.execPath,
-    [...tsx, here('./haproxy-process.ts')],
-    {
-      BENCH_TABLE: JSON.stringify(table),
-    },
+    ['--import', 'tsx', here('./haproxy-process.ts')],
+    { BENCH_TABLE: JSON.stringify(table) },
   );
   const nginx = await startNginx(backendPorts.map((b) => b.port));
 
@@ -353,12 +220,17 @@ async function main(): Promise<void> {
     // Rounds interleave the targets, so background noise on a shared machine hits them alike.
     for (let round = 0; round < ROUNDS; round++) {
       for (const [name, t] of Object.entries(targets)) {
-        if (WARMUP > 0) await wrk(t.url, connections, WARMUP);
-        const before = cpuTicks(t.pid);
-        const r = await wrk(t.url, connections, SECONDS);
+        if (WARMUP > 0) await wrk(t.url, connections, WARMUP, { latency: true });
+        const before = treeCpuTicks(t.pid);
+        const { out: _, ...run } = await wrk(t.url, connections, SECONDS, { latency: true });
         // The direct target's process is the backend itself: its CPU is not a proxy's.
-        r.cpuUs =
-          name === 'direct' ? Number.NaN : ((cpuTicks(t.pid) - before) * TICK_US) / r.requests;
+        const r: WrkResult = {
+          ...run,
+          cpuUs:
+            name === 'direct'
+              ? Number.NaN
+              : ((treeCpuTicks(t.pid) - before) * TICK_US) / run.requests,
+        };
         const list = rounds[name] ?? [];
         list.push(r);
         rounds[name] = list;

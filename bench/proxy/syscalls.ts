@@ -13,19 +13,25 @@
  * checkout's proxy, e.g. own:/work/main for a before/after in one run), SYSCALL_STRACE=0 skips
  * strace. Targets run with --trace-gc: bytes allocated and collections per request are printed.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
+import {
+  benchTable,
+  children,
+  cpuTicks,
+  here,
+  ownProxy,
+  startBackends,
+  startListening,
+  stopChildren,
+  TICK_US,
+  wrk as wrkRun,
+} from './measure.ts';
 
 const SECONDS = Number(process.env.SYSCALL_SECONDS ?? 3);
 const CONNECTIONS = (process.env.SYSCALL_CONNECTIONS ?? '16,64').split(',').map(Number);
 const ROUNDS = Math.max(1, Number(process.env.SYSCALL_ROUNDS ?? 3));
 const TARGETS = (process.env.SYSCALL_TARGETS ?? 'bare,own').split(',');
-const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
-const children: ChildProcess[] = [];
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+process.on('exit', () => stopChildren('SIGKILL'));
 
 /** Garbage collections seen in a target's `--trace-gc` output. */
 interface GcStats {
@@ -42,71 +48,29 @@ interface Target {
   gc: GcStats;
 }
 
-function start(args: string[], env: Record<string, string>): Promise<Target> {
-  const proc = spawn(process.execPath, ['--trace-gc', ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(proc);
+/** A target started with --trace-gc, its collections counted from its stdout. */
+async function start(name: string, args: string[], env: Record<string, string>): Promise<Target> {
   const gc: GcStats = { scavenges: 0, markCompacts: 0, allocatedMb: 0, last: Number.NaN };
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    let port = 0;
-    proc.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split('\n');
-      buf = lines.pop()!;
-      for (const line of lines) {
-        const m = /(Scavenge|Mark-Compact|Mark-sweep)\S*\s+([\d.]+) \(([\d.]+)\) -> ([\d.]+)/.exec(
-          line,
-        );
-        if (m) {
-          if (m[1] === 'Scavenge') gc.scavenges++;
-          else gc.markCompacts++;
-          const before = Number(m[2]);
-          if (Number.isFinite(gc.last)) gc.allocatedMb += Math.max(0, before - gc.last);
-          gc.last = Number(m[4]);
-          continue;
-        }
-        const l = /LISTENING (\d+)/.exec(line);
-        if (l && !port) {
-          port = Number(l[1]);
-          resolve({ port, pid: proc.pid ?? 0, gc });
-        }
-      }
-    });
-    proc.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}`)));
-  });
+  const onLine = (line: string) => {
+    const m = /(Scavenge|Mark-Compact|Mark-sweep)\S*\s+([\d.]+) \(([\d.]+)\) -> ([\d.]+)/.exec(
+      line,
+    );
+    if (!m) return;
+    if (m[1] === 'Scavenge') gc.scavenges++;
+    else gc.markCompacts++;
+    const before = Number(m[2]);
+    if (Number.isFinite(gc.last)) gc.allocatedMb += Math.max(0, before - gc.last);
+    gc.last = Number(m[4]);
+  };
+  const { port, pid } = await startListening(name, ['--trace-gc', ...args], env, { onLine });
+  return { port, pid, gc };
 }
 
-function run(cmd: string, args: string[]): Promise<{ out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(p);
-    let out = '';
-    let err = '';
-    p.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.stderr!.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    p.once('error', reject);
-    p.once('exit', () => resolve({ out, err }));
-  });
-}
-
+/** One wrk run: the requests it counted; throws on non-2xx answers. */
 async function wrk(url: string, connections: number, seconds: number): Promise<number> {
-  const { out } = await run('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, url]);
-  const n = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const { out, requests } = await wrkRun(url, connections, seconds);
   if (/Non-2xx/.test(out)) throw new Error(`errors from ${url}: ${out}`);
-  return n;
-}
-
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
+  return requests;
 }
 
 /** strace -c attached during one wrk run: calls per syscall name, and the request count. */
@@ -141,50 +105,22 @@ async function syscalls(
 }
 
 async function main(): Promise<void> {
-  const backends = await Promise.all(
-    ['r1', 'r2'].map((id) => start([here('./backend.mjs')], { REPLICA_ID: id, PORT: '0' })),
-  );
-  const table = {
-    version: 1,
-    endpoints: [],
-    deployments: [
-      {
-        deploymentId: 'bench',
-        name: 'm',
-        routing: { strategy: 'round_robin', request_timeout_s: 60, retries: 2 },
-        routes: backends.map((b, i) => ({
-          routeId: `route-r${i + 1}`,
-          replicaId: `r${i + 1}`,
-          url: `http://127.0.0.1:${b.port}`,
-          state: 'HEALTHY',
-          weight: 1,
-        })),
-        admission: { max_concurrent_requests: 256, max_queue_size: 1024 },
-      },
-    ],
-  };
+  const backends = await startBackends();
+  const table = benchTable(backends);
   const targets: Record<string, Target> = {};
   for (const name of TARGETS) {
     // `own`: this checkout's proxy through tsx; `own:<dir>`: another checkout's (e.g. main);
     // `js` and `js:<dir>`: the same from compiled dist/ (`npm run build`), as `serve` runs it.
-    const dir = /^(own|js):/.test(name) ? name.slice(name.indexOf(':') + 1) : null;
-    targets[name] = name.startsWith('js')
-      ? await start([here('./proxy-process-dist.mjs')], {
-          BENCH_TABLE: JSON.stringify(table),
-          ...(dir ? { FLOTILLA_DIST: `${dir}/dist` } : {}),
-        })
-      : name === 'bare'
-        ? await start([here('./bare-proxy.mjs')], {
-            UPSTREAMS: backends.map((b) => `http://127.0.0.1:${b.port}`).join(','),
-          })
-        : await start(
-            [
-              '--import',
-              'tsx',
-              dir ? `${dir}/bench/proxy/proxy-process.ts` : here('./proxy-process.ts'),
-            ],
-            { BENCH_TABLE: JSON.stringify(table) },
-          );
+    const [kind, dir] = name.split(/:(.*)/s) as [string, string | undefined];
+    if (kind === 'bare') {
+      targets[name] = await start(name, [here('./bare-proxy.mjs')], {
+        UPSTREAMS: backends.map((b) => `http://127.0.0.1:${b.port}`).join(','),
+      });
+      continue;
+    }
+    const source = `${kind === 'js' ? 'dist' : 'src'}${dir ? `:${dir}` : ''}`;
+    const own = ownProxy(source);
+    targets[name] = await start(name, own.args, { ...own.env, BENCH_TABLE: JSON.stringify(table) });
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const interesting = [
@@ -219,7 +155,7 @@ async function main(): Promise<void> {
         entries.map(([, t]) => wrk(`http://127.0.0.1:${t.port}/m/x`, c, SECONDS)),
       );
       entries.forEach(([name, t], i) => {
-        cpu[name] = [...(cpu[name] ?? []), ((cpuTicks(t.pid) - before[i]!) * 10_000) / counts[i]!];
+        cpu[name] = [...(cpu[name] ?? []), ((cpuTicks(t.pid) - before[i]!) * TICK_US) / counts[i]!];
         rps[name] = [...(rps[name] ?? []), counts[i]! / SECONDS];
         const g = gcTotals[name] ?? { requests: 0, scavenges: 0, markCompacts: 0, allocatedMb: 0 };
         g.requests += counts[i]!;
@@ -269,6 +205,4 @@ main()
     console.error(err);
     process.exitCode = 1;
   })
-  .finally(() => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
-  });
+  .finally(() => stopChildren());

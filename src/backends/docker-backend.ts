@@ -20,7 +20,6 @@ import { FlotillaError } from '../domain/errors.ts';
 import { httpUrl } from '../domain/host.ts';
 import type { ResourceSlots, SessionSpec } from '../domain/session.ts';
 import {
-  DEFAULT_STOP_GRACE_MS,
   isValidReplicaId,
   REPLICA_ID_ENV,
   REPLICA_ID_LABEL,
@@ -33,7 +32,7 @@ import {
 } from './backend.ts';
 import { CapacityLedger, resolveCapacity } from './capacity.ts';
 import { ExitNotifier } from './exit-notifier.ts';
-import { KeyedQueue } from './keyed-queue.ts';
+import { KeyedQueue, stopAtClose } from './keyed-queue.ts';
 import { DEFAULT_TAIL_BYTES } from './replica-log.ts';
 
 export interface DockerBackendOptions {
@@ -432,14 +431,7 @@ class DockerBackend implements ReplicaBackend {
 
   async close(opts: { stopReplicas: boolean; graceMs?: number }): Promise<void> {
     if (this.closed) return;
-    if (opts.stopReplicas) {
-      const grace = opts.graceMs ?? DEFAULT_STOP_GRACE_MS;
-      await Promise.all(
-        [...this.replicas.values()]
-          .filter((t) => t.state !== 'exited')
-          .map((t) => this.stop(t.replicaId, grace)),
-      );
-    }
+    await stopAtClose(opts, this.ops, this.replicas, (id, grace) => this.stop(id, grace));
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.events?.destroy();

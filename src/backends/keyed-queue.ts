@@ -1,3 +1,5 @@
+import { DEFAULT_STOP_GRACE_MS } from './backend.ts';
+
 /**
  * Runs async operations one at a time per key, in call order; different keys run concurrently.
  * The backends use it so that a start and a stop of one replica id never interleave (a stop that
@@ -35,4 +37,23 @@ export class KeyedQueue {
   keys(): IterableIterator<string> {
     return this.tails.keys();
   }
+}
+
+/**
+ * A backend's close(opts): with `stopReplicas`, stops every tracked replica that has not exited
+ * and every id with an operation queued or running, each with `graceMs` (default
+ * DEFAULT_STOP_GRACE_MS). A replica being started is in `ops` before it is tracked; its stop
+ * queues behind the start, so what the start made is stopped.
+ */
+export async function stopAtClose(
+  opts: { stopReplicas: boolean; graceMs?: number },
+  ops: KeyedQueue,
+  tracked: ReadonlyMap<string, { state: string }>,
+  stop: (replicaId: string, graceMs: number) => Promise<void>,
+): Promise<void> {
+  if (!opts.stopReplicas) return;
+  const grace = opts.graceMs ?? DEFAULT_STOP_GRACE_MS;
+  const ids = new Set(ops.keys());
+  for (const [id, t] of tracked) if (t.state !== 'exited') ids.add(id);
+  await Promise.all([...ids].map((id) => stop(id, grace)));
 }

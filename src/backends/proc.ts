@@ -31,6 +31,16 @@ export function hasProcFs(): boolean {
   return procAvailable;
 }
 
+/**
+ * The fields of /proc/<pid>/stat after comm: fields[0] is field 3 (state), field n is
+ * fields[n - 3]. Null when the text has no comm.
+ */
+export function statFields(stat: string): string[] | null {
+  // comm (field 2) is in parentheses and may itself contain spaces or ')'.
+  const close = stat.lastIndexOf(')');
+  return close < 0 ? null : stat.slice(close + 2).split(' ');
+}
+
 export function readProcStat(pid: number): ProcStat | null {
   let text: string;
   try {
@@ -38,11 +48,8 @@ export function readProcStat(pid: number): ProcStat | null {
   } catch {
     return null;
   }
-  // comm (field 2) is in parentheses and may itself contain spaces or ')'.
-  const close = text.lastIndexOf(')');
-  if (close < 0) return null;
-  const fields = text.slice(close + 2).split(' ');
-  // fields[0] is field 3 (state); field n is fields[n - 3].
+  const fields = statFields(text);
+  if (!fields) return null;
   const state = fields[0];
   const ppid = Number(fields[1]);
   const pgrp = Number(fields[2]);
@@ -198,10 +205,9 @@ export function readProcUsage(pid: number): ProcUsage | null {
   } catch {
     return null;
   }
-  const close = stat.lastIndexOf(')');
-  if (close < 0) return null;
-  const fields = stat.slice(close + 2).split(' ');
-  // Field n is fields[n - 3]: utime 14, stime 15, cutime 16, cstime 17.
+  const fields = statFields(stat);
+  if (!fields) return null;
+  // utime 14, stime 15, cutime 16, cstime 17.
   const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
   const rssPages = Number(statm.split(' ')[1]);
   if (!Number.isFinite(ticks) || !Number.isFinite(rssPages)) return null;

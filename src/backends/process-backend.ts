@@ -28,7 +28,6 @@ import { FlotillaError } from '../domain/errors.ts';
 import { httpUrl } from '../domain/host.ts';
 import type { ResourceSlots, SessionSpec } from '../domain/session.ts';
 import {
-  DEFAULT_STOP_GRACE_MS,
   isValidReplicaId,
   REPLICA_ID_ENV,
   type ReplicaBackend,
@@ -41,7 +40,7 @@ import {
 import { CapacityLedger, reservedSlots, resolveCapacity } from './capacity.ts';
 import { ExitNotifier } from './exit-notifier.ts';
 import { freePortAvoiding, isPortFree } from './free-port.ts';
-import { KeyedQueue } from './keyed-queue.ts';
+import { KeyedQueue, stopAtClose } from './keyed-queue.ts';
 import {
   bootId,
   envOf,
@@ -495,14 +494,8 @@ class ProcessBackend implements ReplicaBackend {
 
   async close(opts: { stopReplicas: boolean; graceMs?: number }): Promise<void> {
     if (this.closed) return;
-    if (opts.stopReplicas) {
-      const grace = opts.graceMs ?? DEFAULT_STOP_GRACE_MS;
-      this.shuttingDown = true;
-      // Replicas being started are in `ops` before they are in `replicas`; stop() waits for them.
-      const ids = new Set(this.ops.keys());
-      for (const [id, t] of this.replicas) if (t.state !== 'exited') ids.add(id);
-      await Promise.all([...ids].map((id) => this.stop(id, grace)));
-    }
+    if (opts.stopReplicas) this.shuttingDown = true;
+    await stopAtClose(opts, this.ops, this.replicas, (id, grace) => this.stop(id, grace));
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;

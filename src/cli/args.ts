@@ -4,7 +4,7 @@
  */
 import type { ParseArgsConfig, parseArgs } from 'node:util';
 import { ConfigError, parseClientConfig } from './client-config.ts';
-import { parseFlags } from './flags.ts';
+import { parseOrExit } from './flags.ts';
 import { type ApiClient, ApiError, createClient, NoServerError } from './http-client.ts';
 import { output, printError, wantsJson } from './output.ts';
 
@@ -40,18 +40,27 @@ export type ParsedCommand<O extends NonNullable<ParseArgsConfig['options']>> = R
 
 /**
  * Parses argv with the common options added; a usage mistake prints one line and returns
- * exit 2. `positionalNames` name the positionals in messages (`replicas: must be ≥ 0`).
+ * exit 2, `--help` prints `help` and returns 0. `positionalNames` name the positionals in
+ * messages (`replicas: must be ≥ 0`).
  */
 export function parseCommand<O extends NonNullable<ParseArgsConfig['options']>>(
   cmd: string,
+  help: string,
   argv: string[],
   options: O,
   positionalNames: readonly string[] = [],
 ): ParsedCommand<O> | number {
   if (wantsJson(argv)) output.json = true;
-  const r = parseFlags(argv, { ...COMMON_OPTIONS, ...options }, { positionalNames });
-  if (r.problem !== undefined) return usageError(cmd, r.problem);
-  return r.parsed as ParsedCommand<O>;
+  return parseOrExit(
+    cmd,
+    help,
+    argv,
+    { ...COMMON_OPTIONS, ...options },
+    {
+      positionalNames,
+      usage: (problem) => usageError(cmd, problem),
+    },
+  ) as ParsedCommand<O> | number;
 }
 
 /** Prints an error the way every command does; returns the exit code (1). */

@@ -143,3 +143,32 @@ export function parseFlags<O extends FlagOptions>(
     return { problem: explainParseError(err, options) };
   }
 }
+
+/**
+ * `parseFlags` for a command's `run`, ending the command where the parse says so: a usage
+ * mistake goes to `usage` (default: one line on stderr naming the mistake and the help) and its
+ * exit code is returned; `--help` prints `help` and returns 0. Otherwise the parse.
+ */
+export function parseOrExit<O extends FlagOptions>(
+  cmd: string,
+  help: string,
+  argv: string[],
+  options: O,
+  opts: {
+    allowPositionals?: boolean;
+    positionalNames?: readonly string[];
+    usage?: (problem: string) => number;
+  } = {},
+): ParsedFlags<O> | number {
+  const r = parseFlags(argv, options, opts);
+  if (r.problem !== undefined) {
+    if (opts.usage) return opts.usage(r.problem);
+    console.error(`flotilla ${cmd}: ${r.problem} (see \`flotilla ${cmd} --help\`)`);
+    return 2;
+  }
+  if ((r.parsed.values as { help?: unknown }).help) {
+    console.log(help);
+    return 0;
+  }
+  return r.parsed;
+}

@@ -3,8 +3,9 @@
  * operator sees changes (state, HEALTHY count, replica states, reason).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { ParseArgsConfig } from 'node:util';
 import type { DeploymentView } from '../index.ts';
-import { enc } from './args.ts';
+import { enc, intFlag, usageError } from './args.ts';
 import { progressLine } from './format.ts';
 import type { ApiClient } from './http-client.ts';
 
@@ -64,6 +65,55 @@ export function reportOutcome(
   }
   console.error(`flotilla ${cmd}: ${outcome.message}`);
   return 1;
+}
+
+/** The flags of the commands that can wait for their outcome (deploy, scale, rm). */
+export const WAIT_OPTIONS = {
+  wait: { type: 'boolean' },
+  timeout: { type: 'string' },
+} as const satisfies ParseArgsConfig['options'];
+
+export interface WaitFlags {
+  wait: boolean;
+  json: boolean;
+  /** `--timeout`, default 300. */
+  timeoutS: number;
+}
+
+/** `--wait`, `--timeout` and `--json` as `showOrWait` takes them, or a usage error's exit code. */
+export function waitFlags(
+  cmd: string,
+  values: { wait?: boolean | undefined; timeout?: string | undefined; json?: boolean | undefined },
+): WaitFlags | number {
+  const timeout = intFlag('--timeout', values.timeout, { min: 1 }) ?? 300;
+  if (typeof timeout === 'string') return usageError(cmd, timeout);
+  return { wait: values.wait === true, json: values.json === true, timeoutS: timeout };
+}
+
+/**
+ * How deploy, scale and rm end once the API answered with `view`: without --wait, the view as
+ * JSON (with --json) or `line`; with --wait, progress lines (on stderr with --json, after
+ * `announce` when given) until `verdict` decides, then `reportOutcome`.
+ */
+export async function showOrWait(
+  cmd: string,
+  client: ApiClient,
+  view: DeploymentView,
+  flags: WaitFlags,
+  says: { line: string; announce?: string; verdict: (v: DeploymentView) => Verdict },
+): Promise<number> {
+  if (!flags.wait) {
+    console.log(flags.json ? JSON.stringify(view, null, 2) : says.line);
+    return 0;
+  }
+  const print = flags.json ? (l: string) => console.error(l) : (l: string) => console.log(l);
+  if (says.announce !== undefined) print(says.announce);
+  const outcome = await waitForDeployment(client, view.id, {
+    timeoutS: flags.timeoutS,
+    verdict: says.verdict,
+    print,
+  });
+  return reportOutcome(cmd, outcome, flags.json);
 }
 
 /** RUNNING with every target replica HEALTHY; ERROR or deletion fails. */

@@ -5,6 +5,8 @@
  * are handed to revision generation as the highest-priority layer.
  */
 import { z } from 'zod';
+// The metrics the autoscaler can compute are the ones a request may name (one list).
+import { TARGET_METRICS } from '../scaling/policy.ts';
 import { AdmissionModes, AdmissionProfiles, BalancingStrategies } from './routing.ts';
 import { parseOrThrow } from './validation.ts';
 
@@ -82,25 +84,15 @@ export const admissionSchema = z.strictObject({
   queue_timeout_s: z.number().positive().max(3600).optional(),
 });
 
-/** `scaling_policy.target_metric` values (src/scaling/policy.ts, README "Autoscaling"). */
-export const TARGET_METRIC_NAMES = [
-  'cpu',
-  'memory',
-  'requests',
-  'latency',
-  'inflight',
-  'concurrency',
-] as const;
-
 /** README "Autoscaling": the fields, their defaults and units. */
 export const scalingPolicySchema = z
   .strictObject({
     min_replicas: z.int().min(0).max(MAX_REPLICAS).optional(),
     max_replicas: z.int().min(1).max(MAX_REPLICAS).optional(),
     target_metric: z
-      .enum(TARGET_METRIC_NAMES, {
+      .enum(TARGET_METRICS, {
         error: (issue) =>
-          `unknown target_metric ${JSON.stringify(issue.input)}: expected one of ${TARGET_METRIC_NAMES.join(', ')}`,
+          `unknown target_metric ${JSON.stringify(issue.input)}: expected one of ${TARGET_METRICS.join(', ')}`,
       })
       .optional(),
     target_value: z.number().positive().max(1e9).optional(),

@@ -87,6 +87,11 @@ export interface CompletionMeta {
   model: string;
 }
 
+/** The fields every completion object and chunk starts with. */
+function head(meta: CompletionMeta, object: string) {
+  return { id: meta.id, object, created: meta.created, model: meta.model };
+}
+
 export function chatCompletion(
   meta: CompletionMeta,
   content: string,
@@ -94,10 +99,7 @@ export function chatCompletion(
   u: Usage,
 ) {
   return {
-    id: meta.id,
-    object: 'chat.completion',
-    created: meta.created,
-    model: meta.model,
+    ...head(meta, 'chat.completion'),
     choices: [
       {
         index: 0,
@@ -116,23 +118,18 @@ export function chatChunk(
   finishReason: 'stop' | 'length' | null,
 ) {
   return {
-    id: meta.id,
-    object: 'chat.completion.chunk',
-    created: meta.created,
-    model: meta.model,
+    ...head(meta, 'chat.completion.chunk'),
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
   };
 }
 
-export function chatUsageChunk(meta: CompletionMeta, u: Usage) {
-  return {
-    id: meta.id,
-    object: 'chat.completion.chunk',
-    created: meta.created,
-    model: meta.model,
-    choices: [],
-    usage: u,
-  };
+/** The last chunk of a stream with `stream_options.include_usage`: no choices, the usage. */
+export function usageChunk(
+  meta: CompletionMeta,
+  object: 'chat.completion.chunk' | 'text_completion',
+  u: Usage,
+) {
+  return { ...head(meta, object), choices: [], usage: u };
 }
 
 export function textCompletion(
@@ -142,10 +139,7 @@ export function textCompletion(
   u?: Usage,
 ) {
   return {
-    id: meta.id,
-    object: 'text_completion',
-    created: meta.created,
-    model: meta.model,
+    ...head(meta, 'text_completion'),
     choices: [{ index: 0, text, logprobs: null, finish_reason: finishReason }],
     ...(u ? { usage: u } : {}),
   };

@@ -29,7 +29,6 @@ import {
   type CompletionMeta,
   chatChunk,
   chatCompletion,
-  chatUsageChunk,
   errorBody,
   lastUserText,
   promptText,
@@ -37,6 +36,7 @@ import {
   replyTokens,
   textCompletion,
   usage,
+  usageChunk,
   words,
 } from './openai-format.ts';
 
@@ -156,6 +156,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(payload);
 }
 
+/** Whether a streaming request asked for a last chunk with the usage (`stream_options`). */
+function includesUsage(body: Record<string, unknown>): boolean {
+  return (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
+}
+
 let idCounter = 0;
 function completionId(prefix: string): string {
   idCounter = (idCounter + 1) % 1e9;
@@ -263,6 +268,18 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
     res.end('data: [DONE]\n\n');
   }
 
+  function completionMeta(idPrefix: string): CompletionMeta {
+    return { id: completionId(idPrefix), created: Math.floor(Date.now() / 1000), model };
+  }
+
+  /** A non-streaming answer: it takes the tokens' generation time, then `body` (unless hung). */
+  async function reply(res: ServerResponse, nTokens: number, body: unknown): Promise<void> {
+    await sleep(tokenDelay() * nTokens);
+    if (hung) return untilClosed();
+    spin();
+    sendJson(res, 200, body);
+  }
+
   async function chatCompletions(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readJson(req);
     if (!Array.isArray(body.messages)) throw new BadRequest('messages: expected an array');
@@ -272,16 +289,10 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
     );
     const finish = truncated ? 'length' : 'stop';
     const u = usage(promptTokenCount(body.messages), tokens.length);
-    const meta: CompletionMeta = {
-      id: completionId('chatcmpl'),
-      created: Math.floor(Date.now() / 1000),
-      model,
-    };
+    const meta = completionMeta('chatcmpl');
     if (body.stream === true) {
-      const includeUsage =
-        (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
       const tail: unknown[] = [chatChunk(meta, {}, finish)];
-      if (includeUsage) tail.push(chatUsageChunk(meta, u));
+      if (includesUsage(body)) tail.push(usageChunk(meta, 'chat.completion.chunk', u));
       return streamSse(
         res,
         tokens,
@@ -294,10 +305,7 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
         tail,
       );
     }
-    await sleep(tokenDelay() * tokens.length);
-    if (hung) return untilClosed();
-    spin();
-    sendJson(res, 200, chatCompletion(meta, tokens.join(''), finish, u));
+    return reply(res, tokens.length, chatCompletion(meta, tokens.join(''), finish, u));
   }
 
   async function completions(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -307,22 +315,13 @@ export async function startEchoServer(opts: EchoServerOptions): Promise<EchoServ
     const { tokens, truncated } = replyTokens(text, body.max_tokens);
     const finish = truncated ? 'length' : 'stop';
     const u = usage(words(text).length, tokens.length);
-    const meta: CompletionMeta = {
-      id: completionId('cmpl'),
-      created: Math.floor(Date.now() / 1000),
-      model,
-    };
+    const meta = completionMeta('cmpl');
     if (body.stream === true) {
-      const includeUsage =
-        (body.stream_options as { include_usage?: unknown } | undefined)?.include_usage === true;
       const tail: unknown[] = [textCompletion(meta, '', finish)];
-      if (includeUsage) tail.push({ ...textCompletion(meta, '', null), choices: [], usage: u });
+      if (includesUsage(body)) tail.push(usageChunk(meta, 'text_completion', u));
       return streamSse(res, tokens, (token) => textCompletion(meta, token, null), tail);
     }
-    await sleep(tokenDelay() * tokens.length);
-    if (hung) return untilClosed();
-    spin();
-    sendJson(res, 200, textCompletion(meta, tokens.join(''), finish, u));
+    return reply(res, tokens.length, textCompletion(meta, tokens.join(''), finish, u));
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -5,16 +5,8 @@ import type { HealthRecord } from '../domain/health.ts';
  * domain field names, so `redis-cli GET` shows an operator the same fields as `flotilla status`.
  */
 export function encodeHealthRecord(record: HealthRecord): string {
-  return JSON.stringify({
-    routeId: record.routeId,
-    ready: record.ready,
-    status: record.status,
-    latency_ms: record.latency_ms,
-    checked_at: record.checked_at,
-    consecutive_successes: record.consecutive_successes,
-    consecutive_failures: record.consecutive_failures,
-    error: record.error,
-  });
+  // The copy keeps the record's own fields only, in one order.
+  return JSON.stringify(copyHealthRecord(record));
 }
 
 /**

@@ -55,6 +55,37 @@ export function requireModel(revision: ModelRevisionSpec, variant: string): Erro
   ];
 }
 
+/**
+ * The flags vLLM and SGLang share: listen on every interface at `{port}`, and the name clients
+ * use in requests when there is one (`--served-model-name`).
+ */
+export function hostPortAndNameFlags(revision: ModelRevisionSpec): string[] {
+  const name = servedModelName(revision);
+  return ['--host', '0.0.0.0', '--port', '{port}', ...(name ? ['--served-model-name', name] : [])];
+}
+
+/**
+ * A generator for a runtime that loads a model (vLLM, SGLang, TGI, MAX): usable when the
+ * revision names a model or brings its own command; `argv` is the runtime's launch command for
+ * the model it is given (`modelSource`).
+ */
+export function modelServerGenerator(spec: {
+  variant: string;
+  summary: string;
+  defaults: GeneratorDefaults;
+  argv: (model: string, revision: ModelRevisionSpec) => string[];
+}): SessionGenerator {
+  const { variant, summary, defaults, argv } = spec;
+  return {
+    variant,
+    summary,
+    defaults,
+    validate: (revision) => (revision.command ? [] : requireModel(revision, variant)),
+    generate: (revision) =>
+      buildSession(revision, defaults, argv(modelSource(revision) ?? '', revision)),
+  };
+}
+
 export function requireField(
   present: boolean,
   field: string,

@@ -8,26 +8,19 @@
  * - Readiness: `GET /health` (router health route, see the OpenAPI docs at
  *   https://huggingface.github.io/text-generation-inference).
  */
-import type { SessionGenerator } from './generator.ts';
-import { buildSession, modelSource, requireModel } from './generator.ts';
+import { modelServerGenerator } from './generator.ts';
 
-const defaults = { port: 80, healthPath: '/health' };
-
-export const huggingfaceTgiGenerator: SessionGenerator = {
+export const huggingfaceTgiGenerator = modelServerGenerator({
   variant: 'huggingface-tgi',
   summary: 'Hugging Face Text Generation Inference (text-generation-launcher)',
-  defaults,
-  validate: (revision) => (revision.command ? [] : requireModel(revision, 'huggingface-tgi')),
-  generate(revision) {
-    const argv = [
-      'text-generation-launcher',
-      '--model-id',
-      modelSource(revision) ?? '',
-      '--hostname',
-      '0.0.0.0',
-      '--port',
-      '{port}',
-    ];
-    return buildSession(revision, defaults, argv);
-  },
-};
+  defaults: { port: 80, healthPath: '/health' },
+  argv: (model) => [
+    'text-generation-launcher',
+    '--model-id',
+    model,
+    '--hostname',
+    '0.0.0.0',
+    '--port',
+    '{port}',
+  ],
+});

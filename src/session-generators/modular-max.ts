@@ -5,18 +5,11 @@
  * - Readiness: `GET /v1/health` (registered with the `openai` API type, the default):
  *   https://docs.modular.com/max/cli/serve.md
  */
-import type { SessionGenerator } from './generator.ts';
-import { buildSession, modelSource, requireModel } from './generator.ts';
+import { modelServerGenerator } from './generator.ts';
 
-const defaults = { port: 8000, healthPath: '/v1/health' };
-
-export const modularMaxGenerator: SessionGenerator = {
+export const modularMaxGenerator = modelServerGenerator({
   variant: 'modular-max',
   summary: 'Modular MAX server (max serve)',
-  defaults,
-  validate: (revision) => (revision.command ? [] : requireModel(revision, 'modular-max')),
-  generate(revision) {
-    const argv = ['max', 'serve', '--model', modelSource(revision) ?? '', '--port', '{port}'];
-    return buildSession(revision, defaults, argv);
-  },
-};
+  defaults: { port: 8000, healthPath: '/v1/health' },
+  argv: (model) => ['max', 'serve', '--model', model, '--port', '{port}'],
+});

@@ -6,24 +6,15 @@
  * backend samples whole): a second replica is added; told to stop, the deployment goes back to
  * one replica after the cooldown. Every decision is read from serve's JSON log.
  */
-import type { ChildProcess } from 'node:child_process';
-import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, realpathSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../src/index.ts';
-import { stopChildren } from '../harness/child-processes.ts';
-import { createDatabase, services } from '../harness/isolation.ts';
-import { freePort } from '../harness/services.ts';
+import { deploy, type RoleProcess, useCluster } from '../harness/cluster-role.ts';
 import { waitFor } from '../harness/wait.ts';
 
-const REPO = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
-const dbName = `flotilla_cpu_${randomBytes(4).toString('hex')}`;
-const children: ChildProcess[] = [];
-let log = '';
+const { spawnRole } = useCluster('cpu');
+let serve: RoleProcess | undefined;
+/** serve's stdout and stderr (its JSON log) so far, for decisions and failure messages. */
+const log = () => (serve ? `${serve.stdout()}\n${serve.stderr()}` : '');
 
 interface Autoscaled {
   msg: string;
@@ -35,102 +26,33 @@ interface Autoscaled {
 
 /** The autoscaler's decisions so far, from serve's JSON log lines. */
 function decisions(): Autoscaled[] {
-  return log
+  return (serve?.stderr() ?? '')
     .split('\n')
+    .slice(0, -1) // the last piece is '' or a line still being written
     .filter((l) => l.includes('"autoscaled"'))
     .map((l) => JSON.parse(l) as Autoscaled)
     .filter((e) => e.msg === 'autoscaled');
 }
 
-async function startServe(databaseUrl: string): Promise<{ api: string }> {
-  const child = spawn(
-    process.execPath,
-    [
-      'bin/flotilla.js',
-      'serve',
-      '--api-port',
-      String(await freePort()),
-      '--proxy-port',
-      String(await freePort()),
-      '--data-dir',
-      mkdtempSync(join(tmpdir(), 'flotilla-cpu-e2e-')),
-      '--model-root',
-      REPO,
-      '--health-interval',
-      '0.5',
-      '--scaling-interval',
-      '1',
-      '--redis-prefix',
-      `cpu:${dbName}:`,
-    ],
-    {
-      cwd: REPO,
-      env: {
-        ...process.env,
-        DATABASE_URL: databaseUrl,
-        REDIS_URL: services().redisUrl,
-        FLOTILLA_API_TOKEN: '',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  children.push(child);
-  child.stderr!.on('data', (d) => {
-    log += d;
-  });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`serve did not start:\n${out}\n${log}`)),
-      60_000,
-    );
-    child.stdout!.on('data', (d) => {
-      out += d;
-      log += d;
-      const api = /^api (\S+)$/m.exec(out);
-      if (api) {
-        clearTimeout(timer);
-        resolve({ api: api[1]! });
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`serve exited ${code}:\n${out}\n${log}`));
-    });
-  });
-}
-
-let databaseUrl = '';
-beforeAll(async () => {
-  databaseUrl = await createDatabase(dbName);
-});
-
-afterAll(async () => {
-  await stopChildren(children);
-});
-
 describe('autoscaling on cpu, as processes', () => {
   it('a CPU-burning replica makes a cpu policy add a replica, and removing the load removes it after the cooldown', async () => {
-    const { api } = await startServe(databaseUrl);
-    const res = await fetch(`${api}/v1/deployments`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        name: 'burner',
-        model_path: 'examples/echo',
-        replicas: 1,
-        min_replicas: 1,
-        max_replicas: 2,
-        resource_slots: { cpu: 0.5, mem: '128m' },
-        health_check: { interval_s: 0.5, timeout_s: 1, unhealthy_threshold: 3 },
-        scaling_policy: {
-          target_metric: 'cpu',
-          target_value: 15,
-          scale_up_threshold: 20,
-          scale_down_threshold: 5,
-          cooldown_period: 2,
-        },
-      }),
+    serve = await spawnRole('all', ['--scaling-interval', '1']);
+    const api = (await serve.waitLine('api ')).text.slice(4);
+    const res = await deploy(api, {
+      name: 'burner',
+      model_path: 'examples/echo',
+      replicas: 1,
+      min_replicas: 1,
+      max_replicas: 2,
+      resource_slots: { cpu: 0.5, mem: '128m' },
+      health_check: { interval_s: 0.5, timeout_s: 1, unhealthy_threshold: 3 },
+      scaling_policy: {
+        target_metric: 'cpu',
+        target_value: 15,
+        scale_up_threshold: 20,
+        scale_down_threshold: 5,
+        cooldown_period: 2,
+      },
     });
     expect(res.status, await res.clone().text()).toBe(201);
     const get = async () =>
@@ -141,7 +63,7 @@ describe('autoscaling on cpu, as processes', () => {
         const v = await get();
         return v.state === 'RUNNING' && healthy(v) === 1 ? v : null;
       },
-      { timeoutMs: 90_000, message: () => `burner RUNNING with one HEALTHY route\n${log}` },
+      { timeoutMs: 90_000, message: () => `burner RUNNING with one HEALTHY route\n${log()}` },
     );
     const endpoint = one.replicas[0]!.endpoint!;
     const burn = async (seconds: number) => {
@@ -162,7 +84,7 @@ describe('autoscaling on cpu, as processes', () => {
         // The decision is logged right after the scale command returns.
         return v.target_replicas === 2 && healthy(v) === 2 && decisions().length > 0 ? v : null;
       },
-      { timeoutMs: 120_000, message: () => `a second HEALTHY replica\n${log}` },
+      { timeoutMs: 120_000, message: () => `a second HEALTHY replica\n${log()}` },
     );
     expect(up.replicas.filter((r) => r.state !== 'TERMINATED')).toHaveLength(2);
     const first = decisions()[0]!;
@@ -179,7 +101,7 @@ describe('autoscaling on cpu, as processes', () => {
         const scaledIn = decisions().some((e) => e.to < e.from);
         return v.target_replicas === 1 && healthy(v) === 1 && scaledIn ? v : null;
       },
-      { timeoutMs: 120_000, message: () => `back to one replica\n${log}` },
+      { timeoutMs: 120_000, message: () => `back to one replica\n${log()}` },
     );
     const all = decisions();
     console.log(

@@ -10,116 +10,43 @@
  * node, and the process backend adopts replicas through `<dataDir>/replicas/`. Only the
  * leader touches it (a standby starts nothing before it leads).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, realpathSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DeploymentView } from '../../src/index.ts';
-import { stopChildren } from '../harness/child-processes.ts';
-import { createDatabase, services } from '../harness/isolation.ts';
+import { deploy, useCluster } from '../harness/cluster-role.ts';
+import { services } from '../harness/isolation.ts';
 import { replicaPids } from '../harness/replica-processes.ts';
-import { freePort } from '../harness/services.ts';
 import { waitFor } from '../harness/wait.ts';
 
-const REPO = realpathSync(fileURLToPath(new URL('../../', import.meta.url)));
-const dbName = `flotilla_etcd_${randomBytes(4).toString('hex')}`;
-const redisPrefix = `etcd:${dbName}:`;
-const dataDir = mkdtempSync(join(tmpdir(), 'flotilla-etcd-coordinator-'));
-let databaseUrl = '';
-const children: ChildProcess[] = [];
 const replicaIds = new Set<string>();
-
-interface Node {
-  child: ChildProcess;
-  apiPort: number;
-  /** stdout lines with the time each arrived. */
-  lines: Array<{ at: number; text: string }>;
-  stderr: () => string;
-}
-
-function start(role: 'coordinator' | 'prober', apiPort: number): Node {
-  const child = spawn(
-    process.execPath,
-    [
-      'bin/flotilla.js',
-      'serve',
-      '--role',
-      role,
-      '--api-port',
-      String(apiPort),
-      '--data-dir',
-      dataDir,
-      '--model-root',
-      REPO,
-      '--health-interval',
-      '0.5',
-      '--redis-prefix',
-      redisPrefix,
-    ],
-    {
-      cwd: REPO,
-      env: {
-        ...process.env,
-        DATABASE_URL: databaseUrl,
-        REDIS_URL: services().redisUrl,
-        ETCD_ENDPOINTS: services().etcdEndpoints,
-        FLOTILLA_API_TOKEN: '',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  children.push(child);
-  const node: Node = { child, apiPort, lines: [], stderr: () => err };
-  let buf = '';
-  let err = '';
-  child.stdout!.on('data', (d) => {
-    buf += d;
-    const parts = buf.split('\n');
-    buf = parts.pop() ?? '';
-    for (const text of parts) node.lines.push({ at: performance.now(), text });
-  });
-  child.stderr!.on('data', (d) => {
-    err += d;
-  });
-  return node;
-}
-
-async function waitLine(n: Node, prefix: string, timeoutMs = 60_000) {
-  return waitFor(() => n.lines.find((l) => l.text.startsWith(prefix)), {
-    timeoutMs,
-    message: () =>
-      `"${prefix}" from pid ${n.child.pid} (exit ${n.child.exitCode}); stdout ${JSON.stringify(n.lines.map((l) => l.text))}; stderr tail ${n.stderr().slice(-2000)}`,
-  });
-}
-
-beforeAll(async () => {
-  databaseUrl = await createDatabase(dbName);
-});
-
-afterAll(async () => {
-  await stopChildren(children);
+const { spawnRole } = useCluster('etcd', {
+  dataDir: mkdtempSync(join(tmpdir(), 'flotilla-etcd-coordinator-')),
+  etcd: true,
   // Replicas outlive a SIGKILLed coordinator by design; none may outlive the test.
-  for (const pids of replicaPids([...replicaIds]).values()) {
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {}
+  afterStop: () => {
+    for (const pids of replicaPids([...replicaIds]).values()) {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone: what this wanted.
+        }
+      }
     }
-  }
+  },
 });
 
 describe('coordinators elected through etcd', () => {
   it('a standby waits, then takes over from a killed leader with the same deployment and replicas', async () => {
     const etcd = new Etcd3({ hosts: services().etcdEndpoints.split(',') });
     try {
-      const leader = start('coordinator', await freePort());
-      const api = (await waitLine(leader, 'api ')).text.slice(4);
-      const standby = start('coordinator', await freePort());
-      await waitLine(standby, 'standby: waiting for leadership');
+      const leader = await spawnRole('coordinator');
+      const api = (await leader.waitLine('api ')).text.slice(4);
+      const standby = await spawnRole('coordinator');
+      await standby.waitLine('standby: waiting for leadership');
       const standbyApi = `http://127.0.0.1:${standby.apiPort}`;
       // Decision: a standby opens its API port but is not ready and serves no /v1.
       expect((await fetch(`${standbyApi}/health`)).status).toBe(200);
@@ -133,17 +60,13 @@ describe('coordinators elected through etcd', () => {
       expect(((await v1.json()) as { error: { code: string } }).error.code).toBe(
         'dependency_unavailable',
       );
-      start('prober', await freePort());
+      await spawnRole('prober');
 
-      const res = await fetch(`${api}/v1/deployments`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({
-          name: 'echo',
-          model_path: 'examples/echo',
-          replicas: 2,
-          health_check: { interval_s: 0.5, timeout_s: 0.5 },
-        }),
+      const res = await deploy(api, {
+        name: 'echo',
+        model_path: 'examples/echo',
+        replicas: 2,
+        health_check: { interval_s: 0.5, timeout_s: 0.5 },
       });
       expect(res.status).toBe(201);
       const get = async (base: string) => {
@@ -184,7 +107,7 @@ describe('coordinators elected through etcd', () => {
 
       const killedAt = performance.now();
       leader.child.kill('SIGKILL');
-      const took = await waitLine(standby, 'api ', 30_000);
+      const took = await standby.waitLine('api ', 30_000);
       console.log(
         `[etcd-coordinator] standby serving the API ${(took.at - killedAt).toFixed(0)} ms after SIGKILL of the leader (lease TTL 5 s)`,
       );

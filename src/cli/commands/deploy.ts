@@ -7,7 +7,7 @@
 import path from 'node:path';
 import type { DeploymentView } from '../../index.ts';
 import { COMMON_HELP, intFlag, parseCommand, usageError, withClient } from '../args.ts';
-import { reportOutcome, runningVerdict, waitForDeployment } from '../wait.ts';
+import { runningVerdict, showOrWait, WAIT_OPTIONS, waitFlags } from '../wait.ts';
 import { applySet } from './validate.ts';
 
 const HELP = `usage: flotilla deploy <model folder or .toml file> --name <name> [options]
@@ -27,27 +27,22 @@ options:
 ${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
-  const parsed = parseCommand('deploy', argv, {
+  const parsed = parseCommand('deploy', HELP, argv, {
     name: { type: 'string' },
     variant: { type: 'string' },
     replicas: { type: 'string' },
     set: { type: 'string', multiple: true },
-    wait: { type: 'boolean' },
-    timeout: { type: 'string' },
+    ...WAIT_OPTIONS,
   });
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
   if (positionals.length !== 1)
     return usageError('deploy', 'give exactly one model folder or .toml file');
   if (!values.name) return usageError('deploy', '--name is required');
   const replicas = intFlag('--replicas', values.replicas, { max: 1000 });
   if (typeof replicas === 'string') return usageError('deploy', replicas);
-  const timeout = intFlag('--timeout', values.timeout, { min: 1 }) ?? 300;
-  if (typeof timeout === 'string') return usageError('deploy', timeout);
+  const flags = waitFlags('deploy', values);
+  if (typeof flags === 'number') return flags;
 
   const request: Record<string, unknown> = {};
   for (const assignment of values.set ?? []) {
@@ -59,21 +54,12 @@ export async function run(argv: string[]): Promise<number> {
   if (values.variant) request.runtime_variant = values.variant;
   if (replicas !== undefined) request.replicas = replicas;
 
-  const json = values.json === true;
   return withClient('deploy', values, async (client) => {
     const created = await client.post<DeploymentView>('/v1/deployments', request);
-    if (!values.wait) {
-      if (json) console.log(JSON.stringify(created, null, 2));
-      else console.log(`deployment ${created.name} created (id ${created.id}, ${created.state})`);
-      return 0;
-    }
-    const print = json ? (l: string) => console.error(l) : (l: string) => console.log(l);
-    print(`deployment ${created.name} created (id ${created.id})`);
-    const outcome = await waitForDeployment(client, created.id, {
-      timeoutS: timeout,
+    return showOrWait('deploy', client, created, flags, {
+      line: `deployment ${created.name} created (id ${created.id}, ${created.state})`,
+      announce: `deployment ${created.name} created (id ${created.id})`,
       verdict: runningVerdict,
-      print,
     });
-    return reportOutcome('deploy', outcome, json);
   });
 }

@@ -4,7 +4,7 @@
  */
 import { hostForUrl } from '../../domain/host.ts';
 import { startEchoServer } from '../../echo/server.ts';
-import { parseFlags } from '../flags.ts';
+import { parseOrExit } from '../flags.ts';
 
 const HELP = `usage: flotilla echo-server [options]
 
@@ -39,7 +39,9 @@ function nonNegativeInt(name: string, value: string | undefined, fallback: numbe
 }
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const r = parseFlags(
+  const parsed = parseOrExit(
+    'echo-server',
+    HELP,
     argv,
     {
       port: { type: 'string' },
@@ -53,15 +55,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
     },
     { allowPositionals: false },
   );
-  if (r.problem !== undefined) {
-    console.error(`flotilla echo-server: ${r.problem} (see \`flotilla echo-server --help\`)`);
-    return 2;
-  }
-  const values: Record<string, string | boolean | undefined> = r.parsed.values;
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  if (typeof parsed === 'number') return parsed;
+  const values: Record<string, string | boolean | undefined> = parsed.values;
   const str = (v: string | boolean | undefined) => (typeof v === 'string' ? v : undefined);
   let opts: Parameters<typeof startEchoServer>[0];
   try {

@@ -12,13 +12,9 @@ never put in the URL: the page asks for it once.
 ${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
-  const parsed = parseCommand('inspect', argv, {});
+  const parsed = parseCommand('inspect', HELP, argv, {});
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
   if (positionals.length > 1) return usageError('inspect', 'give at most one deployment');
   const name = positionals[0];
   return withClient('inspect', values, async (client) => {

@@ -112,7 +112,7 @@ async function follow(
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const parsed = parseCommand('logs', argv, {
+  const parsed = parseCommand('logs', HELP, argv, {
     replica: { type: 'string' },
     tail: { type: 'string' },
     follow: { type: 'boolean', short: 'f' },
@@ -120,10 +120,6 @@ export async function run(argv: string[]): Promise<number> {
   });
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
   if (positionals.length !== 1) return usageError('logs', 'give exactly one deployment name or id');
   const tail = intFlag('--tail', values.tail, { min: 1, max: 8 * 1024 * 1024 });
   if (typeof tail === 'string') return usageError('logs', tail);

@@ -13,13 +13,9 @@ options:
 ${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
-  const parsed = parseCommand('ls', argv, { all: { type: 'boolean' } });
+  const parsed = parseCommand('ls', HELP, argv, { all: { type: 'boolean' } });
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
   if (positionals.length > 0) return usageError('ls', `unexpected argument "${positionals[0]}"`);
   return withClient('ls', values, async (client) => {
     const { items } = await client.get<{ items: DeploymentView[] }>(

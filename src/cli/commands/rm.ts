@@ -1,7 +1,7 @@
 /** `flotilla rm NAME [--wait] [--timeout S]`: deletes a deployment; --wait until TERMINATED. */
 import type { DeploymentView } from '../../index.ts';
-import { COMMON_HELP, enc, intFlag, parseCommand, usageError, withClient } from '../args.ts';
-import { reportOutcome, waitForDeployment } from '../wait.ts';
+import { COMMON_HELP, enc, parseCommand, usageError, withClient } from '../args.ts';
+import { showOrWait, WAIT_OPTIONS, waitFlags } from '../wait.ts';
 
 const HELP = `usage: flotilla rm <name or id> [options]
 
@@ -14,34 +14,18 @@ options:
 ${COMMON_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
-  const parsed = parseCommand('rm', argv, {
-    wait: { type: 'boolean' },
-    timeout: { type: 'string' },
-  });
+  const parsed = parseCommand('rm', HELP, argv, WAIT_OPTIONS);
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
   if (positionals.length !== 1) return usageError('rm', 'give exactly one deployment name or id');
-  const timeout = intFlag('--timeout', values.timeout, { min: 1 }) ?? 300;
-  if (typeof timeout === 'string') return usageError('rm', timeout);
-  const json = values.json === true;
+  const flags = waitFlags('rm', values);
+  if (typeof flags === 'number') return flags;
   return withClient('rm', values, async (client) => {
     const v = await client.delete<DeploymentView>(`/v1/deployments/${enc(positionals[0]!)}`);
-    if (!values.wait) {
-      if (json) console.log(JSON.stringify(v, null, 2));
-      else console.log(`${v.name}: ${v.state}`);
-      return 0;
-    }
-    const print = json ? (l: string) => console.error(l) : (l: string) => console.log(l);
-    const outcome = await waitForDeployment(client, v.id, {
-      timeoutS: timeout,
+    return showOrWait('rm', client, v, flags, {
+      line: `${v.name}: ${v.state}`,
       verdict: (d) =>
         d.state === 'TERMINATED' ? { ok: true, message: `${d.name} is TERMINATED` } : null,
-      print,
     });
-    return reportOutcome('rm', outcome, json);
   });
 }

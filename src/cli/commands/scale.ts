@@ -4,7 +4,7 @@
  */
 import type { DeploymentView } from '../../index.ts';
 import { COMMON_HELP, enc, intFlag, parseCommand, usageError, withClient } from '../args.ts';
-import { reportOutcome, type Verdict, waitForDeployment } from '../wait.ts';
+import { showOrWait, type Verdict, WAIT_OPTIONS, waitFlags } from '../wait.ts';
 
 const HELP = `usage: flotilla scale <name or id> <replicas> [options]
 
@@ -28,39 +28,21 @@ export function scaledVerdict(n: number) {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const parsed = parseCommand(
-    'scale',
-    argv,
-    { wait: { type: 'boolean' }, timeout: { type: 'string' } },
-    ['deployment', 'replicas'],
-  );
+  const parsed = parseCommand('scale', HELP, argv, WAIT_OPTIONS, ['deployment', 'replicas']);
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
   if (positionals.length !== 2) return usageError('scale', 'give a deployment and a replica count');
   const n = intFlag('replicas', positionals[1], { max: 1000 });
   if (typeof n !== 'number') return usageError('scale', n ?? 'replicas: missing');
-  const timeout = intFlag('--timeout', values.timeout, { min: 1 }) ?? 300;
-  if (typeof timeout === 'string') return usageError('scale', timeout);
-  const json = values.json === true;
+  const flags = waitFlags('scale', values);
+  if (typeof flags === 'number') return flags;
   return withClient('scale', values, async (client) => {
     const v = await client.post<DeploymentView>(`/v1/deployments/${enc(positionals[0]!)}/scale`, {
       replicas: n,
     });
-    if (!values.wait) {
-      if (json) console.log(JSON.stringify(v, null, 2));
-      else console.log(`${v.name}: target ${v.target_replicas} replicas`);
-      return 0;
-    }
-    const print = json ? (l: string) => console.error(l) : (l: string) => console.log(l);
-    const outcome = await waitForDeployment(client, v.id, {
-      timeoutS: timeout,
+    return showOrWait('scale', client, v, flags, {
+      line: `${v.name}: target ${v.target_replicas} replicas`,
       verdict: scaledVerdict(n),
-      print,
     });
-    return reportOutcome('scale', outcome, json);
   });
 }

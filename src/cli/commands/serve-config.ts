@@ -10,6 +10,7 @@ import { parseMemory } from '../../domain/revision.ts';
 import type { ResourceSlots } from '../../domain/session.ts';
 import { defaultProxyWorkers } from '../../proxy/workers.ts';
 import { ConfigError, isUrlWithScheme } from '../client-config.ts';
+import type { FlagOptions } from '../flags.ts';
 
 export { ConfigError } from '../client-config.ts';
 
@@ -82,6 +83,19 @@ export const SERVE_SOURCES = {
   role: { flag: '--role', env: 'FLOTILLA_ROLE' },
   logLevel: { flag: '--log-level', env: 'FLOTILLA_LOG_LEVEL' },
 } as const satisfies Record<keyof ServeConfig, { flag: string; env: string }>;
+
+/**
+ * serve's command-line options, named once in SERVE_SOURCES: each flag takes one value but
+ * `--model-root` (repeatable) and `--keep-replicas` (a switch); then `--help`.
+ */
+export const SERVE_FLAGS: FlagOptions = {
+  ...Object.fromEntries(
+    Object.values(SERVE_SOURCES).map(({ flag }) => [flag.slice(2), { type: 'string' }]),
+  ),
+  'model-root': { type: 'string', multiple: true },
+  'keep-replicas': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+};
 
 const url = (schemes: string[]) =>
   z.string().refine((s) => isUrlWithScheme(s, schemes), {
@@ -188,7 +202,8 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
 }
 
-type FlagValues = Record<string, string | boolean | string[] | undefined>;
+/** What `parseArgs` gives for SERVE_FLAGS. */
+type FlagValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
 /**
  * The serve configuration from parsed flags (keys as written, without `--`) and the

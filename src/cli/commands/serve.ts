@@ -19,12 +19,13 @@ import { createFlotilla, type Flotilla } from '../../index.ts';
 import { buildNodeApp } from '../../roles/node-app.ts';
 import { startProberNode } from '../../roles/prober-node.ts';
 import { startProxyNode } from '../../roles/proxy-node.ts';
-import { parseFlags } from '../flags.ts';
+import { parseOrExit } from '../flags.ts';
 import { detectGpuCount } from '../gpu-count.ts';
 import {
   ConfigError,
   describeServeConfig,
   parseServeConfig,
+  SERVE_FLAGS,
   type ServeConfig,
 } from './serve-config.ts';
 import { type HealthParts, healthReport } from './serve-health.ts';
@@ -100,47 +101,11 @@ options:
 Prints "api <url>" and "proxy <url>" on stdout once both listen.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const r = parseFlags(
-    argv,
-    {
-      'database-url': { type: 'string' },
-      'redis-url': { type: 'string' },
-      'redis-prefix': { type: 'string' },
-      'etcd-endpoints': { type: 'string' },
-      'api-port': { type: 'string' },
-      'proxy-port': { type: 'string' },
-      'proxy-workers': { type: 'string' },
-      host: { type: 'string' },
-      'data-dir': { type: 'string' },
-      'api-token': { type: 'string' },
-      'model-root': { type: 'string', multiple: true },
-      'keep-replicas': { type: 'boolean' },
-      'health-interval': { type: 'string' },
-      'eviction-interval': { type: 'string' },
-      'scaling-interval': { type: 'string' },
-      'max-health-staleness': { type: 'string' },
-      'route-health-ttl': { type: 'string' },
-      capacity: { type: 'string' },
-      backend: { type: 'string' },
-      'data-plane': { type: 'string' },
-      role: { type: 'string' },
-      'log-level': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    { allowPositionals: false },
-  );
-  if (r.problem !== undefined) {
-    console.error(`flotilla serve: ${r.problem} (see \`flotilla serve --help\`)`);
-    return 2;
-  }
-  const values: Record<string, string | boolean | string[] | undefined> = r.parsed.values;
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
+  const parsed = parseOrExit('serve', HELP, argv, SERVE_FLAGS, { allowPositionals: false });
+  if (typeof parsed === 'number') return parsed;
   let config: Readonly<ServeConfig>;
   try {
-    config = parseServeConfig(values);
+    config = parseServeConfig(parsed.values);
   } catch (err) {
     if (err instanceof ConfigError) {
       for (const line of err.lines) console.error(`flotilla serve: ${line}`);
@@ -176,6 +141,18 @@ function logger(config: Readonly<ServeConfig>) {
 }
 
 /** Resolves with the exit code once a signal arrived and `close` finished. */
+/** The data plane's settings, the same in a proxy node and in `all`. */
+function proxyOptions(config: Readonly<ServeConfig>, log: ReturnType<typeof logger>) {
+  return {
+    host: config.host,
+    port: config.proxyPort,
+    dataPlane: config.dataPlane,
+    logger: log.child({ component: 'proxy' }),
+    workers: config.proxyWorkers,
+    workerLogLevel: config.logLevel,
+  };
+}
+
 function untilSignal(log: ReturnType<typeof logger>, close: () => Promise<void>): Promise<number> {
   return new Promise<number>((resolve) => {
     let closing = false;
@@ -221,12 +198,7 @@ async function serveNode(config: Readonly<ServeConfig>): Promise<number> {
       const p = await startProxyNode({
         redisUrl,
         keyPrefix: config.redisPrefix,
-        host: config.host,
-        port: config.proxyPort,
-        dataPlane: config.dataPlane,
-        logger: log.child({ component: 'proxy' }),
-        workers: config.proxyWorkers,
-        workerLogLevel: config.logLevel,
+        ...proxyOptions(config, log),
       });
       registries = [p.proxy.metrics];
       proxyUrl = p.proxy.url;
@@ -425,17 +397,7 @@ export async function serve(config: Readonly<ServeConfig>): Promise<number> {
       backend,
       routeHealthTtlS: config.routeHealthTtlS,
       keepReplicas: config.keepReplicas,
-      proxy:
-        config.role === 'coordinator'
-          ? false
-          : {
-              host: config.host,
-              port: config.proxyPort,
-              dataPlane: config.dataPlane,
-              logger: log.child({ component: 'proxy' }),
-              workers: config.proxyWorkers,
-              workerLogLevel: config.logLevel,
-            },
+      proxy: config.role === 'coordinator' ? false : proxyOptions(config, log),
       prober: config.role !== 'coordinator',
       runtime: {
         healthCheckIntervalS: config.healthIntervalS,

@@ -56,13 +56,9 @@ export function eventsHeading(shown: number, total: number): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const parsed = parseCommand('status', argv, { events: { type: 'string' } });
+  const parsed = parseCommand('status', HELP, argv, { events: { type: 'string' } });
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
   if (positionals.length !== 1)
     return usageError('status', 'give exactly one deployment name or id');
   const nEvents = intFlag('--events', values.events, { max: 1000 }) ?? 10;

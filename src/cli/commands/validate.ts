@@ -9,7 +9,7 @@ import { isFlotillaError } from '../../domain/errors.ts';
 import { generateRevision } from '../../revision/index.ts';
 import { generateSession, runtimeVariants } from '../../session-generators/index.ts';
 import { usageError as commonUsageError } from '../args.ts';
-import { parseFlags } from '../flags.ts';
+import { parseOrExit } from '../flags.ts';
 import { output, printError, wantsJson } from '../output.ts';
 
 const HELP = `usage: flotilla validate <model folder or .toml file> --variant <variant> [options]
@@ -71,13 +71,10 @@ const OPTIONS = {
 
 export async function run(argv: string[]): Promise<number> {
   if (wantsJson(argv)) output.json = true;
-  const r = parseFlags(argv, OPTIONS);
-  if (r.problem !== undefined) return usageError(r.problem);
-  const { values, positionals } = r.parsed;
-  if (values.help) {
-    console.log(HELP.replace('%VARIANTS%', runtimeVariants.join(', ')));
-    return 0;
-  }
+  const help = HELP.replace('%VARIANTS%', runtimeVariants.join(', '));
+  const parsed = parseOrExit('validate', help, argv, OPTIONS, { usage: usageError });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) return usageError('give exactly one model folder or .toml file');
   if (!values.variant) return usageError(`--variant is required (${runtimeVariants.join(', ')})`);
 

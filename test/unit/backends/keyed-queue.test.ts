@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { KeyedQueue } from '../../../src/backends/keyed-queue.ts';
+import { DEFAULT_STOP_GRACE_MS } from '../../../src/backends/backend.ts';
+import { KeyedQueue, stopAtClose } from '../../../src/backends/keyed-queue.ts';
 
 function deferred<T = void>() {
   let resolve!: (v: T) => void;
@@ -65,5 +66,46 @@ describe('KeyedQueue', () => {
     await new Promise((r) => setImmediate(r));
     expect(q.has('busy')).toBe(false);
     expect([...q.keys()]).toEqual([]);
+  });
+});
+
+describe('stopAtClose', () => {
+  it('with stopReplicas, stops the live tracked replicas and the ids still being started, not the exited ones', async () => {
+    const ops = new KeyedQueue();
+    const gate = deferred();
+    const starting = ops.run('starting', () => gate.promise);
+    const tracked = new Map([
+      ['running', { state: 'running' }],
+      ['stopping', { state: 'stopping' }],
+      ['exited', { state: 'exited' }],
+    ]);
+    const stopped: string[] = [];
+    // Queued behind the start, as a backend's stop() is.
+    const graces = new Set<number>();
+    const done = stopAtClose({ stopReplicas: true }, ops, tracked, (id, grace) =>
+      ops.run(id, async () => {
+        graces.add(grace);
+        stopped.push(id);
+      }),
+    );
+    await new Promise((r) => setImmediate(r));
+    expect(stopped.sort()).toEqual(['running', 'stopping']);
+    gate.resolve();
+    await Promise.all([starting, done]);
+    expect(stopped.sort()).toEqual(['running', 'starting', 'stopping']);
+    expect([...graces]).toEqual([DEFAULT_STOP_GRACE_MS]);
+  });
+
+  it('without stopReplicas, stops nothing', async () => {
+    const stopped: string[] = [];
+    await stopAtClose(
+      { stopReplicas: false, graceMs: 5 },
+      new KeyedQueue(),
+      new Map([['running', { state: 'running' }]]),
+      async (id) => {
+        stopped.push(id);
+      },
+    );
+    expect(stopped).toEqual([]);
   });
 });
