@@ -241,6 +241,27 @@ export function restoreDriftEvents(
   return events;
 }
 
+/** Most deployments a restored coordinator puts on one shard (see `restoredShardCount`). */
+export const MAX_DEPLOYMENTS_PER_SHARD = 32;
+
+/**
+ * Shards of a coordinator restored with `deployments` deployments: the configured count, at
+ * least ≈√N, and enough that no shard holds more than MAX_DEPLOYMENTS_PER_SHARD. XState copies
+ * a parent's child list on every spawn and on every stop of a child (docs/xstate-rules.md rule
+ * 2), so stopping a shard of k deployments copies about k²/2 entries and closing the tree
+ * about N·k/2 plus S²/2 for the S shards under the root. With √N shards that is N·√N/2, which
+ * made close superlinear (10,000 deployments on 100 shards: 500,000 copies); with at most 32
+ * per shard it is at most 16 per deployment, and the root's S²/2 = N²/2048 stays below the
+ * √N layout's N·√N/2 up to about four million deployments.
+ */
+export function restoredShardCount(configured: number, deployments: number): number {
+  return Math.max(
+    configured,
+    shardCountFor(deployments),
+    Math.ceil(deployments / MAX_DEPLOYMENTS_PER_SHARD),
+  );
+}
+
 /** Top-level deployment states the runtime runs an actor for. */
 const LIVE_DEPLOYMENT_STATES: readonly string[] = [
   'PENDING',
@@ -257,7 +278,7 @@ export interface RestorePlan {
   rejected: RejectedSnapshot[];
   rows: ActorSnapshotRow[];
   coordinator: unknown;
-  /** Shards of the restored coordinator (the configured count, or ≈√N when larger). */
+  /** Shards of the restored coordinator (`restoredShardCount`). */
   shards: number;
 }
 
@@ -302,9 +323,7 @@ export async function loadRestorePlan(deps: {
   const wanted = revisionIds.filter((r): r is string => !!r);
   await sessions.prefetch(wanted);
   for (const revisionId of wanted) await sessions.sessionFor(revisionId);
-  // At least ≈√N shards for the N deployments restored: each parent's child list stays short,
-  // and XState copies it on every spawn and stop (stopping a shard of k deployments costs k²).
-  const shards = Math.max(deps.shards, shardCountFor(tracked.size));
+  const shards = restoredShardCount(deps.shards, tracked.size);
   const coordinator = assembleCoordinatorSnapshot(shards, restorable);
   return { records, restorable, rejected, rows, coordinator, shards };
 }

@@ -24,6 +24,7 @@ import {
   type DeploymentRef,
   deploymentRefIn,
   deploymentSnapshotOf,
+  forgetRestoredSnapshots,
   liveDeploymentSnapshots,
   persistedSubtreeOf,
 } from './actor-refs.ts';
@@ -176,6 +177,7 @@ export class Runtime {
     // Exits noticed while the coordinator was down are delivered to the first listener.
     this.tickers.onStop(backend.onExit(exitListenerOf(this)));
     actor.start();
+    forgetRestoredSnapshots(actor);
     // Taken before any effect can resolve: what restore produced, for tests and the inspector.
     this.restoredStates = this.actorStates();
 
