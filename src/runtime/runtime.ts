@@ -24,9 +24,9 @@ import {
   type DeploymentRef,
   deploymentRefIn,
   deploymentSnapshotOf,
-  forgetRestoredSnapshots,
   liveDeploymentSnapshots,
   persistedSubtreeOf,
+  settleRestoredTree,
 } from './actor-refs.ts';
 import { wakeCapacityWaiters } from './capacity-wait.ts';
 import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
@@ -177,9 +177,8 @@ export class Runtime {
     // Exits noticed while the coordinator was down are delivered to the first listener.
     this.tickers.onStop(backend.onExit(exitListenerOf(this)));
     actor.start();
-    forgetRestoredSnapshots(actor);
     // Taken before any effect can resolve: what restore produced, for tests and the inspector.
-    this.restoredStates = this.actorStates();
+    this.restoredStates = settleRestoredTree(actor);
 
     // A deployment whose first snapshot never reached PostgreSQL starts afresh from its rows.
     const restored = new Set(restorable.map((r) => r.deploymentId));

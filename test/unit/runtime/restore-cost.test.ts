@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type AnyActorRef, createActor, SimulatedClock } from 'xstate';
 import { deploymentActorId } from '../../../machines/deployment.ts';
-import { forgetRestoredSnapshots } from '../../../src/runtime/actor-refs.ts';
+import { actorStatesIn, settleRestoredTree } from '../../../src/runtime/actor-refs.ts';
 import { type EffectPorts, provideEffects } from '../../../src/runtime/provide-effects.ts';
 import {
   assembleCoordinatorSnapshot,
@@ -58,7 +58,7 @@ async function until(cond: () => boolean): Promise<void> {
 }
 
 describe('restore: what a restored tree keeps', () => {
-  it('lets go of the persisted snapshots it was built from; the actors go on working', async () => {
+  it('lets go of the persisted snapshots it was built from, reports every actor state, and the actors go on working', async () => {
     const clock = new SimulatedClock();
     const machine = provideEffects(ports, clock);
     const built = createActor(machine, { input: { shards: 2 } }).start();
@@ -95,7 +95,13 @@ describe('restore: what a restored tree keeps', () => {
       restored.system.get(deploymentActorId(r.deploymentId)).getPersistedSnapshot(),
     );
 
-    expect(forgetRestoredSnapshots(restored)).toBe(actors.length);
+    const states = settleRestoredTree(restored);
+
+    // The states it reports are those the runtime reads actor by actor.
+    expect(Object.fromEntries(states)).toEqual(
+      Object.fromEntries(actorStatesIn(restored.system, ['a', 'b'])),
+    );
+    expect(states.size).toBe(2 + 4 + 4);
 
     expect(actorsOf(restored).filter((a) => a.options?.snapshot !== undefined)).toEqual([]);
     expect(
