@@ -102,6 +102,43 @@ export function assembleCoordinatorSnapshot(
   };
 }
 
+/**
+ * Gives every distinct string of the restored contexts one copy. JSON.parse makes a new string
+ * for each occurrence of a value: a deployment id sits in its deployment's context and in each
+ * replica's and route's, a revision id and an endpoint twice per replica, each state name in
+ * every entry; the restored actors keep their contexts, so the copies lived as long as the
+ * fleet (a created tree shares them). Only contexts and callback inputs are walked: the rest of
+ * a persisted snapshot is let go once the tree runs (settleRestoredTree).
+ */
+export function internContextStrings(rows: readonly DeploymentSnapshotRow[]): void {
+  const seen = new Map<string, string>();
+  const intern = (v: string): string => {
+    const s = seen.get(v);
+    if (s !== undefined) return s;
+    seen.set(v, v);
+    return v;
+  };
+  const walk = (o: Record<string, unknown>): void => {
+    for (const k in o) {
+      const v = o[k];
+      if (typeof v === 'string') o[k] = intern(v);
+      else if (v && typeof v === 'object') walk(v as Record<string, unknown>);
+    }
+  };
+  const subtree = (snapshot: unknown): void => {
+    if (!snapshot || typeof snapshot !== 'object') return;
+    const s = snapshot as { context?: unknown; input?: unknown; children?: unknown };
+    if (s.context && typeof s.context === 'object') walk(s.context as Record<string, unknown>);
+    if (s.input && typeof s.input === 'object') walk(s.input as Record<string, unknown>);
+    if (s.children && typeof s.children === 'object') {
+      for (const child of Object.values(s.children as Record<string, { snapshot?: unknown }>)) {
+        subtree(child?.snapshot);
+      }
+    }
+  };
+  for (const row of rows) subtree(row.snapshot);
+}
+
 /** A stored deployment row that cannot be restored, and why. */
 export interface RejectedSnapshot {
   deploymentId: string;
@@ -308,6 +345,7 @@ export async function loadRestorePlan(deps: {
     snapshotKinds: ['deployment'],
   });
   const { restorable, rejected } = restorableDeploymentRows(rows, (id) => tracked.has(id));
+  internContextStrings(restorable);
   for (const r of rejected) tracked.untrack(r.deploymentId);
   if (rejected.length > 0) {
     // A quarantined deployment keeps its rows whole (its deletion writes them back).
