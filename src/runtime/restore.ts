@@ -102,6 +102,43 @@ export function assembleCoordinatorSnapshot(
   };
 }
 
+/**
+ * Gives every distinct string of the restored contexts one copy. JSON.parse makes a new string
+ * for each occurrence of a value: a deployment id sits in its deployment's context and in each
+ * replica's and route's, a revision id and an endpoint twice per replica, each state name in
+ * every entry; the restored actors keep their contexts, so the copies lived as long as the
+ * fleet (a created tree shares them). Only contexts and callback inputs are walked: the rest of
+ * a persisted snapshot is let go once the tree runs (settleRestoredTree).
+ */
+export function internContextStrings(rows: readonly DeploymentSnapshotRow[]): void {
+  const seen = new Map<string, string>();
+  const intern = (v: string): string => {
+    const s = seen.get(v);
+    if (s !== undefined) return s;
+    seen.set(v, v);
+    return v;
+  };
+  const walk = (o: Record<string, unknown>): void => {
+    for (const k in o) {
+      const v = o[k];
+      if (typeof v === 'string') o[k] = intern(v);
+      else if (v && typeof v === 'object') walk(v as Record<string, unknown>);
+    }
+  };
+  const subtree = (snapshot: unknown): void => {
+    if (!snapshot || typeof snapshot !== 'object') return;
+    const s = snapshot as { context?: unknown; input?: unknown; children?: unknown };
+    if (s.context && typeof s.context === 'object') walk(s.context as Record<string, unknown>);
+    if (s.input && typeof s.input === 'object') walk(s.input as Record<string, unknown>);
+    if (s.children && typeof s.children === 'object') {
+      for (const child of Object.values(s.children as Record<string, { snapshot?: unknown }>)) {
+        subtree(child?.snapshot);
+      }
+    }
+  };
+  for (const row of rows) subtree(row.snapshot);
+}
+
 /** A stored deployment row that cannot be restored, and why. */
 export interface RejectedSnapshot {
   deploymentId: string;
@@ -241,6 +278,27 @@ export function restoreDriftEvents(
   return events;
 }
 
+/** Most deployments a restored coordinator puts on one shard (see `restoredShardCount`). */
+export const MAX_DEPLOYMENTS_PER_SHARD = 32;
+
+/**
+ * Shards of a coordinator restored with `deployments` deployments: the configured count, at
+ * least ≈√N, and enough that no shard holds more than MAX_DEPLOYMENTS_PER_SHARD. XState copies
+ * a parent's child list on every spawn and on every stop of a child (docs/xstate-rules.md rule
+ * 2), so stopping a shard of k deployments copies about k²/2 entries and closing the tree
+ * about N·k/2 plus S²/2 for the S shards under the root. With √N shards that is N·√N/2, which
+ * made close superlinear (10,000 deployments on 100 shards: 500,000 copies); with at most 32
+ * per shard it is at most 16 per deployment, and the root's S²/2 = N²/2048 stays below the
+ * √N layout's N·√N/2 up to about four million deployments.
+ */
+export function restoredShardCount(configured: number, deployments: number): number {
+  return Math.max(
+    configured,
+    shardCountFor(deployments),
+    Math.ceil(deployments / MAX_DEPLOYMENTS_PER_SHARD),
+  );
+}
+
 /** Top-level deployment states the runtime runs an actor for. */
 const LIVE_DEPLOYMENT_STATES: readonly string[] = [
   'PENDING',
@@ -257,7 +315,7 @@ export interface RestorePlan {
   rejected: RejectedSnapshot[];
   rows: ActorSnapshotRow[];
   coordinator: unknown;
-  /** Shards of the restored coordinator (the configured count, or ≈√N when larger). */
+  /** Shards of the restored coordinator (`restoredShardCount`). */
   shards: number;
 }
 
@@ -287,6 +345,7 @@ export async function loadRestorePlan(deps: {
     snapshotKinds: ['deployment'],
   });
   const { restorable, rejected } = restorableDeploymentRows(rows, (id) => tracked.has(id));
+  internContextStrings(restorable);
   for (const r of rejected) tracked.untrack(r.deploymentId);
   if (rejected.length > 0) {
     // A quarantined deployment keeps its rows whole (its deletion writes them back).
@@ -302,9 +361,7 @@ export async function loadRestorePlan(deps: {
   const wanted = revisionIds.filter((r): r is string => !!r);
   await sessions.prefetch(wanted);
   for (const revisionId of wanted) await sessions.sessionFor(revisionId);
-  // At least ≈√N shards for the N deployments restored: each parent's child list stays short,
-  // and XState copies it on every spawn and stop (stopping a shard of k deployments costs k²).
-  const shards = Math.max(deps.shards, shardCountFor(tracked.size));
+  const shards = restoredShardCount(deps.shards, tracked.size);
   const coordinator = assembleCoordinatorSnapshot(shards, restorable);
   return { records, restorable, rejected, rows, coordinator, shards };
 }

@@ -26,6 +26,7 @@ import {
   deploymentSnapshotOf,
   liveDeploymentSnapshots,
   persistedSubtreeOf,
+  settleRestoredTree,
 } from './actor-refs.ts';
 import { wakeCapacityWaiters } from './capacity-wait.ts';
 import { DEFAULT_RUNTIME_CONFIG, type RuntimeConfig } from './config.ts';
@@ -177,7 +178,7 @@ export class Runtime {
     this.tickers.onStop(backend.onExit(exitListenerOf(this)));
     actor.start();
     // Taken before any effect can resolve: what restore produced, for tests and the inspector.
-    this.restoredStates = this.actorStates();
+    this.restoredStates = settleRestoredTree(actor);
 
     // A deployment whose first snapshot never reached PostgreSQL starts afresh from its rows.
     const restored = new Set(restorable.map((r) => r.deploymentId));
