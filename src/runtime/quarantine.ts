@@ -25,11 +25,14 @@ export class Quarantine {
   }
 
   /** Quarantines every deployment whose snapshot restore rejected; returns them. */
-  addRejected(plan: {
-    rejected: Array<{ deploymentId: string; err: unknown }>;
-    records: Map<string, { name: string }>;
-    rows: ActorSnapshotRow[];
-  }): QuarantinedDeployment[] {
+  addRejected(
+    plan: {
+      rejected: Array<{ deploymentId: string; err: unknown }>;
+      records: Map<string, { name: string }>;
+      rows: ActorSnapshotRow[];
+    },
+    log?: { error(obj: object, msg: string): void },
+  ): QuarantinedDeployment[] {
     return plan.rejected.map(({ deploymentId, err }) => {
       const entry: QuarantinedDeployment = {
         id: deploymentId,
@@ -38,6 +41,10 @@ export class Quarantine {
         rows: plan.rows.filter((r) => r.deployment_id === deploymentId),
       };
       this.add(entry);
+      log?.error(
+        { deployment: entry.id, reason: entry.reason },
+        'snapshot not restorable; quarantined',
+      );
       return entry;
     });
   }

@@ -16,7 +16,10 @@ import {
   deploymentActorId,
 } from '../../machines/deployment.ts';
 import type { ReplicaBackend } from '../backends/backend.ts';
+import type { SessionSpec } from '../domain/session.ts';
 import type { ActorSnapshotRow, DeploymentRecord, Store } from '../store/store.ts';
+import { type DeploymentRef, deploymentSnapshotOf } from './actor-refs.ts';
+import { healthSettings } from './deployment-commands.ts';
 import type { SessionCache } from './session-cache.ts';
 import type { TrackedDeployments } from './tracked-deployments.ts';
 
@@ -276,6 +279,47 @@ export function restoreDriftEvents(
     events.push({ type: 'deployment.scale', replicas: record.target_replicas });
   }
   return events;
+}
+
+/**
+ * After the tree started: a deployment whose first snapshot never reached PostgreSQL starts
+ * afresh from its rows; a restored deployment actor behind its stored row (a revision or target
+ * written just before a crash, see `restoreDriftEvents`) is sent the command again, so the
+ * rollout or scale runs: the row wins.
+ */
+export function resumeFromRows(
+  records: Map<string, DeploymentRecord>,
+  restored: ReadonlySet<string>,
+  deps: {
+    ids: Iterable<string>;
+    spawn: (record: DeploymentRecord) => void;
+    ref: (deploymentId: string) => DeploymentRef | undefined;
+    session: (revisionId: string) => SessionSpec | undefined;
+    warn: (obj: object, msg: string) => void;
+  },
+): void {
+  for (const id of deps.ids) {
+    const record = records.get(id);
+    if (record && !restored.has(id)) deps.spawn(record);
+  }
+  for (const id of restored) {
+    const record = records.get(id);
+    const ref = record && deps.ref(id);
+    if (!record || !ref) continue;
+    const session = record.revision_id ? deps.session(record.revision_id) : undefined;
+    const events = restoreDriftEvents(
+      record,
+      deploymentSnapshotOf(ref),
+      session ? { health: healthSettings(session) } : undefined,
+    );
+    for (const event of events) {
+      deps.warn(
+        { deployment: id, event },
+        'restored actor behind its stored row; sending the command again',
+      );
+      ref.send(event);
+    }
+  }
 }
 
 /** Most deployments a restored coordinator puts on one shard (see `restoredShardCount`). */

@@ -35,7 +35,6 @@ import {
   type CreateDeploymentCommand,
   type DeploymentCommands,
   deploymentInput,
-  healthSettings,
   type UpdateDeploymentCommand,
 } from './deployment-commands.ts';
 import { optionsOf } from './deployment-options.ts';
@@ -48,7 +47,7 @@ import {
   loadRestorePlan,
   type ReconciledReplica,
   reconcileSessions,
-  restoreDriftEvents,
+  resumeFromRows,
   SNAPSHOT_SCHEMA_VERSION,
 } from './restore.ts';
 import { RoutingPublisher } from './routing-publisher.ts';
@@ -153,12 +152,7 @@ export class Runtime {
       shards: this.config.shards,
     });
     this.writer.seed(plan.rows);
-    for (const q of this.quarantine.addRejected(plan)) {
-      this.log.error(
-        { deployment: q.id, reason: q.reason },
-        'snapshot not restorable; quarantined',
-      );
-    }
+    this.quarantine.addRejected(plan, this.log);
     const { records, restorable } = plan;
     const actor = createActor(this.machine, {
       input: { shards: plan.shards },
@@ -180,14 +174,13 @@ export class Runtime {
     // Taken before any effect can resolve: what restore produced, for tests and the inspector.
     this.restoredStates = settleRestoredTree(actor);
 
-    // A deployment whose first snapshot never reached PostgreSQL starts afresh from its rows.
-    const restored = new Set(restorable.map((r) => r.deploymentId));
-    for (const id of this.tracked.ids()) {
-      const rec = records.get(id);
-      if (!restored.has(id) && rec) this.spawnDeployment(rec);
-    }
-    // A command killed between its row and the actor's snapshot: the row wins (restore.ts).
-    for (const id of restored) this.redriveFromRow(records.get(id));
+    resumeFromRows(records, new Set(restorable.map((r) => r.deploymentId)), {
+      ids: this.tracked.ids(),
+      spawn: (record) => this.spawnDeployment(record),
+      ref: (id) => this.deploymentRef(id),
+      session: (revisionId) => this.sessions.cached(revisionId),
+      warn: (obj, msg) => this.log.warn(obj, msg),
+    });
     await reconcileSessions(reconcileDepsOf(this));
     await this.reloadEndpoints();
     for (const id of this.tracked.ids()) this.routing.markDirty(id);
@@ -359,28 +352,6 @@ export class Runtime {
   persistedSubtree(deploymentId: string): PersistedSubtree | undefined {
     const ref = this.deploymentRef(deploymentId);
     return ref && persistedSubtreeOf(ref, SNAPSHOT_SCHEMA_VERSION);
-  }
-
-  /**
-   * Tells a restored deployment actor what its stored row says and its snapshot does not (a
-   * revision or target written just before a crash): the rollout or scale then runs.
-   */
-  private redriveFromRow(record: DeploymentRecord | undefined): void {
-    const ref = record && this.deploymentRef(record.id);
-    if (!record || !ref) return;
-    const session = record.revision_id ? this.sessions.cached(record.revision_id) : undefined;
-    const events = restoreDriftEvents(
-      record,
-      deploymentSnapshotOf(ref),
-      session ? { health: healthSettings(session) } : undefined,
-    );
-    for (const event of events) {
-      this.log.warn(
-        { deployment: record.id, event },
-        'restored actor behind its stored row; sending the command again',
-      );
-      ref.send(event);
-    }
   }
 
   spawnDeployment(record: DeploymentRecord, session?: SessionSpec): void {
