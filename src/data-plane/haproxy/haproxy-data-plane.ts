@@ -232,9 +232,12 @@ export async function createHaproxyDataPlane(
     });
     return reading;
   }
-  /** A reader's look at the counts: read again in the background when they are too old. */
+  /**
+   * A reader's look at the counts: read again in the background when they are too old (not
+   * once more when a read is under way: it brings fresh ones).
+   */
   function touch(): void {
-    if (Date.now() - statsAt > freshMs) void refresh();
+    if (!reading && Date.now() - statsAt > freshMs) void refresh();
   }
   async function poll(): Promise<void> {
     const gen = appliedGen;
