@@ -44,8 +44,14 @@ export interface HaproxyDataPlaneOptions {
   threads?: number;
   /** The haproxy binary; default `haproxy` on PATH. */
   binary?: string;
-  /** How often in-flight counts are read from HAProxy (`show stat`); default 200 ms. */
+  /**
+   * How old the in-flight counts (`show stat`) may be when something reads them: older ones are
+   * read again, then; default 200 ms. Nothing reading: no question to HAProxy beyond the
+   * background read (statsBackgroundMs) and one after each routing change.
+   */
   statsIntervalMs?: number;
+  /** How often the counts are read with no reader (scale to zero's idle signal); default 1 s. */
+  statsBackgroundMs?: number;
 }
 
 /** The running data plane, plus what tests and the bench may look at. */
@@ -189,19 +195,55 @@ export async function createHaproxyDataPlane(
   }, 250);
   deleter.unref();
 
-  // In-flight counts per server, read every statsIntervalMs.
+  // In-flight counts per server from `show stat`: read when a reader finds them older than
+  // statsIntervalMs, after each applied routing change, and every statsBackgroundMs otherwise.
+  // Not on a short fixed tick: the manager's CPU counts against the data plane's (bench/proxy),
+  // and with nobody reading (no drain, no /health, no autoscaler) the counts are not needed.
+  const freshMs = opts.statsIntervalMs ?? 200;
+  const backgroundMs = Math.max(freshMs, opts.statsBackgroundMs ?? 1_000);
   let current = new Map<string, number>();
   let backendQueue = new Map<string, number>();
   let backendTotal = new Map<string, number>();
   // The last time each deployment (by id) took a request or held one: scale to zero's idle
-  // signal, as the own proxy's lastRequests(). Seen at the poll's resolution (statsIntervalMs).
+  // signal, as the own proxy's lastRequests(). Seen at the reads' resolution.
   const lastRequest = new Map<string, number>();
-  let polling = false;
+  // Tables received (changeGen), applied (appliedGen), and the one the counts were read after
+  // (statsGen): counts read before the latest table was applied may miss a drain it started,
+  // so inflight() does not report such a route as drained (see there).
+  let changeGen = 0;
+  let appliedGen = 0;
+  let statsGen = -1;
+  let statsAt = 0;
+  let reading: Promise<void> | null = null;
+  let again = false;
+  /** Reads the counts now, or once more after the read under way. */
+  function refresh(): Promise<void> {
+    if (closed) return Promise.resolve();
+    if (reading) {
+      again = true;
+      return reading;
+    }
+    reading = poll().finally(() => {
+      reading = null;
+      if (again) {
+        again = false;
+        void refresh();
+      }
+    });
+    return reading;
+  }
+  /**
+   * A reader's look at the counts: read again in the background when they are too old (not
+   * once more when a read is under way: it brings fresh ones).
+   */
+  function touch(): void {
+    if (!reading && Date.now() - statsAt > freshMs) void refresh();
+  }
   async function poll(): Promise<void> {
-    if (polling || closed) return;
-    polling = true;
+    const gen = appliedGen;
     try {
-      const s = parseShowStat(await runtimeCommand(paths.adminSocket, 'show stat', 2_000));
+      // Backends and servers only (type 2|4): the frontend rows are not used.
+      const s = parseShowStat(await runtimeCommand(paths.adminSocket, 'show stat -1 6 -1', 2_000));
       current = new Map(s.servers.map((x) => [`${x.backend}/${x.server}`, x.current]));
       backendQueue = s.backendQueue;
       const now = Date.now();
@@ -211,24 +253,35 @@ export async function createHaproxyDataPlane(
         if (busy && backendTotal.has(b.name)) lastRequest.set(b.deploymentId, now);
       }
       backendTotal = s.backendTotal;
+      statsAt = now;
+      statsGen = gen;
     } catch (err) {
       log.debug({ err }, 'haproxy: show stat failed');
-    } finally {
-      polling = false;
     }
   }
-  await poll();
-  const poller = setInterval(() => void poll(), opts.statsIntervalMs ?? 200);
+  await refresh();
+  const poller = setInterval(() => {
+    if (Date.now() - statsAt >= backgroundMs - 5) void refresh();
+  }, backgroundMs);
   poller.unref();
 
-  const unsubscribe = opts.source.subscribe((t) => void enqueue(() => apply(t)));
+  // Each table applied, then the counts read: a drain it started is seen at once.
+  const onTable = (t: RoutingTable) => {
+    const gen = ++changeGen;
+    void enqueue(() => apply(t)).then(() => {
+      appliedGen = Math.max(appliedGen, gen);
+      return refresh();
+    });
+  };
+  const unsubscribe = opts.source.subscribe(onTable);
   // A table published while HAProxy started.
-  void enqueue(() => apply(opts.source.current()));
+  onTable(opts.source.current());
 
   function backendOf(deployment: string): BackendSpec | undefined {
     return backends.find((b) => b.deploymentName === deployment || b.deploymentId === deployment);
   }
   function status(deployment: string): DeploymentLoadStatus {
+    touch();
     const b = backendOf(deployment);
     if (!b) return { level: 'healthy', inflight: 0, queued: 0, capacity: 0 };
     let inflight = 0;
@@ -286,16 +339,23 @@ export async function createHaproxyDataPlane(
     },
     pid: proc.pid,
     inflight(routeId) {
+      touch();
       let n = 0;
+      let known = false;
       for (const [bname, servers] of applied) {
         for (const s of servers.values()) {
-          if (s.routeId === routeId) n += current.get(`${bname}/${s.name}`) ?? 0;
+          if (s.routeId !== routeId) continue;
+          known = true;
+          n += current.get(`${bname}/${s.name}`) ?? 0;
         }
       }
-      return n;
+      // Counts read before the latest table was applied are not trusted to say "drained": a
+      // drain waits (at least 1) until they are read again after it.
+      return known && statsGen < changeGen ? Math.max(1, n) : n;
     },
     status,
     lastRequests() {
+      touch();
       const out = new Map(lastRequest);
       const now = Date.now();
       for (const b of backends)

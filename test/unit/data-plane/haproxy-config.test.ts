@@ -125,12 +125,41 @@ describe('haproxy config', () => {
     expect(frontend).toContain('if { path -m sub -i .. %2e } { path,url_dec -m reg');
     // An unknown name falls to a backend that answers 404 not_found.
     expect(frontend).toContain('default_backend flotilla_not_found');
-    const notFound = cfg.slice(cfg.indexOf('\nbackend flotilla_not_found') + 1);
-    expect(notFound).toMatch(
-      /^backend flotilla_not_found\n {2}http-request return status 404 .*"code":"not_found"/,
+    const notFound = cfg.slice(
+      cfg.indexOf('\nbackend flotilla_not_found') + 1,
+      cfg.indexOf('\nbackend d_id-m'),
     );
+    expect(notFound).toMatch(/\n {2}http-request return status 404 .*"code":"not_found"/);
+    // /health, /ready and /metrics are answered there, not tested for every proxied request.
+    expect(frontend).not.toContain('/health');
+    expect(frontend).not.toContain('/metrics');
+    expect(notFound).toContain('if { path /health /ready }');
+    expect(notFound).toContain('http-request use-service prometheus-exporter if { path /metrics }');
+    // The prefix is stripped by field, not by a regex; list matches are not cached.
     const m = cfg.slice(cfg.indexOf('backend d_id-m'));
-    expect(m).toContain("  http-request replace-path '^/[^/]*/?(.*)$' '/\\1'\n");
+    expect(m).toContain('  http-request set-path /%[path,field(3,/,0)]\n');
+    expect(cfg).not.toContain('replace-path');
+    expect(cfg).toContain('\n  tune.pattern.cache-size 0\n');
+  });
+
+  it('copies a request for a retry on a 502/503 only when another server could take it', () => {
+    const cfg = renderConfig(
+      listen,
+      backendsOf(
+        t(
+          dep('m', [['a', 'HEALTHY']]),
+          dep('n', [['b', 'HEALTHY']], {
+            routing: { strategy: 'round_robin', request_timeout_s: 9, retries: 0 },
+          }),
+        ),
+      ),
+      paths,
+    );
+    const m = cfg.slice(cfg.indexOf('backend d_id-m'), cfg.indexOf('backend d_id-n'));
+    expect(m).toContain('retry-on conn-failure empty-response 502 503');
+    expect(m).toContain('  http-request disable-l7-retry if { nbsrv lt 2 }\n');
+    const n = cfg.slice(cfg.indexOf('backend d_id-n'));
+    expect(n).not.toContain('disable-l7-retry');
   });
 
   it('gives every server a unique, valid name and maps names to deployments and replicas', () => {
