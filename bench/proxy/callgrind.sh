@@ -4,15 +4,15 @@
 # time (this machine has no hardware counters for perf). Not a test.
 #   bash bench/proxy/callgrind.sh            # bare and this checkout's dist/ (npm run build first)
 # Env: TARGETS ("bare js"; js:<checkout> runs another checkout's dist/), CONNECTIONS ("16 64"),
-# WARM seconds of warm-up per connection count under valgrind (90: the JIT must settle),
-# SECS per measured run (10), ROUNDS (2). Each target runs under valgrind in its own process,
+# WARM_REQUESTS of warm-up per target and connection count (40000: the JIT must settle first),
+# SECS per measured run (10), ROUNDS (3). Each target runs under valgrind in its own process,
 # all at once; for each measured run the counters are zeroed, wrk -t1 runs, and the dump's
 # total is divided by the requests wrk counted.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 TARGETS=${TARGETS:-"bare js"}
 CONNECTIONS=${CONNECTIONS:-"16 64"}
-WARM=${WARM:-150}
+WARM_REQUESTS=${WARM_REQUESTS:-40000}
 SECS=${SECS:-10}
 ROUNDS=${ROUNDS:-3}
 work=$(mktemp -d /tmp/flotilla-callgrind-XXXX)
@@ -71,7 +71,13 @@ measure() { # target connections -> "instructions/request requests"
 for c in $CONNECTIONS; do
   warmers=()
   for t in $TARGETS; do
-    wrk -t1 -c"$c" -d"${WARM}s" "http://127.0.0.1:${port[$t]}/m/x" >/dev/null &
+    (
+      done_requests=0
+      while [ "$done_requests" -lt "$WARM_REQUESTS" ]; do
+        n=$(wrk -t1 -c"$c" -d10s "http://127.0.0.1:${port[$t]}/m/x" | awk '/requests in/ {print $1}')
+        done_requests=$((done_requests + n))
+      done
+    ) &
     warmers+=($!)
   done
   for p in "${warmers[@]}"; do wait "$p" || true; done
