@@ -6,7 +6,9 @@
  * attached for one `wrk -t1` run, divided by the requests wrk counted; then the bytes a client
  * and a replica see per request (one `curl`-like request each way). Instructions retired do
  * not depend on how busy the shared machine is (unlike throughput), so own/bare is comparable
- * across sessions. Needs perf with rights to count (root, or perf_event_paranoid <= 1).
+ * across sessions. Needs perf with rights to count (root, or perf_event_paranoid <= 1) and a
+ * CPU that exposes the counter; a VM often does not (then only task-clock is printed, and
+ * bench/proxy/callgrind.sh gives instructions).
  * Env: INSN_SECONDS (default 5), INSN_CONNECTIONS ("16,64"), INSN_ROUNDS (3, medians),
  * INSN_TARGETS ("bare,js"; `js:<checkout>` runs another checkout's dist/, e.g. a build of main).
  */
@@ -191,8 +193,13 @@ async function main(): Promise<void> {
     }
     const base = TARGETS[0]!;
     for (const name of TARGETS) {
+      const i = median(insn[name]!);
+      // perf reports <not supported> without hardware counters (VMs): bench/proxy/callgrind.sh counts instead.
+      const instructions = Number.isFinite(i)
+        ? `${(i / 1000).toFixed(1)} k instructions/req [${insn[name]!.map((x) => (x / 1000).toFixed(1)).join(', ')}] (${(i / median(insn[base]!)).toFixed(3)}x ${base})`
+        : 'instructions n/a (no hardware counter; see callgrind.sh)';
       console.log(
-        `  ${name.padEnd(8)} ${(median(insn[name]!) / 1000).toFixed(1)} k instructions/req [${insn[name]!.map((x) => (x / 1000).toFixed(1)).join(', ')}] (${(median(insn[name]!) / median(insn[base]!)).toFixed(3)}x ${base}), task-clock ${median(cpu[name]!).toFixed(1)} µs/req (${(median(cpu[name]!) / median(cpu[base]!)).toFixed(3)}x)`,
+        `  ${name.padEnd(8)} ${instructions}, task-clock ${median(cpu[name]!).toFixed(1)} µs/req [${cpu[name]!.map((x) => x.toFixed(1)).join(', ')}] (${(median(cpu[name]!) / median(cpu[base]!)).toFixed(3)}x)`,
       );
     }
   }
