@@ -7,7 +7,8 @@
 # WARM_REQUESTS of warm-up per target and connection count (40000: the JIT must settle first),
 # SECS per measured run (10), ROUNDS (3). Each target runs under valgrind in its own process,
 # all at once; for each measured run the counters are zeroed, wrk -t1 runs, and the dump's
-# total is divided by the requests wrk counted.
+# total is divided by the requests wrk counted. A target whose rounds still fall steeply (e.g.
+# 1,250,000 then 620,000 then 270,000) was not warm yet: run again with more WARM_REQUESTS.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 TARGETS=${TARGETS:-"bare js"}
