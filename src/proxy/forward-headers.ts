@@ -183,35 +183,69 @@ export function scanRequestHeaders(
   return { headers, priority, contentLength, chunked };
 }
 
+/** What buildResponseHeaders learns on its pass over the replica's headers. */
+export interface ResponseHeaderScan {
+  /** A Content-Length header is forwarded (the body has a fixed length). */
+  fixedLength: boolean;
+  /** Its value when it is a safe non-negative integer, else -1. */
+  contentLength: number;
+}
+
+/**
+ * Lengths of the response header names the pass must look at (hop-by-hop, Connection,
+ * Content-Length, x-flotilla-replica): any other name is copied without lower-casing it.
+ */
+const RESPONSE_NAME_LENGTHS = new Uint8Array(32);
+for (const n of [...DROP_RESPONSE, 'connection', 'content-length', 'x-flotilla-replica'])
+  RESPONSE_NAME_LENGTHS[n.length] = 1;
+
 /**
  * Builds the client's response headers from the replica's raw headers (latin1 buffers as
  * undici hands them over), adding `x-flotilla-replica` and, when serving from a DEGRADED
- * route, `x-flotilla-fail-static: 1`.
+ * route, `x-flotilla-fail-static: 1`. `scan`, when given, receives the Content-Length.
  */
 export function buildResponseHeaders(
   raw: readonly Buffer[],
   replicaId: string,
   failStatic: boolean,
+  scan?: ResponseHeaderScan,
 ): string[] {
   const out: string[] = [];
   let connectionExtra: Set<string> | undefined;
+  let fixedLength = false;
+  let contentLength = -1;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toString('latin1');
     const value = raw[i + 1]!.toString('latin1');
-    const lower = name.toLowerCase();
-    if (lower === 'connection') {
-      connectionExtra = connectionTokens(value, connectionExtra);
-      continue;
+    if (name.length < 32 && RESPONSE_NAME_LENGTHS[name.length] === 1) {
+      const lower = name.toLowerCase();
+      if (lower === 'connection') {
+        connectionExtra = connectionTokens(value, connectionExtra);
+        continue;
+      }
+      if (DROP_RESPONSE.has(lower) || lower === 'x-flotilla-replica') continue;
+      if (lower === 'content-length' && !fixedLength) {
+        fixedLength = true;
+        const n = Number(value);
+        contentLength = Number.isSafeInteger(n) && n >= 0 ? n : -1;
+      }
     }
-    if (DROP_RESPONSE.has(lower) || lower === 'x-flotilla-replica') continue;
     out.push(name, value);
   }
   if (connectionExtra) {
     for (let i = out.length - 2; i >= 0; i -= 2) {
       if (connectionExtra.has(out[i]!.toLowerCase())) out.splice(i, 2);
     }
+    if (connectionExtra.has('content-length')) {
+      fixedLength = false;
+      contentLength = -1;
+    }
   }
   out.push('x-flotilla-replica', replicaId);
   if (failStatic) out.push('x-flotilla-fail-static', '1');
+  if (scan) {
+    scan.fixedLength = fixedLength;
+    scan.contentLength = contentLength;
+  }
   return out;
 }

@@ -74,16 +74,13 @@ export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): Proxy
       }
     },
   });
-  const duration = new Histogram<'deployment'>({
-    name: 'flotilla_proxy_request_duration_seconds',
-    help: 'Time from arrival at the proxy to the end of the response',
-    buckets: DURATION_BUCKETS,
-    labelNames: ['deployment'],
-    registers: [registry],
-    collect() {
-      fillHistogram(this, answered);
-    },
-  });
+  registry.registerMetric(
+    new CountedHistogram(
+      'flotilla_proxy_request_duration_seconds',
+      'Time from arrival at the proxy to the end of the response',
+      answered,
+    ),
+  );
   const rejections = m.counter(
     'flotilla_proxy_rejections_total',
     'Requests refused before reaching a replica, by reason',
@@ -172,7 +169,6 @@ export function createProxyMetrics(sample: () => DeploymentGaugeSample[]): Proxy
       if (c) c.forgotten = true;
       answered.delete(deployment);
       for (const code of CLASSES) requests.remove({ deployment, code });
-      duration.remove({ deployment });
       for (const reason of ['overloaded', 'queue_full', 'no_healthy_replicas']) {
         rejections.remove({ deployment, reason });
       }
@@ -213,34 +209,97 @@ export class AnswerCounts {
   }
 }
 
+/** One value of a histogram as prom-client's exposition reads it (`le` first, then the deployment). */
+interface ExportedValue {
+  labels: { le?: number | string };
+  sharedLabels: { deployment: string };
+  value: number;
+  metricName: string;
+  exemplar: undefined;
+}
+
 /**
- * Writes the counted durations into the prom-client histogram at scrape time: one series per
- * deployment with answers, created by `zero` and filled in place (prom-client has no way to
- * add bucket counts in bulk). Its exposition is pinned by test/unit/proxy/proxy-metrics.test.ts.
+ * The request duration histogram, rendered at scrape time from the per-deployment counts the
+ * request path keeps (AnswerCounts): the values prom-client's own Histogram would give for the
+ * same observations (one series per deployment with answers; cumulative `_bucket`s, `+Inf`,
+ * `_sum`, `_count`), so the text, the JSON and the workers' aggregation are unchanged
+ * (test/unit/proxy/proxy-metrics.test.ts pins them). It reads nothing of prom-client's
+ * internals; its own series map stays empty.
  */
-function fillHistogram(h: Histogram<'deployment'>, answered: Map<string, AnswerCounts>): void {
-  h.reset();
-  for (const [deployment, c] of answered) {
-    if (c.count === 0) continue;
-    h.zero({ deployment });
+class CountedHistogram extends Histogram<'deployment'> {
+  constructor(
+    private readonly metric: string,
+    private readonly description: string,
+    private readonly answered: Map<string, AnswerCounts>,
+  ) {
+    super({
+      name: metric,
+      help: description,
+      buckets: DURATION_BUCKETS,
+      labelNames: ['deployment'],
+      registers: [],
+    });
   }
-  // prom-client keeps one entry per label set: { labels, bucketValues: {bound: n}, sum, count }.
-  const entries = (h as unknown as { hashMap: Record<string, HistogramEntry> }).hashMap;
-  for (const entry of Object.values(entries)) {
-    const c = answered.get(String(entry.labels.deployment));
-    if (!c) continue;
-    for (let i = 0; i < DURATION_BUCKETS.length; i++)
-      entry.bucketValues[DURATION_BUCKETS[i]!] = c.buckets[i]!;
-    entry.sum = c.sum;
-    entry.count = c.count;
+
+  private values(): ExportedValue[] {
+    const bucket = `${this.metric}_bucket`;
+    const out: ExportedValue[] = [];
+    for (const [deployment, c] of this.answered) {
+      if (c.count === 0) continue;
+      // One labels object per series: prom-client caches its rendering per object.
+      const shared = { deployment };
+      let acc = 0;
+      for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+        acc += c.buckets[i]!;
+        out.push(value({ le: DURATION_BUCKETS[i]! }, shared, acc, bucket));
+      }
+      out.push(
+        value({ le: '+Inf' }, shared, c.count, bucket),
+        value({}, shared, c.sum, `${this.metric}_sum`),
+        value({}, shared, c.count, `${this.metric}_count`),
+      );
+    }
+    return out;
+  }
+
+  /** What the text exposition reads (Registry.metrics() prefers it to get()). */
+  async getForPromString() {
+    return {
+      name: this.metric,
+      help: this.description,
+      type: 'histogram',
+      values: this.values(),
+      aggregator: 'sum',
+    };
+  }
+
+  /** What getMetricsAsJSON reads (and so the workers' aggregation): labels merged per value. */
+  override async get(): Promise<HistogramData> {
+    const data = {
+      name: this.metric,
+      help: this.description,
+      type: 'histogram',
+      values: this.values().map((v) => ({
+        labels: { ...v.labels, deployment: v.sharedLabels.deployment },
+        value: v.value,
+        metricName: v.metricName,
+      })),
+      aggregator: 'sum',
+    };
+    // prom-client's declarations type `type` as a numeric enum; at run time it is this string.
+    return data as unknown as HistogramData;
   }
 }
 
-interface HistogramEntry {
-  labels: Record<string, string | number>;
-  bucketValues: Record<number, number>;
-  sum: number;
-  count: number;
+type HistogramData = Awaited<ReturnType<Histogram<'deployment'>['get']>>;
+
+function value(
+  labels: { le?: number | string },
+  sharedLabels: { deployment: string },
+  n: number,
+  metricName: string,
+): ExportedValue {
+  return { labels, sharedLabels, value: n, metricName, exemplar: undefined };
 }
 
 /** The workers' metrics, as `registry.getMetricsAsJSON()` gives them. */

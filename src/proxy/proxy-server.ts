@@ -23,6 +23,7 @@ import {
   buildResponseHeaders,
   type HopCache,
   type RequestHeaderScan,
+  type ResponseHeaderScan,
   scanRequestHeaders,
 } from './forward-headers.ts';
 import { type OutlierConfig, OutlierDetector } from './outlier-detector.ts';
@@ -164,6 +165,9 @@ function errorCodeOf(err: unknown): string {
  * the budget is kept as precisely as undici's clock would keep it anyway.
  */
 const TIMEOUT_SLACK_MS = 500;
+
+/** Filled by each response's header pass and read at once (synchronous, so one object serves all). */
+const responseScan: ResponseHeaderScan = { fixedLength: false, contentLength: -1 };
 
 /** Per client connection: this hop's forwarding headers (forward-headers.ts). */
 const HOP = Symbol('flotilla.hop');
@@ -380,11 +384,12 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       else this.done(499);
     }
 
-    admit(): void {
+    /** `now`: performance.now() when the caller has just read it (the arrival). */
+    admit(now?: number): void {
       const decision = this.dep.admission.admit(this);
       if (decision.kind === 'run') {
         this.holdsSlot = true;
-        this.begin();
+        this.begin(now);
       } else if (decision.kind === 'queued') {
         this.queued = true;
         const cfg = this.dep.admissionConfig;
@@ -462,16 +467,16 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     }
 
     /** Holds a slot: read a small body so it can be replayed on retry, then forward. */
-    begin(): void {
+    begin(now?: number): void {
       const { req, scan } = this;
       if (scan.chunked || scan.contentLength > MAX_BUFFERED_BODY) {
         this.body = req;
         this.replayable = false;
-        this.forward();
+        this.forward(now);
         return;
       }
       if (scan.contentLength <= 0) {
-        this.forward();
+        this.forward(now);
         return;
       }
       const chunks: Buffer[] = [];
@@ -485,12 +490,12 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       });
     }
 
-    forward(): void {
+    forward(now = performance.now()): void {
       if (this.clientGone) {
         this.done(499);
         return;
       }
-      const remaining = this.deadline - performance.now();
+      const remaining = this.deadline - now;
       if (remaining <= 0) {
         this.dep.metrics.timedOut('upstream');
         this.fail(
@@ -634,23 +639,15 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
       }
       const res = ex.res;
       if (ex.clientGone || res.destroyed) return true;
-      const headers = buildResponseHeaders(rawHeaders, this.u.replicaId, this.failStatic);
+      const scan = responseScan;
+      const headers = buildResponseHeaders(rawHeaders, this.u.replicaId, this.failStatic, scan);
       if (workerTag !== undefined) headers.push('x-flotilla-worker', workerTag);
       res.writeHead(statusCode, statusText || undefined, headers);
       // Streams (SSE, chunked) get their headers out now; fixed-length bodies carry them
       // with the first chunk (one write instead of two).
-      let fixedLength = false;
-      for (let i = 0; i < headers.length; i += 2) {
-        const n = headers[i]!;
-        if (n.length === 14 && n.toLowerCase() === 'content-length') {
-          fixedLength = true;
-          const len = Number(headers[i + 1]);
-          if (Number.isSafeInteger(len) && len > 0 && ex.req.method !== 'HEAD')
-            this.remaining = len;
-          break;
-        }
-      }
-      if (!fixedLength) res.flushHeaders();
+      if (!scan.fixedLength) res.flushHeaders();
+      else if (scan.contentLength > 0 && ex.req.method !== 'HEAD')
+        this.remaining = scan.contentLength;
       this.resume = resume;
       return true;
     }
@@ -824,7 +821,9 @@ export async function createProxy(opts: ProxyOptions): Promise<FlotillaProxy> {
     if (endpoint) lastArrival.set(dep.id, Date.now());
     const socket = req.socket as HopSocket;
     const scan = scanRequestHeaders(req.rawHeaders, socket.remoteAddress, 'http', socket[HOP]);
-    new Exchange(req, res, dep, endpoint, parsed.path, scan).admit();
+    const ex = new Exchange(req, res, dep, endpoint, parsed.path, scan);
+    // Admitted at once: the arrival's clock reading serves the first attempt's budget too.
+    ex.admit(ex.start);
   }
 
   /** Holds a request for a deployment at zero until a replica can take it (activation.ts). */

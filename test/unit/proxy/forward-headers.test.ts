@@ -120,6 +120,30 @@ describe('response headers to the client', () => {
       ['x-flotilla-fail-static', '1'],
     ]);
   });
+
+  it('reports the Content-Length it forwards, in any case, and none when Connection names it', () => {
+    const raw = (...h: string[]) => h.map((x) => Buffer.from(x, 'latin1'));
+    const scan = { fixedLength: false, contentLength: -1 };
+    buildResponseHeaders(
+      raw('Content-Type', 'text/plain', 'CONTENT-LENGTH', '42'),
+      'r',
+      false,
+      scan,
+    );
+    expect(scan).toEqual({ fixedLength: true, contentLength: 42 });
+    buildResponseHeaders(raw('content-length', 'x'), 'r', false, scan);
+    expect(scan).toEqual({ fixedLength: true, contentLength: -1 });
+    buildResponseHeaders(raw('Content-Type', 'text/event-stream'), 'r', false, scan);
+    expect(scan).toEqual({ fixedLength: false, contentLength: -1 });
+    const out = buildResponseHeaders(
+      raw('Connection', 'content-length', 'Content-Length', '3'),
+      'r',
+      false,
+      scan,
+    );
+    expect(scan).toEqual({ fixedLength: false, contentLength: -1 });
+    expect(pairs(out)).toEqual([['x-flotilla-replica', 'r']]);
+  });
 });
 
 describe('the Forwarded header (RFC 7239), treated like X-Forwarded-*', () => {
