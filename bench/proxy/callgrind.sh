@@ -48,10 +48,10 @@ for t in $TARGETS; do
     UPSTREAMS="http://127.0.0.1:$b1,http://127.0.0.1:$b2" valgrind --tool=callgrind \
       --callgrind-out-file="$out.cg" node "$here/bare-proxy.mjs" >"$out.out" 2>"$out.err" &
   else
-    dist=""
-    case "$t" in js:*) dist="${t#js:}/dist" ;; esac
-    BENCH_TABLE="$table" FLOTILLA_DIST="${dist:-$here/../../dist}" valgrind --tool=callgrind \
-      --callgrind-out-file="$out.cg" node "$here/proxy-process-dist.mjs" >"$out.out" 2>"$out.err" &
+    checkout="$here/../.."
+    case "$t" in js:*) checkout="${t#js:}" ;; esac
+    BENCH_TABLE="$table" PROXY_SOURCE="$checkout/dist/src" valgrind --tool=callgrind \
+      --callgrind-out-file="$out.cg" node "$here/proxy-process.mjs" >"$out.out" 2>"$out.err" &
   fi
   vpid[$t]=$!
   prefix[$t]="$out.cg"

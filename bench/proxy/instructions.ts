@@ -160,9 +160,9 @@ async function main(): Promise<void> {
     const dir = name.includes(':') ? name.slice(name.indexOf(':') + 1) : null;
     return name === 'bare'
       ? start([here('./bare-proxy.mjs')], { UPSTREAMS: urls.join(',') })
-      : start([here('./proxy-process-dist.mjs')], {
+      : start([here('./proxy-process.mjs')], {
           BENCH_TABLE: JSON.stringify(table(urls)),
-          ...(dir ? { FLOTILLA_DIST: `${dir}/dist` } : {}),
+          PROXY_SOURCE: `${dir ?? here('../..')}/dist/src`,
         });
   };
   const targets: Record<string, { port: number; pid: number }> = {};
