@@ -21,6 +21,7 @@ import {
   type RoutingTableChange,
   withChange,
 } from '../domain/routing-change.ts';
+import { serialQueue } from '../domain/serial-queue.ts';
 
 /**
  * A routing table feed.
@@ -440,24 +441,16 @@ export async function createRedisTableSource(
   }
 
   // Every read runs in one queue, in the order its trigger arrived, so changes apply in order.
-  let queue: Promise<void> = Promise.resolve();
-  function enqueue(work: () => Promise<void>): Promise<void> {
-    queue = queue.then(async () => {
-      if (closed) return;
-      try {
-        await work();
-      } catch (err) {
-        log.warn({ err }, 'routing table re-read failed; keeping the current one');
-      }
-    });
-    return queue;
-  }
+  const queue = serialQueue({
+    closed: () => closed,
+    onError: (err) => log.warn({ err }, 'routing table re-read failed; keeping the current one'),
+  });
   /** A full re-read, unless one is already waiting in the queue. */
   let fullQueued = false;
   function reload(): Promise<void> {
-    if (fullQueued) return queue;
+    if (fullQueued) return queue.idle();
     fullQueued = true;
-    return enqueue(async () => {
+    return queue.push(async () => {
       fullQueued = false;
       await loadFull();
     });
@@ -467,7 +460,7 @@ export async function createRedisTableSource(
     if (ch !== channel || closed) return;
     const m = parseChangeMessage(message);
     if (m) {
-      void enqueue(() => applyChange(m));
+      void queue.push(() => applyChange(m));
       return;
     }
     if (Number(message) <= holder.table.version) return;
@@ -529,7 +522,7 @@ export async function createRedisTableSource(
         clearInterval(resync);
         holder.clear();
         // Reads in the queue log their own failures; waited for so none runs after quit.
-        await queue;
+        await queue.idle();
         await Promise.all([
           client.quit().catch(() => client.disconnect()),
           sub.quit().catch(() => sub.disconnect()),

@@ -14,6 +14,7 @@ import { Gauge, Registry } from 'prom-client';
 import { freePort } from '../../backends/free-port.ts';
 import { hostForUrl } from '../../domain/host.ts';
 import type { RoutingTable } from '../../domain/routing.ts';
+import { serialQueue } from '../../domain/serial-queue.ts';
 import type { AdmissionLevel } from '../../proxy/admission.ts';
 import type {
   DeploymentLoadStatus,
@@ -121,19 +122,11 @@ export async function createHaproxyDataPlane(
   });
 
   // Every change to HAProxy goes through this queue, in table order.
-  let queue: Promise<void> = Promise.resolve();
   let closed = false;
-  function enqueue(work: () => Promise<void>): Promise<void> {
-    queue = queue.then(async () => {
-      if (closed) return;
-      try {
-        await work();
-      } catch (err) {
-        log.error({ err }, 'haproxy: applying the routing table failed');
-      }
-    });
-    return queue;
-  }
+  const queue = serialQueue({
+    closed: () => closed,
+    onError: (err) => log.error({ err }, 'haproxy: applying the routing table failed'),
+  });
 
   async function reload(next: BackendSpec[], key: string): Promise<void> {
     await writeFiles(next);
@@ -191,7 +184,7 @@ export async function createHaproxyDataPlane(
     }
   }
   const deleter = setInterval(() => {
-    if (pending.size > 0) void enqueue(deletePending);
+    if (pending.size > 0) void queue.push(deletePending);
   }, 250);
   deleter.unref();
 
@@ -268,10 +261,12 @@ export async function createHaproxyDataPlane(
   // Each table applied, then the counts read: a drain it started is seen at once.
   const onTable = (t: RoutingTable) => {
     const gen = ++changeGen;
-    void enqueue(() => apply(t)).then(() => {
-      appliedGen = Math.max(appliedGen, gen);
-      return refresh();
-    });
+    void queue
+      .push(() => apply(t))
+      .then(() => {
+        appliedGen = Math.max(appliedGen, gen);
+        return refresh();
+      });
   };
   const unsubscribe = opts.source.subscribe(onTable);
   // A table published while HAProxy started.
@@ -388,14 +383,14 @@ export async function createHaproxyDataPlane(
     },
     // HAProxy does no outlier ejection from live traffic (README "HAProxy data plane").
     onEvent: () => () => {},
-    settled: () => queue,
+    settled: () => queue.idle(),
     runtime: (command) => runtimeCommand(paths.adminSocket, command),
     close() {
       closing ??= (async () => {
         unsubscribe();
         clearInterval(deleter);
         clearInterval(poller);
-        await queue;
+        await queue.idle();
         closed = true;
         await proc.stop(CLOSE_GRACE_MS, async () => {
           // The admin socket goes with the soft-stopped worker: then nothing is left.
