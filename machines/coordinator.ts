@@ -3,41 +3,29 @@
  *
  * Shards keep every parent's child list short: XState copies a parent's children on each
  * spawn and stop, which turns quadratic past a few hundred children (docs/xstate-rules.md rule 2).
- * The shard count is fixed when the coordinator is created and persisted with it, so a
- * deployment always restores under the same shard. Events for one deployment, replica or
- * route are sent straight to it (`system.get`), never routed through here.
+ * Which shard holds a deployment is decided outside the machine (the runtime's
+ * src/runtime/shard-placement.ts keeps every shard at 32 deployments or fewer) and comes with
+ * each add and remove; a shard that does not exist yet is spawned on its first add. Events for
+ * one deployment, replica or route are sent straight to it (`system.get`), never routed through
+ * here.
  */
 import { enqueueActions, setup } from 'xstate';
 import { type DeploymentInput, deploymentActorId, deploymentMachine } from './deployment.ts';
 
 export interface CoordinatorInput {
+  /** Shards spawned at the start (more are spawned as adds name them). */
   shards: number;
 }
 
 export type CoordinatorEvent =
-  | { type: 'coordinator.deployment.add'; input: DeploymentInput }
-  | { type: 'coordinator.deployment.remove'; deploymentId: string };
+  | { type: 'coordinator.deployment.add'; input: DeploymentInput; shard: number }
+  | { type: 'coordinator.deployment.remove'; deploymentId: string; shard: number };
 
 export type ShardEvent =
   | { type: 'shard.deployment.add'; input: DeploymentInput }
   | { type: 'shard.deployment.remove'; deploymentId: string };
 
 export const shardActorId = (index: number) => `shard:${index}`;
-
-/** FNV-1a: a stable, dependency-free hash for placing a deployment on a shard. */
-export function shardOf(deploymentId: string, shards: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < deploymentId.length; i++) {
-    h ^= deploymentId.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % shards;
-}
-
-/** ≈√N shards for N expected deployments, at least 1. */
-export function shardCountFor(expectedDeployments: number): number {
-  return Math.max(1, Math.ceil(Math.sqrt(Math.max(1, expectedDeployments))));
-}
 
 export const shardMachine = setup({
   types: {
@@ -94,16 +82,26 @@ export const coordinatorMachine = setup({
   }),
   on: {
     'coordinator.deployment.add': {
-      actions: enqueueActions(({ context, event, enqueue }) => {
-        enqueue.sendTo(shardActorId(shardOf(event.input.deploymentId, context.shards)), {
-          type: 'shard.deployment.add',
-          input: event.input,
-        });
+      actions: enqueueActions(({ event, enqueue, self }) => {
+        const shard = shardActorId(event.shard);
+        // A shard is spawned once, on the first add that names it (never the same systemId
+        // twice: statelyai/xstate#4453).
+        if (!self.getSnapshot().children[shard]) {
+          enqueue.spawnChild('shard', {
+            id: shard,
+            systemId: shard,
+            input: { index: event.shard },
+          });
+          enqueue.assign(({ context }) => ({ shards: Math.max(context.shards, event.shard + 1) }));
+        }
+        enqueue.sendTo(shard, { type: 'shard.deployment.add', input: event.input });
       }),
     },
     'coordinator.deployment.remove': {
-      actions: enqueueActions(({ context, event, enqueue }) => {
-        enqueue.sendTo(shardActorId(shardOf(event.deploymentId, context.shards)), {
+      actions: enqueueActions(({ event, enqueue, self }) => {
+        const shard = shardActorId(event.shard);
+        if (!self.getSnapshot().children[shard]) return;
+        enqueue.sendTo(shard, {
           type: 'shard.deployment.remove',
           deploymentId: event.deploymentId,
         });

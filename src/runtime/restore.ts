@@ -1,12 +1,13 @@
 /**
  * Rebuilds the coordinator's persisted snapshot from per-deployment rows, so the whole tree is
  * created and started once (XState has no API to restore one deployment into a running tree;
- * docs/xstate-rules.md rule 9). Deployments are placed by the current shard count, so changing it
- * between restarts only moves deployments between shards. Also what restore checks: which
+ * docs/xstate-rules.md rule 9). Deployments are spread over enough shards that none holds more
+ * than 32 (src/runtime/shard-placement.ts); a restart may move them between shards, which no
+ * one sees (events go to a deployment by its system id). Also what restore checks: which
  * stored rows can be restored, and which backend sessions the restored actors own.
  */
 
-import { shardActorId, shardCountFor, shardOf } from '../../machines/coordinator.ts';
+import { shardActorId } from '../../machines/coordinator.ts';
 import {
   type DeploymentContext,
   type DeploymentEvent,
@@ -21,6 +22,7 @@ import type { ActorSnapshotRow, DeploymentRecord, Store } from '../store/store.t
 import { type DeploymentRef, deploymentSnapshotOf } from './actor-refs.ts';
 import { healthSettings } from './deployment-commands.ts';
 import type { SessionCache } from './session-cache.ts';
+import { ShardPlacement } from './shard-placement.ts';
 import type { TrackedDeployments } from './tracked-deployments.ts';
 
 /** Bumped when a machine changes in a way old snapshots cannot be read by (rule 7). */
@@ -64,15 +66,17 @@ export function validateDeploymentSnapshot(snapshot: unknown): asserts snapshot 
   if (!s.children || typeof s.children !== 'object') throw new SnapshotRejected('no children');
 }
 
+/** The coordinator's snapshot with each row's deployment under the shard `placement` gives it. */
 export function assembleCoordinatorSnapshot(
-  shards: number,
+  placement: ShardPlacement,
   rows: readonly DeploymentSnapshotRow[],
 ): unknown {
+  const shards = placement.count;
   const shardChildren: Record<string, Record<string, PersistedChild>> = {};
   for (let i = 0; i < shards; i++) shardChildren[shardActorId(i)] = {};
   for (const row of rows) {
     const id = deploymentActorId(row.deploymentId);
-    const shard = shardActorId(shardOf(row.deploymentId, shards));
+    const shard = shardActorId(placement.place(row.deploymentId));
     (shardChildren[shard] as Record<string, PersistedChild>)[id] = {
       snapshot: row.snapshot,
       src: 'deployment',
@@ -322,27 +326,6 @@ export function resumeFromRows(
   }
 }
 
-/** Most deployments a restored coordinator puts on one shard (see `restoredShardCount`). */
-export const MAX_DEPLOYMENTS_PER_SHARD = 32;
-
-/**
- * Shards of a coordinator restored with `deployments` deployments: the configured count, at
- * least ≈√N, and enough that no shard holds more than MAX_DEPLOYMENTS_PER_SHARD. XState copies
- * a parent's child list on every spawn and on every stop of a child (docs/xstate-rules.md rule
- * 2), so stopping a shard of k deployments copies about k²/2 entries and closing the tree
- * about N·k/2 plus S²/2 for the S shards under the root. With √N shards that is N·√N/2, which
- * made close superlinear (10,000 deployments on 100 shards: 500,000 copies); with at most 32
- * per shard it is at most 16 per deployment, and the root's S²/2 = N²/2048 stays below the
- * √N layout's N·√N/2 up to about four million deployments.
- */
-export function restoredShardCount(configured: number, deployments: number): number {
-  return Math.max(
-    configured,
-    shardCountFor(deployments),
-    Math.ceil(deployments / MAX_DEPLOYMENTS_PER_SHARD),
-  );
-}
-
 /** Top-level deployment states the runtime runs an actor for. */
 const LIVE_DEPLOYMENT_STATES: readonly string[] = [
   'PENDING',
@@ -359,8 +342,8 @@ export interface RestorePlan {
   rejected: RejectedSnapshot[];
   rows: ActorSnapshotRow[];
   coordinator: unknown;
-  /** Shards of the restored coordinator (`restoredShardCount`). */
-  shards: number;
+  /** Which shard holds each restored deployment (and where new ones go). */
+  placement: ShardPlacement;
 }
 
 /**
@@ -405,7 +388,10 @@ export async function loadRestorePlan(deps: {
   const wanted = revisionIds.filter((r): r is string => !!r);
   await sessions.prefetch(wanted);
   for (const revisionId of wanted) await sessions.sessionFor(revisionId);
-  const shards = restoredShardCount(deps.shards, tracked.size);
-  const coordinator = assembleCoordinatorSnapshot(shards, restorable);
-  return { records, restorable, rejected, rows, coordinator, shards };
+  const placement = new ShardPlacement(
+    deps.shards,
+    restorable.map((r) => r.deploymentId),
+  );
+  const coordinator = assembleCoordinatorSnapshot(placement, restorable);
+  return { records, restorable, rejected, rows, coordinator, placement };
 }

@@ -1,6 +1,5 @@
 /**
  * The actor runtime: the coordinator tree's lifecycle and a thin façade over its parts.
- *
  * One deployment's flow: `createDeployment` (deployment-commands.ts) writes the deployment +
  * revision rows, then asks the coordinator to spawn the deployment actor (under its shard).
  * The actor's effects run here (generate the session, start/stop sessions on the backend,
@@ -67,6 +66,7 @@ import {
 import { RuntimeScaling } from './runtime-scaling.ts';
 import { scaleToZeroOf } from './scale-to-zero-wiring.ts';
 import { SessionCache } from './session-cache.ts';
+import { ShardPlacement } from './shard-placement.ts';
 import { recordShutdownStops } from './shutdown-restart.ts';
 import type { PersistedSubtree, SnapshotWriter } from './snapshot-writer.ts';
 import type { StorePause } from './store-pause.ts';
@@ -92,6 +92,7 @@ export class Runtime {
   readonly deadlines: DeadlineScheduler;
   private readonly machine: ProvidedCoordinator;
   private actor: Actor<ProvidedCoordinator> | null = null;
+  private placement = new ShardPlacement(1); // which shard holds each deployment; set by start
   readonly writer: SnapshotWriter;
   /** Effects that need the store wait here while it is away (store-pause.ts). */
   readonly storePause: StorePause;
@@ -154,8 +155,9 @@ export class Runtime {
     this.writer.seed(plan.rows);
     this.quarantine.addRejected(plan, this.log);
     const { records, restorable } = plan;
+    this.placement = plan.placement;
     const actor = createActor(this.machine, {
-      input: { shards: plan.shards },
+      input: { shards: plan.placement.count },
       snapshot: plan.coordinator as never,
     });
     actor.subscribe({
@@ -173,7 +175,6 @@ export class Runtime {
     actor.start();
     // Taken before any effect can resolve: what restore produced, for tests and the inspector.
     this.restoredStates = settleRestoredTree(actor);
-
     resumeFromRows(records, new Set(restorable.map((r) => r.deploymentId)), {
       ids: this.tracked.ids(),
       spawn: (record) => this.spawnDeployment(record),
@@ -306,7 +307,7 @@ export class Runtime {
 
   /** Each published table, with its change attached (`changeOf`). */
   onRoutingTable(listener: (t: RoutingTable) => void): () => void {
-    return this.routing.subscribe((t) => listener(t));
+    return this.routing.subscribe(listener);
   }
 
   actorCount(): number {
@@ -328,7 +329,8 @@ export class Runtime {
         await this.deps.store.updateDeployment(id, { deleted_at: new Date(this.now()) });
         this.tracked.untrack(id);
         this.scaling.forget(id);
-        this.actor?.send({ type: 'coordinator.deployment.remove', deploymentId: id });
+        const shard = this.placement.release(id) ?? -1; // -1: never placed, nothing to remove
+        this.actor?.send({ type: 'coordinator.deployment.remove', deploymentId: id, shard });
         this.routing.markDirty(id);
       })
       .catch((err) => this.log.error({ deployment: id, err }, 'finishing deletion failed'));
@@ -358,7 +360,8 @@ export class Runtime {
     const options = this.tracked.get(record.id)?.options ?? optionsOf(record);
     const s = session ?? this.sessions.cached(record.revision_id ?? '');
     const input = deploymentInput(record, options, s, this.config.deploymentDefaults);
-    this.actor?.send({ type: 'coordinator.deployment.add', input });
+    const shard = this.placement.place(record.id);
+    this.actor?.send({ type: 'coordinator.deployment.add', input, shard });
   }
 
   deploymentRef(deploymentId: string): DeploymentRef | undefined {

@@ -3,12 +3,8 @@ import { type AnyActorRef, createActor, SimulatedClock } from 'xstate';
 import { deploymentActorId } from '../../../machines/deployment.ts';
 import { actorStatesIn, settleRestoredTree } from '../../../src/runtime/actor-refs.ts';
 import { type EffectPorts, provideEffects } from '../../../src/runtime/provide-effects.ts';
-import {
-  assembleCoordinatorSnapshot,
-  internContextStrings,
-  MAX_DEPLOYMENTS_PER_SHARD,
-  restoredShardCount,
-} from '../../../src/runtime/restore.ts';
+import { assembleCoordinatorSnapshot, internContextStrings } from '../../../src/runtime/restore.ts';
+import { ShardPlacement } from '../../../src/runtime/shard-placement.ts';
 
 const ports: EffectPorts = {
   prepareSession: async () => {},
@@ -64,7 +60,7 @@ describe('restore: what a restored tree keeps', () => {
     const machine = provideEffects(ports, clock);
     const built = createActor(machine, { input: { shards: 2 } }).start();
     for (const id of ['a', 'b'])
-      built.send({ type: 'coordinator.deployment.add', input: input(id) });
+      built.send({ type: 'coordinator.deployment.add', input: input(id), shard: 0 });
     // Each replica took its endpoint and its route started provisioning.
     await until(() =>
       ['a', 'b'].every((id) => {
@@ -85,7 +81,7 @@ describe('restore: what a restored tree keeps', () => {
 
     const restored = createActor(machine, {
       input: { shards: 2 },
-      snapshot: assembleCoordinatorSnapshot(2, rows) as never,
+      snapshot: assembleCoordinatorSnapshot(new ShardPlacement(2), rows) as never,
     }).start();
     const actors = actorsOf(restored);
     // The coordinator, 2 shards, 2 deployments with a provisioning timer, 4 replicas with a
@@ -153,18 +149,6 @@ describe('restore: strings of the restored contexts', () => {
       expect(row.snapshot.context.deploymentId).toBe(id);
       expect(row.snapshot.children['replica:r1'].snapshot.context.state).toBe('HEALTHY');
       expect(row.snapshot.children.timer.snapshot.input.key).toBe('startup');
-    }
-  });
-});
-
-describe('restore: shards of a restored coordinator', () => {
-  it('keeps the configured count and at least √N, and puts at most 32 deployments on a shard', () => {
-    expect(restoredShardCount(4, 0)).toBe(4);
-    expect(restoredShardCount(4, 100)).toBe(10);
-    expect(restoredShardCount(100, 1_000)).toBe(100);
-    expect(restoredShardCount(100, 10_000)).toBe(313);
-    for (const n of [1, 31, 32, 33, 999, 10_000, 123_457]) {
-      expect(n / restoredShardCount(1, n)).toBeLessThanOrEqual(MAX_DEPLOYMENTS_PER_SHARD);
     }
   });
 });
