@@ -2,35 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { type AnyActorRef, createActor, SimulatedClock } from 'xstate';
 import { deploymentActorId } from '../../../machines/deployment.ts';
 import { actorStatesIn, settleRestoredTree } from '../../../src/runtime/actor-refs.ts';
-import { type EffectPorts, provideEffects } from '../../../src/runtime/provide-effects.ts';
+import { provideEffects } from '../../../src/runtime/provide-effects.ts';
 import { assembleCoordinatorSnapshot, internContextStrings } from '../../../src/runtime/restore.ts';
 import { ShardPlacement } from '../../../src/runtime/shard-placement.ts';
+import { testDeploymentInput, testEffectPorts } from '../../harness/effect-ports.ts';
 
-const ports: EffectPorts = {
-  prepareSession: async () => {},
-  startSession: async (i) => ({ endpoint: `http://127.0.0.1:1/${i.replicaId}` }),
-  restartSession: async (i) => ({ endpoint: `http://127.0.0.1:1/${i.replicaId}` }),
-  stopSession: async () => {},
-  drainRoute: async () => {},
-  deploymentTransition() {},
-  deploymentChanged() {},
-  replicaTransition() {},
-  routeTransition() {},
-  publishRoutes() {},
-  childError(where, event) {
-    throw new Error(`unexpected child error in ${where}: ${JSON.stringify(event)}`);
-  },
-};
-
-const input = (id: string) => ({
-  deploymentId: id,
-  name: id,
-  revisionId: `${id}-v1`,
-  replicas: 2,
-  min_replicas: 0,
-  max_replicas: 5,
-  settings: { health: { healthy_threshold: 1, unhealthy_threshold: 2, startup_timeout_s: 60 } },
-});
+const ports = testEffectPorts;
+const input = (id: string) => testDeploymentInput(id);
 
 /** Every actor of the tree, depth first, with the `options` XState keeps on each. */
 function actorsOf(root: AnyActorRef): Array<AnyActorRef & { options?: { snapshot?: unknown } }> {

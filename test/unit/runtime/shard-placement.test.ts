@@ -4,6 +4,7 @@ import { shardActorId } from '../../../machines/coordinator.ts';
 import { deploymentActorId } from '../../../machines/deployment.ts';
 import { provideEffects } from '../../../src/runtime/provide-effects.ts';
 import { MAX_DEPLOYMENTS_PER_SHARD, ShardPlacement } from '../../../src/runtime/shard-placement.ts';
+import { testDeploymentInput, testEffectPorts } from '../../harness/effect-ports.ts';
 
 const ids = (n: number, prefix = 'd') => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
 
@@ -43,33 +44,10 @@ describe('shard placement', () => {
 });
 
 describe('coordinator: shards named by the placement', () => {
-  const ports = {
-    prepareSession: async () => {},
-    startSession: async () => new Promise<never>(() => {}),
-    restartSession: async () => new Promise<never>(() => {}),
-    stopSession: async () => {},
-    drainRoute: async () => {},
-    deploymentTransition() {},
-    deploymentChanged() {},
-    replicaTransition() {},
-    routeTransition() {},
-    publishRoutes() {},
-    childError(where: string, event: unknown) {
-      throw new Error(`unexpected child error in ${where}: ${JSON.stringify(event)}`);
-    },
-  };
-  const input = (id: string) => ({
-    deploymentId: id,
-    name: id,
-    revisionId: `${id}-v1`,
-    replicas: 0,
-    min_replicas: 0,
-    max_replicas: 5,
-    settings: { health: { healthy_threshold: 1, unhealthy_threshold: 2, startup_timeout_s: 60 } },
-  });
+  const input = (id: string) => testDeploymentInput(id, 0);
 
   it('spawns a shard on the first add that names it, and removes a deployment from its shard', () => {
-    const root = createActor(provideEffects(ports), { input: { shards: 1 } }).start();
+    const root = createActor(provideEffects(testEffectPorts), { input: { shards: 1 } }).start();
     root.send({ type: 'coordinator.deployment.add', input: input('a'), shard: 0 });
     root.send({ type: 'coordinator.deployment.add', input: input('b'), shard: 3 });
     // Adding again is a no-op (no second spawn of the same system id).
