@@ -130,7 +130,7 @@ export function registerEventStream(app: FastifyInstance, opts: EventStreamOptio
         do {
           again = false;
           // What the runtime announced is durable once the barrier resolves.
-          await flotilla.runtime.writer.barrier().catch(() => {});
+          await flotilla.runtime.writer.settled();
           const read = () =>
             flotilla.store.history({
               ...(deploymentId !== undefined ? { deploymentId } : {}),
@@ -144,7 +144,7 @@ export function registerEventStream(app: FastifyInstance, opts: EventStreamOptio
             // ejection) is visible. Reading again after the writer's barrier picks it up
             // before the cursor moves past it.
             if (page.items.length > 0) {
-              await flotilla.runtime.writer.barrier().catch(() => {});
+              await flotilla.runtime.writer.settled();
               page = await read();
             }
             let frames = '';

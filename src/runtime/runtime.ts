@@ -280,13 +280,13 @@ export class Runtime {
    * PostgreSQL has (with its history row): what `get` says survives a crash.
    */
   async get(idOrName: string): Promise<DeploymentView> {
-    await this.writer.barrier().catch(() => {});
+    await this.writer.settled();
     const record = await this.commands.record(idOrName);
     return this.view(record.id, record);
   }
 
   async list(opts: { includeDeleted?: boolean } = {}): Promise<DeploymentView[]> {
-    await this.writer.barrier().catch(() => {});
+    await this.writer.settled();
     const records = await this.deps.store.listDeployments(opts);
     return Promise.all(records.map((r) => this.view(r.id, r)));
   }

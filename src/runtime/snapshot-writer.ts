@@ -131,6 +131,16 @@ export class SnapshotWriter {
     });
   }
 
+  /**
+   * For readers: resolves once what was recorded so far is durable, or as soon as writing it
+   * failed. A read may go on then: the failed batch stays queued and is sent again (after a
+   * pause, logged by the owner of `flush`), and `/ready` reports the store, so the read answers
+   * from the live tree instead of failing as well.
+   */
+  settled(): Promise<void> {
+    return this.barrier().catch(() => undefined);
+  }
+
   /** Flushes what is queued; resolves when it is written. */
   async flush(): Promise<void> {
     if (this.timer !== null) {

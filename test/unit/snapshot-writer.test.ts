@@ -109,6 +109,36 @@ describe('snapshot writer', () => {
     await last;
   });
 
+  it('settled() resolves for readers where barrier() rejects, and the writes stay queued', async () => {
+    const { store, batches, attempts } = recordingStore(1);
+    const clock = new SimulatedClock();
+    const w = new SnapshotWriter(store, { persisted: () => tree }, { onError: () => {}, clock });
+    w.record({
+      actorId: 'replica:r1',
+      kind: 'replica',
+      deploymentId: 'd1',
+      to: 'STARTING',
+      event: 'transition',
+      reason: null,
+      at: new Date(),
+    });
+    const barrier = w.barrier();
+    const settled = w.settled();
+    clock.increment(2); // the flush delay
+    await expect(barrier).rejects.toThrow(/database unavailable/);
+    await expect(settled).resolves.toBeUndefined();
+    expect(attempts).toHaveLength(1);
+    expect(batches).toHaveLength(0);
+    // Still queued: the retry after the pause lands it, and settled() then waits for it.
+    clock.increment(1_000);
+    const after = w.settled();
+    clock.increment(2);
+    await after;
+    // The failed batch as it was (then the deployment's subtree as it is now).
+    expect(batches.length).toBeGreaterThanOrEqual(1);
+    expect(batches[0]!.some((x) => x.actorId === 'replica:r1')).toBe(true);
+  });
+
   it('sends a failed batch again exactly as it was, before any newer transition (it may have committed)', async () => {
     const { store, batches, attempts } = recordingStore(1);
     const clock = new SimulatedClock();

@@ -91,6 +91,8 @@ export async function startHaproxy(opts: {
     });
   });
   const spawnError = new Promise<never>((_, reject) => child.once('error', reject));
+  // Safe: the rejection is awaited in the start race below; this only keeps a spawn error
+  // that comes after the race was settled from being an unhandled rejection.
   spawnError.catch(() => {});
   for (const stream of [child.stdout, child.stderr]) {
     if (!stream) continue;
