@@ -258,6 +258,23 @@ const deadlines = (clock: MachineClock) => ({
 });
 const unprovided = deadlines(unprovidedClock);
 
+/**
+ * What PROVISIONING and RUNNING both do with the events of a deployment that serves (or is
+ * about to): children report, the target and revision change, routes are evicted, and a
+ * delete starts DESTROYING. One table, spread into both states.
+ */
+const SERVING_EVENTS = {
+  'replica.state': { actions: ['applyReplicaState', 'settleChildren', 'reconcile'] },
+  'route.state': { actions: ['applyRouteState', 'settleChildren', 'reconcile'] },
+  'deployment.scale': {
+    guard: 'isValidScale',
+    actions: ['setTarget', 'reconcile', 'recordChange'],
+  },
+  'deployment.update': { actions: ['setRevision', 'reconcile', 'recordChange'] },
+  'deployment.evict': { actions: 'evictRoutes' },
+  'deployment.delete': { target: 'DESTROYING' },
+} as const;
+
 export const deploymentMachine = setup({
   types: {
     context: {} as DeploymentContext,
@@ -620,15 +637,7 @@ export const deploymentMachine = setup({
         input: ({ context }) => ({ deadline: context.deadline ?? 0, key: 'provision' }),
       },
       on: {
-        'replica.state': { actions: ['applyReplicaState', 'settleChildren', 'reconcile'] },
-        'route.state': { actions: ['applyRouteState', 'settleChildren', 'reconcile'] },
-        'deployment.scale': {
-          guard: 'isValidScale',
-          actions: ['setTarget', 'reconcile', 'recordChange'],
-        },
-        'deployment.update': { actions: ['setRevision', 'reconcile', 'recordChange'] },
-        'deployment.evict': { actions: 'evictRoutes' },
-        'deployment.delete': { target: 'DESTROYING' },
+        ...SERVING_EVENTS,
         // Replicas waiting for capacity are not a failed provisioning: wait another period.
         'deadline.reached': [
           { guard: 'isWaitingForCapacity', target: 'PROVISIONING', reenter: true },
@@ -651,15 +660,7 @@ export const deploymentMachine = setup({
         { type: 'recordTransition', params: { state: 'RUNNING' } },
       ],
       on: {
-        'replica.state': { actions: ['applyReplicaState', 'settleChildren', 'reconcile'] },
-        'route.state': { actions: ['applyRouteState', 'settleChildren', 'reconcile'] },
-        'deployment.scale': {
-          guard: 'isValidScale',
-          actions: ['setTarget', 'reconcile', 'recordChange'],
-        },
-        'deployment.update': { actions: ['setRevision', 'reconcile', 'recordChange'] },
-        'deployment.evict': { actions: 'evictRoutes' },
-        'deployment.delete': { target: 'DESTROYING' },
+        ...SERVING_EVENTS,
       },
     },
     DESTROYING: {
