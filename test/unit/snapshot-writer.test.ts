@@ -26,21 +26,24 @@ const settle = () => new Promise<void>((r) => setImmediate(r));
 
 const tree = { value: 'RUNNING', children: { 'replica:r1': { snapshot: { value: 'HEALTHY' } } } };
 
+/** Records a transition of replica r1 (deployment d1) to `to`. */
+function recordReplica(w: SnapshotWriter, to: string): void {
+  w.record({
+    actorId: 'replica:r1',
+    kind: 'replica',
+    deploymentId: 'd1',
+    to,
+    event: 'transition',
+    reason: null,
+    at: new Date(),
+  });
+}
+
 describe('snapshot writer', () => {
   it('writes a burst of transitions in one batch, in order, with increasing versions and from-states', async () => {
     const { store, batches } = recordingStore();
     const w = new SnapshotWriter(store, { persisted: () => tree });
-    for (const to of ['STARTING', 'HEALTHY', 'UNHEALTHY', 'HEALTHY']) {
-      w.record({
-        actorId: 'replica:r1',
-        kind: 'replica',
-        deploymentId: 'd1',
-        to,
-        event: 'transition',
-        reason: null,
-        at: new Date(),
-      });
-    }
+    for (const to of ['STARTING', 'HEALTHY', 'UNHEALTHY', 'HEALTHY']) recordReplica(w, to);
     await w.barrier();
     expect(batches).toHaveLength(1);
     const replicaWrites = batches[0]!.filter((x) => x.actorId === 'replica:r1');
@@ -68,15 +71,7 @@ describe('snapshot writer', () => {
       { persisted: () => tree },
       { onError: (e) => errors.push(e), clock },
     );
-    w.record({
-      actorId: 'replica:r1',
-      kind: 'replica',
-      deploymentId: 'd1',
-      to: 'STARTING',
-      event: 'transition',
-      reason: null,
-      at: new Date(),
-    });
+    recordReplica(w, 'STARTING');
     const first = w.barrier();
     clock.increment(2); // the flush delay
     await expect(first).rejects.toThrow(/database unavailable/);
@@ -113,15 +108,7 @@ describe('snapshot writer', () => {
     const { store, batches, attempts } = recordingStore(1);
     const clock = new SimulatedClock();
     const w = new SnapshotWriter(store, { persisted: () => tree }, { onError: () => {}, clock });
-    w.record({
-      actorId: 'replica:r1',
-      kind: 'replica',
-      deploymentId: 'd1',
-      to: 'STARTING',
-      event: 'transition',
-      reason: null,
-      at: new Date(),
-    });
+    recordReplica(w, 'STARTING');
     const barrier = w.barrier();
     const settled = w.settled();
     clock.increment(2); // the flush delay
