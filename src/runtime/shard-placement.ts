@@ -85,11 +85,6 @@ export class ShardPlacement {
     return shard;
   }
 
-  /** Every placed deployment with its shard. */
-  entries(): IterableIterator<[string, number]> {
-    return this.shardOfId.entries();
-  }
-
   private put(id: string, shard: number): void {
     this.shardOfId.set(id, shard);
     this.sizes[shard] = (this.sizes[shard] as number) + 1;
