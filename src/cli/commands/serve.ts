@@ -147,7 +147,8 @@ function proxyOptions(config: Readonly<ServeConfig>, log: ReturnType<typeof logg
     host: config.host,
     port: config.proxyPort,
     dataPlane: config.dataPlane,
-    logger: log.child({ component: 'proxy' }),
+    // Each data plane names itself in its log lines (`component`): not tagged again here.
+    logger: log,
     workers: config.proxyWorkers,
     workerLogLevel: config.logLevel,
   };

@@ -79,7 +79,10 @@ function levelOf(load: number): AdmissionLevel {
 export async function createHaproxyDataPlane(
   opts: HaproxyDataPlaneOptions,
 ): Promise<HaproxyDataPlane> {
-  const log = (opts.logger ?? pino({ level: 'silent' })).child({ dataPlane: 'haproxy' });
+  const log = (opts.logger ?? pino({ level: 'silent' })).child({
+    component: 'proxy',
+    dataPlane: 'haproxy',
+  });
   const host = opts.host ?? '127.0.0.1';
   const listen: ListenSpec = {
     host,
